@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up .venv, build the demo model if missing, start the dashboard
+#   make test   set up .venv, run the fast tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo run test test-slow test-all bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m healthmon demo
+
+run: demo
+	$(VENV)/bin/streamlit run app.py
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: setup
+	$(PY) benchmarks/inference_bench.py
+	$(PY) benchmarks/train_bench.py
+
+clean:
+	rm -rf $(VENV) data

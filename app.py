@@ -1,0 +1,43 @@
+"""healthmon dashboard entry page: the served model and a quick single-note check."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from healthmon.errors import HealthmonError
+from healthmon.ingest.notes import read_pasted
+from healthmon.ui.components import model_summary, probability_chart
+from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
+
+st.set_page_config(page_title="healthmon", page_icon="assets/logo.svg", layout="wide")
+st.logo("assets/logo.svg")
+st.title("healthmon")
+st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
+
+settings = get_settings()
+version = active_model_dir(settings)
+if version is None:
+    st.info(
+        "No model is available yet. Build the demo model with `python -m healthmon demo` "
+        "(or `make run`), or set HEALTHMON_ACTIVE_MODEL to a version folder written by "
+        "`python -m healthmon train`."
+    )
+    st.stop()
+
+card = get_card(str(version))
+model_summary(card, version.name)
+
+st.subheader("Check one note")
+text = st.text_area("Paste a note", height=160, placeholder="e.g. 58 y/o with T2DM, HbA1c 8.4%, BP 152/96 mmHg ...")
+if st.button("Predict", type="primary"):
+    try:
+        note = read_pasted(text).notes[0]
+        prediction = get_classifier(str(version)).predict(note.text)
+    except HealthmonError as exc:
+        st.error(str(exc))
+    else:
+        found = ", ".join(prediction.labels) or "no label above its threshold"
+        st.markdown(f"**Predicted:** {found}")
+        if prediction.windows > 1:
+            st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
+        st.plotly_chart(probability_chart(prediction, card.thresholds))

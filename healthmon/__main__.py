@@ -1,0 +1,7 @@
+"""`python -m healthmon ...`"""
+
+import sys
+
+from healthmon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""Command line: the same library calls the dashboard makes, headless.
+
+Exit codes: 0 success, 2 bad input or settings (one line on stderr saying what to fix),
+1 an unexpected error (traceback kept, it is a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from healthmon.config import Settings
+from healthmon.errors import HealthmonError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_columns(parser: argparse.ArgumentParser, *, labels: bool) -> None:
+    parser.add_argument("--data", required=True, help="notes file: .csv, .tsv or .txt")
+    parser.add_argument("--text-column", help="column holding the note text (default: found by alias)")
+    parser.add_argument("--id-column", help="column holding note ids")
+    if labels:
+        parser.add_argument("--label-column", help="column holding the label(s) (default: found by alias)")
+        parser.add_argument("--label-separator", default="|", help="separator between labels in one cell")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m healthmon", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fine-tune a model version on labelled notes")
+    _add_columns(train, labels=True)
+    train.add_argument("--out", help="version folder to create (default: a new folder under the models folder)")
+    train.add_argument("--multi-label", action="store_true", help="notes may carry several labels (sigmoid + BCE)")
+    train.add_argument("--mode", choices=["full", "lora", "head"], default="lora")
+    train.add_argument("--epochs", type=float, default=15)
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default by mode: full 1e-4, lora 5e-4, head 2e-3)")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--dropout", type=float, default=None)
+    train.add_argument("--warmup-ratio", type=float, default=0.06)
+    train.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0 = off)")
+    train.add_argument("--max-length", type=int, default=None)
+    train.add_argument("--max-steps", type=int, default=-1)
+    train.add_argument("--lora-r", type=int, default=16)
+    train.add_argument("--lora-alpha", type=int, default=32)
+    train.add_argument("--lora-dropout", type=float, default=0.1)
+    train.add_argument("--lora-targets", default="query,key,value,dense", help="comma-separated module names")
+    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--no-progress", action="store_true")
+
+    evaluate = sub.add_parser("evaluate", help="score a version on a labelled file")
+    evaluate.add_argument("--model", required=True, help="version folder")
+    _add_columns(evaluate, labels=True)
+
+    predict = sub.add_parser("predict", help="write calibrated risk per note to a CSV")
+    predict.add_argument("--model", required=True, help="version folder")
+    _add_columns(predict, labels=False)
+    predict.add_argument("--out", required=True, help="CSV to write")
+    predict.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None)
+
+    demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
+    demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
+    demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
+    return parser
+
+
+def _read(args: argparse.Namespace, settings: Settings, *, labels: bool):
+    from healthmon.ingest.notes import read_notes_file
+
+    result = read_notes_file(
+        args.data,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        label_column=getattr(args, "label_column", None) if labels else None,
+        label_separator=getattr(args, "label_separator", "|"),
+        max_bytes=int(settings.max_upload_mb * 2**20),
+    )
+    report = result.report
+    print(
+        f"read {report.rows_read} rows from {report.source} ({report.encoding}): "
+        f"{report.rows_accepted} accepted, {report.rows_rejected} rejected; columns {report.columns}",
+        file=sys.stderr,
+    )
+    for warning in report.warnings:
+        print(f"  note: {warning}", file=sys.stderr)
+    for row in report.rejected[:20]:
+        print(f"  rejected line {row.line}: {row.reason}", file=sys.stderr)
+    if report.rows_rejected > 20:
+        print(f"  ... and {report.rows_rejected - 20} more rejected rows", file=sys.stderr)
+    return result
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Headline figures for the one JSON line (full metrics live in card.json)."""
+    def slim(block: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in block.items() if k not in {"reliability", "confusion_matrix"}}
+
+    out = dict(metrics)
+    for key in ("test", "validation", "before_finetune"):
+        if isinstance(out.get(key), dict):
+            out[key] = slim(out[key])
+    return out
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.training.args import TrainArgs
+    from healthmon.training.trainer import train
+
+    train_args = TrainArgs(
+        mode=args.mode,
+        multi_label=args.multi_label,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        warmup_ratio=args.warmup_ratio,
+        early_stopping_patience=args.patience,
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_target_modules=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()),
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+    )
+    notes = _read(args, settings, labels=True).notes
+    # Trainer prints its logs to stdout; stdout is reserved for the one JSON line.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = train(notes, train_args, out_dir=args.out, settings=settings, progress=not args.no_progress)
+    if result.version_dir is None:  # a non-zero torchrun rank: rank 0 reports
+        return 0
+    print(json.dumps({"version": str(result.version_dir), **_summary(result.metrics)}, default=str))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.model.classifier import Classifier
+    from healthmon.training.evaluation import evaluate
+
+    classifier = Classifier.from_pretrained(args.model, settings=settings, precision="fp32")
+    notes = _read(args, settings, labels=True).notes
+    with contextlib.redirect_stdout(sys.stderr):
+        metrics = evaluate(classifier, notes, progress=True)
+    print(json.dumps(_summary(metrics), default=str))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from healthmon.model.classifier import Classifier
+
+    classifier = Classifier.from_pretrained(args.model, settings=settings, precision=args.precision)
+    result = _read(args, settings, labels=False)
+    predictions = classifier.predict([note.text for note in result.notes], progress=True)
+    rows = []
+    for note, pred in zip(result.notes, predictions):
+        row = {"note_id": note.note_id, "patient_id": note.patient_id, "predicted": "|".join(pred.labels)}
+        row.update({f"p_{label}": round(p, 6) for label, p in pred.probabilities.items()})
+        row.update({"windows": pred.windows, "model_version": pred.model_version})
+        rows.append(row)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    print(
+        f"wrote {len(rows)} predictions to {out} (precision {classifier.precision}, device {classifier.device})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.demo import build_demo_model
+
+    with contextlib.redirect_stdout(sys.stderr):
+        folder, built = build_demo_model(settings, force=args.force, n_notes=args.notes)
+    print(json.dumps({"demo_model": str(folder), "built": built}))
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return COMMANDS[args.command](args, settings)
+    except HealthmonError as exc:
+        print(f"healthmon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:  # a HEALTHMON_* environment variable with a bad value
+        problems = "; ".join(
+            f"HEALTHMON_{'_'.join(map(str, err['loc'])).upper()}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        print(f"healthmon {args.command}: invalid setting: {problems}. Fix the environment variable.", file=sys.stderr)
+        return EXIT_BAD_INPUT

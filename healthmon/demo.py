@@ -1,0 +1,61 @@
+"""The demo model: trained on the project's own synthetic notes, never on patient data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from healthmon.config import Settings
+from healthmon.model.card import CARD_FILE
+from healthmon.types import Note
+
+DEMO_NOTES_FILE = "synthetic_demo_notes.csv"
+
+
+def demo_notes(n_notes: int, seed: int) -> list[Note]:
+    from healthmon.training.synthetic import generate_demo_notes
+
+    return [
+        Note(text=s.text, note_id=s.note_id, patient_id=s.patient_id, labels=s.labels, source="synthetic")
+        for s in generate_demo_notes(n_notes, seed=seed)
+    ]
+
+
+def build_demo_model(settings: Settings, *, force: bool = False, n_notes: int = 1000) -> tuple[Path, bool]:
+    """Train the multi-label demo model unless one already exists.
+
+    The demo is multi-label (none / diabetes / hypertension / cancer, some notes with two
+    conditions), LoRA, at most 6 epochs: about two minutes on a 2-core CPU, so `make run`
+    on a fresh machine is usable quickly.
+
+    Returns:
+        The demo version folder and whether it was (re)built now.
+    """
+    from healthmon.training.args import TrainArgs
+    from healthmon.training.synthetic import DEMO_LABELS, write_demo_csv
+    from healthmon.training.trainer import train
+
+    target = settings.demo_model_dir
+    if (target / CARD_FILE).is_file() and not force:
+        return target, False
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    # The CSV is what the dashboard offers as a sample upload, labelled synthetic.
+    write_demo_csv(demo_dir / DEMO_NOTES_FILE, n=n_notes, seed=settings.seed)
+    args = TrainArgs(
+        mode="lora", multi_label=True, epochs=6, early_stopping_patience=1, label_order=DEMO_LABELS
+    )
+    staging = target.with_name(target.name + ".new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    train(demo_notes(n_notes, settings.seed), args, out_dir=staging, settings=settings, synthetic_data=True)
+    if target.exists():
+        retired = target.with_name(f".tmp-{target.name}-old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return target, True

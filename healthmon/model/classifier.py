@@ -1,0 +1,256 @@
+"""Calibrated inference over a fine-tuned model version (Hugging Face habits).
+
+``Classifier.from_pretrained(version_dir)`` then ``predict`` / ``predict_proba`` with one
+string or a list. Long notes are split into overlapping windows, every window is scored,
+and the window logits are aggregated per note before calibration:
+
+* single-label: the token-weighted mean of window logits. The label describes the whole
+  note, so every window is evidence about the same class and longer windows weigh more.
+* multi-label: the per-label maximum over windows. A condition mentioned once in a long
+  note is still the patient's condition; averaging would dilute it below threshold.
+
+Calibration (temperature, thresholds) is fitted on these aggregated logits, so the
+aggregation is part of what the temperature corrects.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, overload
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from healthmon.config import Settings
+from healthmon.errors import ModelError
+from healthmon.model.card import MULTI_LABEL, ModelCard
+from healthmon.model.device import pick_device, resolve_precision
+from healthmon.model.loading import load_version_model
+from healthmon.types import Prediction
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Token windows of a batch of notes: ``note_index[i]`` owns ``input_ids[i]``."""
+
+    input_ids: list[list[int]]
+    note_index: np.ndarray
+    offsets: list[list[tuple[int, int]]]
+
+
+def encode_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, stride: int
+) -> Windows:
+    """Tokenize notes into windows of at most ``max_length`` tokens sharing ``stride`` tokens."""
+    enc = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        stride=min(stride, max_length // 2),
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    return Windows(
+        input_ids=enc["input_ids"],
+        note_index=np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64),
+        offsets=enc["offset_mapping"],
+    )
+
+
+def aggregate_windows(
+    window_logits: np.ndarray, note_index: np.ndarray, weights: np.ndarray, n_notes: int, multi_label: bool
+) -> np.ndarray:
+    """Note-level logits from window logits (see module docstring for why these rules)."""
+    out = np.zeros((n_notes, window_logits.shape[1]), dtype=np.float64)
+    if multi_label:
+        out[:] = -np.inf
+        np.maximum.at(out, note_index, window_logits)
+        return out
+    totals = np.zeros(n_notes, dtype=np.float64)
+    np.add.at(out, note_index, window_logits * weights[:, None])
+    np.add.at(totals, note_index, weights)
+    return out / totals[:, None]
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
+    """Softmax (single-label) or sigmoid (multi-label) of ``logits / temperature``."""
+    scaled = torch.as_tensor(logits, dtype=torch.float64) / temperature
+    probs = torch.sigmoid(scaled) if multi_label else torch.softmax(scaled, dim=-1)
+    return probs.numpy()
+
+
+class Classifier:
+    """A fine-tuned model version ready for calibrated prediction.
+
+    Args:
+        model: a sequence-classification model (already merged if it was LoRA).
+        tokenizer: its tokenizer.
+        card: the version's card (labels, problem type, temperature, thresholds).
+        name: version name shown to users and stored with predictions.
+        device / precision / batch_size: see :class:`healthmon.config.Settings`.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        card: ModelCard,
+        *,
+        name: str = "in-memory",
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 8,
+    ) -> None:
+        self.card = card
+        self.name = name
+        self.tokenizer = tokenizer
+        self.device = pick_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
+        model = model.to(self.device).eval()
+        if self.precision == "int8":
+            # A copy, so the caller's fp32 model stays usable (e.g. training keeps evaluating it).
+            model = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+            )
+        self.model = model
+        self.last_timing: dict[str, float] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        version_dir: str | Path,
+        *,
+        settings: Settings | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        batch_size: int | None = None,
+    ) -> "Classifier":
+        """Load a version folder written by training.
+
+        Args:
+            version_dir: the folder holding ``card.json``.
+            settings: defaults for device, precision and batch size.
+        """
+        settings = settings or Settings()
+        folder = Path(version_dir)
+        card = ModelCard.load(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                "tokenizer files in the version folder",
+                f"none usable in {folder} ({exc.__class__.__name__})",
+                "retrain the version; tokenizer files are written beside card.json",
+            ) from exc
+        model = load_version_model(folder, card)
+        return cls(
+            model,
+            tokenizer,
+            card,
+            name=folder.name,
+            device=device or settings.device,
+            precision=precision or settings.precision,
+            batch_size=batch_size or settings.batch_size,
+        )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    @property
+    def multi_label(self) -> bool:
+        return self.card.problem_type == MULTI_LABEL
+
+    def logits(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Uncalibrated note-level logits, shape (n_notes, n_labels)."""
+        return self._score(list(texts), progress)[0]
+
+    def _score(self, texts: list[str], progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Note-level logits and the number of windows each note was split into."""
+        if not texts:
+            return np.zeros((0, len(self.labels))), np.zeros(0, dtype=np.int64)
+        started = time.perf_counter()
+        windows = encode_windows(self.tokenizer, texts, self.card.max_length, self.card.window_stride)
+        tokenized = time.perf_counter()
+        lengths = np.array([len(ids) for ids in windows.input_ids])
+        # Longest first, so padding inside a batch is small and the first batch shows
+        # the worst-case memory at once rather than at the end.
+        order = np.argsort(-lengths, kind="stable")
+        window_logits = np.zeros((len(order), len(self.labels)), dtype=np.float32)
+        batches = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="predict", unit="batch")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
+            for start in batches:
+                idx = order[start : start + self.batch_size]
+                batch = self.tokenizer.pad(
+                    {"input_ids": [windows.input_ids[i] for i in idx]}, return_tensors="pt"
+                )
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out = self.model(**batch).logits
+                window_logits[idx] = out.float().cpu().numpy()
+        self.last_timing = {
+            "tokenize_s": tokenized - started,
+            "model_s": time.perf_counter() - tokenized,
+            "windows": float(len(order)),
+            "tokens": float(lengths.sum()),
+        }
+        note_logits = aggregate_windows(
+            window_logits, windows.note_index, lengths.astype(np.float64), len(texts), self.multi_label
+        )
+        return note_logits, np.bincount(windows.note_index, minlength=len(texts))
+
+    @overload
+    def predict_proba(self, texts: str, *, progress: bool = ...) -> np.ndarray: ...
+    @overload
+    def predict_proba(self, texts: Sequence[str], *, progress: bool = ...) -> np.ndarray: ...
+
+    def predict_proba(self, texts: str | Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Calibrated probabilities: shape (n_labels,) for one string, (n, n_labels) for a list."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        probs = calibrated_probabilities(self.logits(batch, progress=progress), self.card.temperature, self.multi_label)
+        return probs[0] if single else probs
+
+    def _probabilities_and_windows(self, texts: list[str], progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        logits, counts = self._score(texts, progress)
+        return calibrated_probabilities(logits, self.card.temperature, self.multi_label), counts
+
+    def decide(self, probs: np.ndarray) -> tuple[str, ...]:
+        """Predicted label(s) for one row of calibrated probabilities."""
+        if not self.multi_label:
+            return (self.labels[int(np.argmax(probs))],)
+        chosen = tuple(
+            label for label, p in zip(self.labels, probs) if p >= self.card.thresholds.get(label, 0.5)
+        )
+        return chosen
+
+    @overload
+    def predict(self, texts: str, *, progress: bool = ...) -> Prediction: ...
+    @overload
+    def predict(self, texts: Sequence[str], *, progress: bool = ...) -> list[Prediction]: ...
+
+    def predict(self, texts: str | Sequence[str], *, progress: bool = False) -> Prediction | list[Prediction]:
+        """Predictions with calibrated probabilities per label and the decided label(s)."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        probs, counts = self._probabilities_and_windows(batch, progress)
+        preds = [
+            Prediction(
+                probabilities={label: float(p) for label, p in zip(self.labels, row)},
+                labels=self.decide(row),
+                model_version=self.name,
+                problem_type=self.card.problem_type,
+                windows=int(n),
+            )
+            for row, n in zip(probs, counts)
+        ]
+        return preds[0] if single else preds

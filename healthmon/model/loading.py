@@ -1,0 +1,135 @@
+"""Build a classification model from a base, and load one back from a version folder."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from healthmon.config import resolve_base_model
+from healthmon.errors import ModelError
+from healthmon.model.card import ModelCard
+
+HEAD_FILE = "head.safetensors"
+ADAPTER_DIR = "adapter"
+FULL_DIR = "model"
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide the expected "newly initialized weights: classifier" warning while building heads."""
+    previous = hf_logging.get_verbosity()
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            # peft calls a transformers helper that warns about its own v6 rename.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
+def build_model(
+    base_model: str,
+    labels: Sequence[str],
+    problem_type: str,
+    dropout: float | None = None,
+) -> PreTrainedModel:
+    """A base encoder with a fresh classification head for ``labels``.
+
+    Args:
+        base_model: folder or Hugging Face id (the bundled marker is resolved here).
+        labels: label names, in head order.
+        problem_type: single- or multi-label classification.
+        dropout: overrides hidden, attention and classifier dropout when given.
+    """
+    path = resolve_base_model(base_model)
+    extra: dict[str, float] = {}
+    if dropout is not None:
+        extra = {
+            "hidden_dropout_prob": dropout,
+            "attention_probs_dropout_prob": dropout,
+            "classifier_dropout": dropout,
+        }
+    try:
+        config = AutoConfig.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            problem_type=problem_type,
+            **extra,
+        )
+        with quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    except OSError as exc:
+        raise ModelError(
+            "a local Hugging Face model folder (nothing is downloaded: HF_HUB_OFFLINE=1)",
+            f"{base_model!r} could not be loaded ({exc.__class__.__name__})",
+            "set HEALTHMON_BASE_MODEL to a folder containing config.json and weights, "
+            "or leave it unset to use the bundled all-MiniLM-L6-v2",
+        ) from exc
+
+
+def head_module_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """Top-level parts trained in ``head`` mode: the pooler (if any) and the classifier."""
+    names = ["classifier"]
+    base = getattr(model, model.base_model_prefix, None)
+    if base is not None and getattr(base, "pooler", None) is not None:
+        names.append(f"{model.base_model_prefix}.pooler")
+    return tuple(names)
+
+
+def head_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    prefixes = tuple(f"{name}." for name in head_module_names(model))
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+
+
+def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
+    """Rebuild the fine-tuned model described by ``card`` from ``version_dir``.
+
+    LoRA adapters are merged into the base weights, so inference costs the same as a
+    full fine-tune.
+    """
+    fmt = card.weights_format
+    try:
+        if fmt == "full":
+            with quiet_transformers():
+                model = AutoModelForSequenceClassification.from_pretrained(str(version_dir / FULL_DIR))
+        elif fmt == "lora":
+            from peft import PeftModel
+
+            base = build_model(card.base_model, card.labels, card.problem_type)
+            with quiet_transformers():
+                model = PeftModel.from_pretrained(base, str(version_dir / ADAPTER_DIR)).merge_and_unload()
+        elif fmt == "head":
+            model = build_model(card.base_model, card.labels, card.problem_type)
+            state = load_file(str(version_dir / HEAD_FILE))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            head_prefixes = tuple(f"{n}." for n in head_module_names(model))
+            if unexpected or any(k.startswith(head_prefixes) for k in missing):
+                raise ModelError(
+                    "head weights matching the base model",
+                    f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}",
+                    "check that HEALTHMON_BASE_MODEL is the base this version was trained on",
+                )
+        else:
+            raise ModelError("weights_format full, lora or head", repr(fmt), "retrain this version")
+    except FileNotFoundError as exc:
+        raise ModelError(
+            f"the {fmt} weights of this version", f"missing file ({exc})", "retrain the version"
+        ) from exc
+    logging.getLogger(__name__).debug("loaded %s version from %s", fmt, version_dir)
+    model.eval()
+    return model

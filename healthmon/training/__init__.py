@@ -1,0 +1,1 @@
+"""healthmon.training"""

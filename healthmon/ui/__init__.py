@@ -1,0 +1,1 @@
+"""The only library code that imports streamlit: cached resources and shared widgets."""

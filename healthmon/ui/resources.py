@@ -1,0 +1,33 @@
+"""Cached resources for the Streamlit pages (library functions themselves stay cache-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from healthmon.config import Settings
+from healthmon.model.card import ModelCard
+from healthmon.model.classifier import Classifier
+
+
+@st.cache_resource(show_spinner=False)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def active_model_dir(settings: Settings) -> Path | None:
+    """The version the dashboard serves: HEALTHMON_ACTIVE_MODEL, else the demo model."""
+    folder = settings.active_model or settings.demo_model_dir
+    return folder if (folder / "card.json").is_file() else None
+
+
+@st.cache_resource(show_spinner="Loading the model ...")
+def get_classifier(version_dir: str) -> Classifier:
+    # Keyed by folder so switching versions loads the new one and keeps the old cached.
+    return Classifier.from_pretrained(version_dir, settings=get_settings())
+
+
+@st.cache_data(show_spinner=False)
+def get_card(version_dir: str) -> ModelCard:
+    return ModelCard.load(version_dir)

@@ -1,0 +1,93 @@
+"""The CLI end to end on the tiny model: exit codes, one JSON line, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_notes
+
+
+def run_cli(args: list[str], settings, capsys=None) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "HEALTHMON_DATA_DIR": str(settings.data_dir),
+        "HEALTHMON_BASE_MODEL": settings.base_model,
+        "HEALTHMON_MAX_LENGTH": "64",
+    }
+    return subprocess.run([sys.executable, "-m", "healthmon", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture()
+def notes_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["note_id", "description", "diagnosis"])
+        for note in make_notes(12):
+            writer.writerow([note.note_id, note.text, note.labels[0]])
+        writer.writerow(["bad-1", "   ", "diabetes"])  # rejected: empty text
+    return path
+
+
+def test_train_predict_evaluate_round_trip(tmp_path, settings, notes_csv):
+    out = tmp_path / "version"
+    train = run_cli(["train", "--data", str(notes_csv), "--mode", "head", "--max-steps", "2", "--out", str(out), "--no-progress"], settings)
+    assert train.returncode == 0, train.stderr
+    lines = train.stdout.strip().splitlines()
+    assert len(lines) == 1, "stdout must hold exactly one JSON line"
+    metrics = json.loads(lines[0])
+    assert {"accuracy", "macro_f1", "ece", "ece_uncalibrated", "auroc_macro"} <= set(metrics["test"])
+    assert "before_finetune" in metrics and metrics["version"] == str(out)
+    assert "1 rejected" in train.stderr and "rejected line 38" in train.stderr
+
+    evaluate = run_cli(["evaluate", "--model", str(out), "--data", str(notes_csv)], settings)
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert json.loads(evaluate.stdout.strip().splitlines()[-1])["test"]["n"] == 36
+
+    pred_csv = tmp_path / "pred.csv"
+    predict = run_cli(["predict", "--model", str(out), "--data", str(notes_csv), "--out", str(pred_csv), "--precision", "fp32"], settings)
+    assert predict.returncode == 0, predict.stderr
+    rows = list(csv.DictReader(pred_csv.open()))
+    assert len(rows) == 36
+    assert {"p_diabetes", "p_hypertension", "p_cancer", "predicted", "note_id"} <= set(rows[0])
+    assert abs(sum(float(rows[0][f"p_{l}"]) for l in ("diabetes", "hypertension", "cancer")) - 1) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "content, extra, needle",
+    [
+        (b"", [], "empty"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), [], "binary"),
+        (b"a,b\n1,2\n", [], "text column"),
+        (b"text,label\nsome note,x\n", ["--text-column", "body"], "body"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, settings, content, extra, needle):
+    path = tmp_path / "input.csv"
+    path.write_bytes(content)
+    proc = run_cli(["train", "--data", str(path), "--max-steps", "1", *extra], settings)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("healthmon train:") and needle.lower() in last.lower()
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_model_and_bad_setting_exit_2(tmp_path, settings, notes_csv):
+    proc = run_cli(["predict", "--model", str(tmp_path / "nope"), "--data", str(notes_csv), "--out", str(tmp_path / "p.csv")], settings)
+    assert proc.returncode == 2 and "card.json" in proc.stderr
+    env_bad = {**os.environ, "HEALTHMON_MAX_LENGTH": "5"}
+    proc = subprocess.run([sys.executable, "-m", "healthmon", "demo"], cwd=ROOT, env=env_bad, capture_output=True, text=True)
+    assert proc.returncode == 2 and "max_length" in proc.stderr
+
+
+def test_usage_errors_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "healthmon", "train"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--data" in proc.stderr

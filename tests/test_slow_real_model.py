@@ -1,0 +1,71 @@
+"""Slow tests: the real bundled all-MiniLM-L6-v2, torchrun scale-out, real public data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from healthmon.config import Settings
+from healthmon.model.classifier import Classifier
+from healthmon.model.versions import list_versions
+from healthmon.training.args import TrainArgs
+from healthmon.training.trainer import train
+
+from conftest import ROOT, SHARED_DATA, make_notes
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_model_trains_saves_and_reloads_to_the_same_probabilities(tmp_path):
+    settings = Settings(data_dir=tmp_path, max_length=64)
+    notes = make_notes(12)
+    args = TrainArgs(mode="lora", max_steps=4, batch_size=8)
+    result = train(notes, args, out_dir=tmp_path / "v", settings=settings, progress=False)
+    assert result.card.base_model == "bundled:all-MiniLM-L6-v2"  # portable: no site-packages path stored
+
+    texts = [n.text for n in notes[:6]] + ["A much longer note. " * 60]
+    first = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    second = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    np.testing.assert_allclose(first.predict_proba(texts), second.predict_proba(texts), atol=1e-6)
+    assert first.predict(texts[-1]).windows > 1
+    # bf16 (where native) and int8 stay close to fp32 on the real model.
+    for precision, tolerance in (("auto", 0.02), ("int8", 0.1)):
+        other = Classifier.from_pretrained(result.version_dir, settings=settings, precision=precision)
+        assert np.abs(other.predict_proba(texts) - first.predict_proba(texts)).max() < tolerance
+
+
+def test_torchrun_two_processes_write_one_normal_version(tmp_path):
+    csv = tmp_path / "notes.csv"
+    csv.write_text("text,label\n" + "".join(f'"{n.text}",{n.labels[0]}\n' for n in make_notes(12)), encoding="utf-8")
+    out = tmp_path / "ddp-version"
+    env = {**os.environ, "HEALTHMON_DATA_DIR": str(tmp_path / "data"), "HEALTHMON_MAX_LENGTH": "64",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "healthmon", "train", "--data", str(csv), "--mode", "lora", "--max-steps", "3",
+           "--batch-size", "4", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics["train"]["world_size"] == 2
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    versions = list_versions(out.parent)
+    assert [folder for folder, _ in versions] == [out]
+    clf = Classifier.from_pretrained(out, settings=Settings(max_length=64), precision="fp32")
+    assert clf.predict_proba("glucose 240 mg/dL").sum() == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "symptom2disease").is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+def test_real_public_csvs_ingest_without_rejections():
+    from healthmon.ingest.notes import read_notes_file
+
+    s2d = read_notes_file(SHARED_DATA / "symptom2disease" / "Symptom2Disease.csv")
+    assert s2d.report.rows_accepted == 1200 and s2d.report.columns["label"] == "label"
+    assert len({label for n in s2d.notes for label in n.labels}) == 24
+    abstracts = read_notes_file(SHARED_DATA / "medical-abstracts" / "medical_tc_test.csv")
+    assert abstracts.report.rows_accepted == 2888
+    assert abstracts.report.columns == {"text": "medical_abstract", "label": "condition_label"}

@@ -1,0 +1,98 @@
+"""Fine-tuning plumbing on a tiny random BERT: every mode, both problem types, saved and reloaded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from healthmon.errors import ModelError, TrainingError
+from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
+from healthmon.model.classifier import Classifier
+from healthmon.model.versions import list_versions
+from healthmon.training.args import TrainArgs
+from healthmon.training.evaluation import evaluate
+from healthmon.training.trainer import train, train_splits_only
+from healthmon.types import Note
+
+from conftest import make_notes
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
+def test_each_mode_writes_a_version_that_reloads_to_the_same_scores(mode, settings, notes):
+    args = TrainArgs(mode=mode, max_steps=3, batch_size=8, lora_target_modules=("query", "value"))
+    result = train(notes, args, out_dir=settings.data_dir / f"v-{mode}", settings=settings, progress=False)
+
+    folder = result.version_dir
+    expected_weights = {"full": "model", "lora": "adapter", "head": "head.safetensors"}[mode]
+    assert (folder / expected_weights).exists()
+    assert (folder / "tokenizer.json").exists()
+    card = ModelCard.load(folder)
+    assert card.weights_format == mode and card.problem_type == SINGLE_LABEL
+    assert set(card.labels) == {"diabetes", "hypertension", "cancer"}
+    assert card.data_fingerprint and card.created_at and card.train_args["mode"] == mode
+    for key in ("test", "validation", "before_finetune", "temperature", "train"):
+        assert key in card.metrics
+    assert card.metrics["test"]["ece_uncalibrated"] >= 0
+
+    # Reloading must reproduce the test metrics computed in memory during training.
+    splits, _ = train_splits_only(notes, args, settings)
+    reloaded = Classifier.from_pretrained(folder, settings=settings, precision="fp32")
+    test_notes = [Note(text=e.text, note_id=str(i), labels=e.labels) for i, e in enumerate(splits.test)]
+    again = evaluate(reloaded, test_notes)["test"]
+    assert again["accuracy"] == pytest.approx(card.metrics["test"]["accuracy"])
+    assert again["ece"] == pytest.approx(card.metrics["test"]["ece"], abs=1e-5)
+
+
+def test_multi_label_tunes_thresholds_and_predicts_label_sets(settings):
+    notes = make_notes(16, multi=True)
+    args = TrainArgs(mode="lora", multi_label=True, max_steps=3, lora_target_modules=("query", "value"))
+    result = train(notes, args, out_dir=settings.data_dir / "ml", settings=settings, progress=False)
+    card = result.card
+    assert card.problem_type == MULTI_LABEL
+    assert set(card.thresholds) == set(card.labels)
+    assert all(0.0 < t < 1.0 for t in card.thresholds.values())
+    clf = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    probs = clf.predict_proba(["polyuria and BP 162/98 mmHg", "biopsy"])
+    assert probs.shape == (2, 3)
+    # Sigmoid outputs are independent per label: rows need not sum to one.
+    assert np.all((probs > 0) & (probs < 1))
+    pred = clf.predict("polyuria")
+    assert set(pred.labels) <= set(card.labels)
+    assert pred.labels == tuple(l for l in card.labels if pred.probabilities[l] >= card.thresholds[l])
+
+
+def test_training_with_early_stopping_runs_whole_epochs_and_logs_curves(settings, notes):
+    args = TrainArgs(mode="head", epochs=2, early_stopping_patience=1, batch_size=16)
+    result = train(notes, args, out_dir=settings.data_dir / "es", settings=settings, progress=False)
+    log = result.card.training_log
+    assert any("eval_macro_f1" in row for row in log), log
+    assert result.metrics["train"]["epochs_run"] == pytest.approx(2.0)
+    assert result.metrics["train"]["samples_per_s"] > 0
+
+
+def test_existing_target_is_refused_before_any_training(settings, notes):
+    target = settings.data_dir / "taken"
+    target.mkdir(parents=True)
+    with pytest.raises(ModelError, match="already exists"):
+        train(notes, TrainArgs(max_steps=1), out_dir=target, settings=settings, progress=False)
+
+
+def test_one_label_only_is_a_clear_training_error(settings):
+    notes = [Note(text=f"note {i}", note_id=str(i), labels=("diabetes",)) for i in range(20)]
+    with pytest.raises(TrainingError) as info:
+        train(notes, TrainArgs(max_steps=1), settings=settings, progress=False)
+    assert "at least two different labels" in str(info.value)
+    assert "diabetes" in str(info.value)
+
+
+def test_versions_are_listed_newest_first_and_temp_folders_ignored(settings, notes):
+    models = settings.resolved_models_dir
+    first = train(notes, TrainArgs(mode="head", max_steps=1), settings=settings, progress=False)
+    (models / ".tmp-half-written").mkdir()
+    second = train(notes, TrainArgs(mode="head", max_steps=1, seed=3), settings=settings, progress=False)
+    found = [folder for folder, _ in list_versions(models)]
+    assert found == [second.version_dir, first.version_dir]
+    card = json.loads((first.version_dir / "card.json").read_text())
+    assert card["data_report"]["split_sizes"]["test"] > 0
