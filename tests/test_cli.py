@@ -85,7 +85,7 @@ def test_missing_model_and_bad_setting_exit_2(tmp_path, settings, notes_csv):
     assert proc.returncode == 2 and "card.json" in proc.stderr
     env_bad = {**os.environ, "HEALTHMON_MAX_LENGTH": "5"}
     proc = subprocess.run([sys.executable, "-m", "healthmon", "demo"], cwd=ROOT, env=env_bad, capture_output=True, text=True)
-    assert proc.returncode == 2 and "max_length" in proc.stderr
+    assert proc.returncode == 2 and "HEALTHMON_MAX_LENGTH='5'" in proc.stderr and "greater than or equal to 16" in proc.stderr
 
 
 def test_usage_errors_exit_2():

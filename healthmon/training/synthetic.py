@@ -307,7 +307,7 @@ _COMPLAINTS: tuple[_Complaint, ...] = (
     _Complaint(
         "med refill and forms",
         ("Needs paperwork for new job and refills; no new concerns.",),
-        ("Well appearing, NAD.",),
+        ("No acute findings.",),
         "Administrative visit",
         ("forms completed", "refills sent"),
     ),
@@ -957,7 +957,8 @@ class _NoteWriter:
         if "diabetes" in self.has:
             items.append(_a1c_text(r, self.a1c))
             if r.random() < 0.6:
-                items.append(_glucose_text(r, r.choice((self.fpg, self.rbg)), r.random() < 0.6))
+                fasting = r.random() < 0.6
+                items.append(_glucose_text(r, self.fpg if fasting else self.rbg, fasting))
             if r.random() < 0.4 or extended:
                 items.append(r.choice((f"UACR {r.randint(32, 240)} mg/g",
                                        f"eGFR {r.randint(52, 88)} mL/min/1.73m²",
@@ -1426,7 +1427,13 @@ def _make_patient(r: random.Random, number: int, conditions: tuple[str, ...]) ->
         site = None
         age = r.randint(34, 84) if conditions else r.randint(18, 78)
     dm_type = 1 if "diabetes" in conditions and r.random() < 0.06 else 2
+    other_pmh = tuple(r.sample([x for x in _OTHER_PMH if sex == "M" or x != "BPH"],
+                               r.choice((0, 0, 1, 1, 2, 3))))
     bmi = round(r.uniform(27, 39) if "diabetes" in conditions else r.uniform(19, 31), 1)
+    if "HLD" in other_pmh and "hyperlipidemia" in other_pmh:
+        other_pmh = tuple(x for x in other_pmh if x != "HLD")  # same diagnosis, listed once
+    if "obesity" in other_pmh:
+        bmi = round(r.uniform(30.5, 42), 1)  # a charted diagnosis must match the charted BMI
     return _Patient(
         patient_id=f"SYN-P{number:04d}",
         conditions=conditions,
@@ -1441,8 +1448,7 @@ def _make_patient(r: random.Random, number: int, conditions: tuple[str, ...]) ->
         years_dm=r.randint(1, max(1, min(22, age - 30))),
         years_htn=r.randint(1, max(1, min(25, age - 30))),
         bmi=bmi,
-        other_pmh=tuple(r.sample([x for x in _OTHER_PMH if sex == "M" or x != "BPH"],
-                                 r.choice((0, 0, 1, 1, 2, 3)))),
+        other_pmh=other_pmh,
         smoker=r.random() < (0.6 if site == "lung" else 0.2),
     )
 

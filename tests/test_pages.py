@@ -1,0 +1,65 @@
+"""Streamlit pages through AppTest, serving a tiny trained version (the model is real but tiny)."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from healthmon.training.args import TrainArgs
+from healthmon.training.trainer import train
+
+from conftest import ROOT
+
+
+@pytest.fixture()
+def served(settings, notes, monkeypatch):
+    version = train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "served",
+                    settings=settings, progress=False).version_dir
+    monkeypatch.setenv("HEALTHMON_ACTIVE_MODEL", str(version))
+    monkeypatch.setenv("HEALTHMON_BASE_MODEL", settings.base_model)
+    monkeypatch.setenv("HEALTHMON_DATA_DIR", str(settings.data_dir))
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield version
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def test_home_without_a_model_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEALTHMON_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HEALTHMON_ACTIVE_MODEL", raising=False)
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "python -m healthmon demo" in at.info[0].value
+
+
+def test_home_shows_the_model_and_scores_a_pasted_note(served):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert any(m.label == "Model version" and m.value == "served" for m in at.metric)
+    at.text_area[0].input("Patient reports polyuria, glucose 240 mg/dL").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("Predicted:" in md.value for md in at.markdown)
+
+
+def test_home_rejects_an_empty_note_with_a_message(served):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.error and "Fix:" in at.error[0].value
+
+
+def test_notes_page_scores_pasted_text(served):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Notes.py"), default_timeout=120).run()
+    assert not at.exception
+    at.text_area[0].input("BP 162/98 mmHg on amlodipine").run()
+    at.button[0].click().run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert list(table["note"]) and {"P(diabetes)", "P(hypertension)", "P(cancer)"} <= set(table.columns)
+    assert table[["P(diabetes)", "P(hypertension)", "P(cancer)"]].sum(axis=1).iloc[0] == pytest.approx(1.0)
