@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo run test test-slow test-all bench clean
+.PHONY: setup demo run test test-marked test-all bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,9 @@ run: demo
 test: setup
 	$(PY) -m pytest -q
 
-test-slow: setup
-	$(PY) -m pytest -q -m slow
+# Everything plain `pytest` skips: slow, browser and PostgreSQL tests (CI runs this after `make test`).
+test-marked: setup
+	$(PY) -m pytest -q -m "slow or browser or postgres"
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"

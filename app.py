@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_pasted
-from healthmon.ui.components import model_summary, probability_chart
+from healthmon.ui.components import plain, show_error, model_summary, probability_chart
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
 
-st.set_page_config(page_title="healthmon", page_icon="assets/logo.svg", layout="wide")
-st.logo("assets/logo.svg")
+LOGO = str(Path(__file__).parent / "assets" / "logo.svg")
+st.set_page_config(page_title="healthmon", page_icon=LOGO, layout="wide")
+st.logo(LOGO)
 st.title("healthmon")
 st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
 
@@ -34,10 +37,10 @@ if st.button("Predict", type="primary"):
         note = read_pasted(text).notes[0]
         prediction = get_classifier(str(version)).predict(note.text)
     except HealthmonError as exc:
-        st.error(str(exc))
+        show_error(exc)
     else:
         found = ", ".join(prediction.labels) or "no label above its threshold"
-        st.markdown(f"**Predicted:** {found}")
+        st.markdown(f"**Predicted:** {plain(found)}")
         if prediction.windows > 1:
             st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
         st.plotly_chart(probability_chart(prediction, card.thresholds))

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from pydantic import ValidationError
 
 from healthmon.config import Settings
-from healthmon.errors import HealthmonError
+from healthmon.errors import HealthmonError, IngestError
 
 EXIT_BAD_INPUT = 2
 
@@ -172,8 +172,11 @@ def _cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
         row.update({"windows": pred.windows, "model_version": pred.model_version})
         rows.append(row)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out, index=False)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(out, index=False)
+    except OSError as exc:
+        raise IngestError("a writable CSV path for --out", f"{out}: {exc.strerror}", "choose a file in a writable folder") from exc
     print(
         f"wrote {len(rows)} predictions to {out} (precision {classifier.precision}, device {classifier.device})",
         file=sys.stderr,

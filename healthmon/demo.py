@@ -46,7 +46,8 @@ def build_demo_model(settings: Settings, *, force: bool = False, n_notes: int = 
     args = TrainArgs(
         mode="lora", multi_label=True, epochs=6, early_stopping_patience=1, label_order=DEMO_LABELS
     )
-    staging = target.with_name(target.name + ".new")
+    # ".tmp-" names are skipped by list_versions, so a killed build is never served.
+    staging = target.with_name(f".tmp-{target.name}-new")
     if staging.exists():
         shutil.rmtree(staging)
     train(demo_notes(n_notes, settings.seed), args, out_dir=staging, settings=settings, synthetic_data=True)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_notes_bytes, read_pasted
-from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, predictions_table
+from healthmon.ui.components import show_error, SYNTHETIC_BANNER, ingest_report, predictions_table
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
 
 st.set_page_config(page_title="Notes · healthmon", layout="wide")
@@ -34,7 +34,7 @@ if st.button("Predict", type="primary"):
         with st.spinner(f"Scoring {len(texts)} note(s) ..."):
             predictions = get_classifier(str(version)).predict(texts)
     except HealthmonError as exc:
-        st.error(str(exc))
+        show_error(exc)
     else:
         table = predictions_table([n.note_id for n in result.notes], texts, predictions)
         columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")

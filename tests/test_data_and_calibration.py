@@ -22,7 +22,8 @@ def test_duplicates_never_cross_splits_and_are_counted():
     conflict = Note(text=notes[0].text, note_id="conflict", labels=("cancer",))
     splits, report = build_splits(notes + dupes + [conflict], multi_label=False, val_fraction=0.1, test_fraction=0.2, seed=1)
     assert report.duplicates_removed == 16
-    assert report.duplicate_label_conflicts == 1 if notes[0].labels != ("cancer",) else 0
+    assert notes[0].labels != ("cancer",)
+    assert report.duplicate_label_conflicts == 1
     keys = [{normalise_for_dedup(e.text) for e in part} for part in (splits.train, splits.validation, splits.test)]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     assert sum(len(k) for k in keys) == 60
@@ -137,3 +138,32 @@ def test_window_aggregation_rules():
     multi = aggregate_windows(window_logits, note_index, weights, 2, multi_label=True)
     assert multi[0] == pytest.approx([2.0, 4.0])  # max: one mention anywhere counts
     assert multi[1] == pytest.approx([1.0, 1.0])
+
+
+def test_metrics_multi_label_by_hand_and_absent_labels_do_not_count():
+    probs = np.array([[0.9, 0.2, 0.1], [0.6, 0.7, 0.1], [0.1, 0.4, 0.2]])
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    m = classification_metrics(probs, targets, ["a", "b", "c"], multi_label=True, thresholds={"a": 0.5, "b": 0.5, "c": 0.5})
+    # Predicted sets: {a}, {a, b}, {} -> subset accuracy 2/3; label b: P=1, R=0.5, F1=2/3.
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["per_class"]["b"]["recall"] == pytest.approx(0.5)
+    # Label c never occurs and is never predicted: macro-F1 averages a (1.0) and b (2/3) only.
+    assert m["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert m["labels_evaluated"] == ["a", "b"]
+    lowered = classification_metrics(probs, targets, ["a", "b", "c"], multi_label=True, thresholds={"a": 0.5, "b": 0.35, "c": 0.5})
+    assert lowered["accuracy"] == pytest.approx(1.0)
+
+
+def test_perfectly_separated_validation_keeps_temperature_one():
+    logits = np.array([[5.0, -5.0], [-4.0, 4.0], [6.0, 0.0]])
+    assert fit_temperature(logits, np.array([0, 1, 0]), False) == 1.0
+    assert fit_temperature(logits, np.array([[1, 0], [0, 1], [1, 0]]), True) == 1.0
+
+
+def test_rare_multi_label_combinations_still_reach_validation_and_test():
+    notes = make_notes(20, multi=False)
+    rare = [Note(text=f"rare pair note {i} with polyuria and biopsy", note_id=f"r{i}", labels=("cancer", "diabetes")) for i in range(2)]
+    splits, _ = build_splits(notes + rare, multi_label=True, val_fraction=0.1, test_fraction=0.2, seed=3)
+    assert sum(e.labels == ("cancer", "diabetes") for e in splits.train + splits.validation + splits.test) == 2
+    for part in (splits.validation, splits.test):
+        assert {label for e in part for label in e.labels} == {"cancer", "diabetes", "hypertension"}

@@ -13,6 +13,7 @@ from healthmon.model.classifier import Classifier
 from healthmon.model.versions import list_versions
 from healthmon.training.args import TrainArgs
 from healthmon.training.evaluation import evaluate
+from healthmon.training.metrics import classification_metrics
 from healthmon.training.trainer import train, train_splits_only
 from healthmon.types import Note
 
@@ -59,15 +60,23 @@ def test_multi_label_tunes_thresholds_and_predicts_label_sets(settings):
     # Sigmoid outputs are independent per label: rows need not sum to one.
     assert np.all((probs > 0) & (probs < 1))
     pred = clf.predict("polyuria")
-    assert set(pred.labels) <= set(card.labels)
     assert pred.labels == tuple(l for l in card.labels if pred.probabilities[l] >= card.thresholds[l])
+    # Tuned thresholds can only help validation F1 compared with a flat 0.5.
+    splits, _ = train_splits_only(notes, args, settings)
+    val_probs = clf.predict_proba([e.text for e in splits.validation])
+    truth = np.array([[label in e.labels for label in card.labels] for e in splits.validation], dtype=int)
+    tuned = classification_metrics(val_probs, truth, card.labels, multi_label=True, thresholds=card.thresholds)
+    flat = classification_metrics(val_probs, truth, card.labels, multi_label=True)
+    assert sum(v["f1"] for v in tuned["per_class"].values()) >= sum(v["f1"] for v in flat["per_class"].values()) - 1e-9
 
 
-def test_training_with_early_stopping_runs_whole_epochs_and_logs_curves(settings, notes):
-    args = TrainArgs(mode="head", epochs=2, early_stopping_patience=1, batch_size=16)
+def test_early_stopping_ends_a_run_that_stops_improving_and_logs_curves(settings, notes):
+    # A learning rate this small cannot move validation macro-F1, so patience 1 ends the
+    # run after the second epoch instead of the sixth.
+    args = TrainArgs(mode="head", epochs=6, early_stopping_patience=1, batch_size=16, learning_rate=1e-12)
     result = train(notes, args, out_dir=settings.data_dir / "es", settings=settings, progress=False)
     log = result.card.training_log
-    assert any("eval_macro_f1" in row for row in log), log
+    assert sum("eval_macro_f1" in row for row in log) == 2, log
     assert result.metrics["train"]["epochs_run"] == pytest.approx(2.0)
     assert result.metrics["train"]["samples_per_s"] > 0
 
@@ -96,3 +105,28 @@ def test_versions_are_listed_newest_first_and_temp_folders_ignored(settings, not
     assert found == [second.version_dir, first.version_dir]
     card = json.loads((first.version_dir / "card.json").read_text())
     assert card["data_report"]["split_sizes"]["test"] > 0
+
+
+def test_evaluate_counts_rows_it_cannot_score(settings, notes):
+    version = train(notes, TrainArgs(mode="head", max_steps=1), out_dir=settings.data_dir / "ev", settings=settings, progress=False).version_dir
+    clf = Classifier.from_pretrained(version, settings=settings, precision="fp32")
+    extra = [Note(text="no label", note_id="u"), Note(text="stroke", note_id="s", labels=("stroke",)),
+             Note(text="two", note_id="t", labels=("cancer", "diabetes"))]
+    metrics = evaluate(clf, notes[:5] + extra)
+    assert metrics["test"]["n"] == 5
+    assert metrics["skipped"] == {"unlabelled": 1, "unknown_label": 1, "multi_label_row": 1}
+    assert metrics["unknown_labels"] == ["stroke"]
+    with pytest.raises(TrainingError, match="stroke"):
+        evaluate(clf, extra[1:2])
+
+
+def test_bad_base_model_and_bad_lora_targets_are_config_errors(settings, notes, tmp_path):
+    from healthmon.config import Settings
+    from healthmon.errors import ConfigError
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="HEALTHMON_BASE_MODEL"):
+        train(notes, TrainArgs(max_steps=1), settings=Settings(data_dir=tmp_path, base_model=str(empty)), progress=False)
+    with pytest.raises(ConfigError, match="query"):
+        train(notes, TrainArgs(max_steps=1, lora_target_modules=("qkv_proj",)), settings=settings, progress=False)

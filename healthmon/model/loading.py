@@ -10,7 +10,13 @@ from typing import Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
 from healthmon.config import resolve_base_model
@@ -72,22 +78,49 @@ def build_model(
             **extra,
         )
         with quiet_transformers():
-            return AutoModelForSequenceClassification.from_pretrained(path, config=config)
-    except OSError as exc:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, output_loading_info=True
+            )
+    except (OSError, ValueError) as exc:
         raise ModelError(
             "a local Hugging Face model folder (nothing is downloaded: HF_HUB_OFFLINE=1)",
             f"{base_model!r} could not be loaded ({exc.__class__.__name__})",
             "set HEALTHMON_BASE_MODEL to a folder containing config.json and weights, "
             "or leave it unset to use the bundled all-MiniLM-L6-v2",
         ) from exc
+    # Remember which parts the checkpoint lacked (randomly initialised): they are part of
+    # the head that must be trained and saved, whatever the base architecture calls them.
+    model.config.healthmon_new_modules = sorted(
+        {key.rsplit(".", 1)[0] for key in info.get("missing_keys", ()) if not key.endswith("position_ids")}
+    )
+    return model
+
+
+def load_tokenizer(base_model: str) -> PreTrainedTokenizerBase:
+    """The base model's tokenizer, with the same actionable error as :func:`build_model`."""
+    try:
+        return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            "tokenizer files in the base model folder",
+            f"{base_model!r} has none usable ({exc.__class__.__name__})",
+            "set HEALTHMON_BASE_MODEL to a Hugging Face model folder with tokenizer files",
+        ) from exc
+
+
+def new_module_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """Modules the base checkpoint did not provide (always includes the classifier)."""
+    return tuple(getattr(model.config, "healthmon_new_modules", ()) or ("classifier",))
 
 
 def head_module_names(model: PreTrainedModel) -> tuple[str, ...]:
-    """Top-level parts trained in ``head`` mode: the pooler (if any) and the classifier."""
+    """Parts trained in ``head`` mode: the classifier, the pooler (if any) and anything
+    else the base checkpoint lacked (e.g. DistilBERT's pre_classifier)."""
     names = ["classifier"]
     base = getattr(model, model.base_model_prefix, None)
     if base is not None and getattr(base, "pooler", None) is not None:
         names.append(f"{model.base_model_prefix}.pooler")
+    names += [n for n in new_module_names(model) if n not in names]
     return tuple(names)
 
 

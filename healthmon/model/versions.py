@@ -40,9 +40,14 @@ def atomic_version_dir(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     check_target_free(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise ModelError(
+            "a writable folder for the model version", f"{target.parent}: {exc.strerror}", "choose another --out"
+        ) from exc
     try:
         yield tmp
         if not (tmp / CARD_FILE).is_file():

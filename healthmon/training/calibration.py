@@ -19,6 +19,10 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, multi_label: bool) 
         logits: (n, n_labels) note-level logits.
         targets: class indices (n,) for single-label, 0/1 matrix (n, n_labels) for multi-label.
     """
+    if _perfectly_separated(logits, targets, multi_label):
+        # Every validation note is already right, so NLL keeps falling as T -> 0 and any
+        # fitted T would only reflect the clamp. No evidence either way: leave scores as they are.
+        return 1.0
     x = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(targets, dtype=torch.float64 if multi_label else torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -35,6 +39,12 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, multi_label: bool) 
     temperature = float(log_t.exp().item())
     # Guard against degenerate fits on tiny or perfectly separated validation sets.
     return float(np.clip(temperature, 0.05, 20.0)) if np.isfinite(temperature) else 1.0
+
+
+def _perfectly_separated(logits: np.ndarray, targets: np.ndarray, multi_label: bool) -> bool:
+    if multi_label:
+        return bool(((logits > 0) == (targets > 0.5)).all())
+    return bool((logits.argmax(axis=1) == targets).all())
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> dict[str, float]:

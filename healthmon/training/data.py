@@ -91,13 +91,22 @@ def stratified_split(
 ) -> tuple[list[Example], list[Example], list[Example]]:
     """Split per stratum (label, or label combination for multi-label) with a fixed seed.
 
+    Rare multi-label combinations are pooled under their rarest label.
+
     Each stratum is shuffled and cut by the fractions, so every class keeps its share in
     each split. Strata too small for three splits go to training first: a class with one
     example is better learned than only tested.
     """
+    combos = Counter(example.labels for example in examples)
+    label_counts = Counter(label for example in examples for label in example.labels)
     strata: dict[tuple[str, ...], list[Example]] = defaultdict(list)
     for example in examples:
-        strata[example.labels].append(example)
+        key = example.labels
+        if combos[key] < 3:
+            # A label combination too rare to split goes with its rarest label, so that
+            # label still reaches validation (threshold tuning) and test.
+            key = (min(example.labels, key=lambda label: (label_counts[label], label)),)
+        strata[key].append(example)
     rng = random.Random(seed)
     train: list[Example] = []
     val: list[Example] = []

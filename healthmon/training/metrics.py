@@ -99,11 +99,19 @@ def classification_metrics(
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=None if multi_label else list(range(n_labels)), zero_division=0
     )
+    # Macro averages skip labels absent from both truth and prediction: scoring them 0
+    # would punish a model for a class the evaluation data never contains.
+    if multi_label:
+        present = np.flatnonzero(y_true.sum(axis=0) + y_pred.sum(axis=0))
+        macro_f1 = float(f1_score(y_true[:, present], y_pred[:, present], average="macro", zero_division=0)) if present.size else 0.0
+    else:
+        present = np.union1d(y_true, y_pred)
+        macro_f1 = float(f1_score(y_true, y_pred, average="macro", zero_division=0, labels=present))
     return {
         "n": int(len(probs)),
         "accuracy": accuracy,
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0,
-                                   labels=None if multi_label else list(range(n_labels)))),
+        "macro_f1": macro_f1,
+        "labels_evaluated": [labels[int(j)] for j in present],
         "auroc_macro": macro_auroc(onehot, probs),
         "ece": ece,
         "per_class": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
-import tempfile
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 from sklearn.metrics import f1_score
 from transformers import (
-    AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
@@ -28,6 +27,7 @@ from transformers import (
 
 import healthmon
 from healthmon.config import Settings
+from healthmon.errors import ConfigError, ModelError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier, calibrated_probabilities
 from healthmon.model.device import pick_device
@@ -38,6 +38,8 @@ from healthmon.model.loading import (
     build_model,
     head_module_names,
     head_state_dict,
+    load_tokenizer,
+    new_module_names,
     quiet_transformers,
 )
 from healthmon.model.versions import atomic_version_dir, check_target_free, new_version_name
@@ -95,9 +97,20 @@ def _prepare_model(model: PreTrainedModel, args: TrainArgs) -> torch.nn.Module:
             lora_alpha=args.lora_alpha,
             lora_dropout=args.lora_dropout,
             target_modules=list(args.lora_target_modules),
+            # Parts the base checkpoint did not have (beyond the classifier peft adds itself)
+            # are random: they must train and be saved, or a reload would re-randomise them.
+            modules_to_save=[n for n in head_module_names(model) if n != "classifier" and n in new_module_names(model)] or None,
         )
-        with quiet_transformers():
-            return get_peft_model(model, config)
+        try:
+            with quiet_transformers():
+                return get_peft_model(model, config)
+        except ValueError as exc:
+            linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+            raise ConfigError(
+                "LoRA target modules that exist in the base model",
+                f"lora_target_modules={list(args.lora_target_modules)} ({exc})",
+                f"pick from this model's linear layers: {', '.join(linear)}",
+            ) from exc
     if args.mode == "head":
         trainable = tuple(f"{name}." for name in head_module_names(model))
         for name, param in model.named_parameters():
@@ -177,9 +190,8 @@ def train(
     check_target_free(target)
 
     set_seed(seed)
-    base_path = settings.resolved_base_model
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout)
+    tokenizer = load_tokenizer(settings.base_model)
     device = pick_device(settings.device)
     card_stub = ModelCard(
         labels=splits.labels,
@@ -204,7 +216,8 @@ def train(
     train_set = _encode(tokenizer, splits.train, splits.labels, multi_label, max_length)
     val_set = _encode(tokenizer, splits.validation, splits.labels, multi_label, max_length)
 
-    with tempfile.TemporaryDirectory(prefix="healthmon-run-", dir=_scratch_dir(settings)) as scratch:
+    scratch = _scratch_dir(settings, target)
+    try:
         per_epoch = args.max_steps < 0
         training_args = TrainingArguments(
             output_dir=scratch,
@@ -251,9 +264,14 @@ def train(
         started = time.perf_counter()
         output = trainer.train()
         wall_s = time.perf_counter() - started
+        # No rank may delete the shared checkpoint folder while another still reads it.
+        trainer.accelerator.wait_for_everyone()
         log_history = list(trainer.state.log_history)
         best_checkpoint_metric = trainer.state.best_metric
         world = training_args.world_size
+    finally:
+        if _is_main_process():
+            shutil.rmtree(scratch, ignore_errors=True)
 
     if not trainer.is_world_process_zero():
         return TrainResult(None, None, {})
@@ -284,7 +302,8 @@ def train(
     )
     epochs_run = max((row.get("epoch", 0.0) for row in log_history), default=0.0)
     metrics: dict[str, Any] = {
-        "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_uncalibrated": test_raw["macro_f1"]},
+        # "raw" = the model as trained: temperature 1 and, for multi-label, 0.5 thresholds.
+        "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_raw": test_raw["macro_f1"]},
         "validation": validation,
         "before_finetune": before,
         "temperature": temperature,
@@ -347,10 +366,14 @@ def _save_weights(model: torch.nn.Module, mode: str, folder: Path) -> None:
         model.save_pretrained(str(folder / FULL_DIR))
 
 
-def _scratch_dir(settings: Settings) -> str:
-    # Checkpoints go beside the models so a full fine-tune's 90 MB checkpoints do not fill /tmp.
-    path = settings.resolved_models_dir / ".runs"
-    path.mkdir(parents=True, exist_ok=True)
+def _scratch_dir(settings: Settings, target: Path) -> str:
+    """Checkpoint folder for one run, named after the version so every torchrun rank
+    finds the same best checkpoint; beside the models so 90 MB checkpoints spare /tmp."""
+    path = settings.resolved_models_dir / ".runs" / target.name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError("a writable models folder", f"{path}: {exc.strerror}", "set HEALTHMON_MODELS_DIR to a writable folder") from exc
     return str(path)
 
 
