@@ -39,13 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="version folder to create (default: a new folder under the models folder)")
     train.add_argument("--multi-label", action="store_true", help="notes may carry several labels (sigmoid + BCE)")
     train.add_argument("--mode", choices=["full", "lora", "head"], default="lora")
-    train.add_argument("--epochs", type=float, default=15)
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default by mode: full 1e-4, lora 5e-4, head 2e-3)")
+    train.add_argument("--epochs", type=float, default=None,
+                       help="epoch budget (default: 10,000 training examples' worth, 3-15 epochs)")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default by mode: full 1e-4, lora 1e-3, head 2e-3)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--dropout", type=float, default=None)
     train.add_argument("--warmup-ratio", type=float, default=0.06)
-    train.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0 = off)")
+    train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0 = off)")
     train.add_argument("--max-length", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lora-r", type=int, default=16)
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
-    demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
+    demo.add_argument("--notes", type=int, default=600, help="synthetic notes to generate")
     return parser
 
 

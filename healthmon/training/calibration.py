@@ -59,7 +59,9 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, labels: Sequence[str
         if y.sum() == 0 or y.sum() == len(y):
             thresholds[label] = 0.5
             continue
-        scores = [f1_score(y, probs[:, j] >= t, zero_division=0) for t in grid]
-        best = float(grid[int(np.argmax(scores))])
-        thresholds[label] = best
+        scores = np.array([f1_score(y, probs[:, j] >= t, zero_division=0) for t in grid])
+        # Well-separated labels reach the best F1 over a whole range of cut-offs; take the
+        # one nearest 0.5 instead of the range's edge, so unseen notes are not cut at 0.05.
+        best = grid[np.isclose(scores, scores.max())]
+        thresholds[label] = float(best[np.argmin(np.abs(best - 0.5))])
     return thresholds

@@ -43,7 +43,7 @@ from healthmon.model.loading import (
     quiet_transformers,
 )
 from healthmon.model.versions import atomic_version_dir, check_target_free, new_version_name
-from healthmon.training.args import TrainArgs
+from healthmon.training.args import TrainArgs, auto_epochs
 from healthmon.training.calibration import fit_temperature, tune_thresholds
 from healthmon.training.data import DataReport, Example, Splits, build_splits
 from healthmon.training.metrics import classification_metrics
@@ -216,6 +216,7 @@ def train(
     train_set = _encode(tokenizer, splits.train, splits.labels, multi_label, max_length)
     val_set = _encode(tokenizer, splits.validation, splits.labels, multi_label, max_length)
 
+    epochs = args.epochs if args.epochs is not None else auto_epochs(len(splits.train))
     scratch = _scratch_dir(settings, target)
     try:
         per_epoch = args.max_steps < 0
@@ -223,7 +224,7 @@ def train(
             output_dir=scratch,
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=max(args.batch_size, 32),
-            num_train_epochs=args.epochs,
+            num_train_epochs=epochs,
             max_steps=args.max_steps,
             learning_rate=args.resolved_learning_rate,
             weight_decay=args.weight_decay,
@@ -313,6 +314,7 @@ def train(
             "wall_s": round(wall_s, 2),
             "samples_per_s": round(float(output.metrics.get("train_samples_per_second", 0.0)), 2),
             "train_notes": len(splits.train),
+            "epochs_budget": float(epochs),
             "epochs_run": float(epochs_run),
             "best_val_macro_f1": best_checkpoint_metric,
             "trainable_params": int(trainable),
