@@ -61,9 +61,20 @@ def test_int8_option_keeps_scores_close_and_the_fp32_model_untouched(version, se
     assert isinstance(fp32.model.classifier, torch.nn.Linear)  # quantisation worked on a copy
 
 
-def test_auto_precision_is_reported_and_explicit_bad_choices_explain_themselves():
+def test_auto_precision_uses_bf16_only_when_the_version_passed_its_bf16_check(monkeypatch):
+    import healthmon.model.device as device_module
+
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) in {"fp32", "bf16"}
+    monkeypatch.setattr(device_module, "bf16_is_fast", lambda device: True)
+    assert resolve_precision("auto", cpu, {"max_drift": 0.004, "agreement": 1.0}) == "bf16"
+    assert resolve_precision("auto", cpu, {"max_drift": 0.03, "agreement": 1.0}) == "fp32"
+    assert resolve_precision("auto", cpu, {"max_drift": 0.004, "agreement": 0.99}) == "fp32"
+    assert resolve_precision("auto", cpu, None) == "fp32"  # versions without a check stay exact
+    monkeypatch.setattr(device_module, "bf16_is_fast", lambda device: False)
+    assert resolve_precision("auto", cpu, {"max_drift": 0.0, "agreement": 1.0}) == "fp32"
+
+
+def test_explicit_bad_precision_choices_explain_themselves():
     with pytest.raises(ConfigError, match="int8 precision on a CPU device"):
         resolve_precision("int8", torch.device("cuda"))
     if not torch.cuda.is_available():

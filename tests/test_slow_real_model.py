@@ -41,8 +41,11 @@ def test_real_model_trains_saves_and_reloads_to_the_same_probabilities(tmp_path)
     texts = [n.text for n in notes] + ["A much longer note about glucose and biopsy. " * 40]
     fp32 = reloaded.predict_proba(texts)
     assert reloaded.predict(texts[-1]).windows > 1
-    # The automatic precision (bf16 where native) meets the drift and agreement bars.
+    # The automatic precision (bf16 only where native and checked on this version's test
+    # split) meets the drift and agreement bars.
     auto = Classifier.from_pretrained(result.version_dir, settings=settings, precision="auto")
+    check = result.metrics["precision_check"].get("bf16")
+    assert auto.precision == ("bf16" if check and check["max_drift"] <= 0.01 and check["agreement"] >= 0.995 else "fp32")
     probs = auto.predict_proba(texts)
     assert np.abs(probs - fp32).max() <= 0.01
     assert (probs.argmax(1) == fp32.argmax(1)).mean() >= 0.995

@@ -36,6 +36,12 @@ def test_each_mode_writes_a_version_that_reloads_to_the_same_scores(mode, settin
     for key in ("test", "validation", "before_finetune", "temperature", "train"):
         assert key in card.metrics
     assert card.metrics["test"]["ece_uncalibrated"] >= 0
+    from healthmon.model.device import bf16_is_fast
+    import torch
+
+    if bf16_is_fast(torch.device("cpu")):
+        check = card.metrics["precision_check"]["bf16"]
+        assert 0 <= check["max_drift"] < 1 and 0 <= check["agreement"] <= 1 and check["notes"] > 0
 
     # Reloading must reproduce the test metrics computed in memory during training.
     splits, _ = train_splits_only(notes, args, settings)

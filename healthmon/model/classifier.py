@@ -109,7 +109,7 @@ class Classifier:
         self.name = name
         self.tokenizer = tokenizer
         self.device = pick_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
         self.batch_size = batch_size
         model = model.to(self.device).eval()
         if self.precision == "int8":

@@ -30,7 +30,7 @@ from healthmon.config import Settings
 from healthmon.errors import ConfigError, ModelError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier, calibrated_probabilities
-from healthmon.model.device import pick_device
+from healthmon.model.device import bf16_is_fast, pick_device
 from healthmon.model.loading import (
     ADAPTER_DIR,
     FULL_DIR,
@@ -301,6 +301,16 @@ def train(
         multi_label=multi_label,
         thresholds=thresholds or None,
     )
+    precision_check = {}
+    if bf16_is_fast(classifier.device):
+        # Recorded so precision="auto" can use bf16 only for versions where it is harmless.
+        bf16 = Classifier(trained, tokenizer, card_stub, device=settings.device, precision="bf16")
+        bf16_probs = calibrated_probabilities(bf16.logits(test_texts), temperature, multi_label)
+        precision_check["bf16"] = {
+            "max_drift": float(np.abs(bf16_probs - cal_probs).max()),
+            "agreement": float((bf16_probs.argmax(1) == cal_probs.argmax(1)).mean()),
+            "notes": len(test_texts),
+        }
     epochs_run = max((row.get("epoch", 0.0) for row in log_history), default=0.0)
     metrics: dict[str, Any] = {
         # "raw" = the model as trained: temperature 1 and, for multi-label, 0.5 thresholds.
@@ -309,6 +319,7 @@ def train(
         "before_finetune": before,
         "temperature": temperature,
         "thresholds": thresholds,
+        "precision_check": precision_check,
         "train": {
             "mode": args.mode,
             "wall_s": round(wall_s, 2),
