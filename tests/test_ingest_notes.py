@@ -252,6 +252,9 @@ def test_repeating_alias_id_column_is_ignored(tmp_path: Path) -> None:
     result = read_notes_file(write(tmp_path, "s.csv", content))
     assert [n.note_id for n in result.notes] == ["s.csv:2", "s.csv:3", "s.csv:4"]
     assert "id" not in result.report.columns and result.report.rows_rejected == 0
+    # The user is told why, and how to use the column as ids after all.
+    assert len(result.report.warnings) == 1
+    assert "'index'" in result.report.warnings[0] and "--id-column" in result.report.warnings[0]
 
 
 def test_all_rows_rejected_is_an_error(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from healthmon.training.evaluation import evaluate
 from healthmon.training.trainer import train, train_splits_only
 from healthmon.types import Note
 
-from conftest import ROOT, SHARED_DATA, make_notes
+from conftest import ROOT, make_notes
 
 pytestmark = pytest.mark.slow
 
@@ -73,15 +73,3 @@ def test_torchrun_two_processes_write_one_normal_version(tmp_path):
     assert [folder for folder, _ in versions] == [out]
     clf = Classifier.from_pretrained(out, settings=Settings(max_length=64), precision="fp32")
     assert clf.predict_proba("glucose 240 mg/dL").sum() == pytest.approx(1.0)
-
-
-@pytest.mark.skipif(not (SHARED_DATA / "symptom2disease").is_dir(), reason=f"shared data not found at {SHARED_DATA}")
-def test_real_public_csvs_ingest_without_rejections():
-    from healthmon.ingest.notes import read_notes_file
-
-    s2d = read_notes_file(SHARED_DATA / "symptom2disease" / "Symptom2Disease.csv")
-    assert s2d.report.rows_accepted == 1200 and s2d.report.columns["label"] == "label"
-    assert len({label for n in s2d.notes for label in n.labels}) == 24
-    abstracts = read_notes_file(SHARED_DATA / "medical-abstracts" / "medical_tc_test.csv")
-    assert abstracts.report.rows_accepted == 2888
-    assert abstracts.report.columns == {"text": "medical_abstract", "label": "condition_label"}

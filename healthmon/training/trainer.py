@@ -6,7 +6,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -335,13 +335,8 @@ def train(
             "device": device.type,
         },
     }
-    card = ModelCard(
-        labels=splits.labels,
-        problem_type=problem_type,
-        base_model=settings.base_model,
-        weights_format=args.mode,
-        max_length=max_length,
-        window_stride=settings.window_stride,
+    card = replace(
+        card_stub,
         temperature=temperature,
         thresholds=thresholds,
         data_fingerprint=splits.fingerprint,
