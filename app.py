@@ -44,3 +44,5 @@ if st.button("Predict", type="primary"):
         if prediction.windows > 1:
             st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
         st.plotly_chart(probability_chart(prediction, card.thresholds))
+        if card.thresholds:
+            st.caption("Red bars are at or above their label's decision threshold (dotted line), tuned on validation data.")
