@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
-    demo.add_argument("--notes", type=int, default=600, help="synthetic notes to generate")
+    demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
     return parser
 
 
