@@ -15,7 +15,7 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"full": 1e-4, "lora": 1e-3, "head": 2
 
 # Training examples to show the model when epochs are not given: LoRA needs a number of
 # optimiser steps more than a number of epochs, so small sets get more passes and large ones
-# fewer (Symptom2Disease, 805 training notes: 13 epochs; Medical Abstracts, 2,020: 5).
+# fewer (Symptom2Disease, 805 training notes: 13 epochs; Medical Abstracts, 1,939: 6).
 AUTO_EPOCH_EXAMPLES = 10_000
 AUTO_EPOCH_RANGE = (3, 15)
 
