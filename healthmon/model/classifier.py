@@ -216,8 +216,7 @@ class Classifier:
     def predict_proba(self, texts: str | Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Calibrated probabilities: shape (n_labels,) for one string, (n, n_labels) for a list."""
         single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        probs = calibrated_probabilities(self.logits(batch, progress=progress), self.card.temperature, self.multi_label)
+        probs, _ = self._probabilities_and_windows([texts] if single else list(texts), progress)
         return probs[0] if single else probs
 
     def _probabilities_and_windows(self, texts: list[str], progress: bool) -> tuple[np.ndarray, np.ndarray]:

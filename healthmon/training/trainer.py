@@ -178,14 +178,7 @@ def train(
     multi_label = args.multi_label
     problem_type = MULTI_LABEL if multi_label else SINGLE_LABEL
 
-    splits, report = build_splits(
-        notes,
-        multi_label=multi_label,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=seed,
-        label_order=args.label_order,
-    )
+    splits, report = train_splits_only(notes, args, settings)
     target = Path(out_dir) if out_dir else settings.resolved_models_dir / new_version_name(args.mode, splits.fingerprint)
     check_target_free(target)
 
