@@ -68,6 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="CSV to write")
     predict.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None)
 
+    explain = sub.add_parser("explain", help="word-level integrated-gradients explanations as HTML or JSON Lines")
+    explain.add_argument("--model", required=True, help="version folder")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one note, given inline")
+    source.add_argument("--data", help="notes file: .csv, .tsv or .txt")
+    explain.add_argument("--text-column", help="column holding the note text (default: found by alias)")
+    explain.add_argument("--id-column", help="column holding note ids")
+    explain.add_argument("--out", required=True, help="file to write: .html (one page) or .jsonl (one line per explanation)")
+    explain.add_argument("--target", help="label to explain (default: the predicted label; every predicted label "
+                         "for multi-label models)")
+    explain.add_argument("--tolerance", type=float, default=0.05, help="accepted |delta|, probability units")
+    explain.add_argument("--max-steps", type=int, default=64, help="Gauss-Legendre step cap")
+    explain.add_argument("--baseline", choices=["pad", "mask"], default="pad")
+    explain.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                         help="numeric path of the integration (auto: bf16 where the hardware has it)")
+    explain.add_argument("--no-faithfulness", action="store_true", help="skip the comprehensiveness/sufficiency check")
+    explain.add_argument("--baseline-sensitivity", action="store_true", help="also explain with the other baseline")
+
     demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
     demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
@@ -185,6 +203,60 @@ def _cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.explain import ExplainOptions, explain_many, to_html_page, to_json
+    from healthmon.model.classifier import Classifier
+
+    out = Path(args.out)
+    if out.suffix.lower() not in {".html", ".jsonl"}:
+        raise IngestError("--out ending in .html or .jsonl", repr(str(out)), "e.g. --out explanations.html")
+    classifier = Classifier.from_pretrained(args.model, settings=settings)
+    if args.text is not None:
+        texts, ids = [args.text], ["text"]
+    else:
+        notes = _read(args, settings, labels=False).notes
+        texts, ids = [n.text for n in notes], [n.note_id for n in notes]
+    if args.target is not None:
+        pairs = [(i, t, args.target) for i, t in zip(ids, texts)]
+    elif classifier.multi_label:
+        # One explanation per predicted label (the top label when none passes its threshold).
+        pairs = [
+            (i, t, label)
+            for i, t, p in zip(ids, texts, classifier.predict(texts))
+            for label in (p.labels or (p.top_label,))
+        ]
+    else:
+        pairs = [(i, t, None) for i, t in zip(ids, texts)]
+    options = ExplainOptions(
+        tolerance=args.tolerance,
+        max_steps=args.max_steps,
+        baseline=args.baseline,
+        precision=args.precision,
+        faithfulness=not args.no_faithfulness,
+        baseline_sensitivity=args.baseline_sensitivity,
+    )
+    explanations = explain_many(classifier, [t for _, t, _ in pairs], [g for _, _, g in pairs], options=options)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".html":
+            out.write_text(to_html_page(explanations, title=f"healthmon explanations ({classifier.name})"), encoding="utf-8")
+        else:
+            with out.open("w", encoding="utf-8") as fh:
+                for (note_id, _, _), e in zip(pairs, explanations):
+                    fh.write('{"note_id": ' + json.dumps(note_id) + ', "explanation": ' + to_json(e) + "}\n")
+    except OSError as exc:
+        raise IngestError("a writable path for --out", f"{out}: {exc.strerror}", "choose a file in a writable folder") from exc
+    unconverged = sum(not e.converged for e in explanations)
+    print(json.dumps({
+        "out": str(out),
+        "explanations": len(explanations),
+        "unconverged": unconverged,
+        "max_abs_delta": max((abs(e.delta) for e in explanations), default=0.0),
+        "seconds_per_note": sum(e.seconds for e in explanations) / max(1, len(explanations)),
+    }))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.demo import build_demo_model
 
@@ -194,7 +266,13 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "demo": _cmd_demo}
+COMMANDS = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+    "explain": _cmd_explain,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

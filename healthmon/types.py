@@ -81,3 +81,120 @@ class Prediction:
     @property
     def top_label(self) -> str:
         return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+@dataclass(frozen=True)
+class WordAttribution:
+    """One word of a note and how much it moved the explained score.
+
+    Attributes:
+        word: ``text[start:end]`` of the original note, exactly.
+        start / end: character span in the original note.
+        score: summed integrated-gradients attribution of the word's tokens, in probability
+            units: positive pushed the score toward the class, negative away from it.
+    """
+
+    word: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """One model token (per window, before merging into words).
+
+    ``start``/``end`` are its character span in the original note (0, 0 for [CLS]/[SEP]);
+    ``word_index`` points into :attr:`Explanation.words` (-1 for special tokens).
+    """
+
+    token: str
+    start: int
+    end: int
+    score: float
+    window: int
+    word_index: int
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """How far the attributions agree with what the model does when words are removed.
+
+    ERASER-style AOPC over the fractions in ``fractions`` (of the note's words, most
+    positive first): ``comprehensiveness`` is the mean drop in the score when those words
+    are deleted (higher = the highlighted words matter), ``sufficiency`` the mean drop when
+    only they are kept (lower = they alone carry the score). ``random_comprehensiveness``
+    deletes the same number of randomly chosen words, the reference a useful explanation
+    must beat.
+    """
+
+    comprehensiveness: float
+    sufficiency: float
+    random_comprehensiveness: float
+    fractions: tuple[float, ...]
+
+    @property
+    def trust(self) -> str:
+        """``high`` / ``moderate`` / ``low``: a plain-words reading for the dashboard."""
+        margin = self.comprehensiveness - self.random_comprehensiveness
+        if margin >= 0.2 and self.comprehensiveness > self.sufficiency:
+            return "high"
+        if margin >= 0.05:
+            return "moderate"
+        return "low"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Integrated-gradients explanation of one score of one note.
+
+    Attributes:
+        text: the note exactly as explained.
+        target: the label whose calibrated probability was explained.
+        probability: that probability for the note, f(x).
+        baseline_probability: the same for the baseline, f(baseline).
+        words: per-word attributions (every word of the note exactly once, in order).
+        tokens: the raw per-token attributions, window by window.
+        delta: sum of attributions − (f(x) − f(baseline)); the integration error.
+        tolerance: the |delta| the adaptive step search aimed for (absolute, probability units).
+        converged: whether |delta| ≤ tolerance was reached within the step budget.
+        steps: Gauss-Legendre steps of the accepted run; ``steps_tried`` every run made.
+        baseline: ``pad`` or ``mask`` ([CLS]/[SEP] kept, every other token replaced).
+        precision: numeric path of the integration (``fp32`` or ``bf16``).
+        model_version: the version that produced the score.
+        windows: how many windows the note was explained over (stitched into ``words``).
+        seconds: wall time of the explanation (cache hits report the original time).
+        faithfulness: ERASER-style AOPC scores, when computed.
+        baseline_agreement: Spearman correlation of word scores under the PAD and MASK
+            baselines, when requested (1 = the choice of baseline does not matter).
+    """
+
+    text: str
+    target: str
+    probability: float
+    baseline_probability: float
+    words: tuple[WordAttribution, ...]
+    tokens: tuple[TokenAttribution, ...]
+    delta: float
+    tolerance: float
+    converged: bool
+    steps: int
+    steps_tried: tuple[int, ...]
+    baseline: str
+    precision: str
+    model_version: str
+    windows: int
+    seconds: float
+    faithfulness: Faithfulness | None = None
+    baseline_agreement: float | None = None
+
+    @property
+    def relative_delta(self) -> float:
+        """|delta| / |f(x) − f(baseline)|: the error as a share of what was explained."""
+        span = abs(self.probability - self.baseline_probability)
+        return abs(self.delta) / span if span > 0 else float("inf") if self.delta else 0.0
+
+    def top_words(self, k: int = 10, *, sign: int = 1) -> list[WordAttribution]:
+        """The ``k`` words pushing hardest toward (``sign=1``) or against (``-1``) the class."""
+        ranked = sorted((w for w in self.words if w.score * sign > 0), key=lambda w: -w.score * sign)
+        return ranked[:k]

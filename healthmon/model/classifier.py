@@ -112,6 +112,8 @@ class Classifier:
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
         self.batch_size = batch_size
         model = model.to(self.device).eval()
+        # Explanations need gradients, which int8 dynamic-quantized layers do not have.
+        self.float_model = model
         if self.precision == "int8":
             # A copy, so the caller's fp32 model stays usable (e.g. training keeps evaluating it).
             model = torch.ao.quantization.quantize_dynamic(

@@ -1,0 +1,300 @@
+"""Integrated-gradients explanations: exactness on a hand-checkable toy, word spans, long
+notes, rendering safety, export, options and the CLI."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from healthmon.cli import main
+from healthmon.config import bundled_base_model_dir
+from healthmon.errors import ModelError
+from healthmon.explain import ExplainOptions, clear_cache, explain, explain_many, to_html, to_json, word_spans
+from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
+from healthmon.model.classifier import Classifier
+from healthmon.model.loading import build_model
+from healthmon.types import Explanation
+
+XSS = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+class LinearToy(torch.nn.Module):
+    """Captum-style toy: logit of "yes" = Σ_tokens embedding · v, logit of "no" = 0.
+
+    Along the straight path z(α) = z_b + α·Δz, so with f = softmax(z / T)["yes"] the exact
+    integrated gradient of token i is Δz_i / Δz · (f(x) − f(b)): checkable by hand.
+    """
+
+    def __init__(self, vocab: int, dim: int = 8) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.v = torch.nn.Parameter(torch.randn(dim) * 0.3)
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.embed
+
+    def token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(input_ids) @ self.v
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SequenceClassifierOutput:
+        yes = (self.embed(input_ids) @ self.v * attention_mask).sum(dim=1)
+        return SequenceClassifierOutput(logits=torch.stack([torch.zeros_like(yes), yes], dim=1))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(str(bundled_base_model_dir()))
+
+
+@pytest.fixture(scope="module")
+def toy(tokenizer) -> Classifier:
+    card = ModelCard(("no", "yes"), SINGLE_LABEL, "toy", "full", max_length=64, window_stride=16, temperature=1.7)
+    return Classifier(LinearToy(len(tokenizer)), tokenizer, card, name="toy", device="cpu", precision="fp32")
+
+
+def _tiny(tiny_base_model, tokenizer, problem_type=SINGLE_LABEL, max_length=32, stride=8) -> Classifier:
+    labels = ("diabetes", "hypertension", "cancer")
+    torch.manual_seed(0)
+    model = build_model(str(tiny_base_model), labels, problem_type)
+    card = ModelCard(labels, problem_type, str(tiny_base_model), "full", max_length=max_length, window_stride=stride,
+                     temperature=1.3, thresholds={label: 0.3 for label in labels})
+    return Classifier(model, tokenizer, card, name="tiny", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_base_model, tokenizer) -> Classifier:
+    return _tiny(tiny_base_model, tokenizer)
+
+
+def test_toy_attributions_match_the_hand_computed_integral(toy, tokenizer):
+    text = "Glucose 240 mg/dL and polyuria; HbA1c 9.1%."
+    e = explain(toy, text, "yes", precision="fp32", faithfulness=False)
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    base = ids.clone()
+    base[0, 1:-1] = tokenizer.pad_token_id
+    model = toy.model
+    with torch.no_grad():
+        zx_tokens, zb_tokens = model.token_logits(ids), model.token_logits(base)
+    dz = (zx_tokens - zb_tokens)[0].numpy()
+    f = lambda z: 1 / (1 + np.exp(-z / 1.7))  # noqa: E731  softmax over (0, z) at temperature 1.7
+    zx, zb = float(zx_tokens.sum()), float(zb_tokens.sum())
+    expected_tokens = dz / dz.sum() * (f(zx) - f(zb))
+    got_tokens = np.array([t.score for t in e.tokens])
+    assert got_tokens == pytest.approx(expected_tokens, abs=1e-5)
+    assert e.probability == pytest.approx(f(zx), abs=1e-6)
+    assert e.baseline_probability == pytest.approx(f(zb), abs=1e-6)
+    assert sum(w.score for w in e.words) == pytest.approx(f(zx) - f(zb), abs=1e-5)
+    assert abs(e.delta) < 1e-5 and e.converged and e.steps == 8 and e.steps_tried == (8,)
+    # [CLS] and [SEP] equal the baseline, so they carry nothing and belong to no word.
+    assert e.tokens[0].score == 0 and e.tokens[0].word_index == -1 and e.tokens[-1].score == 0
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("BP 180/110, glucose 180 mg/dL.", ["BP", "180/110", ",", "glucose", "180", "mg/dL", "."]),
+        ("T2DM (HbA1c 9.1%)", ["T2DM", "(", "HbA1c", "9.1", "%", ")"]),
+        ("Café crème, naïve  patient", ["Café", "crème", ",", "naïve", "patient"]),
+        ("患者有糖尿病 BP高", ["患", "者", "有", "糖", "尿", "病", "BP", "高"]),
+        ("  a \t\n\n  b   ", ["a", "b"]),
+        ("follow-up in patient's home", ["follow-up", "in", "patient's", "home"]),
+    ],
+)
+def test_words_are_exact_spans_of_the_original_text(text, words):
+    spans = word_spans(text)
+    assert [text[s:e] for s, e in spans] == words
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Glucose 180 mg/dL, T2DM since 2019.", "Café crème; naïve patient with HTN", "患者有糖尿病，血压 160/95 mmHg",
+     "polyuria    and\n\n\tthirst   (3 weeks)"],
+)
+def test_model_tokens_merge_into_those_words(tiny, text):
+    e = explain(tiny, text, faithfulness=False)
+    assert [(w.start, w.end) for w in e.words] == word_spans(text)
+    assert all(w.word == text[w.start : w.end] for w in e.words)
+    # Every scored token lands in the word holding its characters.
+    for t in e.tokens:
+        if t.word_index >= 0:
+            w = e.words[t.word_index]
+            assert w.start <= t.start < w.end
+    assert sum(w.score for w in e.words) == pytest.approx(sum(t.score for t in e.tokens), abs=1e-6)
+
+
+def test_long_notes_are_explained_over_every_window_and_stitched(tiny):
+    sentence = "Patient reports polyuria, thirst and glucose 240 mg/dL; BP 150/95 noted. "
+    text = sentence * 12
+    e = explain(tiny, text, faithfulness=False)
+    assert e.windows == tiny.predict(text).windows > 2
+    assert [(w.start, w.end) for w in e.words] == word_spans(text)  # each word exactly once, in order
+    covered = "".join(text[w.start : w.end] for w in e.words)
+    assert covered == "".join(text.split())  # every visible character belongs to exactly one word
+    # Overlapping windows: some words gather tokens from two windows, and every window's
+    # tokens are present.
+    windows_of_word: dict[int, set[int]] = {}
+    for t in e.tokens:
+        if t.word_index >= 0:
+            windows_of_word.setdefault(t.word_index, set()).add(t.window)
+    assert {t.window for t in e.tokens} == set(range(e.windows))
+    assert any(len(ws) > 1 for ws in windows_of_word.values())
+    assert set(windows_of_word) == set(range(len(e.words)))
+    # Completeness against the very score prediction reports for the whole note.
+    assert e.probability == pytest.approx(float(tiny.predict_proba(text).max()), abs=1e-5)
+    assert sum(w.score for w in e.words) == pytest.approx(e.probability - e.baseline_probability, abs=e.tolerance)
+
+
+def test_multi_label_explains_any_label_against_its_own_sigmoid(tiny_base_model, tokenizer):
+    clf = _tiny(tiny_base_model, tokenizer, MULTI_LABEL)
+    text = "glucose 240 mg/dL, BP 162/98 mmHg, biopsy pending " * 3
+    probs = clf.predict_proba(text)
+    for label, p in zip(clf.labels, probs):
+        e = explain(clf, text, label, faithfulness=False)
+        assert e.target == label and e.probability == pytest.approx(float(p), abs=1e-5)
+        assert abs(e.delta) <= e.tolerance
+
+
+def test_default_target_is_the_predicted_label_and_bad_targets_explain_themselves(tiny):
+    text = "metformin and HbA1c 8.9%"
+    assert explain(tiny, text, faithfulness=False).target == tiny.predict(text).top_label
+    with pytest.raises(ModelError, match="a label of this model"):
+        explain(tiny, text, "asthma")
+    with pytest.raises(ModelError, match="baseline"):
+        explain(tiny, text, baseline="zeros")
+    with pytest.raises(ModelError, match="one target per note"):
+        explain_many(tiny, [text, text], ["cancer"])
+
+
+def test_adaptive_steps_double_until_the_cap_and_say_when_tolerance_is_missed(tiny):
+    e = explain(tiny, "biopsy shows adenocarcinoma", tolerance=1e-12, start_steps=4, max_steps=16,
+                precision="fp32", faithfulness=False)
+    assert e.steps_tried == (4, 8, 16) and not e.converged
+    assert abs(e.delta) == min(abs(e.delta), 1.0)  # the best run is the one kept
+    assert e.steps in (4, 8, 16)
+
+
+def test_results_are_cached_per_version_text_target_and_options(tiny):
+    first = explain(tiny, "amlodipine for HTN", faithfulness=False)
+    assert explain(tiny, "amlodipine for HTN", faithfulness=False) is first
+    assert explain(tiny, "amlodipine for HTN", faithfulness=False, baseline="mask") is not first
+    assert explain(tiny, "amlodipine for HTN ", faithfulness=False) is not first
+
+
+def test_batch_api_matches_one_at_a_time(tiny):
+    texts = ["polyuria and thirst", "BP 162/98 mmHg with headache " * 4, "biopsy"]
+    together = explain_many(tiny, texts, faithfulness=False)
+    clear_cache()
+    alone = [explain(tiny, t, faithfulness=False) for t in texts]
+    for a, b in zip(together, alone):
+        assert a.text == b.text and a.target == b.target
+        assert [w.score for w in a.words] == pytest.approx([w.score for w in b.words], abs=1e-5)
+
+
+def test_weights_never_require_grad_during_and_are_restored_after(tiny):
+    seen: list[bool] = []
+    hook = tiny.model.classifier.register_forward_hook(
+        lambda m, i, o: seen.append(any(p.requires_grad for p in tiny.model.parameters()))
+    )
+    try:
+        explain(tiny, "lisinopril", faithfulness=False)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    assert all(p.requires_grad for p in tiny.model.parameters())
+
+
+def test_int8_versions_are_explained_through_their_float_model(tiny):
+    int8 = Classifier(tiny.model, tiny.tokenizer, tiny.card, name="tiny-int8", precision="int8")
+    e = explain(int8, "glucose 240 mg/dL", faithfulness=False)
+    assert abs(e.delta) <= e.tolerance and e.words
+
+
+def test_faithfulness_and_baseline_sensitivity_are_reported(tiny):
+    e = explain(tiny, "polyuria, thirst, glucose 240 mg/dL and HbA1c 8.9% on metformin", baseline_sensitivity=True)
+    f = e.faithfulness
+    assert f is not None and f.fractions == (0.01, 0.05, 0.10, 0.20, 0.50)
+    assert all(-1 <= v <= 1 for v in (f.comprehensiveness, f.sufficiency, f.random_comprehensiveness))
+    assert f.trust in {"high", "moderate", "low"}
+    assert e.baseline_agreement is not None and -1 <= e.baseline_agreement <= 1
+
+
+def test_html_shades_words_and_keeps_hostile_text_inert(tiny):
+    text = f"BP 180/110 {XSS[0]} then {XSS[1]} & \"quotes\" 'too'"
+    e = explain(tiny, text, faithfulness=False)
+    page = to_html(e)
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+            self.data: list[str] = []
+            self.titles: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.titles += [v for k, v in attrs if k == "title"]
+
+        def handle_data(self, data):
+            self.data.append(data)
+
+    parsed = Tags()
+    parsed.feed(page)
+    assert set(parsed.tags) <= {"style", "div", "span", "b"}  # no script, no img
+    assert "onerror" not in "".join(parsed.tags)
+    visible = "".join(parsed.data)
+    assert XSS[0] in visible and XSS[1] in visible  # shown to the reader as plain text
+    assert len([t for t in parsed.titles if ": " in t]) == len(e.words)  # one tooltip per word
+    assert "toward" in page and "against" in page  # legend
+
+
+def test_html_escapes_label_names_too(tiny_base_model, tokenizer):
+    clf = _tiny(tiny_base_model, tokenizer)
+    hostile = ModelCard(("<b>x</b>", "y", "z"), SINGLE_LABEL, "t", "full", max_length=32, window_stride=8)
+    clf = Classifier(clf.model, clf.tokenizer, hostile, name="<i>v</i>", device="cpu", precision="fp32")
+    page = to_html(explain(clf, "text", "<b>x</b>", faithfulness=False))
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page and "<i>v</i>" not in page
+
+
+def test_json_export_round_trips_every_field(tiny):
+    e = explain(tiny, "chemotherapy after biopsy", baseline_sensitivity=True)
+    data = json.loads(to_json(e))
+    assert data["text"] == e.text and data["delta"] == e.delta and data["steps"] == e.steps
+    assert [w["word"] for w in data["words"]] == [w.word for w in e.words]
+    assert len(data["tokens"]) == len(e.tokens) and data["faithfulness"]["trust"] == e.faithfulness.trust
+    assert set(data) >= set(Explanation.__dataclass_fields__) | {"relative_delta"}
+
+
+def test_cli_explain_writes_html_and_jsonl(tmp_path, tiny, capsys):
+    version = tmp_path / "v"
+    version.mkdir()
+    tiny.model.save_pretrained(str(version / "model"))
+    tiny.tokenizer.save_pretrained(str(version))
+    tiny.card.__class__(**{**tiny.card.__dict__, "weights_format": "full"}).save(version)
+    html_out = tmp_path / "one.html"
+    assert main(["explain", "--model", str(version), "--text", XSS[0] + " glucose", "--out", str(html_out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["explanations"] == 1 and "<script>" not in html_out.read_text()
+    notes = tmp_path / "notes.csv"
+    notes.write_text("note_id,text\na,polyuria and thirst\nb,BP 162/98 mmHg\n", encoding="utf-8")
+    jsonl = tmp_path / "out.jsonl"
+    assert main(["explain", "--model", str(version), "--data", str(notes), "--out", str(jsonl), "--target", "cancer",
+                 "--no-faithfulness"]) == 0
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [r["note_id"] for r in rows] == ["a", "b"] and {r["explanation"]["target"] for r in rows} == {"cancer"}
+    assert main(["explain", "--model", str(version), "--text", "x", "--out", str(tmp_path / "x.pdf")]) == 2
+    assert "--out ending in .html or .jsonl" in capsys.readouterr().err
+    assert main(["explain", "--model", str(version), "--text", "x", "--target", "flu", "--out", str(jsonl)]) == 2
