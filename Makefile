@@ -35,8 +35,10 @@ test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
 
 bench: setup
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) benchmarks/inference_bench.py
 	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/explain_bench.py
 
 clean:
 	rm -rf $(VENV) data

@@ -8,7 +8,7 @@ import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_pasted
-from healthmon.ui.components import plain, show_error, model_summary, probability_chart
+from healthmon.ui.components import explanation_panel, model_summary, plain, probability_chart, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
 
 LOGO = str(Path(__file__).parent / "assets" / "logo.svg")
@@ -34,15 +34,21 @@ st.subheader("Check one note")
 text = st.text_area("Paste a note", height=160, placeholder="e.g. 58 y/o with T2DM, HbA1c 8.4%, BP 152/96 mmHg ...")
 if st.button("Predict", type="primary"):
     try:
-        note = read_pasted(text).notes[0]
-        prediction = get_classifier(str(version)).predict(note.text)
+        st.session_state["checked_note"] = read_pasted(text).notes[0].text
     except HealthmonError as exc:
+        st.session_state.pop("checked_note", None)
         show_error(exc)
-    else:
-        found = ", ".join(prediction.labels) or "no label above its threshold"
-        st.markdown(f"**Predicted:** {plain(found)}")
-        if prediction.windows > 1:
-            st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
-        st.plotly_chart(probability_chart(prediction, card.thresholds))
-        if card.thresholds:
-            st.caption("Red bars are at or above their label's decision threshold (dotted line), tuned on validation data.")
+
+# Kept in the session so choosing another label to explain does not drop the result.
+checked = st.session_state.get("checked_note")
+if checked is not None:
+    classifier = get_classifier(str(version))
+    prediction = classifier.predict(checked)
+    found = ", ".join(prediction.labels) or "no label above its threshold"
+    st.markdown(f"**Predicted:** {plain(found)}")
+    if prediction.windows > 1:
+        st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
+    st.plotly_chart(probability_chart(prediction, card.thresholds))
+    if card.thresholds:
+        st.caption("Red bars are at or above their label's decision threshold (dotted line), tuned on validation data.")
+    explanation_panel(classifier, checked, prediction)

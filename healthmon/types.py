@@ -158,12 +158,14 @@ class Explanation:
         delta: sum of attributions − (f(x) − f(baseline)); the integration error.
         tolerance: the |delta| the adaptive step search aimed for (absolute, probability units).
         converged: whether |delta| ≤ tolerance was reached within the step budget.
-        steps: Gauss-Legendre steps of the accepted run; ``steps_tried`` every run made.
+        steps: gradient evaluations spent (Gauss-Legendre nodes over all path segments);
+            ``steps_tried`` the running total after each refinement round.
         baseline: ``pad`` or ``mask`` ([CLS]/[SEP] kept, every other token replaced).
         precision: numeric path of the integration (``fp32`` or ``bf16``).
         model_version: the version that produced the score.
         windows: how many windows the note was explained over (stitched into ``words``).
         seconds: wall time of the explanation (cache hits report the original time).
+        segments: pieces the path was cut into where the probability moved fastest.
         faithfulness: ERASER-style AOPC scores, when computed.
         baseline_agreement: Spearman correlation of word scores under the PAD and MASK
             baselines, when requested (1 = the choice of baseline does not matter).
@@ -185,6 +187,7 @@ class Explanation:
     model_version: str
     windows: int
     seconds: float
+    segments: int = 1
     faithfulness: Faithfulness | None = None
     baseline_agreement: float | None = None
 

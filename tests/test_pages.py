@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -45,6 +48,25 @@ def test_home_shows_the_model_and_scores_a_pasted_note(served):
     at.button[0].click().run()
     assert not at.exception
     assert any("Predicted:" in md.value for md in at.markdown)
+    assert any("Why this score?" in h.value for h in at.subheader)
+    shaded = [el for el in at.get("html")]
+    assert shaded and "hm-expl" in shaded[0].proto.body
+    # Choosing another label keeps the note and explains that label instead.
+    at.selectbox(key="explain_target").select("cancer").run()
+    assert not at.exception
+    assert "Why <b>cancer</b>" in at.get("html")[0].proto.body
+
+
+def test_home_renders_hostile_note_text_as_text(served):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.text_area[0].input("glucose 240 <script>alert(1)</script> <img src=x onerror=alert(1)>").run()
+    at.button[0].click().run()
+    assert not at.exception
+    body = at.get("html")[0].proto.body
+    assert "<script" not in body and "<img" not in body
+    # What the reader sees (tags stripped, entities decoded) is the note, character for character.
+    visible = html.unescape(re.sub(r"<style>.*?</style>|<[^>]+>", "", body, flags=re.S))
+    assert "glucose 240 <script>alert(1)</script> <img src=x onerror=alert(1)>" in visible
 
 
 def test_home_rejects_an_empty_note_with_a_message(served):
@@ -63,3 +85,4 @@ def test_notes_page_scores_pasted_text(served):
     table = at.dataframe[-1].value
     assert list(table["note"]) and {"P(diabetes)", "P(hypertension)", "P(cancer)"} <= set(table.columns)
     assert table[["P(diabetes)", "P(hypertension)", "P(cancer)"]].sum(axis=1).iloc[0] == pytest.approx(1.0)
+

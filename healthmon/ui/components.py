@@ -8,7 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from healthmon.explain import explain, to_html, to_json
 from healthmon.model.card import ModelCard
+from healthmon.model.classifier import Classifier
 from healthmon.types import IngestReport, Prediction
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -87,3 +89,31 @@ def ingest_report(report: IngestReport) -> None:
     if report.rejected:
         st.warning(f"{report.rows_rejected} row(s) were rejected and not scored:")
         st.dataframe(pd.DataFrame([{"line": r.line, "reason": r.reason} for r in report.rejected]), hide_index=True)
+
+
+TRUST_TEXT = {
+    "high": "deleting the highlighted words changes the score far more than deleting random words",
+    "moderate": "the highlighted words matter more than random ones, but not by much",
+    "low": "deleting the highlighted words changes the score little more than random words: read with care",
+}
+
+
+def explanation_panel(classifier: Classifier, text: str, prediction: Prediction) -> None:
+    """Why a score: the chosen label's word-level explanation, its trust and an export."""
+    st.subheader("Why this score?")
+    labels = list(classifier.labels)
+    default = labels.index(prediction.labels[0] if prediction.labels else prediction.top_label)
+    target = st.selectbox("Explain the score for", labels, index=default, key="explain_target")
+    with st.spinner("Computing integrated gradients ..."):
+        e = explain(classifier, text, target)
+    # to_html escapes every piece of the note: hostile text shows as text, never as markup.
+    st.html(to_html(e))
+    if e.faithfulness is not None:
+        st.caption(plain(f"Trust: {e.faithfulness.trust}. {TRUST_TEXT[e.faithfulness.trust]}."))
+    if not e.converged:
+        st.warning(
+            f"The attributions miss the score by {abs(e.delta):.3f} (tolerance {e.tolerance}) after {e.steps} "
+            "steps: the shading is approximate."
+        )
+    st.download_button("Download explanation (JSON)", to_json(e, indent=2), file_name="explanation.json",
+                       mime="application/json")
