@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--notes", type=int, default=10, help="notes per length")
     parser.add_argument("--faithfulness-notes", type=int, default=100)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "explain.json"))
     args = parser.parse_args()
     shared = Path(args.shared)
@@ -103,7 +103,7 @@ def main() -> None:
         texts = build_notes(test, clf.tokenizer, target, args.notes, rng)
         tokens = [len(clf.tokenizer(t)["input_ids"]) for t in texts]
         ti_s, ig_s, full_s, ti_err = [], [], [], None
-        deltas, steps, segments = [], [], []
+        deltas, steps, segments, precisions = [], [], [], []
         for text in texts:  # interleaved: the three timings of a note share the machine's mood
             if target <= 512:
                 t0 = time.perf_counter()
@@ -121,6 +121,7 @@ def main() -> None:
             deltas.append(e.delta)
             steps.append(e.steps)
             segments.append(e.segments)
+            precisions.append(e.precision)
             clear_cache()
             t0 = time.perf_counter()
             explain(clf, text, precision=args.precision, faithfulness=True)
@@ -146,14 +147,15 @@ def main() -> None:
             "steps_mean": float(np.mean(steps)),
             "steps_max": int(max(steps)),
             "segments_mean": float(np.mean(segments)),
+            "precision_used": {p: precisions.count(p) for p in sorted(set(precisions))},
         }
         raw[target] = {"ti_s": ti_s, "healthmon_s": ig_s, "deltas": deltas, "steps": steps}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
     print("| tokens (mean) | transformers-interpret s/note | healthmon s/note (× faster) | + faithfulness s/note (×) "
-          "| batch API s/note (×) | abs delta median / p95 / max | within 0.05 | steps mean / max |")
-    print("|---" * 8 + "|")
+          "| batch API s/note (×) | abs delta median / p95 / max | within 0.05 | steps mean / max | precision |")
+    print("|---" * 9 + "|")
     for r in rows:
         ti_txt = f"{r['ti_s']:.2f}" if r["ti_s"] == r["ti_s"] else f"fails ({r['ti_error']})"
 
@@ -164,7 +166,8 @@ def main() -> None:
               f"| {r['healthmon_faithfulness_s']:.2f} ({ratio(r['healthmon_faithfulness_s'])}) "
               f"| {r['healthmon_batch_s']:.2f} ({ratio(r['healthmon_batch_s'])}) "
               f"| {r['abs_delta_median']:.4f} / {r['abs_delta_p95']:.4f} / {r['abs_delta_max']:.4f} "
-              f"| {r['share_within_0.05']:.0%} | {r['steps_mean']:.1f} / {r['steps_max']} |")
+              f"| {r['share_within_0.05']:.0%} | {r['steps_mean']:.1f} / {r['steps_max']} "
+              f"| {', '.join(f'{k} {v}' for k, v in r['precision_used'].items())} |")
 
     # Faithfulness: deleting the IG top 20% of words vs a random 20%, on original test notes.
     sample = [test[i].text for i in rng.choice(len(test), size=min(args.faithfulness_notes, len(test)), replace=False)]

@@ -18,6 +18,7 @@ from healthmon.errors import ModelError
 from healthmon.explain import ExplainOptions, clear_cache, explain, explain_many, to_html, to_json, word_spans
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier
+from healthmon.model.device import bf16_is_fast
 from healthmon.model.loading import build_model
 from healthmon.types import Explanation
 
@@ -187,6 +188,15 @@ def test_adaptive_segments_refine_until_the_cap_and_say_when_tolerance_is_missed
     assert e.steps_tried[0] == 2 and e.steps_tried[-1] == e.steps <= 10 and not e.converged
     assert list(e.steps_tried) == sorted(e.steps_tried) and e.segments > 2
     assert "tolerance" in to_html(e)  # the reader is told the shading is approximate
+
+
+@pytest.mark.skipif(not bf16_is_fast(torch.device("cpu")), reason="this CPU has no native bf16")
+def test_a_note_that_bf16_cannot_settle_is_integrated_again_in_fp32(tiny):
+    e = explain(tiny, "biopsy shows adenocarcinoma", tolerance=1e-7, max_steps=8, precision="bf16",
+                faithfulness=False)
+    assert e.precision == "fp32" and e.steps_tried[-1] > 8  # a bf16 pass, then an fp32 pass
+    ok = explain(tiny, "biopsy shows adenocarcinoma", precision="bf16", faithfulness=False)
+    assert ok.precision == "bf16" and ok.converged
 
 
 def test_segments_add_up_to_the_same_integral_as_captum_layer_ig(tiny):

@@ -50,6 +50,18 @@ def test_real_model_trains_saves_and_reloads_to_the_same_probabilities(tmp_path)
     assert np.abs(probs - fp32).max() <= 0.01
     assert (probs.argmax(1) == fp32.argmax(1)).mean() >= 0.995
 
+    # Explanations on the real model (merged LoRA), long note included: every word once,
+    # the attributions add up to the score within the tolerance, faithfulness reported.
+    from healthmon.explain import explain_many, word_spans
+
+    explained = explain_many(reloaded, texts[-2:], baseline_sensitivity=True)
+    for e, p in zip(explained, fp32[-2:]):
+        assert [(w.start, w.end) for w in e.words] == word_spans(e.text)
+        assert e.probability == pytest.approx(float(p.max()), abs=1e-4)
+        assert e.converged and abs(sum(w.score for w in e.words) - (e.probability - e.baseline_probability)) <= 0.05
+        assert e.faithfulness is not None and e.baseline_agreement is not None
+    assert explained[-1].windows > 1
+
 
 def test_torchrun_two_processes_write_one_normal_version(tmp_path):
     csv = tmp_path / "notes.csv"

@@ -19,6 +19,7 @@ from healthmon.types import Explanation
 TOWARD_RGB = (230, 97, 1)
 AGAINST_RGB = (33, 102, 172)
 MAX_ALPHA = 0.75
+UNDERLINE_SHARE = 0.10
 
 _STYLE = """
 <style>
@@ -86,7 +87,10 @@ def to_html(explanation: Explanation, *, header: bool = True) -> str:
         out.append(html.escape(text[cursor : w.start]))
         direction = "toward" if w.score > 0 else "against" if w.score < 0 else "neutral to"
         tip = f"{text[w.start : w.end]}: {w.score:+.4f} ({direction} {e.target})"
-        css = "hm-w hm-pos" if w.score > 0 else "hm-w hm-neg" if w.score < 0 else "hm-w"
+        # Underline only words that matter (>= 10% of the strongest), or every word of a
+        # note is underlined and the cue is lost; the shade still shows the small ones.
+        strong = scale > 0 and abs(w.score) >= UNDERLINE_SHARE * scale
+        css = "hm-w" + ((" hm-pos" if w.score > 0 else " hm-neg") if strong else "")
         out.append(
             f'<span class="{css}" style="{_shade(w.score, scale)}" title="{html.escape(tip, quote=True)}" '
             f'data-score="{w.score:.6f}">{html.escape(text[w.start : w.end])}</span>'

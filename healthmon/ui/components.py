@@ -92,9 +92,9 @@ def ingest_report(report: IngestReport) -> None:
 
 
 TRUST_TEXT = {
-    "high": "deleting the highlighted words changes the score far more than deleting random words",
-    "moderate": "the highlighted words matter more than random ones, but not by much",
-    "low": "deleting the highlighted words changes the score little more than random words: read with care",
+    "high": "Deleting the highlighted words changes the score far more than deleting random words",
+    "moderate": "The highlighted words matter more than random ones, but not by much",
+    "low": "Deleting the highlighted words changes the score little more than random words: read with care",
 }
 
 
