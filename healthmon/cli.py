@@ -239,9 +239,11 @@ def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".html":
-            out.write_text(to_html_page(explanations, title=f"healthmon explanations ({classifier.name})"), encoding="utf-8")
+            # backslashreplace: a stray surrogate from a mis-decoded argument must not crash the export.
+            out.write_text(to_html_page(explanations, title=f"healthmon explanations ({classifier.name})"),
+                           encoding="utf-8", errors="backslashreplace")
         else:
-            with out.open("w", encoding="utf-8") as fh:
+            with out.open("w", encoding="utf-8", errors="backslashreplace") as fh:
                 for (note_id, _, _), e in zip(pairs, explanations):
                     fh.write('{"note_id": ' + json.dumps(note_id) + ', "explanation": ' + to_json(e) + "}\n")
     except OSError as exc:

@@ -57,6 +57,43 @@ class LinearToy(torch.nn.Module):
         return SequenceClassifierOutput(logits=torch.stack([torch.zeros_like(yes), yes], dim=1))
 
 
+class PooledToy(torch.nn.Module):
+    """A small nonlinear classifier whose scores really move with the words (unlike a
+    randomly initialised BERT, whose outputs barely depend on its input): mean of the
+    word embeddings -> tanh layer -> logits. Keyword tokens get strong embeddings."""
+
+    # Whole words of the bundled vocabulary (a word split into pieces would hit [UNK]).
+    KEYWORDS = {"glucose": 0, "insulin": 0, "bp": 1, "pressure": 1, "tumor": 2, "chemotherapy": 2}
+
+    def __init__(self, tokenizer, n_labels: int = 3, dim: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.embed = torch.nn.Embedding(len(tokenizer), dim)
+        with torch.no_grad():
+            self.embed.weight.mul_(0.3)
+            for word, label in self.KEYWORDS.items():
+                assert word in tokenizer.vocab
+                self.embed.weight[tokenizer.convert_tokens_to_ids(word), label] = 6.0
+            # The baseline's [PAD]/[MASK] carry no evidence, so f(baseline) is near-neutral.
+            self.embed.weight[tokenizer.pad_token_id] = 0.0
+            self.embed.weight[tokenizer.mask_token_id] = 0.0
+        self.hidden = torch.nn.Linear(dim, dim)
+        with torch.no_grad():
+            self.hidden.weight.copy_(torch.eye(dim) * 2 + torch.randn(dim, dim) * 0.1)
+        self.out = torch.nn.Linear(dim, n_labels)
+        with torch.no_grad():
+            self.out.weight.copy_(torch.eye(n_labels, dim) * 3 + torch.randn(n_labels, dim) * 0.1)
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.embed
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None) -> SequenceClassifierOutput:
+        embeds = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        m = attention_mask.unsqueeze(-1).to(embeds.dtype)
+        pooled = (embeds * m).sum(1) / m.sum(1)
+        return SequenceClassifierOutput(logits=self.out(torch.tanh(self.hidden(pooled * 3))))
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return AutoTokenizer.from_pretrained(str(bundled_base_model_dir()))
@@ -80,6 +117,18 @@ def _tiny(tiny_base_model, tokenizer, problem_type=SINGLE_LABEL, max_length=32, 
 @pytest.fixture(scope="module")
 def tiny(tiny_base_model, tokenizer) -> Classifier:
     return _tiny(tiny_base_model, tokenizer)
+
+
+def _pooled(tokenizer, problem_type=SINGLE_LABEL) -> Classifier:
+    labels = ("diabetes", "hypertension", "cancer")
+    card = ModelCard(labels, problem_type, "toy", "full", max_length=32, window_stride=8, temperature=1.3,
+                     thresholds={label: 0.5 for label in labels})
+    return Classifier(PooledToy(tokenizer), tokenizer, card, name="pooled", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pooled(tokenizer) -> Classifier:
+    return _pooled(tokenizer)
 
 
 def test_toy_attributions_match_the_hand_computed_integral(toy, tokenizer):
@@ -114,11 +163,26 @@ def test_toy_attributions_match_the_hand_computed_integral(toy, tokenizer):
         ("患者有糖尿病 BP高", ["患", "者", "有", "糖", "尿", "病", "BP", "高"]),
         ("  a \t\n\n  b   ", ["a", "b"]),
         ("follow-up in patient's home", ["follow-up", "in", "patient's", "home"]),
+        ("cafe\u0301s noted", ["cafe\u0301s", "noted"]),  # a decomposed accent stays in its word
+        ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari vowel signs are combining marks
+        ("丽丸 x", ["丽", "丸", "x"]),  # CJK compatibility supplement
     ],
 )
 def test_words_are_exact_spans_of_the_original_text(text, words):
     spans = word_spans(text)
     assert [text[s:e] for s, e in spans] == words
+
+
+def test_space_only_tokens_go_to_the_next_word_and_unknown_tokens_are_attributed(pooled):
+    from healthmon.explain import token_word_index
+
+    text = "hi there"
+    # A SentencePiece-style lone "▁" token spanning the space belongs to "there".
+    assert token_word_index(text, word_spans(text), [(0, 2), (2, 3), (3, 8), (0, 0)]) == [0, 1, 1, -1]
+    e = explain(pooled, "glucose \U0001F600 high", precision="fp32", faithfulness=False)
+    unknown = [t for t in e.tokens if t.token == pooled.tokenizer.unk_token]
+    assert unknown and unknown[0].score != 0  # [UNK] stands for real text: it is not kept in the baseline
+    assert e.words[unknown[0].word_index].word == "\U0001F600"
 
 
 @pytest.mark.parametrize(
@@ -138,11 +202,12 @@ def test_model_tokens_merge_into_those_words(tiny, text):
     assert sum(w.score for w in e.words) == pytest.approx(sum(t.score for t in e.tokens), abs=1e-6)
 
 
-def test_long_notes_are_explained_over_every_window_and_stitched(tiny):
-    sentence = "Patient reports polyuria, thirst and glucose 240 mg/dL; BP 150/95 noted. "
+def test_long_notes_are_explained_over_every_window_and_stitched(pooled):
+    sentence = "Patient reports thirst and glucose 240 mg/dL on insulin; BP 150/95 noted. "
     text = sentence * 12
-    e = explain(tiny, text, faithfulness=False)
-    assert e.windows == tiny.predict(text).windows > 2
+    e = explain(pooled, text, faithfulness=False, precision="fp32")
+    assert e.windows == pooled.predict(text).windows > 2
+    assert e.target == "diabetes" and e.probability - e.baseline_probability > 0.15  # a real change to explain
     assert [(w.start, w.end) for w in e.words] == word_spans(text)  # each word exactly once, in order
     covered = "".join(text[w.start : w.end] for w in e.words)
     assert covered == "".join(text.split())  # every visible character belongs to exactly one word
@@ -156,18 +221,22 @@ def test_long_notes_are_explained_over_every_window_and_stitched(tiny):
     assert any(len(ws) > 1 for ws in windows_of_word.values())
     assert set(windows_of_word) == set(range(len(e.words)))
     # Completeness against the very score prediction reports for the whole note.
-    assert e.probability == pytest.approx(float(tiny.predict_proba(text).max()), abs=1e-5)
-    assert sum(w.score for w in e.words) == pytest.approx(e.probability - e.baseline_probability, abs=e.tolerance)
+    assert e.probability == pytest.approx(float(pooled.predict_proba(text).max()), abs=1e-5)
+    assert abs(sum(w.score for w in e.words) - (e.probability - e.baseline_probability)) <= e.tolerance
+    # The keywords carry the score, in every window.
+    top = {w.word.lower() for w in e.top_words(24)}
+    assert {"glucose", "insulin"} <= top
 
 
-def test_multi_label_explains_any_label_against_its_own_sigmoid(tiny_base_model, tokenizer):
-    clf = _tiny(tiny_base_model, tokenizer, MULTI_LABEL)
-    text = "glucose 240 mg/dL, BP 162/98 mmHg, biopsy pending " * 3
+def test_multi_label_explains_any_label_against_its_own_sigmoid(tokenizer):
+    clf = _pooled(tokenizer, MULTI_LABEL)
+    text = "glucose 240 mg/dL, pressure high, tumor seen " * 3
     probs = clf.predict_proba(text)
-    for label, p in zip(clf.labels, probs):
-        e = explain(clf, text, label, faithfulness=False)
+    for label, p, keyword in zip(clf.labels, probs, ("glucose", "pressure", "tumor")):
+        e = explain(clf, text, label, faithfulness=False, precision="fp32")
         assert e.target == label and e.probability == pytest.approx(float(p), abs=1e-5)
-        assert abs(e.delta) <= e.tolerance
+        assert abs(e.delta) <= e.tolerance and abs(e.probability - e.baseline_probability) > 0.05
+        assert keyword in {w.word for w in e.top_words(6)}
 
 
 def test_default_target_is_the_predicted_label_and_bad_targets_explain_themselves(tiny):
@@ -199,28 +268,34 @@ def test_a_note_that_bf16_cannot_settle_is_integrated_again_in_fp32(tiny):
     assert ok.precision == "bf16" and ok.converged
 
 
-def test_segments_add_up_to_the_same_integral_as_captum_layer_ig(tiny):
-    """With one segment and one node, the result is Captum LayerIntegratedGradients' own."""
+def test_segments_are_captum_layer_integrated_gradients_on_the_word_embeddings(pooled):
+    """Four uniform segments of one midpoint node each are exactly Captum's
+    LayerIntegratedGradients with the riemann_middle rule and 4 steps."""
     from captum.attr import LayerIntegratedGradients
 
-    text = "polyuria, thirst and glucose 240 mg/dL"
-    e = explain(tiny, text, "cancer", segments=1, max_steps=1, faithfulness=False)
-    enc = tiny.tokenizer(text, return_tensors="pt")
+    text = "thirst and glucose 240 mg/dL; insulin, pressure"
+    e = explain(pooled, text, "diabetes", segments=4, max_steps=4, tolerance=1e-9, precision="fp32",
+                faithfulness=False)
+    assert e.steps == 4 and e.segments == 4  # no budget left to refine
+    enc = pooled.tokenizer(text, return_tensors="pt")
     base = enc["input_ids"].clone()
-    base[0, 1:-1] = tiny.tokenizer.pad_token_id
-    model = tiny.model
+    base[0, 1:-1] = pooled.tokenizer.pad_token_id
+    model = pooled.model
 
     def forward(ids, mask):
-        return torch.softmax(model(input_ids=ids, attention_mask=mask).logits / tiny.card.temperature, -1)
+        return torch.softmax(model(input_ids=ids, attention_mask=mask).logits / pooled.card.temperature, -1)
 
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
-    reference = lig.attribute(enc["input_ids"], baselines=base, target=tiny.labels.index("cancer"),
-                              additional_forward_args=(enc["attention_mask"],), n_steps=1, method="gausslegendre")
-    assert [t.score for t in e.tokens] == pytest.approx(reference.sum(-1)[0].tolist(), abs=1e-6)
-    # And many segments converge on the exact change in probability.
-    fine = explain(tiny, text, "cancer", tolerance=1e-4, max_steps=256, faithfulness=False)
-    assert fine.converged and sum(w.score for w in fine.words) == pytest.approx(
-        fine.probability - fine.baseline_probability, abs=1e-4)
+    reference = lig.attribute(enc["input_ids"], baselines=base, target=0, additional_forward_args=(enc["attention_mask"],),
+                              n_steps=4, method="riemann_middle").sum(-1)[0]
+    assert reference.abs().max() > 0.05  # a real attribution, not numerical dust
+    assert [t.score for t in e.tokens] == pytest.approx(reference.tolist(), abs=1e-6)
+    # Adaptive refinement converges on what many uniform Gauss-Legendre steps give.
+    fine = explain(pooled, text, "diabetes", tolerance=1e-4, max_steps=512, precision="fp32", faithfulness=False)
+    many = lig.attribute(enc["input_ids"], baselines=base, target=0, additional_forward_args=(enc["attention_mask"],),
+                         n_steps=256, method="gausslegendre").sum(-1)[0]
+    assert fine.converged
+    assert [t.score for t in fine.tokens] == pytest.approx(many.tolist(), abs=2e-3 * float(many.abs().max()))
 
 
 def test_results_are_cached_per_version_text_target_and_options(tiny):
@@ -228,16 +303,24 @@ def test_results_are_cached_per_version_text_target_and_options(tiny):
     assert explain(tiny, "amlodipine for HTN", faithfulness=False) is first
     assert explain(tiny, "amlodipine for HTN", faithfulness=False, baseline="mask") is not first
     assert explain(tiny, "amlodipine for HTN ", faithfulness=False) is not first
+    # Another classifier with the same name and model but a different temperature is
+    # another score: never served from the first one's cache.
+    warmer_card = tiny.card.__class__(**{**tiny.card.__dict__, "temperature": 9.0})
+    warmer = Classifier(tiny.model, tiny.tokenizer, warmer_card, name=tiny.name, device="cpu", precision="fp32")
+    other = explain(warmer, "amlodipine for HTN", faithfulness=False)
+    assert other is not first and other.probability != first.probability
 
 
-def test_batch_api_matches_one_at_a_time(tiny):
-    texts = ["polyuria and thirst", "BP 162/98 mmHg with headache " * 4, "biopsy"]
-    together = explain_many(tiny, texts, faithfulness=False)
+def test_batch_api_matches_one_at_a_time(pooled):
+    texts = ["polyuria and thirst", "BP 162/98 mmHg with headache " * 4, "biopsy", "glucose " * 40]
+    together = explain_many(pooled, texts, faithfulness=False, precision="fp32")
     clear_cache()
-    alone = [explain(tiny, t, faithfulness=False) for t in texts]
+    alone = [explain(pooled, t, faithfulness=False, precision="fp32") for t in texts]
     for a, b in zip(together, alone):
-        assert a.text == b.text and a.target == b.target
-        assert [w.score for w in a.words] == pytest.approx([w.score for w in b.words], abs=1e-5)
+        assert a.text == b.text and a.target == b.target and a.steps == b.steps
+        scale = max(abs(w.score) for w in b.words)
+        assert scale > 0.01
+        assert [w.score for w in a.words] == pytest.approx([w.score for w in b.words], abs=1e-4 * scale)
 
 
 def test_weights_never_require_grad_during_and_are_restored_after(tiny):
@@ -253,19 +336,25 @@ def test_weights_never_require_grad_during_and_are_restored_after(tiny):
     assert all(p.requires_grad for p in tiny.model.parameters())
 
 
-def test_int8_versions_are_explained_through_their_float_model(tiny):
-    int8 = Classifier(tiny.model, tiny.tokenizer, tiny.card, name="tiny-int8", precision="int8")
+def test_int8_versions_are_explained_through_their_float_model(pooled):
+    int8 = Classifier(pooled.model, pooled.tokenizer, pooled.card, name="pooled-int8", precision="int8")
     e = explain(int8, "glucose 240 mg/dL", faithfulness=False)
-    assert abs(e.delta) <= e.tolerance and e.words
+    # The float model's score (what was integrated), close to the int8 one served.
+    assert e.probability == pytest.approx(float(pooled.predict_proba("glucose 240 mg/dL").max()), abs=1e-5)
+    assert e.probability == pytest.approx(float(int8.predict_proba("glucose 240 mg/dL").max()), abs=0.05)
+    assert abs(e.delta) <= e.tolerance and e.top_words(1)[0].word == "glucose"
 
 
-def test_faithfulness_and_baseline_sensitivity_are_reported(tiny):
-    e = explain(tiny, "polyuria, thirst, glucose 240 mg/dL and HbA1c 8.9% on metformin", baseline_sensitivity=True)
+def test_faithfulness_and_baseline_sensitivity_are_reported(pooled):
+    text = "Seen today: thirst for weeks, glucose 240 mg/dL on insulin, otherwise well, no pain or fever"
+    e = explain(pooled, text, baseline_sensitivity=True)
     f = e.faithfulness
     assert f is not None and f.fractions == (0.01, 0.05, 0.10, 0.20, 0.50)
-    assert all(-1 <= v <= 1 for v in (f.comprehensiveness, f.sufficiency, f.random_comprehensiveness))
-    assert f.trust in {"high", "moderate", "low"}
-    assert e.baseline_agreement is not None and -1 <= e.baseline_agreement <= 1
+    # The keywords carry this toy's score: deleting the top words must hurt far more than
+    # deleting random ones, and keeping only them must keep most of the score.
+    assert f.comprehensiveness > f.random_comprehensiveness + 0.2
+    assert f.sufficiency < f.comprehensiveness and f.trust == "high"
+    assert e.baseline_agreement is not None and 0.5 < e.baseline_agreement <= 1
 
 
 def test_html_shades_words_and_keeps_hostile_text_inert(tiny):
@@ -279,9 +368,11 @@ def test_html_shades_words_and_keeps_hostile_text_inert(tiny):
             self.tags: list[str] = []
             self.data: list[str] = []
             self.titles: list[str] = []
+            self.attributes: list[str] = []
 
         def handle_starttag(self, tag, attrs):
             self.tags.append(tag)
+            self.attributes += [k for k, _ in attrs]
             self.titles += [v for k, v in attrs if k == "title"]
 
         def handle_data(self, data):
@@ -290,7 +381,7 @@ def test_html_shades_words_and_keeps_hostile_text_inert(tiny):
     parsed = Tags()
     parsed.feed(page)
     assert set(parsed.tags) <= {"style", "div", "span", "b"}  # no script, no img
-    assert "onerror" not in "".join(parsed.tags)
+    assert set(parsed.attributes) <= {"class", "style", "title", "data-score"}  # no onerror, no src
     visible = "".join(parsed.data)
     assert XSS[0] in visible and XSS[1] in visible  # shown to the reader as plain text
     assert len([t for t in parsed.titles if ": " in t]) == len(e.words)  # one tooltip per word

@@ -6,6 +6,8 @@ drop a lot) or kept alone (sufficiency: the score should barely drop), for k in
 ``FRACTIONS``, and the drops are averaged (AOPC). Words are deleted from the text and the
 rest re-scored by the classifier exactly as a new note would be, windows included.
 A random choice of the same number of words is the reference an explanation must beat.
+Drops are measured from the note with all its words rejoined the same way (single
+spaces), so only deletion, never respacing, moves the score.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def _count(n_words: int, fraction: float) -> int:
 def _join(explanation: Explanation, keep: np.ndarray) -> str:
     # Whitespace between kept words does not matter to the tokenizer, so single spaces.
     return " ".join(w.word for w, k in zip(explanation.words, keep) if k)
+
+
+def reference_text(explanation: Explanation) -> str:
+    """Every word, rejoined like the perturbed notes: the score drops are measured from
+    this, so respacing alone (which moves SentencePiece tokens) never counts as a drop."""
+    return _join(explanation, np.ones(len(explanation.words), dtype=bool))
 
 
 def ranked_words(explanation: Explanation) -> np.ndarray:
@@ -70,7 +78,7 @@ def score_drops(
         fraction: share of each note's words to delete (or, with ``keep_only``, to keep).
         order: ``attribution`` (most positive first) or ``random``.
     """
-    texts = [e.text for e in explanations]
+    texts = [reference_text(e) for e in explanations]
     for e in explanations:
         words = ranked_words(e) if order == "attribution" else random_words(e, seed)
         texts.append(perturbed_text(e, words, fraction, keep_only=keep_only))
@@ -86,7 +94,7 @@ def with_faithfulness(
     """The same explanations with :class:`Faithfulness` filled in (one batched re-scoring)."""
     if not explanations:
         return explanations
-    texts: list[str] = [e.text for e in explanations]
+    texts: list[str] = [reference_text(e) for e in explanations]
     plan: list[tuple[int, str, float]] = []
     for i, e in enumerate(explanations):
         if not e.words:

@@ -16,8 +16,10 @@ IG is additive over pieces of the path, and the exact integral over a piece [a, 
 f(c) − f(a), known from two forward passes. So the path is cut into segments, each is
 integrated with one Gauss-Legendre node, its midpoint (Captum ``IntegratedGradients``
 from the segment's start to its end in word-embedding space), each segment's own error is known
-exactly, and only the worst segments are halved until |delta| meets the tolerance. The
-work goes where the probability moves.
+exactly (in fp32; under bf16 the midpoint values carry bf16 rounding, which only steers
+which segments are halved), and only the worst segments are halved until |delta| meets
+the tolerance. The total delta is always exact against the fp32 endpoints. The work goes
+where the probability moves.
 
 This is Captum's ``LayerIntegratedGradients`` on the word-embedding layer in substance
 (which hooks that layer and integrates its output): the model's word-embedding output is
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -75,7 +78,9 @@ class ExplainOptions:
         segments: equal pieces the path starts in; each is halved while its error is large.
             Each piece gets one Gauss-Legendre node, its midpoint, whose forward pass also
             gives f there: halving a piece then needs no extra forward.
-        max_steps: cap on gradient evaluations per note (one per segment, all rounds).
+        max_steps: cap on gradient evaluations per note and pass (one per segment, all
+            rounds). A bf16 pass that misses the tolerance is followed by one fp32 pass
+            with the same cap, so a note can cost up to twice the cap in the worst case.
         baseline: ``pad`` (default) or ``mask`` fills every non-special token of the baseline.
         precision: ``auto`` (default: bf16 autocast where the hardware has native bf16,
             else fp32), ``fp32`` or ``bf16``. The endpoints are always the classifier's own
@@ -114,7 +119,7 @@ class ExplainOptions:
         return self
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a segment is a place in one note's list
 class _Segment:
     """A piece [a, c] of the straight path, with its exact and integrated change."""
 
@@ -168,14 +173,18 @@ _CACHE: OrderedDict[tuple, Explanation] = OrderedDict()
 _CACHE_SIZE = 512
 _CACHE_LOCK = threading.Lock()
 # One explanation at a time per model: weights' requires_grad is switched off while it runs.
-_MODEL_LOCKS: dict[int, threading.Lock] = {}
+# (Only explanations take this lock: a classifier's model must not be trained while it is
+# being explained. The dashboard's models are inference-only.)
+_MODEL_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
 
 
 def _cache_key(classifier: "Classifier", text: str, target: str | None, options: ExplainOptions) -> tuple:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    # The version name alone is not unique for in-memory models (tests, training's
-    # evaluation), so the model object's identity is part of the key too.
-    return (classifier.name, id(classifier.model), digest, target, options)
+    # instance_id is unique per loaded classifier; temperature and precision are listed
+    # too so the key says everything the explained score depends on.
+    return (classifier.name, classifier.instance_id, classifier.card.temperature, classifier.precision,
+            digest, target, options)
 
 
 def clear_cache() -> None:
@@ -260,7 +269,8 @@ def explain_many(
 @contextmanager
 def _frozen_weights(model: torch.nn.Module) -> Iterator[None]:
     """No gradients for weights while explaining; restore exactly what was there."""
-    lock = _MODEL_LOCKS.setdefault(id(model), threading.Lock())
+    with _LOCKS_GUARD:
+        lock = _MODEL_LOCKS.setdefault(model, threading.Lock())
     with lock:
         previous = [(p, p.requires_grad) for p in model.parameters()]
         for p, _ in previous:
@@ -307,7 +317,10 @@ class _Integrator:
                 "use the other baseline",
             )
         self.fill_id = int(fill)
-        self.special_ids = set(self.tokenizer.all_special_ids) - {self.fill_id}
+        # Only the sequence markers stay in the baseline. [UNK] is a "special" token too,
+        # but it stands for real text and must be attributable.
+        markers = ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id")
+        self.marker_ids = {i for i in (getattr(self.tokenizer, m, None) for m in markers) if i is not None}
 
     # ----------------------------------------------------------------- orchestration
     def run(self, texts: list[str], targets: list[str | None]) -> list[Explanation]:
@@ -372,7 +385,7 @@ class _Integrator:
             ids[r, : len(row)] = torch.tensor(row)
             mask[r, : len(row)] = 1
         # [CLS]/[SEP] (and padding) stay; every other token becomes [PAD] or [MASK].
-        keep = torch.tensor([[t in self.special_ids for t in row] for row in ids.tolist()]) | (mask == 0)
+        keep = torch.tensor([[t in self.marker_ids for t in row] for row in ids.tolist()]) | (mask == 0)
         baseline = torch.where(keep, ids, torch.full_like(ids, self.fill_id))
         row = 0
         for note in group:
@@ -410,7 +423,20 @@ class _Integrator:
         return torch.sigmoid(note_logits) if self.clf.multi_label else torch.softmax(note_logits, dim=-1)
 
     def _points(self, t: _Group, asks: list[tuple[_Note, float]]) -> list[np.ndarray]:
-        """f at path positions α (every label), one batched forward: [(note, α), ...] -> probs."""
+        """f at path positions α (every label), batched forwards: [(note, α), ...] -> probs."""
+        per_chunk = max(1, self.batch_tokens // t.mask.shape[1])
+        out: list[np.ndarray] = []
+        chunk: list[tuple[_Note, float]] = []
+        for ask in asks + [None]:
+            if ask is None or (chunk and sum(len(n.rows) for n, _ in chunk) + len(ask[0].rows) > per_chunk):
+                if chunk:
+                    out += self._points_chunk(t, chunk)
+                chunk = []
+            if ask is not None:
+                chunk.append(ask)
+        return out
+
+    def _points_chunk(self, t: _Group, asks: list[tuple[_Note, float]]) -> list[np.ndarray]:
         rows = [r for note, _ in asks for r in note.rows]
         alphas = torch.tensor([a for note, a in asks for _ in note.rows], device=self.device)[:, None, None]
         embeds = t.b_embeds[rows] + alphas * (t.x_embeds[rows] - t.b_embeds[rows])

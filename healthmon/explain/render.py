@@ -5,6 +5,8 @@ Note text is untrusted: every piece of it, and every label name, goes through
 URL context. The fragment carries its own scoped ``<style>`` and uses translucent
 backgrounds with inherited text colour, so it reads the same on light and dark themes.
 Sign is shown twice, by hue and by underline style, so it does not depend on colour vision.
+Every word is bidi-isolated, so a right-to-left override hidden in a note cannot reorder
+the words around it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ _STYLE = """
 <style>
 .hm-expl { font-family: inherit; line-height: 1.9; color: inherit; }
 .hm-expl .hm-head { font-size: 0.9em; opacity: 0.85; margin-bottom: 0.4em; }
-.hm-expl .hm-text { white-space: pre-wrap; word-wrap: break-word; }
-.hm-expl .hm-w { border-radius: 3px; padding: 0 1px; color: inherit; }
+.hm-expl .hm-text { white-space: pre-wrap; word-wrap: break-word; unicode-bidi: isolate; }
+.hm-expl .hm-w { border-radius: 3px; padding: 0 1px; color: inherit; unicode-bidi: isolate; }
 .hm-expl .hm-pos { border-bottom: 2px solid rgb(230, 97, 1); }
 .hm-expl .hm-neg { border-bottom: 2px dotted rgb(33, 102, 172); }
 .hm-expl .hm-legend { display: flex; align-items: center; gap: 0.5em; font-size: 0.85em; margin-top: 0.6em; }

@@ -17,17 +17,37 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from typing import Sequence
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-# \w without CJK ideographs: letters (any script), digits, underscore, combining marks.
+_CJK = (
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0002ebef\U0002f800-\U0002fa1f\U00030000-\U0003134f"
+)
+# \w without CJK ideographs: letters (any script), digits, underscore. Python's \w leaves
+# out combining marks (a decomposed "é", Devanagari vowel signs); word_spans glues them on.
 _WORD_CHAR = rf"[^\W{_CJK}]"
 _WORD_RE = re.compile(rf"{_WORD_CHAR}+(?:[-/.'’]{_WORD_CHAR}+)*|[{_CJK}]|[^\s]", re.UNICODE)
 
 
+def _is_mark(text: str) -> bool:
+    return all(unicodedata.category(ch).startswith("M") for ch in text)
+
+
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Character spans ``(start, end)`` of the words of ``text``, in order."""
-    return [m.span() for m in _WORD_RE.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    for match in _WORD_RE.finditer(text):
+        start, end = match.span()
+        if spans and spans[-1][1] == start:
+            previous = text[spans[-1][0] : spans[-1][1]]
+            # A combining mark belongs to the letter before it, and letters right after a
+            # mark continue the same word ("cafe" + U+0301 + "s" is one word).
+            if _is_mark(text[start:end]) or (_is_mark(previous[-1]) and match.group()[0].isalnum()):
+                spans[-1] = (spans[-1][0], end)
+                continue
+        spans.append((start, end))
+    return spans
 
 
 def token_word_index(
@@ -35,9 +55,10 @@ def token_word_index(
 ) -> list[int]:
     """For each token, the index of the word it belongs to, or -1 (special and pad tokens).
 
-    A token belongs to the word holding its first non-space character. Tokenizers that
-    glue a leading space onto a token (SentencePiece ``▁``) report spans starting on the
-    space, hence the skip.
+    A token belongs to the word holding its first non-space character (a token spanning
+    two words, rare, counts for the first). Tokenizers that glue a leading space onto a
+    token (SentencePiece ``▁``) report spans starting on the space, hence the skip; a token
+    that is only space goes to the next word, so its attribution is not lost.
     """
     starts = [s for s, _ in words]
     result: list[int] = []
@@ -48,7 +69,8 @@ def token_word_index(
         while start < end and text[start].isspace():
             start += 1
         if start >= end:
-            result.append(-1)
+            following = bisect.bisect_left(starts, end)
+            result.append(following if following < len(words) else -1)
             continue
         i = bisect.bisect_right(starts, start) - 1
         result.append(i if i >= 0 and words[i][0] <= start < words[i][1] else -1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, overload
@@ -121,6 +122,9 @@ class Classifier:
             )
         self.model = model
         self.last_timing: dict[str, float] = {}
+        # Unique per loaded classifier: caches keyed on it can never serve another model's
+        # results (names repeat for in-memory models, and id() values are reused).
+        self.instance_id = uuid.uuid4().hex
 
     @classmethod
     def from_pretrained(
