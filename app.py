@@ -9,7 +9,7 @@ import streamlit as st
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_pasted
 from healthmon.ui.components import explanation_panel, model_summary, plain, probability_chart, show_error
-from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
+from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
 
 LOGO = str(Path(__file__).parent / "assets" / "logo.svg")
 st.set_page_config(page_title="healthmon", page_icon=LOGO, layout="wide")
@@ -18,6 +18,11 @@ st.title("healthmon")
 st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
 
 settings = get_settings()
+try:
+    get_database()  # migrations run at start: the schema is current before any page uses it
+except HealthmonError as exc:
+    show_error(exc)
+    st.stop()
 version = active_model_dir(settings)
 if version is None:
     st.info(

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-faithfulness", action="store_true", help="skip the comprehensiveness/sufficiency check")
     explain.add_argument("--baseline-sensitivity", action="store_true", help="also explain with the other baseline")
 
+    db = sub.add_parser("db", help="database: apply migrations, show the schema revision")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply every Alembic migration (safe to repeat)")
+    db_sub.add_parser("current", help="print the schema revision")
+
     demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
     demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
@@ -259,6 +264,20 @@ def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.storage.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(settings=settings)
+    try:
+        if args.db_command == "upgrade":
+            upgrade(engine)
+        url = engine.url.render_as_string(hide_password=True)
+        print(json.dumps({"database": url, "revision": current_revision(engine)}))
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.demo import build_demo_model
 
@@ -273,6 +292,7 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "explain": _cmd_explain,
+    "db": _cmd_db,
     "demo": _cmd_demo,
 }
 

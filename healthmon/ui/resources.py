@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
 from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
+from healthmon.storage.db import make_engine, session_factory, upgrade
 
 
 @st.cache_resource(show_spinner=False)
@@ -20,6 +22,14 @@ def active_model_dir(settings: Settings) -> Path | None:
     """The version the dashboard serves: HEALTHMON_ACTIVE_MODEL, else the demo model."""
     folder = settings.active_model or settings.demo_model_dir
     return folder if (folder / "card.json").is_file() else None
+
+
+@st.cache_resource(show_spinner="Preparing the database ...")
+def get_database() -> sessionmaker[Session]:
+    """The session factory, after applying any pending migrations (once per process)."""
+    engine = make_engine(settings=get_settings())
+    upgrade(engine)
+    return session_factory(engine)
 
 
 @st.cache_resource(show_spinner="Loading the model ...")

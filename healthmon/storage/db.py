@@ -1,0 +1,93 @@
+"""Engine, sessions and migrations.
+
+SQLite (the default, a file in the data folder) runs in WAL mode with foreign keys on and
+a busy timeout, so the dashboard's readers never block a reviewer's write and concurrent
+writers wait instead of failing. PostgreSQL comes in through ``HEALTHMON_DATABASE_URL``.
+The schema is only ever created by Alembic migrations (``upgrade``), never by
+``create_all``, so every database has a migration history from its first table on.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.config import Settings
+from healthmon.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str | None = None, *, settings: Settings | None = None) -> Engine:
+    """An engine for ``url`` (default: the settings' database), SQLite tuned for concurrency."""
+    url = url or (settings or Settings()).resolved_database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "a SQLAlchemy database URL (sqlite:///path.db or postgresql+psycopg://user@host/db)",
+            repr(url),
+            "fix HEALTHMON_DATABASE_URL",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except OperationalError as exc:
+        raise ConfigError(
+            "a reachable database the migrations can write to",
+            f"{engine.url.render_as_string(hide_password=True)}: {exc.orig}",
+            "check HEALTHMON_DATABASE_URL, that the server runs and the user may create tables",
+        ) from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits on success and rolls back on any error."""
+    with factory() as session, session.begin():
+        yield session

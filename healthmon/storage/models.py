@@ -1,0 +1,168 @@
+"""ORM tables (SQLAlchemy 2.0). The schema itself is created only by Alembic migrations.
+
+Reviews are append-only: a correction is a new row, never an update, so the label history
+of a case is the rows themselves. The per-case summary that the review queue sorts on
+(uncertainty, disagreement, last review) lives in ``cases`` and is updated in the same
+transaction as each review, guarded by ``review_version`` (optimistic concurrency: two
+reviewers who saw the same version cannot both win).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+ROLES = ("clinician", "annotator", "admin")
+VERSION_STATUSES = ("candidate", "active", "retired")
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NoteRow(Base):
+    __tablename__ = "notes"
+    __table_args__ = (UniqueConstraint("content_hash", "patient_id", "external_id", name="uq_notes_content"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(300), default="pasted")
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    deidentified: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    folder: Mapped[str] = mapped_column(String(1000))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="candidate", index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("notes.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    uncertainty: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExplanationRow(Base):
+    __tablename__ = "explanations"
+    __table_args__ = (UniqueConstraint("model_version_id", "text_hash", "target", "options_key", name="uq_explanation_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("notes.id"), index=True)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    options_key: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Case(Base):
+    """One reviewable case per note: what the queue sorts on, kept current with each review."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_queue", "adjudicated", "disagreement", "uncertainty", "last_reviewed_at"),)
+
+    note_id: Mapped[int] = mapped_column(ForeignKey("notes.id"), primary_key=True)
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.0)
+    review_version: Mapped[int] = mapped_column(Integer, default=0)
+    review_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disagreement: Mapped[bool] = mapped_column(Boolean, default=False)
+    adjudicated: Mapped[bool] = mapped_column(Boolean, default=False)
+    final_labels: Mapped[list[str] | None] = mapped_column(JSON)
+
+    note: Mapped[NoteRow] = relationship()
+
+
+class Review(Base):
+    """Append-only: one row per label a reviewer (or an adjudicating admin) committed."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note_id: Mapped[int] = mapped_column(ForeignKey("notes.id"), index=True)
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="review")  # review | adjudication
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    previous_labels: Mapped[list[str] | None] = mapped_column(JSON)
+    saw_model_output: Mapped[bool] = mapped_column(Boolean, default=True)
+    blind_labels: Mapped[list[str] | None] = mapped_column(JSON)
+    changed_after_reveal: Mapped[bool | None] = mapped_column(Boolean)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    based_on_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="retrain")
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    entity: Mapped[str] = mapped_column(String(60))
+    entity_id: Mapped[str] = mapped_column(String(60))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -1,0 +1,416 @@
+"""Repository functions: the only place that reads or writes the database.
+
+Pages and the CLI call these with a session (see ``healthmon.storage.db.transaction``);
+nothing else issues SQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from healthmon.errors import HealthmonError
+from healthmon.storage.models import (
+    ROLES,
+    AuditEntry,
+    Case,
+    ModelVersion,
+    NoteRow,
+    Patient,
+    PredictionRow,
+    Review,
+    User,
+    utcnow,
+)
+from healthmon.types import Note, Prediction
+
+
+class StorageError(HealthmonError):
+    """A request the stored data cannot satisfy (unknown user, case, label...)."""
+
+
+class ReviewConflict(StorageError):
+    """Someone else reviewed the case after this reviewer loaded it.
+
+    Attributes:
+        note_id: the case.
+        seen_version / current_version: the review version the reviewer saw and the one now stored.
+        current_labels: the labels of the newer review, to show the reviewer before retrying.
+    """
+
+    def __init__(self, note_id: int, seen_version: int, current_version: int, current_labels: list[str]) -> None:
+        super().__init__(
+            f"case {note_id} unchanged since review version {seen_version}",
+            f"version {current_version}, labelled {', '.join(current_labels) or '(none)'} by another reviewer",
+            "reload the case, compare with the newer label and submit again",
+        )
+        self.note_id = note_id
+        self.seen_version = seen_version
+        self.current_version = current_version
+        self.current_labels = current_labels
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def uncertainty(probabilities: dict[str, float], multi_label: bool) -> float:
+    """0 (certain) .. 1 (maximally unsure).
+
+    Single-label: entropy of the calibrated distribution over its maximum, log(K).
+    Multi-label: the largest binary entropy of any one label's decision, since one unsure
+    label is enough to need a human.
+    """
+    values = [min(max(p, 1e-12), 1 - 1e-12) for p in probabilities.values()]
+    if not values:
+        return 0.0
+    if multi_label:
+        return max(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)) for p in values)
+    total = sum(values)
+    dist = [p / total for p in values]
+    return -sum(p * math.log(p) for p in dist) / math.log(len(dist)) if len(dist) > 1 else 0.0
+
+
+def audit(session: Session, actor: str, action: str, entity: str, entity_id: Any,
+          before: dict | None = None, after: dict | None = None) -> None:
+    session.add(AuditEntry(actor=actor, action=action, entity=entity, entity_id=str(entity_id), before=before, after=after))
+
+
+# ----------------------------------------------------------------------------- users
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """scrypt (stdlib), stored as ``scrypt$<salt hex>$<hash hex>``."""
+    import os
+
+    salt = salt or os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    import hmac
+
+    try:
+        scheme, salt_hex, _ = stored.split("$")
+    except ValueError:
+        return False
+    return scheme == "scrypt" and hmac.compare_digest(hash_password(password, salt=bytes.fromhex(salt_hex)), stored)
+
+
+def create_user(session: Session, name: str, role: str, password: str = "") -> User:
+    if role not in ROLES:
+        raise StorageError(f"a role among {', '.join(ROLES)}", repr(role), "pick one of those roles")
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise StorageError("a new user name", f"{name!r} exists already", "choose another name")
+    user = User(name=name, role=role, password_hash=hash_password(password) if password else "")
+    session.add(user)
+    session.flush()
+    audit(session, "system", "user.create", "user", user.id, after={"name": name, "role": role})
+    return user
+
+
+def get_user(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise StorageError("a known user", repr(name), "create the user first (python -m healthmon db user ...)")
+    return user
+
+
+# ----------------------------------------------------------------------------- versions
+def register_version(session: Session, name: str, folder: str, card: dict[str, Any], *,
+                     status: str = "candidate", parent: ModelVersion | None = None) -> ModelVersion:
+    """The version row for a folder, created on first sight (idempotent by name)."""
+    found = session.scalar(select(ModelVersion).where(ModelVersion.name == name))
+    if found is not None:
+        return found
+    version = ModelVersion(name=name, folder=folder, card=card, metrics=card.get("metrics", {}), status=status,
+                           parent_id=parent.id if parent else None)
+    session.add(version)
+    session.flush()
+    return version
+
+
+# ----------------------------------------------------------------------------- notes + predictions
+def save_predictions(session: Session, notes: Sequence[Note], predictions: Sequence[Prediction],
+                     version: ModelVersion) -> list[int]:
+    """Store notes (once per text, patient and source id) and their predictions in bulk.
+
+    Returns the note ids, in input order. Each note's case now points at this prediction,
+    and its uncertainty drives the review queue.
+    """
+    if len(notes) != len(predictions):
+        raise StorageError("one prediction per note", f"{len(predictions)} for {len(notes)} notes", "pass matching lists")
+    patient_ids: dict[str, int] = {}
+    wanted = {n.patient_id for n in notes if n.patient_id}
+    if wanted:
+        for row in session.execute(select(Patient.external_id, Patient.id).where(Patient.external_id.in_(wanted))):
+            patient_ids[row[0]] = row[1]
+        for external in sorted(wanted - set(patient_ids)):
+            patient = Patient(external_id=external)
+            session.add(patient)
+            session.flush()
+            patient_ids[external] = patient.id
+    note_ids: list[int] = []
+    for note in notes:
+        digest = content_hash(note.text)
+        patient_id = patient_ids.get(note.patient_id) if note.patient_id else None
+        existing = session.scalar(
+            select(NoteRow.id).where(NoteRow.content_hash == digest, NoteRow.patient_id.is_(patient_id)
+                                     if patient_id is None else NoteRow.patient_id == patient_id,
+                                     NoteRow.external_id == note.note_id)
+        )
+        if existing is None:
+            row = NoteRow(text=note.text, source=note.source, content_hash=digest, patient_id=patient_id,
+                          external_id=note.note_id, gold_labels=list(note.labels))
+            session.add(row)
+            session.flush()
+            existing = row.id
+        note_ids.append(existing)
+    multi = bool(predictions) and predictions[0].problem_type == "multi_label_classification"
+    rows = [
+        PredictionRow(note_id=nid, model_version_id=version.id, probabilities=dict(p.probabilities),
+                      labels=list(p.labels), uncertainty=uncertainty(p.probabilities, multi))
+        for nid, p in zip(note_ids, predictions)
+    ]
+    session.add_all(rows)
+    session.flush()
+    cases = {c.note_id: c for c in session.scalars(select(Case).where(Case.note_id.in_(note_ids)))}
+    for row in rows:
+        case = cases.get(row.note_id)
+        if case is None:
+            case = Case(note_id=row.note_id, review_version=0, review_count=0, disagreement=False, adjudicated=False)
+            session.add(case)
+            cases[row.note_id] = case
+        case.prediction_id = row.id
+        case.uncertainty = row.uncertainty
+    return note_ids
+
+
+# ----------------------------------------------------------------------------- review queue
+@dataclass(frozen=True)
+class QueueItem:
+    note_id: int
+    text: str
+    prediction_id: int | None
+    probabilities: dict[str, float]
+    predicted: list[str]
+    uncertainty: float
+    disagreement: bool
+    review_version: int
+    review_count: int
+    last_reviewed_at: datetime | None
+
+
+def review_queue(session: Session, *, limit: int = 50, reviewer: User | None = None) -> list[QueueItem]:
+    """Cases to review next: disagreements first, then most uncertain, then least recently reviewed.
+
+    Adjudicated cases are done and never listed; with ``reviewer``, cases that reviewer
+    already labelled are left out unless reviewers disagree on them.
+    """
+    query = (
+        select(Case, NoteRow.text, PredictionRow.probabilities, PredictionRow.labels)
+        .join(NoteRow, NoteRow.id == Case.note_id)
+        .outerjoin(PredictionRow, PredictionRow.id == Case.prediction_id)
+        .where(Case.adjudicated.is_(False))
+        .order_by(Case.disagreement.desc(), Case.uncertainty.desc(), Case.last_reviewed_at.asc().nulls_first(),
+                  Case.note_id)
+        .limit(limit)
+    )
+    if reviewer is not None:
+        mine = select(Review.note_id).where(Review.reviewer_id == reviewer.id)
+        query = query.where((Case.disagreement.is_(True)) | (Case.note_id.not_in(mine)))
+    return [
+        QueueItem(case.note_id, text, case.prediction_id, probs or {}, labels or [], case.uncertainty,
+                  case.disagreement, case.review_version, case.review_count, case.last_reviewed_at)
+        for case, text, probs, labels in session.execute(query)
+    ]
+
+
+# ----------------------------------------------------------------------------- reviews
+def _latest_per_reviewer(session: Session, note_id: int) -> dict[int, list[str]]:
+    latest: dict[int, list[str]] = {}
+    for review in session.scalars(
+        select(Review).where(Review.note_id == note_id, Review.kind == "review").order_by(Review.id)
+    ):
+        latest[review.reviewer_id] = list(review.labels)
+    return latest
+
+
+def submit_review(
+    session: Session,
+    note_id: int,
+    reviewer: User,
+    labels: Iterable[str],
+    *,
+    seen_version: int,
+    saw_model_output: bool = True,
+    blind_labels: Iterable[str] | None = None,
+    comment: str = "",
+    kind: str = "review",
+) -> Review:
+    """Append a review, if nobody reviewed the case since ``seen_version``.
+
+    The case's version moves forward with a single conditional UPDATE, which is atomic on
+    SQLite and PostgreSQL alike: of two reviewers who saw the same version, exactly one
+    succeeds and the other gets :class:`ReviewConflict`. Nothing is ever overwritten.
+
+    Args:
+        blind_labels: in blind-first review, the label committed before the prediction
+            was revealed; ``labels`` is the final one, and the row records whether it changed.
+    """
+    labels = sorted(set(labels))
+    case = session.get(Case, note_id)
+    if case is None:
+        raise StorageError("a stored case", f"no note {note_id}", "save the note and its prediction first")
+    if kind == "adjudication" and reviewer.role != "admin":
+        raise StorageError("an admin to adjudicate", f"{reviewer.name} is {reviewer.role}", "ask an admin")
+    moved = session.execute(
+        update(Case)
+        .where(Case.note_id == note_id, Case.review_version == seen_version)
+        .values(review_version=Case.review_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        session.refresh(case)
+        newest = session.scalar(select(Review).where(Review.note_id == note_id).order_by(Review.id.desc()).limit(1))
+        raise ReviewConflict(note_id, seen_version, case.review_version, list(newest.labels) if newest else [])
+    session.refresh(case)
+    before = session.scalar(select(Review).where(Review.note_id == note_id).order_by(Review.id.desc()).limit(1))
+    blind = sorted(set(blind_labels)) if blind_labels is not None else None
+    review = Review(
+        note_id=note_id,
+        prediction_id=case.prediction_id,
+        reviewer_id=reviewer.id,
+        kind=kind,
+        labels=labels,
+        previous_labels=list(before.labels) if before else None,
+        saw_model_output=saw_model_output,
+        blind_labels=blind,
+        changed_after_reveal=(blind != labels) if blind is not None else None,
+        comment=comment,
+        based_on_version=seen_version,
+    )
+    session.add(review)
+    session.flush()
+    latest = _latest_per_reviewer(session, note_id)
+    case.review_count = case.review_count + 1
+    case.last_reviewed_at = utcnow()
+    if kind == "adjudication":
+        case.adjudicated, case.disagreement, case.final_labels = True, False, labels
+    else:
+        case.disagreement = len({tuple(v) for v in latest.values()}) > 1
+        if not case.adjudicated:
+            case.final_labels = labels
+    audit(session, reviewer.name, f"{kind}.submit", "case", note_id,
+          before={"labels": review.previous_labels, "version": seen_version},
+          after={"labels": labels, "version": case.review_version, "review_id": review.id,
+                 "saw_model_output": saw_model_output, "changed_after_reveal": review.changed_after_reveal})
+    return review
+
+
+def adjudicate(session: Session, note_id: int, admin: User, labels: Iterable[str], *, seen_version: int,
+               comment: str = "") -> Review:
+    """An admin's final label for a case (ends its disagreement; the case leaves the queue)."""
+    return submit_review(session, note_id, admin, labels, seen_version=seen_version, comment=comment,
+                         kind="adjudication")
+
+
+def label_history(session: Session, note_id: int) -> list[dict[str, Any]]:
+    """Every review of a case, oldest first, with who, what, when and what was shown."""
+    rows = session.execute(
+        select(Review, User.name).join(User, User.id == Review.reviewer_id).where(Review.note_id == note_id)
+        .order_by(Review.id)
+    )
+    return [
+        {"review_id": r.id, "reviewer": name, "kind": r.kind, "labels": r.labels, "previous_labels": r.previous_labels,
+         "saw_model_output": r.saw_model_output, "blind_labels": r.blind_labels,
+         "changed_after_reveal": r.changed_after_reveal, "comment": r.comment, "created_at": r.created_at.isoformat()}
+        for r, name in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- agreement
+@dataclass(frozen=True)
+class Agreement:
+    """Per-label agreement between reviewers, and the cases to adjudicate.
+
+    ``per_label[label]`` is Cohen's kappa when exactly two reviewers labelled cases, else
+    Krippendorff's alpha (nominal, any number of reviewers, missing ratings allowed);
+    ``metric`` says which. Each label is scored as a yes/no decision per case.
+    """
+
+    metric: str
+    per_label: dict[str, float | None]
+    reviewers: int
+    cases: int
+    disagreements: list[dict[str, Any]]
+
+
+def agreement(session: Session, labels: Sequence[str]) -> Agreement:
+    from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
+
+    ratings: dict[int, dict[int, set[str]]] = {}
+    for note_id, reviewer_id, given in session.execute(
+        select(Review.note_id, Review.reviewer_id, Review.labels).where(Review.kind == "review").order_by(Review.id)
+    ):
+        ratings.setdefault(note_id, {})[reviewer_id] = set(given)
+    reviewers = sorted({r for per_case in ratings.values() for r in per_case})
+    shared = {n: r for n, r in ratings.items() if len(r) >= 2}
+    metric = "cohen_kappa" if len(reviewers) == 2 else "krippendorff_alpha"
+    per_label: dict[str, float | None] = {}
+    for label in labels:
+        matrix = [[(label in shared[n][r]) if r in shared[n] else None for n in sorted(shared)] for r in reviewers]
+        if metric == "cohen_kappa":
+            per_label[label] = cohen_kappa(matrix[0], matrix[1]) if shared else None
+        else:
+            per_label[label] = krippendorff_alpha(matrix) if shared else None
+    adjudicated = set(session.scalars(select(Case.note_id).where(Case.adjudicated.is_(True))))
+    names = dict(session.execute(select(User.id, User.name)).all())
+    disagreements = [
+        {"note_id": n, "labels": {names[r]: sorted(v) for r, v in per.items()}}
+        for n, per in sorted(shared.items())
+        if len({tuple(sorted(v)) for v in per.values()}) > 1 and n not in adjudicated
+    ]
+    return Agreement(metric, per_label, len(reviewers), len(shared), disagreements)
+
+
+# ----------------------------------------------------------------------------- export
+def reviewed_labels(session: Session) -> list[dict[str, Any]]:
+    """The label each reviewed case ends with: the adjudicated one, else the latest review."""
+    rows = session.execute(
+        select(Case.note_id, NoteRow.external_id, NoteRow.text, Case.final_labels, Case.adjudicated, Case.review_count)
+        .join(NoteRow, NoteRow.id == Case.note_id)
+        .where(Case.review_count > 0)
+        .order_by(Case.note_id)
+    )
+    return [
+        {"note_id": n, "external_id": ext, "text": text, "labels": list(labels or []), "adjudicated": adj, "reviews": count}
+        for n, ext, text, labels, adj, count in rows
+    ]
+
+
+def export_reviewed(session: Session, fmt: str = "csv") -> str:
+    """Reviewed labels as CSV (labels joined by ``|``) or JSON Lines."""
+    rows = reviewed_labels(session)
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if fmt != "csv":
+        raise StorageError("export format csv or jsonl", repr(fmt), "pass fmt='csv' or 'jsonl'")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["note_id", "external_id", "text", "labels", "adjudicated", "reviews"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "labels": "|".join(r["labels"])})
+    return buffer.getvalue()
+
+
+def count(session: Session, model: type) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)

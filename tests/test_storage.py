@@ -1,0 +1,239 @@
+"""Storage on real databases: a SQLite file always, PostgreSQL when a server is given.
+
+``.ci/run`` starts a throwaway PostgreSQL cluster on 127.0.0.1 and sets
+HEALTHMON_TEST_POSTGRES_URL; without it the PostgreSQL half skips with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from sqlalchemy import select, text
+
+from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
+from healthmon.storage.db import current_revision, make_engine, session_factory, table_names, transaction, upgrade
+from healthmon.storage.models import AuditEntry, Case, Review
+from healthmon.storage.repository import (
+    ReviewConflict,
+    StorageError,
+    adjudicate,
+    agreement,
+    create_user,
+    export_reviewed,
+    get_user,
+    label_history,
+    register_version,
+    review_queue,
+    save_predictions,
+    submit_review,
+    uncertainty,
+    verify_password,
+)
+from healthmon.types import Note, Prediction
+
+POSTGRES_URL = os.environ.get("HEALTHMON_TEST_POSTGRES_URL")
+TABLES = {"alembic_version", "audit_log", "cases", "explanations", "model_versions", "notes", "patients",
+          "predictions", "reviews", "training_runs", "users"}
+LABELS = ("diabetes", "hypertension", "cancer")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'healthmon.db'}")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("no PostgreSQL server: set HEALTHMON_TEST_POSTGRES_URL (.ci/run starts one)")
+        eng = make_engine(POSTGRES_URL)
+        with eng.begin() as conn:  # from empty, every time
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def db(engine):
+    upgrade(engine)
+    return session_factory(engine)
+
+
+def _prediction(probs: dict[str, float]) -> Prediction:
+    return Prediction(probabilities=probs, labels=(max(probs, key=probs.get),), model_version="v1",
+                      problem_type="single_label_classification")
+
+
+def _seed(db, probabilities: list[dict[str, float]]) -> list[int]:
+    with transaction(db) as s:
+        version = register_version(s, "v1", "/models/v1", {"labels": list(LABELS)}, status="active")
+        notes = [Note(text=f"note {i}", note_id=f"n{i}", patient_id=f"p{i % 3}") for i in range(len(probabilities))]
+        ids = save_predictions(s, notes, [_prediction(p) for p in probabilities], version)
+        for name, role in (("ann", "annotator"), ("bob", "annotator"), ("cat", "annotator"), ("root", "admin")):
+            create_user(s, name, role, password="pw-" + name)
+    return ids
+
+
+def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
+    assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
+    upgrade(engine)
+    assert set(table_names(engine)) == TABLES
+    assert current_revision(engine) == "0001"
+    upgrade(engine)  # again: nothing to do, nothing lost
+    assert current_revision(engine) == "0001"
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_uncertainty_is_normalised_entropy_or_worst_label():
+    assert uncertainty({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, False) == pytest.approx(1.0)
+    assert uncertainty({"a": 1.0, "b": 0.0}, False) == pytest.approx(0.0, abs=1e-6)
+    assert uncertainty({"a": 0.99, "b": 0.5}, True) == pytest.approx(1.0)
+
+
+def test_queue_puts_disagreements_first_then_uncertainty_then_least_recently_reviewed(db):
+    certain, unsure, middling, also_unsure = (
+        {"diabetes": 0.98, "hypertension": 0.01, "cancer": 0.01},
+        {"diabetes": 0.34, "hypertension": 0.33, "cancer": 0.33},
+        {"diabetes": 0.70, "hypertension": 0.20, "cancer": 0.10},
+        {"diabetes": 0.34, "hypertension": 0.33, "cancer": 0.33},
+    )
+    ids = _seed(db, [certain, unsure, middling, also_unsure])
+    with transaction(db) as s:
+        assert [item.note_id for item in review_queue(s)] == [ids[1], ids[3], ids[2], ids[0]]
+        ann, bob = get_user(s, "ann"), get_user(s, "bob")
+        # The certain case gets two conflicting labels: it jumps to the front.
+        submit_review(s, ids[0], ann, ["diabetes"], seen_version=0)
+        submit_review(s, ids[0], bob, ["cancer"], seen_version=1)
+        # One of the two equally unsure cases was just reviewed: the other comes first.
+        submit_review(s, ids[1], ann, ["hypertension"], seen_version=0)
+    with transaction(db) as s:
+        order = [item.note_id for item in review_queue(s)]
+        assert order == [ids[0], ids[3], ids[1], ids[2]]
+        # ann does not see cases she already labelled, except the disagreement.
+        assert [i.note_id for i in review_queue(s, reviewer=get_user(s, "ann"))] == [ids[0], ids[3], ids[2]]
+
+
+def test_two_reviewers_at_once_get_one_conflict_and_no_lost_update(db):
+    ids = _seed(db, [{"diabetes": 0.5, "hypertension": 0.3, "cancer": 0.2}])
+    with transaction(db) as s:
+        seen = review_queue(s)[0].review_version
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def review(name: str, label: str) -> None:
+        try:
+            with transaction(db) as s:
+                user = get_user(s, name)
+                barrier.wait()
+                outcomes[name] = submit_review(s, ids[0], user, [label], seen_version=seen).id
+        except ReviewConflict as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=review, args=args) for args in (("ann", "diabetes"), ("bob", "cancer"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    conflicts = [v for v in outcomes.values() if isinstance(v, ReviewConflict)]
+    assert len(outcomes) == 2 and len(conflicts) == 1
+    loser = next(name for name, v in outcomes.items() if isinstance(v, ReviewConflict))
+    with transaction(db) as s:
+        stored = s.scalars(select(Review).where(Review.note_id == ids[0])).all()
+        assert len(stored) == 1  # the winner's review, untouched
+        assert conflicts[0].current_labels == stored[0].labels and conflicts[0].current_version == 1
+        # The loser sees the newer label and resubmits on the current version: both kept.
+        submit_review(s, ids[0], get_user(s, loser), ["hypertension"], seen_version=1)
+    with transaction(db) as s:
+        history = label_history(s, ids[0])
+        assert [h["labels"] for h in history][1] == ["hypertension"]
+        assert history[1]["previous_labels"] == history[0]["labels"]
+        assert s.get(Case, ids[0]).review_version == 2 and s.get(Case, ids[0]).disagreement
+
+
+def test_kappa_and_alpha_match_hand_computed_values():
+    # Kappa: p_o = 8/10, p_e = 0.5, so (0.8 - 0.5) / (1 - 0.5) = 0.6.
+    a = [True] * 5 + [False] * 5
+    b = [True] * 4 + [False] * 5 + [True]
+    assert cohen_kappa(a, b) == pytest.approx(0.6)
+    # Alpha (nominal), 3 raters, 4 cases, one missing rating. Coincidences: o11=4, o00=5,
+    # o01=o10=1, n=11, so D_o = 2/11, D_e = 2*5*6/(11*10) = 6/11, alpha = 1 - 1/3.
+    matrix = [[True, False, True, False], [True, False, True, False], [True, False, False, None]]
+    assert krippendorff_alpha(matrix) == pytest.approx(2 / 3)
+    assert cohen_kappa([True, True], [True, True]) is None  # undefined, not a fake 1.0
+
+
+def test_agreement_per_label_and_the_disagreements_to_adjudicate(db):
+    ids = _seed(db, [{"diabetes": 0.4, "hypertension": 0.3, "cancer": 0.3}] * 4)
+    given = {  # the alpha example above, as "diabetes" yes/no
+        "ann": [["diabetes"], ["cancer"], ["diabetes"], ["cancer"]],
+        "bob": [["diabetes"], ["cancer"], ["diabetes"], ["cancer"]],
+        "cat": [["diabetes"], ["cancer"], ["cancer"], None],
+    }
+    with transaction(db) as s:
+        for name, rows in given.items():
+            for note_id, labels in zip(ids, rows):
+                if labels is not None:
+                    version = s.get(Case, note_id).review_version
+                    submit_review(s, note_id, get_user(s, name), labels, seen_version=version)
+    with transaction(db) as s:
+        report = agreement(s, LABELS)
+        assert report.metric == "krippendorff_alpha" and report.reviewers == 3
+        assert report.per_label["diabetes"] == pytest.approx(2 / 3)
+        assert [d["note_id"] for d in report.disagreements] == [ids[2]]
+        # Adjudication settles it: out of the disagreement list and the queue, audited.
+        root = get_user(s, "root")
+        with pytest.raises(StorageError, match="admin"):
+            adjudicate(s, ids[2], get_user(s, "ann"), ["cancer"], seen_version=s.get(Case, ids[2]).review_version)
+        adjudicate(s, ids[2], root, ["diabetes"], seen_version=s.get(Case, ids[2]).review_version)
+    with transaction(db) as s:
+        assert agreement(s, LABELS).disagreements == []
+        assert ids[2] not in [i.note_id for i in review_queue(s)]
+        actions = [a for a, in s.execute(select(AuditEntry.action))]
+        assert actions.count("review.submit") == 11 and actions.count("adjudication.submit") == 1
+        exported = export_reviewed(s, "csv").splitlines()
+        assert exported[0] == "note_id,external_id,text,labels,adjudicated,reviews"
+        row = next(line for line in exported if line.startswith(f"{ids[2]},"))
+        assert row.endswith(",diabetes,True,4")
+        jsonl = export_reviewed(s, "jsonl").splitlines()
+        assert len(jsonl) == 4
+
+
+def test_blind_first_review_records_whether_the_reveal_changed_the_label(db):
+    ids = _seed(db, [{"diabetes": 0.6, "hypertension": 0.3, "cancer": 0.1}] * 2)
+    with transaction(db) as s:
+        ann = get_user(s, "ann")
+        changed = submit_review(s, ids[0], ann, ["diabetes"], seen_version=0, saw_model_output=False,
+                                blind_labels=["hypertension"])
+        kept = submit_review(s, ids[1], ann, ["cancer"], seen_version=0, saw_model_output=False, blind_labels=["cancer"])
+        assert changed.changed_after_reveal is True and kept.changed_after_reveal is False
+        assert verify_password("pw-ann", ann.password_hash) and not verify_password("nope", ann.password_hash)
+
+
+def test_unknown_cases_users_and_roles_explain_themselves(db):
+    _seed(db, [{"diabetes": 0.6, "hypertension": 0.3, "cancer": 0.1}])
+    with transaction(db) as s:
+        with pytest.raises(StorageError, match="a stored case"):
+            submit_review(s, 999, get_user(s, "ann"), ["diabetes"], seen_version=0)
+        with pytest.raises(StorageError, match="a known user"):
+            get_user(s, "nobody")
+        with pytest.raises(StorageError, match="a role among"):
+            create_user(s, "eve", "superuser")
+
+
+def test_cli_db_upgrade_and_current(tmp_path, monkeypatch, capsys):
+    import json
+
+    from healthmon.cli import main
+
+    monkeypatch.setenv("HEALTHMON_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    assert main(["db", "current"]) == 0
+    assert json.loads(capsys.readouterr().out)["revision"] is None
+    assert main(["db", "upgrade"]) == 0
+    assert json.loads(capsys.readouterr().out)["revision"] == "0001"
+    monkeypatch.setenv("HEALTHMON_DATABASE_URL", "not a url")
+    assert main(["db", "upgrade"]) == 2
+    assert "HEALTHMON_DATABASE_URL" in capsys.readouterr().err
