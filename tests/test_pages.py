@@ -45,10 +45,10 @@ def test_home_shows_the_model_and_scores_a_pasted_note(served):
     assert not at.exception
     assert any(m.label == "Model version" and m.value == "served" for m in at.metric)
     # The app applied the migrations at start: the default SQLite database exists and is current.
-    from healthmon.storage.db import current_revision, make_engine
+    from healthmon.storage.db import current_revision, head_revision, make_engine
 
     engine = make_engine(f"sqlite:///{served.parent / 'healthmon.db'}")
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision()
     engine.dispose()
     at.text_area[0].input("Patient reports polyuria, glucose 240 mg/dL").run()
     at.button[0].click().run()

@@ -13,7 +13,15 @@ import pytest
 from sqlalchemy import select, text
 
 from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
-from healthmon.storage.db import current_revision, make_engine, session_factory, table_names, transaction, upgrade
+from healthmon.storage.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+    table_names,
+    transaction,
+    upgrade,
+)
 from healthmon.storage.models import AuditEntry, Case, Review
 from healthmon.storage.repository import (
     ReviewConflict,
@@ -79,13 +87,28 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     upgrade(engine)  # again: nothing to do, nothing lost
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_upgrading_an_existing_database_keeps_and_backfills_its_reviews(engine):
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (name, role, password_hash, created_at) VALUES ('ann', 'annotator', '', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO notes (external_id, text, source, content_hash, deidentified, gold_labels, created_at) "
+                          "VALUES ('n1', 'old note', 'x', 'h', false, '[]', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO reviews (note_id, reviewer_id, kind, labels, saw_model_output, comment, "
+                          "based_on_version, created_at) VALUES (1, 1, 'review', '[\"diabetes\", \"cancer\"]', true, '', 0, "
+                          "CURRENT_TIMESTAMP)"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT label_key, text FROM reviews JOIN notes ON notes.id = reviews.note_id")).one() == (
+            "cancer|diabetes", "old note")
 
 
 def test_uncertainty_is_normalised_entropy_or_worst_label():
@@ -233,7 +256,22 @@ def test_cli_db_upgrade_and_current(tmp_path, monkeypatch, capsys):
     assert main(["db", "current"]) == 0
     assert json.loads(capsys.readouterr().out)["revision"] is None
     assert main(["db", "upgrade"]) == 0
-    assert json.loads(capsys.readouterr().out)["revision"] == "0001"
+    assert json.loads(capsys.readouterr().out)["revision"] == head_revision()
     monkeypatch.setenv("HEALTHMON_DATABASE_URL", "not a url")
     assert main(["db", "upgrade"]) == 2
     assert "HEALTHMON_DATABASE_URL" in capsys.readouterr().err
+
+
+def test_saving_the_same_notes_again_adds_predictions_not_notes(db):
+    from healthmon.storage.models import NoteRow, PredictionRow
+    from healthmon.storage.repository import count
+
+    probs = [{"diabetes": 0.6, "hypertension": 0.3, "cancer": 0.1}, {"diabetes": 0.2, "hypertension": 0.7, "cancer": 0.1}]
+    first = _seed(db, probs)
+    with transaction(db) as s:
+        version = register_version(s, "v1", "/models/v1", {})
+        notes = [Note(text=f"note {i}", note_id=f"n{i}", patient_id=f"p{i % 3}") for i in range(2)]
+        again = save_predictions(s, notes, [_prediction(p) for p in probs[::-1]], version)
+        assert again == first and count(s, NoteRow) == 2 and count(s, PredictionRow) == 4
+        # The case now points at the newest prediction, whose uncertainty the queue uses.
+        assert s.get(Case, first[0]).uncertainty == pytest.approx(uncertainty(probs[1], False))

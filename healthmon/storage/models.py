@@ -132,6 +132,8 @@ class Review(Base):
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20), default="review")  # review | adjudication
     labels: Mapped[list[str]] = mapped_column(JSON)
+    # The same labels sorted and "|"-joined: read by the agreement summary without JSON decoding.
+    label_key: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     previous_labels: Mapped[list[str] | None] = mapped_column(JSON)
     saw_model_output: Mapped[bool] = mapped_column(Boolean, default=True)
     blind_labels: Mapped[list[str] | None] = mapped_column(JSON)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -158,22 +159,25 @@ def save_predictions(session: Session, notes: Sequence[Note], predictions: Seque
             session.add(patient)
             session.flush()
             patient_ids[external] = patient.id
-    note_ids: list[int] = []
-    for note in notes:
-        digest = content_hash(note.text)
-        patient_id = patient_ids.get(note.patient_id) if note.patient_id else None
-        existing = session.scalar(
-            select(NoteRow.id).where(NoteRow.content_hash == digest, NoteRow.patient_id.is_(patient_id)
-                                     if patient_id is None else NoteRow.patient_id == patient_id,
-                                     NoteRow.external_id == note.note_id)
+    # One query per chunk finds the notes already stored; new ones are inserted together.
+    keys = [(content_hash(n.text), patient_ids.get(n.patient_id) if n.patient_id else None, n.note_id) for n in notes]
+    known: dict[tuple[str, int | None, str], int] = {}
+    hashes = sorted({k[0] for k in keys})
+    for start in range(0, len(hashes), 500):
+        rows = session.execute(
+            select(NoteRow.content_hash, NoteRow.patient_id, NoteRow.external_id, NoteRow.id)
+            .where(NoteRow.content_hash.in_(hashes[start : start + 500]))
         )
-        if existing is None:
-            row = NoteRow(text=note.text, source=note.source, content_hash=digest, patient_id=patient_id,
-                          external_id=note.note_id, gold_labels=list(note.labels))
-            session.add(row)
-            session.flush()
-            existing = row.id
-        note_ids.append(existing)
+        known.update({(h, p, e): i for h, p, e, i in rows})
+    fresh: dict[tuple[str, int | None, str], NoteRow] = {}
+    for note, key in zip(notes, keys):
+        if key not in known and key not in fresh:
+            fresh[key] = NoteRow(text=note.text, source=note.source, content_hash=key[0], patient_id=key[1],
+                                 external_id=note.note_id, gold_labels=list(note.labels))
+    session.add_all(fresh.values())
+    session.flush()
+    known.update({key: row.id for key, row in fresh.items()})
+    note_ids = [known[key] for key in keys]
     multi = bool(predictions) and predictions[0].problem_type == "multi_label_classification"
     rows = [
         PredictionRow(note_id=nid, model_version_id=version.id, probabilities=dict(p.probabilities),
@@ -182,7 +186,10 @@ def save_predictions(session: Session, notes: Sequence[Note], predictions: Seque
     ]
     session.add_all(rows)
     session.flush()
-    cases = {c.note_id: c for c in session.scalars(select(Case).where(Case.note_id.in_(note_ids)))}
+    cases: dict[int, Case] = {}
+    unique_ids = sorted(set(note_ids))
+    for start in range(0, len(unique_ids), 500):
+        cases.update({c.note_id: c for c in session.scalars(select(Case).where(Case.note_id.in_(unique_ids[start : start + 500])))})
     for row in rows:
         case = cases.get(row.note_id)
         if case is None:
@@ -291,6 +298,7 @@ def submit_review(
         reviewer_id=reviewer.id,
         kind=kind,
         labels=labels,
+        label_key="|".join(labels),
         previous_labels=list(before.labels) if before else None,
         saw_model_output=saw_model_output,
         blind_labels=blind,
@@ -357,27 +365,42 @@ class Agreement:
 def agreement(session: Session, labels: Sequence[str]) -> Agreement:
     from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
 
-    ratings: dict[int, dict[int, set[str]]] = {}
-    for note_id, reviewer_id, given in session.execute(
-        select(Review.note_id, Review.reviewer_id, Review.labels).where(Review.kind == "review").order_by(Review.id)
+    # Each reviewer's latest label set per case (reviews come in id order).
+    latest: dict[tuple[int, int], str] = {}
+    for note_id, reviewer_id, key in session.execute(
+        select(Review.note_id, Review.reviewer_id, Review.label_key).where(Review.kind == "review").order_by(Review.id)
     ):
-        ratings.setdefault(note_id, {})[reviewer_id] = set(given)
-    reviewers = sorted({r for per_case in ratings.values() for r in per_case})
-    shared = {n: r for n, r in ratings.items() if len(r) >= 2}
+        latest[(note_id, reviewer_id)] = key
+    per_case: dict[int, dict[int, str]] = {}
+    for (note_id, reviewer_id), key in latest.items():
+        per_case.setdefault(note_id, {})[reviewer_id] = key
+    reviewers = sorted({r for _, r in latest})
+    shared = sorted(n for n, given in per_case.items() if len(given) >= 2)
     metric = "cohen_kappa" if len(reviewers) == 2 else "krippendorff_alpha"
+    # A reviewers x cases matrix of label-set codes (-1: not rated), built once.
+    keys = sorted({key for n in shared for key in per_case[n].values()})
+    code = {key: i for i, key in enumerate(keys)}
+    row = {r: i for i, r in enumerate(reviewers)}
+    codes = np.full((len(reviewers), len(shared)), -1, dtype=np.int64)
+    for j, n in enumerate(shared):
+        for r, key in per_case[n].items():
+            codes[row[r], j] = code[key]
     per_label: dict[str, float | None] = {}
     for label in labels:
-        matrix = [[(label in shared[n][r]) if r in shared[n] else None for n in sorted(shared)] for r in reviewers]
-        if metric == "cohen_kappa":
-            per_label[label] = cohen_kappa(matrix[0], matrix[1]) if shared else None
+        has = np.array([label in key.split("|") for key in keys] + [False], dtype=bool)
+        matrix = [[None if c < 0 else bool(has[c]) for c in reviewer_codes] for reviewer_codes in codes]
+        if not shared:
+            per_label[label] = None
+        elif metric == "cohen_kappa":
+            per_label[label] = cohen_kappa(matrix[0], matrix[1])
         else:
-            per_label[label] = krippendorff_alpha(matrix) if shared else None
+            per_label[label] = krippendorff_alpha(matrix)
     adjudicated = set(session.scalars(select(Case.note_id).where(Case.adjudicated.is_(True))))
     names = dict(session.execute(select(User.id, User.name)).all())
     disagreements = [
-        {"note_id": n, "labels": {names[r]: sorted(v) for r, v in per.items()}}
-        for n, per in sorted(shared.items())
-        if len({tuple(sorted(v)) for v in per.values()}) > 1 and n not in adjudicated
+        {"note_id": n, "labels": {names[r]: key.split("|") if key else [] for r, key in per_case[n].items()}}
+        for n in shared
+        if len(set(per_case[n].values())) > 1 and n not in adjudicated
     ]
     return Agreement(metric, per_label, len(reviewers), len(shared), disagreements)
 
