@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-faithfulness", action="store_true", help="skip the comprehensiveness/sufficiency check")
     explain.add_argument("--baseline-sensitivity", action="store_true", help="also explain with the other baseline")
 
+    retrain = sub.add_parser("retrain", help="continual fine-tune from reviewed cases, promoted only if nothing is forgotten")
+    retrain.add_argument("--from", dest="parent", help="version folder to continue from (default: the active one)")
+    retrain.add_argument("--replay", type=int, default=None,
+                         help="earlier training notes mixed in (default: as many as reviewed cases, at least 200; 0 = none)")
+    retrain.add_argument("--margin", type=float, default=0.01, help="largest regression-set accuracy drop allowed")
+    retrain.add_argument("--holdout", type=float, default=0.2, help="share of reviewed cases held out to judge the candidate")
+    retrain.add_argument("--mode", choices=["full", "lora", "head"], default="lora")
+    retrain.add_argument("--epochs", type=float, default=None)
+    retrain.add_argument("--lr", type=float, default=None)
+    retrain.add_argument("--out", help="candidate version folder (default: a new folder under the models folder)")
+    retrain.add_argument("--actor", default="cli", help="name recorded in the audit log")
+    rollback = sub.add_parser("rollback", help="make an earlier registered version active again")
+    rollback.add_argument("version", help="version name (folder name)")
+    rollback.add_argument("--actor", default="cli")
+
     db = sub.add_parser("db", help="database: apply migrations, show the schema revision")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply every Alembic migration (safe to repeat)")
@@ -264,6 +279,41 @@ def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.storage.db import make_engine, session_factory, upgrade
+    from healthmon.training.args import TrainArgs
+    from healthmon.training.continual import retrain
+
+    engine = make_engine(settings=settings)
+    upgrade(engine)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = retrain(
+            session_factory(engine),
+            settings=settings,
+            parent_dir=Path(args.parent) if args.parent else None,
+            args=TrainArgs(mode=args.mode, epochs=args.epochs, learning_rate=args.lr),
+            replay=args.replay,
+            holdout_fraction=args.holdout,
+            margin=args.margin,
+            out_dir=Path(args.out) if args.out else None,
+            actor=args.actor,
+        )
+    print(json.dumps({"run": result.run_id, "version": str(result.version_dir), "promoted": result.promoted,
+                      "reason": result.reason, **result.metrics}, default=str))
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.storage.db import make_engine, session_factory, upgrade
+    from healthmon.training.continual import rollback
+
+    engine = make_engine(settings=settings)
+    upgrade(engine)
+    version = rollback(session_factory(engine), args.version, actor=args.actor)
+    print(json.dumps({"active": version.name, "folder": version.folder}))
+    return 0
+
+
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.storage.db import current_revision, make_engine, upgrade
 
@@ -292,6 +342,8 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "explain": _cmd_explain,
+    "retrain": _cmd_retrain,
+    "rollback": _cmd_rollback,
     "db": _cmd_db,
     "demo": _cmd_demo,
 }

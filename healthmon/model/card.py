@@ -27,6 +27,8 @@ class ModelCard:
         temperature: calibration temperature applied to logits before softmax/sigmoid.
         thresholds: per-label decision thresholds (multi-label) on calibrated probabilities.
         data_fingerprint: sha256 over the de-duplicated training data and split seed.
+        parent_version: for a continual fine-tune, the version folder it started from
+            (its weights are the starting point this version's adapter or head applies to).
     """
 
     labels: tuple[str, ...]
@@ -45,6 +47,7 @@ class ModelCard:
     created_at: str = ""
     synthetic_data: bool = False
     healthmon_version: str = ""
+    parent_version: str = ""
 
     @property
     def multi_label(self) -> bool:

@@ -129,6 +129,16 @@ def head_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
 
 
+def _starting_point(version_dir: Path, card: ModelCard) -> PreTrainedModel:
+    """What this version's adapter or head applies to: the base, or its parent's weights."""
+    model = build_model(card.base_model, card.labels, card.problem_type)
+    if card.parent_version:
+        from healthmon.model.lineage import initialise_from_version, resolve_parent
+
+        initialise_from_version(model, resolve_parent(Path(version_dir), card))
+    return model
+
+
 def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     """Rebuild the fine-tuned model described by ``card`` from ``version_dir``.
 
@@ -143,11 +153,11 @@ def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
         elif fmt == "lora":
             from peft import PeftModel
 
-            base = build_model(card.base_model, card.labels, card.problem_type)
+            base = _starting_point(version_dir, card)
             with quiet_transformers():
                 model = PeftModel.from_pretrained(base, str(version_dir / ADAPTER_DIR)).merge_and_unload()
         elif fmt == "head":
-            model = build_model(card.base_model, card.labels, card.problem_type)
+            model = _starting_point(version_dir, card)
             state = load_file(str(version_dir / HEAD_FILE))
             missing, unexpected = model.load_state_dict(state, strict=False)
             head_prefixes = tuple(f"{n}." for n in head_module_names(model))

@@ -69,6 +69,9 @@ class TrainArgs:
     seed: int | None = None
     calibrate: bool = True
     label_order: tuple[str, ...] = field(default_factory=tuple)
+    # Continual fine-tuning: start from this version's weights; its labels stay in the
+    # head (in their order) even if no training note carries them, new labels are added.
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in DEFAULT_LEARNING_RATE:

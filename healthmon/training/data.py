@@ -143,6 +143,7 @@ def build_splits(
     test_fraction: float,
     seed: int,
     label_order: Sequence[str] = (),
+    keep_label_order: bool = False,
 ) -> tuple[Splits, DataReport]:
     """Labelled notes -> de-duplicated stratified splits plus a report of every dropped row.
 
@@ -166,8 +167,10 @@ def build_splits(
             "at least 10 distinct labelled notes", f"{len(examples)}", "add more labelled notes"
         )
     report.rare_labels = sorted(label for label, c in counts.items() if c < 3)
-    # Labels only in label_order are ignored: a head cannot learn a class it never sees.
-    ordered = [label for label in label_order if label in counts] + sorted(set(counts) - set(label_order))
+    # Labels only in label_order are ignored (a head cannot learn a class it never sees),
+    # except when continuing from a version whose head already knows them.
+    kept = list(label_order) if keep_label_order else [label for label in label_order if label in counts]
+    ordered = kept + sorted(set(counts) - set(label_order))
     train, val, test = stratified_split(examples, val_fraction, test_fraction, seed)
     if not val or not test:
         raise TrainingError(

@@ -31,6 +31,7 @@ from healthmon.errors import ConfigError, ModelError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier, calibrated_probabilities
 from healthmon.model.device import bf16_is_fast, pick_device
+from healthmon.model.lineage import initialise_from_version, save_training_data
 from healthmon.model.loading import (
     ADAPTER_DIR,
     FULL_DIR,
@@ -184,6 +185,10 @@ def train(
 
     set_seed(seed)
     model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout)
+    parent = ""
+    if args.init_from:
+        parent = str(Path(args.init_from).resolve())
+        initialise_from_version(model, Path(parent))
     tokenizer = load_tokenizer(settings.base_model)
     device = pick_device(settings.device)
     card_stub = ModelCard(
@@ -193,6 +198,7 @@ def train(
         weights_format=args.mode,
         max_length=max_length,
         window_stride=settings.window_stride,
+        parent_version=parent,
     )
     test_targets = targets_for(splits.test, splits.labels, multi_label)
     test_texts = [e.text for e in splits.test]
@@ -344,6 +350,7 @@ def train(
     with atomic_version_dir(target) as tmp:
         tokenizer.save_pretrained(str(tmp))
         _save_weights(trained, args.mode, tmp)
+        save_training_data(tmp, splits, parent)
         card.save(tmp)
     return TrainResult(target, card, metrics)
 
@@ -378,16 +385,22 @@ def _scratch_dir(settings: Settings, target: Path) -> str:
     return str(path)
 
 
+def _parent_labels(args: TrainArgs) -> tuple[str, ...]:
+    return ModelCard.load(args.init_from).labels if args.init_from else ()
+
+
 def train_splits_only(notes: Sequence[Note], args: TrainArgs, settings: Settings) -> tuple[Splits, DataReport]:
     """The splits a :func:`train` call with these arguments would use (for benchmarks and tests)."""
     seed = args.seed if args.seed is not None else settings.seed
+    inherited = _parent_labels(args)
     return build_splits(
         notes,
         multi_label=args.multi_label,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         seed=seed,
-        label_order=args.label_order,
+        label_order=inherited + tuple(label for label in args.label_order if label not in inherited),
+        keep_label_order=bool(args.init_from),
     )
 
 

@@ -1,0 +1,233 @@
+"""Continual fine-tuning from reviewed cases, guarded against forgetting.
+
+``retrain`` trains a candidate from the active version on the reviewed labels (the
+adjudicated, else the latest label of each case) plus a replay sample of the data the
+active version was trained on, then promotes it only if:
+
+(a) on the frozen regression set (the first version's test split, inherited by every
+    descendant) its accuracy is at most ``margin`` below the active version's, and
+(b) on reviewed cases held out of its training it is more accurate than the active one.
+
+Otherwise it stays a candidate with the reason recorded. Every run is a training_runs row;
+promotion happens in one transaction after the candidate folder is complete, so a run
+killed at any point leaves the active version as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.config import Settings
+from healthmon.errors import TrainingError
+from healthmon.model.card import ModelCard
+from healthmon.model.classifier import Classifier
+from healthmon.model.lineage import REGRESSION_FILE, load_examples
+from healthmon.storage.db import transaction
+from healthmon.storage.models import ModelVersion, TrainingRun, utcnow
+from healthmon.storage.repository import StorageError, audit, register_version, reviewed_labels
+from healthmon.training.args import TrainArgs
+from healthmon.training.data import Example, stratified_split
+from healthmon.types import Note
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    run_id: int
+    version_dir: Path
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def label_accuracy(classifier: Classifier, examples: Sequence[tuple[str, tuple[str, ...]]]) -> float:
+    """Share of notes whose predicted label set equals the true one.
+
+    Unlike ``evaluate`` this counts labels the model does not know as errors, so a version
+    without a new label and one with it are compared on the same notes.
+    """
+    if not examples:
+        return float("nan")
+    predictions = classifier.predict([text for text, _ in examples])
+    return sum(set(p.labels) == set(labels) for p, (_, labels) in zip(predictions, examples)) / len(examples)
+
+
+def compare_versions(active_dir: Path, candidate_dir: Path, regression: Sequence[tuple[str, tuple[str, ...]]],
+                     held_out: Sequence[tuple[str, tuple[str, ...]]], settings: Settings) -> dict[str, float]:
+    """Accuracy of both versions on the regression set and the held-out reviewed cases."""
+    old = Classifier.from_pretrained(active_dir, settings=settings, precision="fp32")
+    new = Classifier.from_pretrained(candidate_dir, settings=settings, precision="fp32")
+    return {
+        "regression_active": label_accuracy(old, regression),
+        "regression_candidate": label_accuracy(new, regression),
+        "reviewed_active": label_accuracy(old, held_out),
+        "reviewed_candidate": label_accuracy(new, held_out),
+    }
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+
+
+def ensure_registered(session: Session, folder: Path, *, status: str = "active") -> ModelVersion:
+    card = ModelCard.load(folder)
+    return register_version(session, folder.name, str(folder.resolve()), json.loads(card.to_json()), status=status)
+
+
+def replay_sample(rows: Sequence[tuple[str, tuple[str, ...]]], size: int, seed: int,
+                  exclude: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``size`` earlier training notes, the same share from every label (round-robin)."""
+    by_label: dict[tuple[str, ...], list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
+    for text, labels in rows:
+        if text not in exclude:
+            by_label[labels].append((text, labels))
+    rng = random.Random(seed)
+    pools = [rng.sample(v, len(v)) for _, v in sorted(by_label.items())]
+    picked: list[tuple[str, tuple[str, ...]]] = []
+    while len(picked) < size and any(pools):
+        for pool in pools:
+            if pool and len(picked) < size:
+                picked.append(pool.pop())
+    return picked
+
+
+def retrain(
+    factory: sessionmaker[Session],
+    *,
+    settings: Settings | None = None,
+    parent_dir: Path | None = None,
+    args: TrainArgs | None = None,
+    replay: int | None = None,
+    holdout_fraction: float = 0.2,
+    margin: float = 0.01,
+    out_dir: Path | None = None,
+    actor: str = "system",
+    progress: bool = False,
+) -> RetrainResult:
+    """Train, evaluate and (maybe) promote a candidate; see the module docstring.
+
+    Args:
+        parent_dir: version to continue from (default: the active one in the database).
+        args: training knobs; ``init_from`` and ``label_order`` are set here. LoRA by default.
+        replay: earlier training notes mixed in (default: as many as reviewed training
+            cases, at least 200). 0 trains on the reviewed cases alone.
+        holdout_fraction: share of reviewed cases kept out of training to judge (b).
+        margin: largest accuracy drop on the regression set that still allows promotion.
+    """
+    from healthmon.training.trainer import train
+
+    settings = settings or Settings()
+    with transaction(factory) as s:
+        active = active_version(s)
+        if parent_dir is None:
+            if active is None:
+                raise StorageError("an active model version to continue from", "none in the database",
+                                   "pass --from VERSION_DIR (it will be registered as active)")
+            parent_dir = Path(active.folder)
+        parent_row = ensure_registered(s, Path(parent_dir), status="active" if active is None else "candidate")
+        reviewed = reviewed_labels(s)
+        run = TrainingRun(kind="retrain", args={"parent": str(parent_dir), "replay": replay,
+                                                "holdout_fraction": holdout_fraction, "margin": margin})
+        s.add(run)
+        s.flush()
+        run_id, parent_id = run.id, parent_row.id
+    try:
+        result = _retrain(factory, settings, Path(parent_dir), args, reviewed, replay, holdout_fraction, margin,
+                          out_dir, actor, progress, run_id, parent_id, train)
+    except BaseException as exc:  # KeyboardInterrupt too: the run is marked, the active version untouched
+        with transaction(factory) as s:
+            row = s.get(TrainingRun, run_id)
+            row.status, row.finished_at, row.error = "failed", utcnow(), f"{type(exc).__name__}: {exc}"
+        raise
+    return result
+
+
+def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_fraction, margin, out_dir, actor,
+             progress, run_id, parent_id, train) -> RetrainResult:  # noqa: ANN001
+    parent_card = ModelCard.load(parent_dir)
+    seed = settings.seed
+    cases = [Example(r["text"], tuple(r["labels"])) for r in reviewed if r["labels"]]
+    if len(cases) < 10:
+        raise TrainingError("at least 10 reviewed cases to retrain on", f"{len(cases)}", "review more cases first")
+    fit, _, held_out = stratified_split(cases, 0.0, holdout_fraction, seed)
+    earlier = load_examples(parent_dir, "train")
+    size = replay if replay is not None else max(200, len(fit))
+    replayed = replay_sample(earlier, size, seed, exclude={e.text for e in cases})
+    notes = [Note(text=e.text, note_id=f"reviewed-{i}", labels=e.labels) for i, e in enumerate(fit)]
+    notes += [Note(text=text, note_id=f"replay-{i}", labels=labels) for i, (text, labels) in enumerate(replayed)]
+    new_labels = sorted({label for e in cases for label in e.labels} - set(parent_card.labels))
+    base_args = args or TrainArgs(mode="lora", multi_label=parent_card.multi_label)
+    train_args = TrainArgs(**{**base_args.to_dict(), "init_from": str(parent_dir.resolve()),
+                              "label_order": tuple(parent_card.labels) + tuple(new_labels),
+                              "multi_label": parent_card.multi_label})
+    trained = train(notes, train_args, out_dir=out_dir, settings=settings, progress=progress)
+
+    regression = load_examples(parent_dir, REGRESSION_FILE.removesuffix(".jsonl"))
+    held = [(e.text, e.labels) for e in held_out]
+    scores = {
+        **compare_versions(parent_dir, Path(trained.version_dir), regression, held, settings),
+        "reviewed_train": len(fit),
+        "reviewed_held_out": len(held),
+        "replayed": len(replayed),
+        "new_labels": new_labels,
+        "margin": margin,
+    }
+    drop = scores["regression_active"] - scores["regression_candidate"]
+    if drop > margin:
+        reason = (f"regression-set accuracy fell {drop:.3f} ({scores['regression_active']:.3f} -> "
+                  f"{scores['regression_candidate']:.3f}), more than the {margin:.3f} allowed")
+    elif not held:
+        reason = "no held-out reviewed cases to show an improvement on"
+    elif not scores["reviewed_candidate"] > scores["reviewed_active"]:
+        reason = (f"held-out reviewed accuracy did not improve ({scores['reviewed_active']:.3f} -> "
+                  f"{scores['reviewed_candidate']:.3f})")
+    else:
+        reason = ""
+    promoted = not reason
+    folder = Path(trained.version_dir)
+    with transaction(factory) as s:
+        candidate = register_version(s, folder.name, str(folder.resolve()), json.loads(trained.card.to_json()),
+                                     parent=s.get(ModelVersion, parent_id))
+        candidate.metrics = {**candidate.metrics, "retrain": scores}
+        if promoted:
+            _switch_active(s, candidate, actor, f"retrain run {run_id}: regression drop {drop:+.3f}, "
+                           f"held-out {scores['reviewed_active']:.3f} -> {scores['reviewed_candidate']:.3f}")
+        else:
+            candidate.status, candidate.status_reason = "candidate", reason
+            audit(s, actor, "version.refuse", "model_version", candidate.id, after={"reason": reason, **scores})
+        run = s.get(TrainingRun, run_id)
+        run.status, run.finished_at, run.metrics, run.model_version_id = "succeeded", utcnow(), scores, candidate.id
+    return RetrainResult(run_id, folder, promoted, reason or "promoted", scores)
+
+
+def _switch_active(session: Session, target: ModelVersion, actor: str, why: str) -> None:
+    current = active_version(session)
+    if current is not None and current.id != target.id:
+        current.status = "retired"
+        current.status_reason = f"replaced by {target.name}"
+    before = {"active": current.name if current else None}
+    target.status, target.status_reason = "active", why
+    session.flush()
+    audit(session, actor, "version.promote", "model_version", target.id, before=before,
+          after={"active": target.name, "why": why})
+
+
+def rollback(factory: sessionmaker[Session], name: str, *, actor: str = "system") -> ModelVersion:
+    """Make an earlier version active again (the current one is retired), audited."""
+    with transaction(factory) as s:
+        target = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
+        if target is None:
+            known = ", ".join(s.scalars(select(ModelVersion.name)))
+            raise StorageError("a registered model version", repr(name), f"pick one of: {known or '(none)'}")
+        current = active_version(s)
+        _switch_active(s, target, actor, f"rollback by {actor}")
+        audit(s, actor, "version.rollback", "model_version", target.id,
+              before={"active": current.name if current else None}, after={"active": target.name})
+        return target
