@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--new-classes", type=int, default=8)
     parser.add_argument("--batches", type=int, default=3, help="review batches")
+    parser.add_argument("--v1", default=str(ROOT / "data" / "bench" / "forgetting-v1"),
+                        help="reuse this v1 folder if it exists (it is written there otherwise)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "forgetting.json"))
     args = parser.parse_args()
     if not (Path(args.shared) / S2D).is_file():
@@ -48,7 +51,7 @@ def main() -> None:
     from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
     from healthmon.storage.repository import create_user, register_version, save_predictions, submit_review
     from healthmon.training.args import TrainArgs
-    from healthmon.training.continual import label_accuracy, retrain
+    from healthmon.training.continual import label_accuracy, retrain, rollback
     from healthmon.training.trainer import train, train_splits_only
     from healthmon.types import Note
 
@@ -74,8 +77,14 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         t0 = time.perf_counter()
         # v1 trains on every old-class note outside the test split (its own val/test come from them).
-        v1 = train(old_pool, TrainArgs(), out_dir=Path(tmp) / "models" / "v1", settings=settings, progress=False).version_dir
-        rows["v1"] = {"train_s": time.perf_counter() - t0}
+        v1 = Path(tmp) / "models" / "v1"
+        if (Path(args.v1) / "card.json").is_file():
+            shutil.copytree(args.v1, v1)
+            rows["v1"] = {"train_s": float("nan"), "reused": args.v1}
+        else:
+            train(old_pool, TrainArgs(), out_dir=v1, settings=settings, progress=False)
+            rows["v1"] = {"train_s": time.perf_counter() - t0}
+            shutil.copytree(v1, args.v1)
         clf = Classifier.from_pretrained(v1, settings=settings, precision="fp32")
         engine = make_engine(f"sqlite:///{tmp}/healthmon.db")
         upgrade(engine)
@@ -90,6 +99,8 @@ def main() -> None:
                 for note_id, note in zip(ids, batch):
                     submit_review(s, note_id, s.merge(reviewer), list(note.labels), seen_version=0)
         for name, replay in (("v2_replay", None), ("v2_naive", 0)):
+            # Both candidates are judged against v1: undo the first one's promotion, if any.
+            rollback(db, "v1", actor="bench")
             t0 = time.perf_counter()
             result = retrain(db, settings=settings, parent_dir=v1, replay=replay,
                              out_dir=Path(tmp) / "models" / name, actor="bench")

@@ -101,6 +101,8 @@ def test_retrain_promotes_when_old_cases_hold_and_reviewed_cases_improve(parent,
     card = ModelCard.load(result.version_dir)
     assert card.labels == ("diabetes", "hypertension", "cancer") and card.parent_version == str(parent.resolve())
     assert result.metrics["replayed"] == 10 and result.metrics["new_labels"] == ["cancer"]
+    # Every reviewed case is either trained on or held out: none is lost between the two.
+    assert result.metrics["reviewed_train"] + result.metrics["reviewed_held_out"] == len(make_notes(12, seed=3))
     # (a) is the parent's frozen test split; (b) reviewed cases kept out of training, new label included.
     assert seen["regression"] == load_examples(parent, "regression")
     assert any(labels == ("cancer",) for _, labels in seen["held_out"])
@@ -134,6 +136,34 @@ def test_retrain_refuses_a_candidate_that_forgets_and_says_why(parent, settings,
         assert rows["v1"].status == "active" and rows["v2"].status == "candidate"
         assert "more than the 0.010 allowed" in rows["v2"].status_reason
         assert "version.refuse" in s.scalars(select(AuditEntry.action)).all()
+
+
+def test_a_drop_of_exactly_the_margin_is_allowed(parent, settings, db, monkeypatch):
+    _review_everything(db, parent, settings)
+    _force(monkeypatch, (0.87, 0.86), (0.60, 0.80))
+    result = retrain(db, settings=settings, args=TrainArgs(mode="lora", max_steps=2), replay=5,
+                     out_dir=settings.data_dir / "models" / "v2")
+    assert result.promoted, result.reason
+
+
+def test_a_candidate_is_never_promoted_over_a_version_it_was_not_compared_with(parent, settings, db, monkeypatch):
+    _review_everything(db, parent, settings)
+
+    def meanwhile(*args):
+        # While the candidate trains, someone activates another version.
+        with transaction(db) as s:
+            other = register_version(s, "hotfix", "/elsewhere", {}, status="candidate")
+            continual._switch_active(s, other, "root", "manual")
+        return {"regression_active": 0.9, "regression_candidate": 0.9, "reviewed_active": 0.5,
+                "reviewed_candidate": 0.9}
+
+    monkeypatch.setattr(continual, "compare_versions", meanwhile)
+    result = retrain(db, settings=settings, args=TrainArgs(mode="lora", max_steps=2), replay=5,
+                     out_dir=settings.data_dir / "models" / "v2")
+    assert not result.promoted and "the active version changed during the run" in result.reason
+    with transaction(db) as s:
+        assert dict(s.execute(select(ModelVersion.name, ModelVersion.status)).all()) == {
+            "v1": "retired", "hotfix": "active", "v2": "candidate"}
 
 
 def test_retrain_refuses_when_reviewed_cases_do_not_improve(parent, settings, db, monkeypatch):

@@ -87,7 +87,7 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     upgrade(engine)  # again: nothing to do, nothing lost
     assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":
@@ -109,6 +109,18 @@ def test_upgrading_an_existing_database_keeps_and_backfills_its_reviews(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT label_key, text FROM reviews JOIN notes ON notes.id = reviews.note_id")).one() == (
             "cancer|diabetes", "old note")
+
+
+def test_at_most_one_version_is_active(db):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        with transaction(db) as s:
+            register_version(s, "a", "/a", {}, status="active")
+            register_version(s, "b", "/b", {}, status="active")
+    with transaction(db) as s:
+        register_version(s, "a", "/a", {}, status="active")
+        register_version(s, "b", "/b", {}, status="candidate")
 
 
 def test_uncertainty_is_normalised_entropy_or_worst_label():

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
@@ -56,6 +56,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -63,10 +64,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
-    except OperationalError as exc:
+    except (OperationalError, ProgrammingError, CommandError) as exc:
         raise ConfigError(
-            "a reachable database the migrations can write to",
-            f"{engine.url.render_as_string(hide_password=True)}: {exc.orig}",
+            "a reachable database at a schema revision this healthmon knows, that the migrations can write to",
+            f"{engine.url.render_as_string(hide_password=True)}: {getattr(exc, 'orig', None) or exc}",
             "check HEALTHMON_DATABASE_URL, that the server runs and the user may create tables",
         ) from exc
 

@@ -121,7 +121,7 @@ def create_user(session: Session, name: str, role: str, password: str = "") -> U
 def get_user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        raise StorageError("a known user", repr(name), "create the user first (python -m healthmon db user ...)")
+        raise StorageError("a known user", repr(name), "create the user first (repository.create_user; an admin page comes with the dashboard)")
     return user
 
 

@@ -15,6 +15,7 @@ killed at any point leaves the active version as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import defaultdict
@@ -34,7 +35,7 @@ from healthmon.storage.db import transaction
 from healthmon.storage.models import ModelVersion, TrainingRun, utcnow
 from healthmon.storage.repository import StorageError, audit, register_version, reviewed_labels
 from healthmon.training.args import TrainArgs
-from healthmon.training.data import Example, stratified_split
+from healthmon.training.data import Example
 from healthmon.types import Note
 
 
@@ -72,6 +73,26 @@ def compare_versions(active_dir: Path, candidate_dir: Path, regression: Sequence
     }
 
 
+def _held_out(note_id: int, fraction: float) -> bool:
+    digest = hashlib.sha256(f"holdout:{note_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def lineage_root(folder: Path) -> Path:
+    """The first version of a lineage (the one without a parent)."""
+    from healthmon.model.lineage import resolve_parent
+
+    card = ModelCard.load(folder)
+    seen = {folder.resolve()}
+    while card.parent_version:
+        folder = resolve_parent(folder, card)
+        if folder.resolve() in seen:
+            raise TrainingError("a version lineage without cycles", f"{folder} is its own ancestor", "fix card.json")
+        seen.add(folder.resolve())
+        card = ModelCard.load(folder)
+    return folder
+
+
 def active_version(session: Session) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
 
@@ -83,7 +104,8 @@ def ensure_registered(session: Session, folder: Path, *, status: str = "active")
 
 def replay_sample(rows: Sequence[tuple[str, tuple[str, ...]]], size: int, seed: int,
                   exclude: set[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """``size`` earlier training notes, the same share from every label (round-robin)."""
+    """``size`` earlier training notes, taken round-robin across label combinations (as
+    evenly as the pools allow; fewer when the pools run out)."""
     by_label: dict[tuple[str, ...], list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
     for text, labels in rows:
         if text not in exclude:
@@ -153,16 +175,26 @@ def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_frac
              progress, run_id, parent_id, train) -> RetrainResult:  # noqa: ANN001
     parent_card = ModelCard.load(parent_dir)
     seed = settings.seed
-    cases = [Example(r["text"], tuple(r["labels"])) for r in reviewed if r["labels"]]
+    if not 0 < holdout_fraction < 1:
+        raise TrainingError("a held-out share of reviewed cases between 0 and 1", repr(holdout_fraction),
+                            "e.g. --holdout 0.2: without held-out cases no improvement can be shown")
+    unlabelled = sum(1 for r in reviewed if not r["labels"])
+    cases = [r for r in reviewed if r["labels"]]
     if len(cases) < 10:
-        raise TrainingError("at least 10 reviewed cases to retrain on", f"{len(cases)}", "review more cases first")
-    fit, _, held_out = stratified_split(cases, 0.0, holdout_fraction, seed)
-    earlier = load_examples(parent_dir, "train")
+        raise TrainingError("at least 10 reviewed cases with a label to retrain on",
+                            f"{len(cases)} ({unlabelled} reviewed as 'no label' are not used)", "review more cases first")
+    # A case is held out by a hash of its id, the same way in every run: cases judged in
+    # check (b) are never trained on by this or any earlier retrain.
+    held_out = [c for c in cases if _held_out(c["note_id"], holdout_fraction)]
+    fit = [Example(c["text"], tuple(c["labels"])) for c in cases if not _held_out(c["note_id"], holdout_fraction)]
+    # Replay from the lineage's first version: each generation's own training data is
+    # mostly a replay sample already, and sampling samples would shrink the original away.
+    earlier = load_examples(lineage_root(parent_dir), "train")
     size = replay if replay is not None else max(200, len(fit))
-    replayed = replay_sample(earlier, size, seed, exclude={e.text for e in cases})
+    replayed = replay_sample(earlier, size, seed, exclude={c["text"] for c in cases})
     notes = [Note(text=e.text, note_id=f"reviewed-{i}", labels=e.labels) for i, e in enumerate(fit)]
     notes += [Note(text=text, note_id=f"replay-{i}", labels=labels) for i, (text, labels) in enumerate(replayed)]
-    new_labels = sorted({label for e in cases for label in e.labels} - set(parent_card.labels))
+    new_labels = sorted({label for c in cases for label in c["labels"]} - set(parent_card.labels))
     base_args = args or TrainArgs(mode="lora", multi_label=parent_card.multi_label)
     train_args = TrainArgs(**{**base_args.to_dict(), "init_from": str(parent_dir.resolve()),
                               "label_order": tuple(parent_card.labels) + tuple(new_labels),
@@ -170,17 +202,18 @@ def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_frac
     trained = train(notes, train_args, out_dir=out_dir, settings=settings, progress=progress)
 
     regression = load_examples(parent_dir, REGRESSION_FILE.removesuffix(".jsonl"))
-    held = [(e.text, e.labels) for e in held_out]
+    held = [(c["text"], tuple(c["labels"])) for c in held_out]
     scores = {
         **compare_versions(parent_dir, Path(trained.version_dir), regression, held, settings),
         "reviewed_train": len(fit),
         "reviewed_held_out": len(held),
+        "reviewed_unlabelled_skipped": unlabelled,
         "replayed": len(replayed),
         "new_labels": new_labels,
         "margin": margin,
     }
     drop = scores["regression_active"] - scores["regression_candidate"]
-    if drop > margin:
+    if drop > margin + 1e-9:  # a drop of exactly the margin is allowed (float noise aside)
         reason = (f"regression-set accuracy fell {drop:.3f} ({scores['regression_active']:.3f} -> "
                   f"{scores['regression_candidate']:.3f}), more than the {margin:.3f} allowed")
     elif not held:
@@ -196,6 +229,13 @@ def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_frac
         candidate = register_version(s, folder.name, str(folder.resolve()), json.loads(trained.card.to_json()),
                                      parent=s.get(ModelVersion, parent_id))
         candidate.metrics = {**candidate.metrics, "retrain": scores}
+        current = active_version(s)
+        if promoted and (current is None or current.id != parent_id):
+            # Compared with the parent, not with whatever became active meanwhile (a
+            # rollback, another retrain): never replace a version it was not judged against.
+            promoted = False
+            reason = (f"the active version changed during the run ({current.name if current else 'none'} instead "
+                      f"of the parent it was compared with): retrain again from the active version")
         if promoted:
             _switch_active(s, candidate, actor, f"retrain run {run_id}: regression drop {drop:+.3f}, "
                            f"held-out {scores['reviewed_active']:.3f} -> {scores['reviewed_candidate']:.3f}")
@@ -212,6 +252,7 @@ def _switch_active(session: Session, target: ModelVersion, actor: str, why: str)
     if current is not None and current.id != target.id:
         current.status = "retired"
         current.status_reason = f"replaced by {target.name}"
+        session.flush()  # retire first: at most one active row may exist at any moment
     before = {"active": current.name if current else None}
     target.status, target.status_reason = "active", why
     session.flush()

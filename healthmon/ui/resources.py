@@ -19,9 +19,25 @@ def get_settings() -> Settings:
 
 
 def active_model_dir(settings: Settings) -> Path | None:
-    """The version the dashboard serves: HEALTHMON_ACTIVE_MODEL, else the demo model."""
-    folder = settings.active_model or settings.demo_model_dir
-    return folder if (folder / "card.json").is_file() else None
+    """The version the dashboard serves.
+
+    HEALTHMON_ACTIVE_MODEL when set (an operator's explicit choice), else the version the
+    database marks active (promoted by retrain, or rolled back to), else the demo model.
+    """
+    candidates = [settings.active_model] if settings.active_model else []
+    if not candidates:
+        from healthmon.storage.db import transaction
+        from healthmon.training.continual import active_version
+
+        with transaction(get_database()) as session:
+            active = active_version(session)
+            if active is not None:
+                candidates.append(Path(active.folder))
+        candidates.append(settings.demo_model_dir)
+    for folder in candidates:
+        if (Path(folder) / "card.json").is_file():
+            return Path(folder)
+    return None
 
 
 @st.cache_resource(show_spinner="Preparing the database ...")
