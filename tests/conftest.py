@@ -75,3 +75,28 @@ def make_notes(n_per_label: int = 12, *, multi: bool = False, seed: int = 0) -> 
 @pytest.fixture()
 def notes() -> list[Note]:
     return make_notes()
+
+
+POSTGRES_URL = os.environ.get("HEALTHMON_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    """A fresh, empty database: a SQLite file, and PostgreSQL when .ci/run started one."""
+    from sqlalchemy import text
+
+    from healthmon.storage.db import make_engine
+
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'healthmon.db'}")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("no PostgreSQL server: set HEALTHMON_TEST_POSTGRES_URL (.ci/run starts one)")
+        eng = make_engine(POSTGRES_URL)
+        with eng.begin() as conn:  # from empty, every time
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    yield eng
+    eng.dispose()
+
+

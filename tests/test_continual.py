@@ -18,7 +18,7 @@ from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
 from healthmon.model.lineage import load_examples
 from healthmon.model.loading import build_model
-from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
+from healthmon.storage.db import session_factory, transaction, upgrade
 from healthmon.storage.models import AuditEntry, ModelVersion, TrainingRun
 from healthmon.storage.repository import create_user, get_user, register_version, save_predictions, submit_review
 from healthmon.training import continual
@@ -39,11 +39,9 @@ def parent(settings):
 
 
 @pytest.fixture()
-def db(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'h.db'}")
+def db(engine):
     upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
+    return session_factory(engine)
 
 
 def _review_everything(db, parent, settings) -> None:

@@ -6,7 +6,6 @@ HEALTHMON_TEST_POSTGRES_URL; without it the PostgreSQL half skips with that reas
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -16,7 +15,6 @@ from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
 from healthmon.storage.db import (
     current_revision,
     head_revision,
-    make_engine,
     session_factory,
     table_names,
     transaction,
@@ -41,25 +39,9 @@ from healthmon.storage.repository import (
 )
 from healthmon.types import Note, Prediction
 
-POSTGRES_URL = os.environ.get("HEALTHMON_TEST_POSTGRES_URL")
 TABLES = {"alembic_version", "audit_log", "cases", "explanations", "model_versions", "notes", "patients",
           "predictions", "reviews", "training_runs", "users"}
 LABELS = ("diabetes", "hypertension", "cancer")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'healthmon.db'}")
-    else:
-        if not POSTGRES_URL:
-            pytest.skip("no PostgreSQL server: set HEALTHMON_TEST_POSTGRES_URL (.ci/run starts one)")
-        eng = make_engine(POSTGRES_URL)
-        with eng.begin() as conn:  # from empty, every time
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture()
@@ -287,3 +269,21 @@ def test_saving_the_same_notes_again_adds_predictions_not_notes(db):
         assert again == first and count(s, NoteRow) == 2 and count(s, PredictionRow) == 4
         # The case now points at the newest prediction, whose uncertainty the queue uses.
         assert s.get(Case, first[0]).uncertainty == pytest.approx(uncertainty(probs[1], False))
+
+
+def test_explanations_are_stored_once_per_version_text_target_and_options(db):
+    from healthmon.storage.repository import load_explanation, save_explanation
+
+    payload = {"text": "glucose 240 <script>", "target": "diabetes", "words": [{"word": "glucose", "score": 0.4}],
+               "delta": 0.01}
+    with transaction(db) as s:
+        version = register_version(s, "v1", "/v1", {})
+        first = save_explanation(s, version, payload, options_key="tol=0.05;pad")
+        again = save_explanation(s, version, {**payload, "delta": 0.02}, options_key="tol=0.05;pad")
+        other = save_explanation(s, version, payload, options_key="tol=0.05;mask")
+        assert again.id == first.id and other.id != first.id
+    with transaction(db) as s:
+        version = register_version(s, "v1", "/v1", {})
+        row = load_explanation(s, version, "glucose 240 <script>", "diabetes", options_key="tol=0.05;pad")
+        assert row.payload == payload  # stored exactly, text included, for later rendering (escaped there)
+        assert load_explanation(s, version, "glucose 240", "diabetes", options_key="tol=0.05;pad") is None

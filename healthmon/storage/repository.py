@@ -24,6 +24,7 @@ from healthmon.storage.models import (
     ROLES,
     AuditEntry,
     Case,
+    ExplanationRow,
     ModelVersion,
     NoteRow,
     Patient,
@@ -437,3 +438,31 @@ def export_reviewed(session: Session, fmt: str = "csv") -> str:
 
 def count(session: Session, model: type) -> int:
     return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# ----------------------------------------------------------------------------- explanations
+def save_explanation(session: Session, version: ModelVersion, payload: dict[str, Any], *, options_key: str,
+                     note_id: int | None = None) -> ExplanationRow:
+    """Store an explanation (``healthmon.explain.to_dict``) under the explain cache's key:
+    (model version, text hash, target, options). Saving the same key again keeps the first."""
+    key = (version.id, content_hash(payload["text"]), payload["target"], options_key)
+    found = load_explanation(session, version, payload["text"], payload["target"], options_key=options_key)
+    if found is not None:
+        return found
+    row = ExplanationRow(model_version_id=key[0], note_id=note_id, text_hash=key[1], target=key[2],
+                         options_key=options_key, payload=payload)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def load_explanation(session: Session, version: ModelVersion, text: str, target: str, *,
+                     options_key: str) -> ExplanationRow | None:
+    return session.scalar(
+        select(ExplanationRow).where(
+            ExplanationRow.model_version_id == version.id,
+            ExplanationRow.text_hash == content_hash(text),
+            ExplanationRow.target == target,
+            ExplanationRow.options_key == options_key,
+        )
+    )
