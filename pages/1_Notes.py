@@ -7,7 +7,7 @@ import streamlit as st
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_notes_bytes, read_pasted
 from healthmon.ui.components import show_error, SYNTHETIC_BANNER, ingest_report, predictions_table
-from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings
+from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings, store_predictions
 
 st.set_page_config(page_title="Notes · healthmon", layout="wide")
 st.title("Notes")
@@ -36,6 +36,9 @@ if st.button("Predict", type="primary"):
     except HealthmonError as exc:
         show_error(exc)
     else:
+        # Every scored note becomes a case annotators can review (Review page).
+        saved = store_predictions(version, list(result.notes), predictions)
+        st.caption(f"Saved {saved} case(s) for review.")
         table = predictions_table([n.note_id for n in result.notes], texts, predictions)
         columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
                    for c in table.columns if c.startswith("P(")}

@@ -92,3 +92,40 @@ def test_notes_page_scores_pasted_text(served):
     assert list(table["note"]) and {"P(diabetes)", "P(hypertension)", "P(cancer)"} <= set(table.columns)
     assert table[["P(diabetes)", "P(hypertension)", "P(cancer)"]].sum(axis=1).iloc[0] == pytest.approx(1.0)
 
+
+
+def test_notes_are_saved_for_review_and_reviewed_blind_first(served):
+    from sqlalchemy import select
+
+    from healthmon.storage.db import make_engine, session_factory, transaction
+    from healthmon.storage.models import AuditEntry, Review
+
+    notes = AppTest.from_file(str(ROOT / "pages" / "1_Notes.py"), default_timeout=120).run()
+    notes.text_area[0].input("Patient reports polyuria, glucose 240 mg/dL <b>bold</b>").run()
+    notes.button[0].click().run()
+    assert not notes.exception and any("Saved 1 case(s) for review" in c.value for c in notes.caption)
+
+    review = AppTest.from_file(str(ROOT / "pages" / "2_Review.py"), default_timeout=120).run()
+    assert not review.exception
+    review.text_input[0].input("ann")
+    review.button[0].click().run()  # the form's Add button submits the typed name
+    assert not review.exception and review.selectbox(key="reviewer").value == "ann"
+    # Blind-first: no model output until a label is committed.
+    assert not review.get("plotly_chart") and not [h for h in review.get("html")]
+    review.multiselect(key=[w.key for w in review.multiselect][0]).select("hypertension").run()
+    review.button[-1].click().run()  # commit and reveal
+    assert not review.exception and review.get("plotly_chart")
+    final = [w for w in review.multiselect if w.key.startswith("final-")][0]
+    assert final.value == ["hypertension"]
+    final.unselect("hypertension").select("diabetes").run()
+    [b for b in review.button if b.label == "Submit review"][0].click().run()
+    assert not review.exception
+    assert any("changed after the reveal" in s.value for s in review.success)
+
+    engine = make_engine(f"sqlite:///{served.parent / 'healthmon.db'}")
+    with transaction(session_factory(engine)) as s:
+        row = s.scalar(select(Review))
+        assert row.labels == ["diabetes"] and row.blind_labels == ["hypertension"]
+        assert row.saw_model_output is False and row.changed_after_reveal is True
+        assert "review.submit" in s.scalars(select(AuditEntry.action)).all()
+    engine.dispose()

@@ -287,3 +287,9 @@ def test_explanations_are_stored_once_per_version_text_target_and_options(db):
         row = load_explanation(s, version, "glucose 240 <script>", "diabetes", options_key="tol=0.05;pad")
         assert row.payload == payload  # stored exactly, text included, for later rendering (escaped there)
         assert load_explanation(s, version, "glucose 240", "diabetes", options_key="tol=0.05;pad") is None
+
+
+def test_a_user_needs_a_name(db):
+    with transaction(db) as s:
+        with pytest.raises(StorageError, match="a user name"):
+            create_user(s, "  ", "annotator")

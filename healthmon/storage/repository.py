@@ -108,6 +108,8 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def create_user(session: Session, name: str, role: str, password: str = "") -> User:
+    if not name.strip():
+        raise StorageError("a user name", "an empty name", "type the reviewer's name")
     if role not in ROLES:
         raise StorageError(f"a role among {', '.join(ROLES)}", repr(role), "pick one of those roles")
     if session.scalar(select(User).where(User.name == name)) is not None:

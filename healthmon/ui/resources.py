@@ -57,3 +57,16 @@ def get_classifier(version_dir: str) -> Classifier:
 @st.cache_data(show_spinner=False)
 def get_card(version_dir: str) -> ModelCard:
     return ModelCard.load(version_dir)
+
+
+def store_predictions(version_dir: Path, notes: list, predictions: list) -> int:
+    """Save scored notes as reviewable cases under the served version; returns how many."""
+    from healthmon.storage.db import transaction
+    from healthmon.storage.repository import save_predictions
+    from healthmon.training.continual import active_version, ensure_registered
+
+    with transaction(get_database()) as session:
+        # The served version becomes the active one if the database has none yet.
+        status = "active" if active_version(session) is None else "candidate"
+        version = ensure_registered(session, Path(version_dir), status=status)
+        return len(set(save_predictions(session, notes, predictions, version)))
