@@ -39,6 +39,8 @@ bench: setup
 	$(PY) benchmarks/inference_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/explain_bench.py
+	$(PY) benchmarks/storage_bench.py
+	$(PY) benchmarks/forgetting_bench.py
 
 clean:
 	rm -rf $(VENV) data

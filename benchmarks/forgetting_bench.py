@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--new-classes", type=int, default=8)
     parser.add_argument("--batches", type=int, default=3, help="review batches")
+    parser.add_argument("--replay", type=int, default=None,
+                        help="replay size for the replay run (default: retrain's default, as many as reviewed cases, >= 200)")
     parser.add_argument("--v1", default=str(ROOT / "data" / "bench" / "forgetting-v1"),
                         help="reuse this v1 folder if it exists (it is written there otherwise)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "forgetting.json"))
@@ -98,7 +100,7 @@ def main() -> None:
                 ids = save_predictions(s, batch, clf.predict([n.text for n in batch]), s.merge(version))
                 for note_id, note in zip(ids, batch):
                     submit_review(s, note_id, s.merge(reviewer), list(note.labels), seen_version=0)
-        for name, replay in (("v2_replay", None), ("v2_naive", 0)):
+        for name, replay in (("v2_replay", args.replay), ("v2_naive", 0)):
             # Both candidates are judged against v1: undo the first one's promotion, if any.
             rollback(db, "v1", actor="bench")
             t0 = time.perf_counter()
