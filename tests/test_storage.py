@@ -239,6 +239,8 @@ def test_unknown_cases_users_and_roles_explain_themselves(db):
             get_user(s, "nobody")
         with pytest.raises(StorageError, match="a role among"):
             create_user(s, "eve", "superuser")
+        with pytest.raises(StorageError, match="contain no '\|'"):
+            submit_review(s, 1, get_user(s, "ann"), ["a|b"], seen_version=0)
 
 
 def test_cli_db_upgrade_and_current(tmp_path, monkeypatch, capsys):

@@ -276,7 +276,11 @@ def submit_review(
         blind_labels: in blind-first review, the label committed before the prediction
             was revealed; ``labels`` is the final one, and the row records whether it changed.
     """
-    labels = sorted(set(labels))
+    labels = sorted({label.strip() for label in labels})
+    bad = [label for label in labels if not label or "|" in label]
+    if bad:
+        raise StorageError("label names that are not empty and contain no '|'", repr(bad),
+                           "rename the label ('|' separates labels in exports)")
     case = session.get(Case, note_id)
     if case is None:
         raise StorageError("a stored case", f"no note {note_id}", "save the note and its prediction first")
