@@ -50,7 +50,8 @@ choice = st.selectbox(
                            f"uncertainty {queue[i].uncertainty:.2f} · {queue[i].text[:60]}"),
 )
 item = queue[choice]
-st.text_area("Note", item.text, height=160, disabled=True)  # shown as text, never markup
+st.caption("Note")
+st.container(border=True).text(item.text)  # st.text: shown as plain text, never markup
 
 state_key = f"blind-{item.note_id}-{item.review_version}"
 committed = st.session_state.get(state_key)
