@@ -304,7 +304,6 @@ class _Integrator:
             )
         else:
             self.precision = options.precision
-        self._requested_precision = self.precision
         # Endpoints are the classifier's own scores, in its own numeric path, so a bf16
         # integration's rounding counts against the tolerance like any other error.
         self.endpoint_precision = "bf16" if classifier.precision == "bf16" else "fp32"
@@ -464,19 +463,15 @@ class _Integrator:
             ]
 
     def _integrate_adaptively(self, group: list[_Note], t: _Group) -> None:
-        self._refine(group, t)
+        self._refine(group, t, self.precision)
         missed = [note for note in group if abs(note.delta) > self.options.tolerance]
         if missed and self.precision == "bf16":
             # bf16 rounding can leave a floor under |delta| that no refinement removes:
             # start those notes again in fp32 (their bf16 rounds stay in steps_tried).
-            self.precision = "fp32"
-            try:
-                for note in missed:
-                    first, last = note.segments[0], note.segments[-1]
-                    note.segments = self._uniform_segments(note, t, first.f_a, last.f_c)
-                self._refine(missed, t)
-            finally:
-                self.precision = self._requested_precision
+            for note in missed:
+                first, last = note.segments[0], note.segments[-1]
+                note.segments = self._uniform_segments(note, t, first.f_a, last.f_c)
+            self._refine(missed, t, "fp32")
 
     def _uniform_segments(self, note: _Note, t: _Group, f_0: float, f_1: float) -> list[_Segment]:
         n = self.options.segments
@@ -484,7 +479,7 @@ class _Integrator:
         f = [f_0] + [float(v[note.target]) for v in inner] + [f_1]
         return [_Segment(i / n, (i + 1) / n, f[i], f[i + 1]) for i in range(n)]
 
-    def _refine(self, group: list[_Note], t: _Group) -> None:
+    def _refine(self, group: list[_Note], t: _Group, precision: str) -> None:
         opts = self.options
         pending = [(note, seg) for note in group for seg in note.segments]
         # steps_tried keeps a running total across passes (a bf16 pass, then fp32); the
@@ -492,11 +487,11 @@ class _Integrator:
         before = {id(note): note.steps for note in group}
         spent = dict(before)
         while pending:
-            self._integrate(t, pending)
+            self._integrate(t, pending, precision)
             for note in {id(n): n for n, _ in pending}.values():
                 spent[id(note)] += sum(1 for n, _ in pending if n is note)
                 note.steps_tried += (spent[id(note)],)
-                note.precision = self.precision
+                note.precision = precision
             pending = []
             for note in group:
                 budget = (opts.max_steps - (spent[id(note)] - before[id(note)])) // 2
@@ -519,19 +514,19 @@ class _Integrator:
                     note.segments[i : i + 1] = halves
                     pending += [(note, h) for h in halves]
 
-    def _integrate(self, t: _Group, pending: list[tuple[_Note, _Segment]]) -> None:
+    def _integrate(self, t: _Group, pending: list[tuple[_Note, _Segment]], precision: str) -> None:
         """Captum IG over each pending segment, batched in chunks of ``batch_tokens``."""
         per_chunk = max(1, self.batch_tokens // t.mask.shape[1])
         chunk: list[tuple[_Note, _Segment]] = []
         for item in pending:
             if chunk and sum(len(n.rows) for n, _ in chunk) + len(item[0].rows) > per_chunk:
-                self._integrate_chunk(t, chunk)
+                self._integrate_chunk(t, chunk, precision)
                 chunk = []
             chunk.append(item)
         if chunk:
-            self._integrate_chunk(t, chunk)
+            self._integrate_chunk(t, chunk, precision)
 
-    def _integrate_chunk(self, t: _Group, pending: list[tuple[_Note, _Segment]]) -> None:
+    def _integrate_chunk(self, t: _Group, pending: list[tuple[_Note, _Segment]], precision: str) -> None:
         """One Gauss-Legendre node (the midpoint) per segment: one forward and backward for all."""
         rows = [r for note, _ in pending for r in note.rows]
         a = torch.tensor([seg.a for note, seg in pending for _ in note.rows], device=self.device)[:, None, None]
@@ -547,7 +542,7 @@ class _Integrator:
         at_node: list[torch.Tensor] = []
 
         def forward(embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            probs = self._probabilities(embeds, attention_mask, parts, weights, self.precision)  # (1, parts, C)
+            probs = self._probabilities(embeds, attention_mask, parts, weights, precision)  # (1, parts, C)
             picked = probs[:, torch.arange(len(parts)), targets]
             at_node.append(picked.detach())
             # Segments do not interact, so the gradient of the sum is each one's own gradient.
