@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="review batches")
     parser.add_argument("--replay", type=int, default=None,
                         help="replay size for the replay run (default: retrain's default, as many as reviewed cases, >= 200)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of both retrains (default: retrain's)")
     parser.add_argument("--v1", default=str(ROOT / "data" / "bench" / "forgetting-v1"),
                         help="reuse this v1 folder if it exists (it is written there otherwise)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "forgetting.json"))
@@ -104,7 +105,8 @@ def main() -> None:
             # Both candidates are judged against v1: undo the first one's promotion, if any.
             rollback(db, "v1", actor="bench")
             t0 = time.perf_counter()
-            result = retrain(db, settings=settings, parent_dir=v1, replay=replay,
+            retrain_args = TrainArgs(mode="lora", learning_rate=args.lr) if args.lr else None
+            result = retrain(db, settings=settings, parent_dir=v1, replay=replay, args=retrain_args,
                              out_dir=Path(tmp) / "models" / name, actor="bench")
             rows[name] = {"train_s": time.perf_counter() - t0, "promoted": result.promoted, "reason": result.reason,
                           **{k: v for k, v in result.metrics.items() if k != "new_labels"}}
