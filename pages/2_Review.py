@@ -6,8 +6,16 @@ import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.storage.db import transaction
-from healthmon.storage.repository import ReviewConflict, create_user, get_user, label_history, review_queue, submit_review
-from healthmon.storage.models import ROLES, User
+from healthmon.storage.models import ROLES
+from healthmon.storage.repository import (
+    ReviewConflict,
+    create_user,
+    get_user,
+    label_history,
+    list_users,
+    review_queue,
+    submit_review,
+)
 from healthmon.ui.components import explanation_panel, plain, probability_chart, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
 
@@ -17,7 +25,7 @@ st.caption("Cases where reviewers disagree come first, then the ones the model i
 
 factory = get_database()
 with transaction(factory) as session:
-    names = [u.name for u in session.query(User).order_by(User.name)]
+    names = list_users(session)
 with st.expander("Add a reviewer", expanded=not names):
     with st.form("new_reviewer"):
         new_name = st.text_input("Name")

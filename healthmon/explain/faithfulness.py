@@ -63,6 +63,16 @@ def perturbed_text(explanation: Explanation, order: np.ndarray, fraction: float,
     return _join(explanation, chosen if keep_only else ~chosen)
 
 
+def _drops(classifier: "Classifier", explanations: Sequence[Explanation],
+           plan: Sequence[tuple[int, str]]) -> np.ndarray:
+    """One batched re-scoring: for each ``(note index, perturbed text)`` in ``plan``, the
+    explained label's probability on the note's reference text minus on the perturbed one."""
+    probs = classifier.predict_proba([reference_text(e) for e in explanations] + [text for _, text in plan])
+    targets = [classifier.labels.index(e.target) for e in explanations]
+    n = len(explanations)
+    return np.array([probs[i, targets[i]] - probs[n + row, targets[i]] for row, (i, _) in enumerate(plan)])
+
+
 def score_drops(
     classifier: "Classifier",
     explanations: Sequence[Explanation],
@@ -78,14 +88,12 @@ def score_drops(
         fraction: share of each note's words to delete (or, with ``keep_only``, to keep).
         order: ``attribution`` (most positive first) or ``random``.
     """
-    texts = [reference_text(e) for e in explanations]
-    for e in explanations:
-        words = ranked_words(e) if order == "attribution" else random_words(e, seed)
-        texts.append(perturbed_text(e, words, fraction, keep_only=keep_only))
-    probs = classifier.predict_proba(texts)
-    n = len(explanations)
-    index = [classifier.labels.index(e.target) for e in explanations]
-    return np.array([probs[i, index[i]] - probs[n + i, index[i]] for i in range(n)])
+    plan = [
+        (i, perturbed_text(e, ranked_words(e) if order == "attribution" else random_words(e, seed), fraction,
+                           keep_only=keep_only))
+        for i, e in enumerate(explanations)
+    ]
+    return _drops(classifier, explanations, plan)
 
 
 def with_faithfulness(
@@ -94,38 +102,31 @@ def with_faithfulness(
     """The same explanations with :class:`Faithfulness` filled in (one batched re-scoring)."""
     if not explanations:
         return explanations
-    texts: list[str] = [reference_text(e) for e in explanations]
-    plan: list[tuple[int, str, float]] = []
+    plan: list[tuple[int, str]] = []
+    kinds: list[str] = []
     for i, e in enumerate(explanations):
         if not e.words:
             continue
         ranked, shuffled = ranked_words(e), random_words(e, seed)
         for fraction in FRACTIONS:
             for kind, order, keep_only in (("comp", ranked, False), ("suff", ranked, True), ("rand", shuffled, False)):
-                texts.append(perturbed_text(e, order, fraction, keep_only=keep_only))
-                plan.append((i, kind, fraction))
-    probs = classifier.predict_proba(texts)
+                plan.append((i, perturbed_text(e, order, fraction, keep_only=keep_only)))
+                kinds.append(kind)
     drops: dict[tuple[int, str], list[float]] = {}
-    for row, (i, kind, _) in enumerate(plan, start=len(explanations)):
-        target = classifier.labels.index(explanations[i].target)
-        drops.setdefault((i, kind), []).append(float(probs[i, target] - probs[row, target]))
-    out = []
-    for i, e in enumerate(explanations):
-        if (i, "comp") not in drops:
-            out.append(e)
-            continue
-        out.append(
-            replace(
-                e,
-                faithfulness=Faithfulness(
-                    comprehensiveness=float(np.mean(drops[(i, "comp")])),
-                    sufficiency=float(np.mean(drops[(i, "suff")])),
-                    random_comprehensiveness=float(np.mean(drops[(i, "rand")])),
-                    fractions=FRACTIONS,
-                ),
-            )
+    for (i, _), kind, drop in zip(plan, kinds, _drops(classifier, explanations, plan)):
+        drops.setdefault((i, kind), []).append(float(drop))
+    return [
+        e if (i, "comp") not in drops else replace(
+            e,
+            faithfulness=Faithfulness(
+                comprehensiveness=float(np.mean(drops[(i, "comp")])),
+                sufficiency=float(np.mean(drops[(i, "suff")])),
+                random_comprehensiveness=float(np.mean(drops[(i, "rand")])),
+                fractions=FRACTIONS,
+            ),
         )
-    return out
+        for i, e in enumerate(explanations)
+    ]
 
 
 def rank_agreement(a: Sequence[float], b: Sequence[float]) -> float:

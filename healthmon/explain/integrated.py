@@ -421,31 +421,41 @@ class _Integrator:
         note_logits = torch.stack(per_part, dim=1) / self.clf.card.temperature
         return torch.sigmoid(note_logits) if self.clf.multi_label else torch.softmax(note_logits, dim=-1)
 
-    def _points(self, t: _Group, asks: list[tuple[_Note, float]]) -> list[np.ndarray]:
-        """f at path positions α (every label), batched forwards: [(note, α), ...] -> probs."""
+    def _chunks(self, t: _Group, items: list) -> Iterator[list]:
+        """``(note, x)`` items in runs whose windows fit one ``batch_tokens`` forward."""
         per_chunk = max(1, self.batch_tokens // t.mask.shape[1])
-        out: list[np.ndarray] = []
-        chunk: list[tuple[_Note, float]] = []
-        for ask in asks + [None]:
-            if ask is None or (chunk and sum(len(n.rows) for n, _ in chunk) + len(ask[0].rows) > per_chunk):
-                if chunk:
-                    out += self._points_chunk(t, chunk)
-                chunk = []
-            if ask is not None:
-                chunk.append(ask)
-        return out
+        chunk: list = []
+        rows = 0
+        for item in items:
+            if chunk and rows + len(item[0].rows) > per_chunk:
+                yield chunk
+                chunk, rows = [], 0
+            chunk.append(item)
+            rows += len(item[0].rows)
+        if chunk:
+            yield chunk
 
-    def _points_chunk(self, t: _Group, asks: list[tuple[_Note, float]]) -> list[np.ndarray]:
-        rows = [r for note, _ in asks for r in note.rows]
-        alphas = torch.tensor([a for note, a in asks for _ in note.rows], device=self.device)[:, None, None]
-        embeds = t.b_embeds[rows] + alphas * (t.x_embeds[rows] - t.b_embeds[rows])
+    @staticmethod
+    def _layout(items: list) -> tuple[list[int], list[list[int]]]:
+        """The group rows of every item's windows, and each item's positions in that list."""
+        rows = [r for note, _ in items for r in note.rows]
         parts, start = [], 0
-        for note, _ in asks:
+        for note, _ in items:
             parts.append(list(range(start, start + len(note.rows))))
             start += len(note.rows)
-        with torch.inference_mode():
-            probs = self._probabilities(embeds, t.mask[rows], parts, t.weights[rows], self.endpoint_precision)
-        return list(probs[0].cpu().numpy())
+        return rows, parts
+
+    def _points(self, t: _Group, asks: list[tuple[_Note, float]]) -> list[np.ndarray]:
+        """f at path positions α (every label), batched forwards: [(note, α), ...] -> probs."""
+        out: list[np.ndarray] = []
+        for chunk in self._chunks(t, asks):
+            rows, parts = self._layout(chunk)
+            alphas = torch.tensor([a for note, a in chunk for _ in note.rows], device=self.device)[:, None, None]
+            embeds = t.b_embeds[rows] + alphas * (t.x_embeds[rows] - t.b_embeds[rows])
+            with torch.inference_mode():
+                probs = self._probabilities(embeds, t.mask[rows], parts, t.weights[rows], self.endpoint_precision)
+            out += list(probs[0].cpu().numpy())
+        return out
 
     def _start(self, group: list[_Note], t: _Group, targets: list[str | None]) -> None:
         """f at the note, the baseline and the first segment boundaries; the default target."""
@@ -516,27 +526,16 @@ class _Integrator:
 
     def _integrate(self, t: _Group, pending: list[tuple[_Note, _Segment]], precision: str) -> None:
         """Captum IG over each pending segment, batched in chunks of ``batch_tokens``."""
-        per_chunk = max(1, self.batch_tokens // t.mask.shape[1])
-        chunk: list[tuple[_Note, _Segment]] = []
-        for item in pending:
-            if chunk and sum(len(n.rows) for n, _ in chunk) + len(item[0].rows) > per_chunk:
-                self._integrate_chunk(t, chunk, precision)
-                chunk = []
-            chunk.append(item)
-        if chunk:
+        for chunk in self._chunks(t, pending):
             self._integrate_chunk(t, chunk, precision)
 
     def _integrate_chunk(self, t: _Group, pending: list[tuple[_Note, _Segment]], precision: str) -> None:
         """One Gauss-Legendre node (the midpoint) per segment: one forward and backward for all."""
-        rows = [r for note, _ in pending for r in note.rows]
+        rows, parts = self._layout(pending)
         a = torch.tensor([seg.a for note, seg in pending for _ in note.rows], device=self.device)[:, None, None]
         c = torch.tensor([seg.c for note, seg in pending for _ in note.rows], device=self.device)[:, None, None]
         diff = t.x_embeds[rows] - t.b_embeds[rows]
         starts, ends = t.b_embeds[rows] + a * diff, t.b_embeds[rows] + c * diff
-        parts, offset = [], 0
-        for note, _ in pending:
-            parts.append(list(range(offset, offset + len(note.rows))))
-            offset += len(note.rows)
         targets = torch.tensor([note.target for note, _ in pending], device=self.device)
         weights = t.weights[rows]
         at_node: list[torch.Tensor] = []

@@ -45,6 +45,19 @@ def resolve_parent(folder: Path, card: ModelCard) -> Path:
     )
 
 
+def lineage_root(folder: Path) -> Path:
+    """The first version of a lineage (the one without a parent)."""
+    card = ModelCard.load(folder)
+    seen = {folder.resolve()}
+    while card.parent_version:
+        folder = resolve_parent(folder, card)
+        if folder.resolve() in seen:
+            raise ModelError("a version lineage without cycles", f"{folder} is its own ancestor", "fix card.json")
+        seen.add(folder.resolve())
+        card = ModelCard.load(folder)
+    return folder
+
+
 def initialise_from_version(model: "PreTrainedModel", parent_dir: Path) -> None:
     """Copy a parent version's weights into ``model`` (built with the child's labels).
 

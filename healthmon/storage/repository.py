@@ -121,6 +121,11 @@ def create_user(session: Session, name: str, role: str, password: str = "") -> U
     return user
 
 
+def list_users(session: Session) -> list[str]:
+    """User names, alphabetically."""
+    return list(session.scalars(select(User.name).order_by(User.name)))
+
+
 def get_user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
@@ -140,6 +145,11 @@ def register_version(session: Session, name: str, folder: str, card: dict[str, A
     session.add(version)
     session.flush()
     return version
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    """The version the dashboard serves (at most one: a partial unique index)."""
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
 
 
 # ----------------------------------------------------------------------------- notes + predictions

@@ -30,10 +30,10 @@ from healthmon.config import Settings
 from healthmon.errors import TrainingError
 from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
-from healthmon.model.lineage import REGRESSION_FILE, load_examples
+from healthmon.model.lineage import REGRESSION_FILE, lineage_root, load_examples
 from healthmon.storage.db import transaction
 from healthmon.storage.models import ModelVersion, TrainingRun, utcnow
-from healthmon.storage.repository import StorageError, audit, register_version, reviewed_labels
+from healthmon.storage.repository import StorageError, active_version, audit, register_version, reviewed_labels
 from healthmon.training.args import TrainArgs
 from healthmon.training.data import Example
 from healthmon.types import Note
@@ -76,25 +76,6 @@ def compare_versions(active_dir: Path, candidate_dir: Path, regression: Sequence
 def _held_out(note_id: int, fraction: float) -> bool:
     digest = hashlib.sha256(f"holdout:{note_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
-
-
-def lineage_root(folder: Path) -> Path:
-    """The first version of a lineage (the one without a parent)."""
-    from healthmon.model.lineage import resolve_parent
-
-    card = ModelCard.load(folder)
-    seen = {folder.resolve()}
-    while card.parent_version:
-        folder = resolve_parent(folder, card)
-        if folder.resolve() in seen:
-            raise TrainingError("a version lineage without cycles", f"{folder} is its own ancestor", "fix card.json")
-        seen.add(folder.resolve())
-        card = ModelCard.load(folder)
-    return folder
-
-
-def active_version(session: Session) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
 
 
 def ensure_registered(session: Session, folder: Path, *, status: str = "active") -> ModelVersion:

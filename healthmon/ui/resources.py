@@ -27,7 +27,7 @@ def active_model_dir(settings: Settings) -> Path | None:
     candidates = [settings.active_model] if settings.active_model else []
     if not candidates:
         from healthmon.storage.db import transaction
-        from healthmon.training.continual import active_version
+        from healthmon.storage.repository import active_version
 
         with transaction(get_database()) as session:
             active = active_version(session)
@@ -63,7 +63,8 @@ def store_predictions(version_dir: Path, notes: list, predictions: list) -> int:
     """Save scored notes as reviewable cases under the served version; returns how many."""
     from healthmon.storage.db import transaction
     from healthmon.storage.repository import save_predictions
-    from healthmon.training.continual import active_version, ensure_registered
+    from healthmon.storage.repository import active_version
+    from healthmon.training.continual import ensure_registered
 
     with transaction(get_database()) as session:
         # The served version becomes the active one if the database has none yet.
