@@ -1,4 +1,4 @@
-"""healthmon dashboard entry page: the served model and a quick single-note check."""
+"""healthmon dashboard entry: sign-in, navigation by role, and the home overview."""
 
 from __future__ import annotations
 
@@ -6,54 +6,67 @@ from pathlib import Path
 
 import streamlit as st
 
+from healthmon.cases import open_review_count
 from healthmon.errors import HealthmonError
-from healthmon.ingest.notes import read_pasted
-from healthmon.ui.components import explanation_panel, model_summary, plain, probability_chart, show_error
-from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
+from healthmon.ui.components import SYNTHETIC_BANNER, jobs_panel, model_summary, show_error
+from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings, get_worker, register_served
+from healthmon.ui.session import PAGES, account_sidebar, current_user, sign_in_form
 
 LOGO = str(Path(__file__).parent / "assets" / "logo.svg")
 st.set_page_config(page_title="healthmon", page_icon=LOGO, layout="wide")
 st.logo(LOGO)
-st.title("healthmon")
-st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
 
-settings = get_settings()
 try:
-    get_database()  # migrations run at start: the schema is current before any page uses it
+    factory = get_database()  # migrations run at start: the schema is current before any page uses it
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
-version = active_model_dir(settings)
-if version is None:
-    st.info(
-        "No model is available yet. Build the demo model with `python -m healthmon demo` "
-        "(or `make run`), or set HEALTHMON_ACTIVE_MODEL to a version folder written by "
-        "`python -m healthmon train`."
-    )
-    st.stop()
+get_worker()  # background jobs start running as soon as the dashboard does
 
-card = get_card(str(version))
-model_summary(card, version.name)
 
-st.subheader("Check one note")
-text = st.text_area("Paste a note", height=160, placeholder="e.g. 58 y/o with T2DM, HbA1c 8.4%, BP 152/96 mmHg ...")
-if st.button("Predict", type="primary"):
-    try:
-        st.session_state["checked_note"] = read_pasted(text).notes[0].text
-    except HealthmonError as exc:
-        st.session_state.pop("checked_note", None)
-        show_error(exc)
+def sign_in_page() -> None:
+    st.title("healthmon")
+    st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
+    version = active_model_dir(get_settings())
+    if version is not None and get_card(str(version)).synthetic_data:
+        st.warning(SYNTHETIC_BANNER, icon="⚠️")
+    sign_in_form()
 
-# Kept in the session so choosing another label to explain does not drop the result.
-checked = st.session_state.get("checked_note")
-if checked is not None:
-    classifier = get_classifier(str(version))
-    prediction = classifier.predict(checked)
-    found = ", ".join(prediction.labels) or "no label above its threshold"
-    st.markdown(f"**Predicted:** {plain(found)}")
-    if prediction.windows > 1:
-        st.caption(f"Long note: scored over {prediction.windows} overlapping windows.")
-    st.plotly_chart(probability_chart(prediction, card.thresholds))
-    if card.thresholds:
-        st.caption("Red bars are at or above their label's decision threshold (dotted line), tuned on validation data.")
-    explanation_panel(classifier, checked, prediction)
+
+def home() -> None:
+    user = current_user()
+    st.title("healthmon")
+    st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
+    version = active_model_dir(get_settings())
+    if version is None:
+        st.info("No model is available yet. Build the demo model with `python -m healthmon demo` (or `make run`), "
+                "or set HEALTHMON_ACTIVE_MODEL to a version folder written by `python -m healthmon train`.")
+    else:
+        register_served(version)
+    counts = open_review_count(factory)
+    cols = st.columns(3)
+    cols[0].metric("Cases awaiting a first review", counts["unreviewed"])
+    cols[1].metric("Cases where reviewers disagree", counts["disagreements"])
+    cols[2].metric("Vitals alerts", "none")
+    cols[2].caption("Vitals scoring (NEWS2, blood-pressure stage) is not part of this release yet: "
+                    "the Vitals page accepts uploads for a preview.")
+    links = st.columns(3)
+    if user is not None and user.can("notes.predict"):
+        links[0].page_link(PAGES["Notes"].path, label="Score notes", icon=PAGES["Notes"].icon)
+    links[1].page_link(PAGES["Review"].path, label="Open the review queue", icon=PAGES["Review"].icon)
+    links[2].page_link(PAGES["Case"].path, label="Find a case", icon=PAGES["Case"].icon)
+    if version is not None:
+        st.subheader("Served model")
+        model_summary(get_card(str(version)), version.name)
+    jobs_panel(("predict", "explain", "retrain", "finetune"), title="Recent background jobs")
+
+
+user = current_user()
+if user is None:
+    navigation = st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True)])
+else:
+    account_sidebar(user)
+    pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
+    pages += [st.Page(spec.path, title=spec.title, icon=spec.icon) for spec in PAGES.values() if user.can(spec.permission)]
+    navigation = st.navigation(pages)
+navigation.run()

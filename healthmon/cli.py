@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from healthmon.config import Settings
 from healthmon.errors import HealthmonError, IngestError
+from healthmon.storage.models import ROLES
 
 EXIT_BAD_INPUT = 2
 
@@ -106,9 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", help="apply every Alembic migration (safe to repeat)")
     db_sub.add_parser("current", help="print the schema revision")
 
-    demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist")
+    demo = sub.add_parser("demo", help="build the demo model from synthetic notes if it does not exist, "
+                                       "and a demo admin account if nobody can sign in yet")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
     demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
+
+    users = sub.add_parser("users", help="dashboard accounts: add, list, change role or password, deactivate")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="create an account; prints a generated password once unless "
+                                           "--password-stdin is given")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    users_sub.add_parser("list", help="accounts as JSON lines (no password hashes)")
+    role = users_sub.add_parser("set-role", help="change an account's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=ROLES)
+    passwd = users_sub.add_parser("passwd", help="set a new password (generated unless --password-stdin); "
+                                                 "signs the account out everywhere")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    for verb in ("deactivate", "activate"):
+        users_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+
+    worker = sub.add_parser("worker", help="run background jobs (use with HEALTHMON_WORKER=external on the dashboard)")
+    worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
     return parser
 
 
@@ -329,11 +352,89 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from healthmon.demo import build_demo_model
+    from healthmon.demo import build_demo_model, ensure_demo_account
 
     with contextlib.redirect_stdout(sys.stderr):
         folder, built = build_demo_model(settings, force=args.force, n_notes=args.notes)
     print(json.dumps({"demo_model": str(folder), "built": built}))
+    account = ensure_demo_account(_factory(settings))
+    if account is not None:
+        name, password = account
+        print(f"\nDemo sign-in (shown only this once): user {name!r}, password {password!r}.\n"
+              "It is an admin account: add people and change this password on the Admin page.", file=sys.stderr)
+    return 0
+
+
+def _factory(settings: Settings):  # noqa: ANN202
+    from healthmon.storage.db import make_engine, session_factory, upgrade
+
+    engine = make_engine(settings=settings)
+    upgrade(engine)
+    return session_factory(engine)
+
+
+def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(password, generated): the first stdin line with --password-stdin, else a random one."""
+    import secrets
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    return secrets.token_urlsafe(12), True
+
+
+def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon import auth
+    from healthmon.storage.db import transaction
+
+    factory = _factory(settings)
+    command = args.users_command
+    with transaction(factory) as session:
+        if command == "list":
+            for row in auth.accounts(session):
+                print(json.dumps(row, default=str))
+            return 0
+        if command == "add":
+            password, generated = _new_password(args)
+            auth.add_user(session, None, args.name, args.role, password)
+        elif command == "passwd":
+            password, generated = _new_password(args)
+            auth.set_password(session, None, args.name, password)
+        elif command == "set-role":
+            auth.set_role(session, None, args.name, args.role)
+        else:
+            auth.set_active(session, None, args.name, command == "activate")
+    print(json.dumps({"user": args.name, "done": command}))
+    if command in ("add", "passwd") and generated:
+        print(f"Password for {args.name} (shown only this once): {password}", file=sys.stderr)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from healthmon.jobs import Worker
+    from healthmon.model.classifier import Classifier
+
+    loaded: dict[str, Classifier] = {}
+
+    def load(folder: str) -> Classifier:
+        if folder not in loaded:  # keep models warm between jobs
+            loaded[folder] = Classifier.from_pretrained(folder, settings=settings)
+        return loaded[folder]
+
+    worker = Worker(_factory(settings), settings, load)
+    if args.once:
+        worker.fail_stale()
+        ran = 0
+        while worker.run_once() is not None:
+            ran += 1
+        print(json.dumps({"jobs_run": ran}))
+        return 0
+    print(f"healthmon worker {worker.name}: waiting for jobs (Ctrl-C stops)", file=sys.stderr)
+    try:
+        worker.run_forever(threading.Event())
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -346,6 +447,8 @@ COMMANDS = {
     "rollback": _cmd_rollback,
     "db": _cmd_db,
     "demo": _cmd_demo,
+    "users": _cmd_users,
+    "worker": _cmd_worker,
 }
 
 

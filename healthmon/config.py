@@ -77,6 +77,27 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Largest notes file accepted by ingest, in MiB."
     )
 
+    session_idle_minutes: float = Field(
+        30.0, gt=0, description="A signed-in session ends after this long without activity."
+    )
+    session_max_hours: float = Field(
+        12.0, gt=0, description="A signed-in session ends this long after sign-in, active or not."
+    )
+    max_failed_logins: int = Field(
+        5, ge=1, description="Wrong passwords in a row before an account is locked for a while."
+    )
+    lockout_minutes: float = Field(
+        5.0, gt=0, description="How long a locked account refuses sign-in."
+    )
+    worker: Literal["thread", "external"] = Field(
+        "thread",
+        description="Who runs background jobs: `thread` = the dashboard process itself; "
+        "`external` = a separate `python -m healthmon worker`.",
+    )
+    job_stale_seconds: float = Field(
+        120.0, gt=0, description="A running job whose worker has not reported for this long is marked failed."
+    )
+
     @field_validator("base_model")
     @classmethod
     def _base_model_not_blank(cls, value: str) -> str:

@@ -62,3 +62,25 @@ def build_demo_model(settings: Settings, *, force: bool = False, n_notes: int = 
     else:
         os.replace(staging, target)
     return target, True
+
+
+DEMO_ACCOUNT = "demo"
+
+
+def ensure_demo_account(factory) -> tuple[str, str] | None:  # noqa: ANN001
+    """A demo admin with a fresh random password, only while nobody can sign in yet.
+
+    Returns (name, password) when it was created, so the caller can print it once; None
+    when accounts exist already (the password is never stored in clear or shown again).
+    """
+    import secrets
+
+    from healthmon.auth import add_user, has_accounts
+    from healthmon.storage.db import transaction
+
+    with transaction(factory) as session:
+        if has_accounts(session):
+            return None
+        password = secrets.token_urlsafe(12)
+        add_user(session, None, DEMO_ACCOUNT, "admin", password)
+    return DEMO_ACCOUNT, password

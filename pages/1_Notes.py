@@ -1,18 +1,21 @@
-"""Notes: upload or paste notes, score them with the served model, see rejected rows."""
+"""Notes: upload or paste notes, score them in the background, filter the results, open a case."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from healthmon.cases import predictions_table_rows
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_notes_bytes, read_pasted
-from healthmon.ui.components import show_error, SYNTHETIC_BANNER, ingest_report, predictions_table
-from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_settings, store_predictions
+from healthmon.jobs import enqueue, get_job
+from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, job_status, jobs_panel, show_error
+from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings
+from healthmon.ui.session import open_case, page_setup
 
-st.set_page_config(page_title="Notes · healthmon", layout="wide")
-st.title("Notes")
-
+user = page_setup("Notes")
 settings = get_settings()
+factory = get_database()
 version = active_model_dir(settings)
 if version is None:
     st.info("No model available: run `python -m healthmon demo` first.")
@@ -21,26 +24,84 @@ card = get_card(str(version))
 if card.synthetic_data:
     st.warning(SYNTHETIC_BANNER, icon="⚠️")
 
-upload = st.file_uploader("Upload notes (.csv, .tsv or .txt)", type=["csv", "tsv", "txt"])
-pasted = st.text_area("... or paste one note", height=120)
-if st.button("Predict", type="primary"):
+with st.form("notes_input", border=True):
+    upload = st.file_uploader("Upload notes (.csv, .tsv or .txt)", type=["csv", "tsv", "txt"])
+    pasted = st.text_area("... or paste one note", height=120)
+    submitted = st.form_submit_button("Predict", type="primary")
+if submitted:
     try:
         if upload is not None:
             result = read_notes_bytes(upload.getvalue(), upload.name, max_bytes=int(settings.max_upload_mb * 2**20))
         else:
             result = read_pasted(pasted)
-        ingest_report(result.report)
-        texts = [note.text for note in result.notes]
-        with st.spinner(f"Scoring {len(texts)} note(s) ..."):
-            predictions = get_classifier(str(version)).predict(texts)
+        notes = [{"text": n.text, "note_id": n.note_id, "patient_id": n.patient_id, "source": n.source,
+                  "labels": list(n.labels)} for n in result.notes]
+        job_id = enqueue(factory, "predict", {"version_dir": str(version), "notes": notes}, user)
     except HealthmonError as exc:
         show_error(exc)
     else:
-        # Every scored note becomes a case annotators can review (Review page).
-        saved = store_predictions(version, list(result.notes), predictions)
-        st.caption(f"Saved {saved} case(s) for review.")
-        table = predictions_table([n.note_id for n in result.notes], texts, predictions)
-        columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
-                   for c in table.columns if c.startswith("P(")}
-        st.dataframe(table, column_config=columns, hide_index=True)
-        st.download_button("Download CSV", table.to_csv(index=False), file_name="healthmon-predictions.csv")
+        # Kept in the session: the report and the job survive reruns and page changes.
+        st.session_state["notes_job"] = job_id
+        st.session_state["notes_report"] = result.report
+
+report = st.session_state.get("notes_report")
+job_id = st.session_state.get("notes_job")
+if report is not None:
+    ingest_report(report)
+
+
+@st.fragment(run_every=0.3)
+def _wait(job_id: int) -> None:
+    job = get_job(factory, job_id)
+    job_status(job)
+    if job.finished:
+        st.rerun()  # the whole page, to show the results below
+
+
+if job_id is not None:
+    job = get_job(factory, job_id)
+    if not job.finished:
+        _wait(job_id)
+        st.stop()
+    if job.status != "succeeded":
+        job_status(job)
+        st.stop()
+    rows = predictions_table_rows(factory, job.result["note_ids"])
+    table = pd.DataFrame(rows)
+    st.caption(f"{len(table)} case(s) scored by {job.result['version']} and saved for review. "
+               "Click a column header to sort; select a row to open its case.")
+    probability_columns = [c for c in table.columns if c.startswith("P(")]
+    labels = [c[2:-1] for c in probability_columns]
+    filters = st.columns([2, 2, 1, 2])
+    wanted = filters[0].multiselect("Predicted label includes", labels, key="filter_labels")
+    by_label = filters[1].selectbox("Risk of", labels, key="filter_risk_label") if labels else None
+    floor = filters[2].number_input("at least", 0.0, 1.0, 0.0, 0.05, format="%.2f", key="filter_floor")
+    search = filters[3].text_input("Text contains", key="filter_text")
+    shown = table
+    if wanted:
+        shown = shown[shown["predicted"].apply(lambda p: any(label in p.split(", ") for label in wanted))]
+    if by_label and floor > 0:
+        shown = shown[shown[f"P({by_label})"] >= floor]
+    if search.strip():
+        shown = shown[shown["excerpt"].str.contains(search.strip(), case=False, regex=False)
+                      | shown["note"].astype(str).str.contains(search.strip(), case=False, regex=False)]
+    columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
+               for c in probability_columns}
+    # st.dataframe shows cell text as text (never HTML), so hostile notes stay inert here.
+    event = st.dataframe(shown, column_config=columns, hide_index=True, on_select="rerun",
+                         selection_mode="single-row", key="notes_table", width="stretch")
+    st.caption(f"Showing {len(shown)} of {len(table)}.")
+    selected = event.selection.rows if event is not None else []
+    left, right = st.columns(2)
+    if left.button("Open selected case", disabled=not selected, type="primary"):
+        open_case(int(shown.iloc[selected[0]]["case"]))
+    left.download_button("Download table (CSV)", shown.to_csv(index=False), file_name="healthmon-predictions.csv")
+    if user.can("explain.batch") and right.button("Explain all of them in the background"):
+        try:
+            enqueue(factory, "explain", {"note_ids": [int(i) for i in table["case"]]}, user)
+        except HealthmonError as exc:
+            show_error(exc)
+        else:
+            st.toast("Explanations queued: cases open instantly once they are done.")
+
+jobs_panel(("predict", "explain"), title="Recent batches (all users)")

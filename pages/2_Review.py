@@ -1,101 +1,149 @@
-"""Review: annotators work through the queue, optionally blind-first, and store labels."""
+"""Review: work through the queue (optionally blind-first); admins see agreement and adjudicate."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from healthmon.cases import adjudicate_case, agreement_summary, case_detail, queue_for, review_case
 from healthmon.errors import HealthmonError
-from healthmon.storage.db import transaction
-from healthmon.storage.models import ROLES
-from healthmon.storage.repository import (
-    ReviewConflict,
-    create_user,
-    get_user,
-    label_history,
-    list_users,
-    review_queue,
-    submit_review,
-)
-from healthmon.ui.components import explanation_panel, plain, probability_chart, show_error
+from healthmon.figures import probability_chart
+from healthmon.storage.repository import ReviewConflict
+from healthmon.ui.components import explanation_panel, plain, show_error, stored_prediction
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
+from healthmon.ui.session import page_setup
 
-st.set_page_config(page_title="Review · healthmon", layout="wide")
-st.title("Review")
-st.caption("Cases where reviewers disagree come first, then the ones the model is least sure about.")
-
+user = page_setup("Review")
 factory = get_database()
-with transaction(factory) as session:
-    names = list_users(session)
-with st.expander("Add a reviewer", expanded=not names):
-    with st.form("new_reviewer"):
-        new_name = st.text_input("Name")
-        new_role = st.selectbox("Role", ROLES, index=1)
-        if st.form_submit_button("Add"):
+version = active_model_dir(get_settings())
+card = get_card(str(version)) if version is not None else None
+labels = list(card.labels) if card is not None else []
+multi_label = bool(card and card.multi_label)
+
+
+def label_picker(prompt: str, default: list[str], key: str) -> list[str]:
+    """Multi-label: type to filter, Enter to pick. Single-label: arrow keys move the choice."""
+    if multi_label:
+        return st.multiselect(prompt, labels, default=[d for d in default if d in labels], key=key)
+    index = labels.index(default[0]) if default and default[0] in labels else None
+    picked = st.radio(prompt, labels, index=index, key=key, horizontal=True)
+    return [picked] if picked else []
+
+
+def conflict_message(exc: ReviewConflict) -> None:
+    st.warning(plain(f"Someone else reviewed this case while you were deciding: it is now labelled "
+                     f"{', '.join(exc.current_labels) or '(none)'}. Your label was not saved. "
+                     "Look at their label below, then decide again."), icon="⚠️")
+
+
+def review_tab() -> None:
+    st.caption("Cases where reviewers disagree come first, then the ones the model is least sure about. "
+               "Keyboard: Tab moves between fields, Enter in the comment box submits.")
+    blind = st.toggle("Blind-first: label before seeing the model's output", value=True, key="blind")
+    queue = queue_for(factory, user, limit=20)
+    if not queue:
+        st.success("Nothing waiting for you. Scored notes appear here (Notes page).")
+        return
+    choice = st.selectbox(
+        "Case", range(len(queue)), key="case",
+        format_func=lambda i: (f"#{queue[i].note_id} · {'disagreement · ' if queue[i].disagreement else ''}"
+                               f"uncertainty {queue[i].uncertainty:.2f} · {' '.join(queue[i].text.split())[:60]}"),
+    )
+    item = queue[choice]
+    st.caption("Note")
+    st.container(border=True).text(item.text)  # st.text: plain text, never markup
+
+    state_key = f"blind-{item.note_id}-{item.review_version}"
+    committed = st.session_state.get(state_key)
+    if blind and committed is None:
+        with st.form(f"blind-form-{item.note_id}"):
+            first = label_picker("Your label(s), before seeing the model", [], key=f"first-{item.note_id}")
+            if st.form_submit_button("Commit and reveal the model's output", type="primary"):
+                if first:
+                    st.session_state[state_key] = first
+                    st.rerun()
+                st.error("Pick at least one label to commit.")
+        return
+
+    case = case_detail(factory, item.note_id)
+    if case.probabilities:
+        st.markdown(f"**Model:** {plain(', '.join(case.predicted) or 'no label above threshold')}")
+        st.plotly_chart(probability_chart(stored_prediction(case), case.thresholds), key=f"chart-{item.note_id}")
+        with st.expander("Why this score?", expanded=False):
+            explanation_panel(case, get_classifier, key=f"review-{item.note_id}")
+    default = committed if committed is not None else list(item.predicted)
+    with st.form(f"review-form-{item.note_id}"):
+        final = label_picker("Final label(s)", default, key=f"final-{item.note_id}")
+        comment = st.text_input("Comment (optional)", key=f"comment-{item.note_id}")
+        accept = st.form_submit_button("Submit review", type="primary")
+    if accept:
+        if not final:
+            st.error("Pick at least one label (use 'none' when no condition applies, if the model has that label).")
+        else:
             try:
-                with transaction(factory) as session:
-                    create_user(session, new_name.strip(), new_role)
-                st.rerun()
+                review = review_case(factory, user, item.note_id, final, seen_version=item.review_version,
+                                     saw_model_output=not blind, blind_labels=committed if blind else None,
+                                     comment=comment)
+            except ReviewConflict as exc:
+                conflict_message(exc)
             except HealthmonError as exc:
                 show_error(exc)
-if not names:
+            else:
+                changed = " (changed after the reveal)" if review.changed_after_reveal else ""
+                st.success(plain(f"Saved: {', '.join(final)}{changed}. The next case is ready when you move on."))
+                st.session_state.pop(state_key, None)
+    history = case_detail(factory, item.note_id).history
+    if history:
+        st.caption("Label history")
+        st.dataframe(pd.DataFrame(history)[["created_at", "reviewer", "kind", "labels", "previous_labels", "comment"]],
+                     hide_index=True, width="stretch")
+
+
+def agreement_tab() -> None:
+    summary = agreement_summary(factory, user, labels)
+    metric = "Cohen's kappa" if summary.metric == "cohen_kappa" else "Krippendorff's alpha"
+    st.caption(f"{metric} per label over {summary.cases} case(s) labelled by two or more of {summary.reviewers} "
+               "reviewer(s). 1 = perfect agreement, 0 = chance; below 0.6 usually means the labelling guide needs work.")
+    st.dataframe(pd.DataFrame([{"label": k, metric: v} for k, v in summary.per_label.items()]), hide_index=True)
+    st.metric("Cases waiting for adjudication", len(summary.disagreements))
+
+
+def adjudicate_tab() -> None:
+    summary = agreement_summary(factory, user, labels)
+    if not summary.disagreements:
+        st.success("No open disagreements.")
+        return
+    pick = st.selectbox("Case", range(len(summary.disagreements)), key="adj_case",
+                        format_func=lambda i: f"#{summary.disagreements[i]['note_id']}")
+    item = summary.disagreements[pick]
+    case = case_detail(factory, item["note_id"])
+    st.container(border=True).text(case.text)
+    st.dataframe(pd.DataFrame([{"reviewer": r, "labels": ", ".join(v) or "(none)"} for r, v in item["labels"].items()]),
+                 hide_index=True)
+    with st.form(f"adjudicate-{case.note_id}"):
+        final = label_picker("Final label(s)", list(case.predicted), key=f"adj-final-{case.note_id}")
+        comment = st.text_input("Reason (kept in the history)", key=f"adj-comment-{case.note_id}")
+        if st.form_submit_button("Adjudicate", type="primary"):
+            try:
+                adjudicate_case(factory, user, case.note_id, final, seen_version=case.review_version, comment=comment)
+            except ReviewConflict as exc:
+                conflict_message(exc)
+            except HealthmonError as exc:
+                show_error(exc)
+            else:
+                st.success("Adjudicated: the case leaves the queue with this label.")
+
+
+if not labels:
+    st.info("No model is available yet, so there are no labels to choose from: run `python -m healthmon demo`.")
     st.stop()
-
-reviewer_name = st.selectbox("Reviewing as", names, key="reviewer")
-blind = st.toggle("Blind-first: label before seeing the model's output", value=True, key="blind")
-version = active_model_dir(get_settings())
-classifier = get_classifier(str(version)) if version is not None else None
-labels = list(get_card(str(version)).labels) if version is not None else []
-
-with transaction(factory) as session:
-    queue = review_queue(session, limit=20, reviewer=get_user(session, reviewer_name))
-if not queue:
-    st.success("Nothing waiting for you. Scored notes appear here (Notes page).")
-    st.stop()
-
-choice = st.selectbox(
-    "Case", range(len(queue)), key="case",
-    format_func=lambda i: (f"#{queue[i].note_id} · {'disagreement · ' if queue[i].disagreement else ''}"
-                           f"uncertainty {queue[i].uncertainty:.2f} · {queue[i].text[:60]}"),
-)
-item = queue[choice]
-st.caption("Note")
-st.container(border=True).text(item.text)  # st.text: shown as plain text, never markup
-
-state_key = f"blind-{item.note_id}-{item.review_version}"
-committed = st.session_state.get(state_key)
-if blind and committed is None:
-    first = st.multiselect("Your label(s), before seeing the model", labels, key=f"first-{item.note_id}")
-    if st.button("Commit and reveal the model's output", type="primary", disabled=not first):
-        st.session_state[state_key] = first
-        st.rerun()
-    st.stop()
-
-if classifier is not None:
-    prediction = classifier.predict(item.text)
-    st.markdown(f"**Model:** {plain(', '.join(prediction.labels) or 'no label above threshold')}")
-    st.plotly_chart(probability_chart(prediction, get_card(str(version)).thresholds))
-    explanation_panel(classifier, item.text, prediction)
-default = committed if committed is not None else list(item.predicted)
-final = st.multiselect("Final label(s)", labels, default=[d for d in default if d in labels], key=f"final-{item.note_id}")
-comment = st.text_input("Comment (optional)", key=f"comment-{item.note_id}")
-if st.button("Submit review", type="primary", disabled=not final):
-    try:
-        with transaction(factory) as session:
-            review = submit_review(
-                session, item.note_id, get_user(session, reviewer_name), final, seen_version=item.review_version,
-                saw_model_output=not blind, blind_labels=committed if blind else None, comment=comment,
-            )
-        changed = " (changed after the reveal)" if review.changed_after_reveal else ""
-        st.success(f"Saved: {', '.join(final)}{changed}.")
-        st.session_state.pop(state_key, None)
-    except ReviewConflict as exc:
-        st.warning(plain(f"Someone else reviewed this case meanwhile: now {', '.join(exc.current_labels)}. "
-                         "Reload and decide again."))
-    except HealthmonError as exc:
-        show_error(exc)
-
-with transaction(factory) as session:
-    history = label_history(session, item.note_id)
-if history:
-    st.caption("Label history")
-    st.dataframe(history, hide_index=True)
+if user.can("cases.adjudicate"):
+    queue_tab, agree_tab, adj_tab = st.tabs(["Queue", "Agreement", "Adjudicate"])
+    with queue_tab:
+        review_tab()
+    with agree_tab:
+        agreement_tab()
+    with adj_tab:
+        adjudicate_tab()
+else:
+    review_tab()

@@ -39,7 +39,7 @@ from healthmon.storage.repository import (
 )
 from healthmon.types import Note, Prediction
 
-TABLES = {"alembic_version", "audit_log", "cases", "explanations", "model_versions", "notes", "patients",
+TABLES = {"alembic_version", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
           "predictions", "reviews", "training_runs", "users"}
 LABELS = ("diabetes", "hypertension", "cancer")
 
@@ -61,7 +61,7 @@ def _seed(db, probabilities: list[dict[str, float]]) -> list[int]:
         notes = [Note(text=f"note {i}", note_id=f"n{i}", patient_id=f"p{i % 3}") for i in range(len(probabilities))]
         ids = save_predictions(s, notes, [_prediction(p) for p in probabilities], version)
         for name, role in (("ann", "annotator"), ("bob", "annotator"), ("cat", "annotator"), ("root", "admin")):
-            create_user(s, name, role, password="pw-" + name)
+            create_user(s, name, role, password="password-" + name)
     return ids
 
 
@@ -69,7 +69,7 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
     upgrade(engine)  # again: nothing to do, nothing lost
     assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":
@@ -227,7 +227,7 @@ def test_blind_first_review_records_whether_the_reveal_changed_the_label(db):
                                 blind_labels=["hypertension"])
         kept = submit_review(s, ids[1], ann, ["cancer"], seen_version=0, saw_model_output=False, blind_labels=["cancer"])
         assert changed.changed_after_reveal is True and kept.changed_after_reveal is False
-        assert verify_password("pw-ann", ann.password_hash) and not verify_password("nope", ann.password_hash)
+        assert verify_password("password-ann", ann.password_hash) and not verify_password("nope", ann.password_hash)
 
 
 def test_unknown_cases_users_and_roles_explain_themselves(db):

@@ -8,7 +8,7 @@
 
 from healthmon.explain.faithfulness import FRACTIONS, rank_agreement, score_drops
 from healthmon.explain.integrated import ExplainOptions, clear_cache, explain, explain_many
-from healthmon.explain.render import to_dict, to_html, to_html_page, to_json
+from healthmon.explain.render import from_dict, to_dict, to_html, to_html_page, to_json
 from healthmon.explain.words import token_word_index, word_spans
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "explain_many",
     "rank_agreement",
     "score_drops",
+    "from_dict",
     "to_dict",
     "to_html",
     "to_html_page",

@@ -15,7 +15,7 @@ import html
 import json
 from dataclasses import asdict
 
-from healthmon.types import Explanation
+from healthmon.types import Explanation, Faithfulness, TokenAttribution, WordAttribution
 
 # Blue/orange diverging pair: distinguishable with the common colour-vision deficiencies.
 TOWARD_RGB = (230, 97, 1)
@@ -129,6 +129,19 @@ def to_dict(explanation: Explanation) -> dict:
     if explanation.faithfulness is not None:
         data["faithfulness"]["trust"] = explanation.faithfulness.trust
     return data
+
+
+def from_dict(data: dict) -> Explanation:
+    """The explanation back from :func:`to_dict` output (e.g. one stored in the database)."""
+    fields = {k: v for k, v in data.items() if k in Explanation.__dataclass_fields__}
+    fields["words"] = tuple(WordAttribution(**w) for w in data["words"])
+    fields["tokens"] = tuple(TokenAttribution(**t) for t in data["tokens"])
+    fields["steps_tried"] = tuple(data["steps_tried"])
+    faith = data.get("faithfulness")
+    if faith is not None:
+        faith = {k: v for k, v in faith.items() if k in Faithfulness.__dataclass_fields__}
+        fields["faithfulness"] = Faithfulness(**{**faith, "fractions": tuple(faith["fractions"])})
+    return Explanation(**fields)
 
 
 def to_json(explanation: Explanation, *, indent: int | None = None) -> str:

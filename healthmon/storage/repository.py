@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from healthmon.errors import HealthmonError
+from healthmon.storage.passwords import hash_password, verify_password  # noqa: F401  (re-exported)
 from healthmon.storage.models import (
     ROLES,
     AuditEntry,
@@ -88,27 +89,21 @@ def audit(session: Session, actor: str, action: str, entity: str, entity_id: Any
 
 
 # ----------------------------------------------------------------------------- users
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """scrypt (stdlib), stored as ``scrypt$<salt hex>$<hash hex>``."""
-    import os
-
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+MIN_PASSWORD_LENGTH = 10
 
 
-def verify_password(password: str, stored: str) -> bool:
-    import hmac
-
-    try:
-        scheme, salt_hex, _ = stored.split("$")
-    except ValueError:
-        return False
-    return scheme == "scrypt" and hmac.compare_digest(hash_password(password, salt=bytes.fromhex(salt_hex)), stored)
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StorageError(f"a password of at least {MIN_PASSWORD_LENGTH} characters", f"{len(password)} characters",
+                           "choose a longer password (a passphrase of a few words works well)")
 
 
-def create_user(session: Session, name: str, role: str, password: str = "") -> User:
-    if not name.strip():
+def create_user(session: Session, name: str, role: str, password: str = "", *, actor: str = "system") -> User:
+    """A new account. Without a password it cannot sign in (a reviewer known by name only)."""
+    name = name.strip()
+    if password:
+        check_password_strength(password)
+    if not name:
         raise StorageError("a user name", "an empty name", "type the reviewer's name")
     if role not in ROLES:
         raise StorageError(f"a role among {', '.join(ROLES)}", repr(role), "pick one of those roles")
@@ -117,7 +112,7 @@ def create_user(session: Session, name: str, role: str, password: str = "") -> U
     user = User(name=name, role=role, password_hash=hash_password(password) if password else "")
     session.add(user)
     session.flush()
-    audit(session, "system", "user.create", "user", user.id, after={"name": name, "role": role})
+    audit(session, actor, "user.create", "user", user.id, after={"name": name, "role": role})
     return user
 
 
@@ -129,7 +124,7 @@ def list_users(session: Session) -> list[str]:
 def get_user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        raise StorageError("a known user", repr(name), "create the user first (repository.create_user; an admin page comes with the dashboard)")
+        raise StorageError("a known user", repr(name), "an admin creates it on the Admin page or with `python -m healthmon users add NAME --role ROLE`")
     return user
 
 
@@ -145,6 +140,23 @@ def register_version(session: Session, name: str, folder: str, card: dict[str, A
     session.add(version)
     session.flush()
     return version
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    """Every registered version, newest first."""
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
+
+
+def audit_entries(session: Session, *, action: str = "", actor: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """The newest audit entries, optionally for one action prefix (``auth.``) or one actor."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action))
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    return [{"when": e.created_at, "actor": e.actor, "action": e.action, "entity": f"{e.entity} {e.entity_id}",
+             "before": json.dumps(e.before, default=str) if e.before else "",
+             "after": json.dumps(e.after, default=str) if e.after else ""} for e in session.scalars(query)]
 
 
 def active_version(session: Session) -> ModelVersion | None:

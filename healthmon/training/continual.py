@@ -21,11 +21,12 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from healthmon.auth import SignedIn, require
 from healthmon.config import Settings
 from healthmon.errors import TrainingError
 from healthmon.model.card import ModelCard
@@ -113,6 +114,7 @@ def retrain(
     out_dir: Path | None = None,
     actor: str = "system",
     progress: bool = False,
+    on_progress: Callable[[float, str], None] | None = None,
 ) -> RetrainResult:
     """Train, evaluate and (maybe) promote a candidate; see the module docstring.
 
@@ -123,6 +125,7 @@ def retrain(
             cases, at least 200). 0 trains on the reviewed cases alone.
         holdout_fraction: share of reviewed cases kept out of training to judge (b).
         margin: largest accuracy drop on the regression set that still allows promotion.
+        on_progress: training progress reporter (see :func:`healthmon.training.trainer.train`).
     """
     from healthmon.training.trainer import train
 
@@ -143,7 +146,7 @@ def retrain(
         run_id, parent_id = run.id, parent_row.id
     try:
         result = _retrain(factory, settings, Path(parent_dir), args, reviewed, replay, holdout_fraction, margin,
-                          out_dir, actor, progress, run_id, parent_id, train)
+                          out_dir, actor, progress, run_id, parent_id, train, on_progress)
     except BaseException as exc:  # KeyboardInterrupt too: the run is marked, the active version untouched
         with transaction(factory) as s:
             row = s.get(TrainingRun, run_id)
@@ -153,7 +156,7 @@ def retrain(
 
 
 def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_fraction, margin, out_dir, actor,
-             progress, run_id, parent_id, train) -> RetrainResult:  # noqa: ANN001
+             progress, run_id, parent_id, train, on_progress=None) -> RetrainResult:  # noqa: ANN001
     parent_card = ModelCard.load(parent_dir)
     seed = settings.seed
     if not 0 < holdout_fraction < 1:
@@ -180,7 +183,7 @@ def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_frac
     train_args = TrainArgs(**{**base_args.to_dict(), "init_from": str(parent_dir.resolve()),
                               "label_order": tuple(parent_card.labels) + tuple(new_labels),
                               "multi_label": parent_card.multi_label})
-    trained = train(notes, train_args, out_dir=out_dir, settings=settings, progress=progress)
+    trained = train(notes, train_args, out_dir=out_dir, settings=settings, progress=progress, on_progress=on_progress)
 
     regression = load_examples(parent_dir, REGRESSION_FILE.removesuffix(".jsonl"))
     held = [(c["text"], tuple(c["labels"])) for c in held_out]
@@ -241,15 +244,37 @@ def _switch_active(session: Session, target: ModelVersion, actor: str, why: str)
           after={"active": target.name, "why": why})
 
 
-def rollback(factory: sessionmaker[Session], name: str, *, actor: str = "system") -> ModelVersion:
-    """Make an earlier version active again (the current one is retired), audited."""
+def _actor_name(actor: str | SignedIn) -> str:
+    """A signed-in user must hold ``models.promote``; a plain name is the trusted command line."""
+    if isinstance(actor, SignedIn):
+        return require(actor, "models.promote").name
+    return actor
+
+
+def set_active(factory: sessionmaker[Session], name: str, *, actor: str | SignedIn = "system",
+               why: str = "") -> ModelVersion:
+    """Serve a registered version: promote a candidate or roll back to a retired one (audited).
+
+    The current active version is retired. A signed-in actor needs the ``models.promote``
+    permission (admins); the command line passes its own name.
+    """
+    who = _actor_name(actor)
     with transaction(factory) as s:
         target = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
         if target is None:
             known = ", ".join(s.scalars(select(ModelVersion.name)))
             raise StorageError("a registered model version", repr(name), f"pick one of: {known or '(none)'}")
+        if not (Path(target.folder) / "card.json").is_file():
+            raise StorageError(f"the folder of version {name}", f"no card.json in {target.folder}",
+                               "restore the folder or pick another version")
         current = active_version(s)
-        _switch_active(s, target, actor, f"rollback by {actor}")
-        audit(s, actor, "version.rollback", "model_version", target.id,
+        kind = "rollback" if target.status == "retired" else "promote"
+        _switch_active(s, target, who, why or f"{kind} by {who}")
+        audit(s, who, f"version.{kind}", "model_version", target.id,
               before={"active": current.name if current else None}, after={"active": target.name})
         return target
+
+
+def rollback(factory: sessionmaker[Session], name: str, *, actor: str | SignedIn = "system") -> ModelVersion:
+    """Make an earlier version active again (the current one is retired), audited."""
+    return set_active(factory, name, actor=actor, why=f"rollback by {_actor_name(actor)}")

@@ -124,5 +124,13 @@ def classification_metrics(
             for j, label in enumerate(labels)
         },
         "confusion_matrix": confusion.tolist() if confusion is not None else None,
+        # Multi-label: one yes/no confusion per label (the dashboard draws them side by side).
+        "label_confusion": {
+            label: {"tp": int(((y_true[:, j] == 1) & (y_pred[:, j] == 1)).sum()),
+                    "fp": int(((y_true[:, j] == 0) & (y_pred[:, j] == 1)).sum()),
+                    "fn": int(((y_true[:, j] == 1) & (y_pred[:, j] == 0)).sum()),
+                    "tn": int(((y_true[:, j] == 0) & (y_pred[:, j] == 0)).sum())}
+            for j, label in enumerate(labels)
+        } if multi_label else None,
         "reliability": reliability,
     }

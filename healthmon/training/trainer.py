@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from transformers import (
     EvalPrediction,
     PreTrainedModel,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -147,6 +148,17 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class _ProgressCallback(TrainerCallback):
+    """Reports training progress (steps done / planned) to a plain function."""
+
+    def __init__(self, report: Callable[[float, str], None]) -> None:
+        self.report = report
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003 (Trainer's signature)
+        total = max(state.max_steps, 1)
+        self.report(min(state.global_step / total, 1.0), f"training step {state.global_step} of {total}")
+
+
 def train(
     notes: Sequence[Note],
     args: TrainArgs | None = None,
@@ -155,6 +167,7 @@ def train(
     settings: Settings | None = None,
     progress: bool = True,
     synthetic_data: bool = False,
+    on_progress: Callable[[float, str], None] | None = None,
 ) -> TrainResult:
     """Fine-tune a classifier on labelled notes and write a calibrated version folder.
 
@@ -167,6 +180,8 @@ def train(
         settings: base model, device, max length and seed defaults.
         progress: show tqdm progress bars.
         synthetic_data: mark the version as trained on synthetic notes (shown in the UI).
+        on_progress: called with (fraction done, message) after each optimiser step, e.g. to
+            update a background job's progress bar; it may raise to stop training.
 
     Returns:
         The version folder, its card and the metrics (validation, test before/after
@@ -252,6 +267,8 @@ def train(
         callbacks = []
         if per_epoch and args.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+        if on_progress is not None:
+            callbacks.append(_ProgressCallback(on_progress))
         trainer = Trainer(
             model=model,
             args=training_args,

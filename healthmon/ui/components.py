@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from healthmon.explain import explain, to_html, to_json
+from healthmon.cases import CaseView
+from healthmon.errors import HealthmonError
+from healthmon.explain import to_html, to_html_page, to_json
+from healthmon.jobs import KINDS, JobView
 from healthmon.model.card import ModelCard
-from healthmon.model.classifier import Classifier
-from healthmon.types import IngestReport, Prediction
+from healthmon.types import Explanation, IngestReport, Prediction
+from healthmon.ui.resources import get_database
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
@@ -53,21 +55,6 @@ def model_summary(card: ModelCard, name: str) -> None:
     )
 
 
-def probability_chart(prediction: Prediction, thresholds: dict[str, float]) -> go.Figure:
-    labels = list(prediction.probabilities)
-    values = [prediction.probabilities[label] for label in labels]
-    colors = ["#c0392b" if label in prediction.labels else "#7f8c8d" for label in labels]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
-                           text=[f"{v:.0%}" for v in values], textposition="outside"))
-    for i, label in enumerate(labels):
-        if label in thresholds:
-            fig.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=i - 0.4, y1=i + 0.4,
-                          line={"color": "#1c2b33", "dash": "dot"})
-    fig.update_layout(xaxis={"range": [0, 1.1], "tickformat": ".0%", "title": "calibrated probability"},
-                      height=80 + 40 * len(labels), margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    return fig
-
-
 def predictions_table(note_ids: list[str], texts: list[str], predictions: list[Prediction]) -> pd.DataFrame:
     # Streamlit's dataframe renders cell text as text, never as HTML, so note text is safe here.
     rows = []
@@ -98,22 +85,90 @@ TRUST_TEXT = {
 }
 
 
-def explanation_panel(classifier: Classifier, text: str, prediction: Prediction) -> None:
-    """Why a score: the chosen label's word-level explanation, its trust and an export."""
-    st.subheader("Why this score?")
-    labels = list(classifier.labels)
-    default = labels.index(prediction.labels[0] if prediction.labels else prediction.top_label)
-    target = st.selectbox("Explain the score for", labels, index=default, key="explain_target")
-    with st.spinner("Computing integrated gradients ..."):
-        e = explain(classifier, text, target)
+def trust_in_words(e: Explanation) -> list[str]:
+    """The explanation's accuracy and faithfulness figures as sentences a clinician can read."""
+    lines = [
+        f"The word contributions add up to the score change ({e.baseline_probability:.0%} → {e.probability:.0%}) "
+        f"to within {abs(e.delta):.3f}" + (f" (allowed: {e.tolerance})." if e.converged else
+                                            f", more than the {e.tolerance} allowed: the shading is approximate.")
+    ]
+    if e.faithfulness is not None:
+        f = e.faithfulness
+        lines.append(
+            f"Trust: **{f.trust}**. {TRUST_TEXT[f.trust]}: removing the most highlighted words lowers the score by "
+            f"{f.comprehensiveness:.2f} on average, against {f.random_comprehensiveness:.2f} for random words."
+        )
+    return lines
+
+
+def explanation_view(e: Explanation, *, key: str) -> None:
+    """Highlighted note, trust in plain words, and downloads (HTML and JSON)."""
     # to_html escapes every piece of the note: hostile text shows as text, never as markup.
     st.html(to_html(e))
-    if e.faithfulness is not None:
-        st.caption(plain(f"Trust: {e.faithfulness.trust}. {TRUST_TEXT[e.faithfulness.trust]}."))
+    for line in trust_in_words(e):
+        st.markdown(line)
     if not e.converged:
-        st.warning(
-            f"The attributions miss the score by {abs(e.delta):.3f} (tolerance {e.tolerance}) after {e.steps} "
-            "steps: the shading is approximate."
-        )
-    st.download_button("Download explanation (JSON)", to_json(e, indent=2), file_name="explanation.json",
-                       mime="application/json")
+        st.warning(f"The attributions miss the score by {abs(e.delta):.3f} (tolerance {e.tolerance}) after "
+                   f"{e.steps} steps: the shading is approximate.")
+    left, right = st.columns(2)
+    left.download_button("Download explanation (HTML)", to_html_page([e], title=f"healthmon explanation: {e.target}"),
+                         file_name="explanation.html", mime="text/html", key=f"{key}-html")
+    right.download_button("Download explanation (JSON)", to_json(e, indent=2), file_name="explanation.json",
+                          mime="application/json", key=f"{key}-json")
+
+
+def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # noqa: ANN001
+    """Why a stored case scored as it did: pick a label, see its word-level explanation."""
+    from healthmon.cases import explain_case
+
+    st.subheader("Why this score?")
+    labels = list(case.labels)
+    default_label = case.predicted[0] if case.predicted else max(case.probabilities, key=case.probabilities.__getitem__)
+    target = st.selectbox("Explain the score for", labels, index=labels.index(default_label), key=f"{key}-target")
+    try:
+        with st.spinner("Computing integrated gradients ..."):
+            e = explain_case(get_database(), case.note_id, target, load_classifier)
+    except HealthmonError as exc:
+        show_error(exc)
+        return
+    explanation_view(e, key=key)
+
+
+def stored_prediction(case: CaseView) -> Prediction:
+    return Prediction(probabilities=dict(case.probabilities), labels=tuple(case.predicted),
+                      model_version=case.version or "", problem_type="multi_label_classification" if case.multi_label
+                      else "single_label_classification")
+
+
+def job_status(job: JobView) -> None:
+    """One job's state: a progress bar while it runs, then its outcome."""
+    title = KINDS[job.kind].title if job.kind in KINDS else job.kind
+    label = f"{title} #{job.id} by {plain(job.created_by)}"
+    if job.status in ("queued", "running"):
+        st.progress(job.progress, text=f"{label}: {plain(job.message)} ({job.progress:.0%})")
+    elif job.status == "succeeded":
+        st.success(f"{label}: done.", icon="✅")
+    elif job.status == "cancelled":
+        st.info(f"{label}: cancelled.")
+    else:
+        st.error(plain(f"{label} failed: {job.error}"), icon="🚫")
+
+
+def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit: int = 5) -> None:
+    """Recent jobs of these kinds from every user, refreshed while any is unfinished."""
+    from healthmon.jobs import recent_jobs
+
+    live = any(not job.finished for job in recent_jobs(get_database(), kinds=kinds, limit=limit))
+
+    # Poll only while something runs; when the last job ends, one full rerun shows its results.
+    @st.fragment(run_every=1.0 if live else None)
+    def _panel() -> None:
+        jobs = recent_jobs(get_database(), kinds=kinds, limit=limit)
+        if jobs:
+            st.caption(title)
+        for job in jobs:
+            job_status(job)
+        if live and all(job.finished for job in jobs):
+            st.rerun()
+
+    _panel()

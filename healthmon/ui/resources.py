@@ -59,15 +59,28 @@ def get_card(version_dir: str) -> ModelCard:
     return ModelCard.load(version_dir)
 
 
-def store_predictions(version_dir: Path, notes: list, predictions: list) -> int:
-    """Save scored notes as reviewable cases under the served version; returns how many."""
+def register_served(version_dir: Path) -> None:
+    """Record the served folder as a version (active if the database has none yet)."""
     from healthmon.storage.db import transaction
-    from healthmon.storage.repository import save_predictions
     from healthmon.storage.repository import active_version
     from healthmon.training.continual import ensure_registered
 
     with transaction(get_database()) as session:
-        # The served version becomes the active one if the database has none yet.
         status = "active" if active_version(session) is None else "candidate"
-        version = ensure_registered(session, Path(version_dir), status=status)
-        return len(set(save_predictions(session, notes, predictions, version)))
+        ensure_registered(session, Path(version_dir), status=status)
+
+
+@st.cache_resource(show_spinner=False)
+def get_worker() -> object | None:
+    """The dashboard's own background worker thread (one per server process).
+
+    With HEALTHMON_WORKER=external the dashboard only queues jobs and a separate
+    ``python -m healthmon worker`` runs them.
+    """
+    settings = get_settings()
+    if settings.worker != "thread":
+        return None
+    from healthmon.jobs import start_thread_worker
+
+    # The worker shares the pages' cached models, so a batch job starts warm.
+    return start_thread_worker(get_database(), settings, get_classifier)

@@ -1,0 +1,119 @@
+"""Plotly figures of a model version's evaluation (plain functions: no Streamlit here).
+
+Every figure is built from the metrics a version's card already holds (written by
+``healthmon.training.metrics.classification_metrics`` and the Trainer's log), so the
+Models page never re-runs an evaluation to draw them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from healthmon.types import Prediction
+
+INK = "#1c2b33"
+ACCENT = "#0b6e99"
+ALERT = "#c0392b"
+MUTED = "#7f8c8d"
+
+
+def probability_chart(prediction: Prediction, thresholds: dict[str, float]) -> go.Figure:
+    """Calibrated probability per label; predicted labels in red, each threshold dotted."""
+    labels = list(prediction.probabilities)
+    values = [prediction.probabilities[label] for label in labels]
+    colors = [ALERT if label in prediction.labels else MUTED for label in labels]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
+                           text=[f"{v:.0%}" for v in values], textposition="outside"))
+    for i, label in enumerate(labels):
+        if label in thresholds:
+            fig.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=i - 0.4, y1=i + 0.4,
+                          line={"color": INK, "dash": "dot"})
+    fig.update_layout(xaxis={"range": [0, 1.1], "tickformat": ".0%", "title": "calibrated probability"},
+                      height=80 + 40 * len(labels), margin={"l": 10, "r": 10, "t": 10, "b": 40})
+    return fig
+
+
+def confusion_figure(metrics: dict[str, Any], labels: list[str]) -> go.Figure | None:
+    """Single-label: the label x label confusion matrix. Multi-label: one yes/no matrix per label."""
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", showscale=False,
+                                   text=matrix, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>"))
+        fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                          height=120 + 45 * len(labels), margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        return fig
+    per_label = metrics.get("label_confusion") or _label_confusion_from_rates(metrics.get("per_class") or {}, metrics.get("n"))
+    if not per_label:
+        return None
+    names = [label for label in labels if label in per_label]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
+    for k, label in enumerate(names, start=1):
+        c = per_label[label]
+        z = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]
+        fig.add_trace(go.Heatmap(z=z, x=["predicted no", "predicted yes"], y=["true no", "true yes"], colorscale="Blues",
+                                 showscale=False, text=z, texttemplate="%{text}"), row=1, col=k)
+        fig.update_yaxes(autorange="reversed", showticklabels=k == 1, row=1, col=k)
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def _label_confusion_from_rates(per_class: dict[str, dict[str, float]], n: int | None) -> dict[str, dict[str, int]]:
+    """Counts back from precision/recall/support, for cards written before ``label_confusion``."""
+    if not n:
+        return {}
+    out = {}
+    for label, m in per_class.items():
+        tp = round(m["recall"] * m["support"])
+        fn = m["support"] - tp
+        if m["precision"] <= 0 and tp > 0:
+            return {}
+        fp = round(tp / m["precision"]) - tp if m["precision"] > 0 else 0
+        out[label] = {"tp": tp, "fp": fp, "fn": fn, "tn": n - tp - fp - fn}
+    return out
+
+
+def reliability_figure(metrics: dict[str, Any]) -> go.Figure | None:
+    """Reliability diagram: mean confidence vs observed frequency per bin (diagonal = perfect)."""
+    bins = [b for b in metrics.get("reliability") or [] if b.get("count")]
+    if not bins:
+        return None
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": MUTED, "dash": "dash"},
+                             name="perfectly calibrated"))
+    fig.add_trace(go.Scatter(
+        x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers", name="this model",
+        marker={"size": [6 + 14 * (b["count"] / max(c["count"] for c in bins)) ** 0.5 for b in bins], "color": ACCENT},
+        customdata=[b["count"] for b in bins],
+        hovertemplate="predicted %{x:.0%}<br>observed %{y:.0%}<br>%{customdata} forecasts<extra></extra>"))
+    fig.update_layout(xaxis={"title": "predicted probability", "range": [0, 1], "tickformat": ".0%"},
+                      yaxis={"title": "observed frequency", "range": [0, 1], "tickformat": ".0%"},
+                      height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def training_curves(log_history: list[dict[str, Any]]) -> go.Figure | None:
+    """Training loss per logging step, and validation loss / macro-F1 per evaluation."""
+    train = [r for r in log_history if "loss" in r and "step" in r]
+    evals = [r for r in log_history if "eval_loss" in r]
+    if not train and not evals:
+        return None
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if train:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], name="training loss",
+                                 line={"color": ACCENT}))
+    if evals:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in evals], y=[r["eval_loss"] for r in evals], name="validation loss",
+                                 mode="lines+markers", line={"color": ALERT}))
+        if any("eval_macro_f1" in r for r in evals):
+            fig.add_trace(go.Scatter(x=[r["step"] for r in evals if "eval_macro_f1" in r],
+                                     y=[r["eval_macro_f1"] for r in evals if "eval_macro_f1" in r],
+                                     name="validation macro-F1", mode="lines+markers", line={"color": "#27ae60"}),
+                          secondary_y=True)
+    fig.update_xaxes(title_text="optimiser step")
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="macro-F1", range=[0, 1], secondary_y=True)
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.3})
+    return fig

@@ -1,0 +1,70 @@
+"""Case: one note with its stored scores, the words behind each score, and its label history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from healthmon.cases import case_detail, recent_cases
+from healthmon.errors import HealthmonError
+from healthmon.figures import probability_chart
+from healthmon.ui.components import explanation_panel, plain, show_error, stored_prediction
+from healthmon.ui.resources import get_classifier, get_database
+from healthmon.ui.session import PAGES, page_setup
+
+user = page_setup("Case")
+factory = get_database()
+
+# The case comes from the Notes table or the Review page (session), or from the address
+# (?case=ID) so a case can be bookmarked and shared between colleagues.
+if "case" in st.query_params and st.query_params["case"].isdigit():
+    st.session_state.setdefault("case_id", int(st.query_params["case"]))
+search = st.text_input("Find a case (words in the note or its id)", key="case_search")
+choices = recent_cases(factory, limit=200, search=search)
+current = st.session_state.get("case_id")
+ids = [c["case"] for c in choices]
+if current is not None and current not in ids:
+    ids.insert(0, current)
+if not ids:
+    st.info("No scored cases yet: score notes on the Notes page first.")
+    st.stop()
+labels_by_id = {c["case"]: f"#{c['case']} · {c['note']} · {c['predicted']} · {c['excerpt']}" for c in choices}
+note_id = st.selectbox("Case", ids, index=ids.index(current) if current in ids else 0,
+                       format_func=lambda i: labels_by_id.get(i, f"#{i}"))
+st.session_state["case_id"] = note_id
+st.query_params["case"] = str(note_id)
+
+try:
+    case = case_detail(factory, note_id)
+except HealthmonError as exc:
+    show_error(exc)
+    st.stop()
+
+facts = [f"Case #{case.note_id}", f"note {case.external_id or '-'}", f"patient {case.patient or 'unknown'}",
+         f"from {case.source}"]
+if case.version:
+    facts.append(f"scored by {case.version} on {case.scored_at:%Y-%m-%d %H:%M} UTC")
+st.caption(plain(" · ".join(facts)))
+if case.final_labels is not None:
+    st.markdown(f"**Reviewed label(s):** {plain(', '.join(case.final_labels) or '(none)')}")
+
+if not case.probabilities:
+    st.info("This note has no score yet.")
+    st.container(border=True).text(case.text)
+else:
+    prediction = stored_prediction(case)
+    found = ", ".join(case.predicted) or "no label above its threshold"
+    st.markdown(f"**Predicted:** {plain(found)}")
+    st.plotly_chart(probability_chart(prediction, case.thresholds))
+    st.caption("Calibrated probabilities: of notes scored 70%, about 70% carry the label. "
+               "Red bars are predicted labels" + (", at or above their threshold (dotted)." if case.thresholds else "."))
+    explanation_panel(case, get_classifier, key=f"case-{case.note_id}")
+
+st.subheader("Label history")
+if case.history:
+    st.dataframe(pd.DataFrame(case.history)[["created_at", "reviewer", "kind", "labels", "previous_labels", "comment"]],
+                 hide_index=True, width="stretch")
+else:
+    st.caption("Nobody has reviewed this case yet.")
+if user.can("cases.review"):
+    st.page_link(PAGES["Review"].path, label="Review cases", icon=PAGES["Review"].icon)

@@ -1,0 +1,141 @@
+"""Models: versions with their evaluation, training in the background, promotion and rollback."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from healthmon.errors import HealthmonError
+from healthmon.figures import confusion_figure, reliability_figure, training_curves
+from healthmon.jobs import enqueue
+from healthmon.storage.db import transaction
+from healthmon.storage.repository import list_versions
+from healthmon.training.args import TrainArgs
+from healthmon.training.continual import set_active
+from healthmon.ui.components import jobs_panel, plain, show_error
+from healthmon.ui.resources import active_model_dir, get_database, get_settings, register_served
+from healthmon.ui.session import page_setup
+
+user = page_setup("Models")
+settings = get_settings()
+factory = get_database()
+served = active_model_dir(settings)
+if served is not None:
+    register_served(served)
+with transaction(factory) as s:
+    versions = [{"name": v.name, "status": v.status, "folder": v.folder, "card": v.card, "metrics": v.metrics,
+                 "reason": v.status_reason, "created": v.created_at} for v in list_versions(s)]
+if not versions:
+    st.info("No model versions yet: run `python -m healthmon demo`, or train one below (admins).")
+else:
+    def _row(v: dict) -> dict:
+        test = (v["metrics"] or {}).get("test", {})
+        return {"version": v["name"], "status": v["status"], "test macro-F1": test.get("macro_f1"),
+                "test accuracy": test.get("accuracy"), "calibration error (ECE)": test.get("ece"),
+                "labels": ", ".join(v["card"].get("labels", [])), "note": v["reason"]}
+
+    st.dataframe(pd.DataFrame([_row(v) for v in versions]), hide_index=True, width="stretch")
+    names = [v["name"] for v in versions]
+    active = next((v["name"] for v in versions if v["status"] == "active"), names[0])
+    name = st.selectbox("Version", names, index=names.index(active), key="model_version")
+    chosen = next(v for v in versions if v["name"] == name)
+    metrics, card = chosen["metrics"] or {}, chosen["card"] or {}
+    labels = list(card.get("labels", []))
+    split = st.radio("Evaluated on", ["test", "validation"], horizontal=True, key="model_split")
+    evaluation = metrics.get(split, {})
+    cols = st.columns(4)
+    cols[0].metric("Macro-F1", f"{evaluation.get('macro_f1', float('nan')):.3f}")
+    cols[1].metric("Accuracy", f"{evaluation.get('accuracy', float('nan')):.3f}")
+    cols[2].metric("AUROC (macro)", f"{evaluation.get('auroc_macro') or float('nan'):.3f}")
+    cols[3].metric("Calibration error (ECE)", f"{evaluation.get('ece', float('nan')):.3f}")
+    if "retrain" in metrics:
+        r = metrics["retrain"]
+        st.caption(plain(f"Retrain check: regression set {r['regression_active']:.3f} → {r['regression_candidate']:.3f} "
+                         f"(margin {r['margin']}); held-out reviewed cases {r['reviewed_active']:.3f} → "
+                         f"{r['reviewed_candidate']:.3f}."))
+    tabs = st.tabs(["Per label", "Confusion", "Calibration", "Training curves"])
+    with tabs[0]:
+        per_class = evaluation.get("per_class") or {}
+        st.dataframe(pd.DataFrame([{"label": k, **v} for k, v in per_class.items()]), hide_index=True)
+    with tabs[1]:
+        fig = confusion_figure(evaluation, labels)
+        if fig is not None:
+            st.plotly_chart(fig, key="confusion")
+        else:
+            st.caption("No confusion counts in this card.")
+    with tabs[2]:
+        fig = reliability_figure(evaluation)
+        if fig is not None:
+            st.plotly_chart(fig, key="reliability")
+            st.caption("Points on the dashed line mean a score of x% comes true x% of the time; bigger points hold more forecasts.")
+        else:
+            st.caption("No reliability bins in this card.")
+    with tabs[3]:
+        fig = training_curves(card.get("training_log") or [])
+        if fig is not None:
+            st.plotly_chart(fig, key="curves")
+        else:
+            st.caption("No training log in this card.")
+
+    if user.can("models.promote") and chosen["status"] != "active":
+        with st.form("promote"):
+            verb = "Roll back to" if chosen["status"] == "retired" else "Promote"
+            st.markdown(f"**{verb} {plain(name)}**: the dashboard will serve it to everyone; the current active "
+                        "version is retired (and can be rolled back to).")
+            sure = st.checkbox("I have checked its metrics above")
+            if st.form_submit_button(f"{verb} {name}", type="primary", disabled=False):
+                if not sure:
+                    st.error("Tick the box to confirm.")
+                else:
+                    try:
+                        set_active(factory, name, actor=user)
+                    except HealthmonError as exc:
+                        show_error(exc)
+                    else:
+                        st.success(f"{name} is now served.")
+                        st.rerun()
+
+if user.can("models.train"):
+    st.subheader("Train")
+    retrain_col, finetune_col = st.columns(2)
+    with retrain_col.form("retrain"):
+        st.markdown("**Retrain from reviewed cases** (continues from the active version, replays its training data, "
+                    "promotes only if nothing regresses).")
+        epochs = st.number_input("Epochs (0 = automatic)", 0.0, 50.0, 0.0, 1.0, key="retrain_epochs")
+        margin = st.number_input("Largest regression-set accuracy drop allowed", 0.0, 0.2, 0.01, 0.005, format="%.3f")
+        if st.form_submit_button("Start retraining", type="primary"):
+            try:
+                knobs = {"epochs": epochs or None}
+                TrainArgs(**knobs)  # reject bad values now, not in the background
+                job = enqueue(factory, "retrain", {"train_args": knobs, "margin": margin}, user)
+            except HealthmonError as exc:
+                show_error(exc)
+            else:
+                st.success(f"Retraining queued as job #{job}.")
+    with finetune_col.form("finetune"):
+        st.markdown("**Fine-tune a new version from a labelled file** (a candidate: served only once promoted).")
+        data = st.file_uploader("Labelled notes (.csv with a text and a label column)", type=["csv", "tsv"])
+        mode = st.selectbox("Method", ["lora", "full", "head"], help="LoRA adapters (default), all weights, or the head only")
+        multi = st.checkbox("Several labels per note (labels separated by |)")
+        ft_epochs = st.number_input("Epochs (0 = automatic)", 0.0, 50.0, 0.0, 1.0, key="finetune_epochs")
+        if st.form_submit_button("Start fine-tuning", type="primary"):
+            if data is None:
+                st.error("Choose a labelled CSV first.")
+            else:
+                try:
+                    knobs = {"mode": mode, "multi_label": multi, "epochs": ft_epochs or None}
+                    TrainArgs(**knobs)
+                    uploads = settings.data_dir / "uploads"
+                    uploads.mkdir(parents=True, exist_ok=True)
+                    path = uploads / f"{uuid.uuid4().hex}{Path(data.name).suffix.lower()}"
+                    path.write_bytes(data.getvalue())
+                    job = enqueue(factory, "finetune", {"data_path": str(path.resolve()), "train_args": knobs}, user)
+                except HealthmonError as exc:
+                    show_error(exc)
+                else:
+                    st.success(f"Fine-tuning queued as job #{job}.")
+
+jobs_panel(("retrain", "finetune"), title="Training jobs (all users)")

@@ -1,0 +1,74 @@
+"""Admin: accounts and roles, and the audit log."""
+
+from __future__ import annotations
+
+import secrets
+
+import pandas as pd
+import streamlit as st
+
+from healthmon.auth import accounts, add_user, audit_log, set_active, set_password, set_role
+from healthmon.errors import HealthmonError
+from healthmon.storage.db import transaction
+from healthmon.storage.models import ROLES
+from healthmon.ui.components import plain, show_error
+from healthmon.ui.resources import get_database
+from healthmon.ui.session import page_setup
+
+user = page_setup("Admin")
+factory = get_database()
+users_tab, audit_tab = st.tabs(["Users", "Audit log"])
+
+
+def _act(action, success: str) -> None:  # noqa: ANN001
+    try:
+        with transaction(factory) as s:
+            action(s)
+    except HealthmonError as exc:
+        show_error(exc)
+    else:
+        st.success(plain(success))
+
+
+with users_tab:
+    with transaction(factory) as s:
+        people = accounts(s)
+    st.dataframe(pd.DataFrame(people), hide_index=True, width="stretch")
+    st.caption("Roles: **clinician** scores notes and reviews; **annotator** reviews only; **admin** also trains, "
+               "promotes models, adjudicates and manages users.")
+    add_col, change_col = st.columns(2)
+    with add_col.form("add_user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        name = st.text_input("Name")
+        role = st.selectbox("Role", ROLES, index=0)
+        password = st.text_input("Password (blank: generate one)", type="password")
+        if st.form_submit_button("Add user", type="primary"):
+            chosen = password or secrets.token_urlsafe(12)
+            _act(lambda s: add_user(s, user, name, role, chosen), f"Added {name.strip()} ({role}).")
+            if not password:
+                st.info(plain(f"Generated password for {name.strip()}: {chosen} (shown once; pass it on safely)."))
+    with change_col.form("change_user"):
+        st.markdown("**Change a user**")
+        names = [p["name"] for p in people]
+        target = st.selectbox("User", names) if names else None
+        new_role = st.selectbox("New role", ["(unchanged)", *ROLES])
+        new_password = st.text_input("New password (blank: unchanged)", type="password")
+        status = st.radio("Account", ["(unchanged)", "active", "deactivated"], horizontal=True)
+        if st.form_submit_button("Apply") and target:
+            if new_role != "(unchanged)":
+                _act(lambda s: set_role(s, user, target, new_role), f"{target} is now {new_role}.")
+            if new_password:
+                _act(lambda s: set_password(s, user, target, new_password),
+                     f"Password of {target} changed; their other sessions were signed out.")
+            if status != "(unchanged)":
+                _act(lambda s: set_active(s, user, target, status == "active"), f"{target} is {status}.")
+
+with audit_tab:
+    filters = st.columns(2)
+    action = filters[0].selectbox("Action", ["(all)", "auth.", "user.", "review.", "adjudication.", "version.", "job.", "notes."])
+    actor = filters[1].text_input("Actor (exact name)")
+    entries = audit_log(factory, user, action="" if action == "(all)" else action, actor=actor.strip())
+    frame = pd.DataFrame(entries)
+    st.dataframe(frame, hide_index=True, width="stretch")
+    st.caption(f"Newest {len(frame)} entries.")
+    st.download_button("Download (CSV)", frame.to_csv(index=False), file_name="healthmon-audit.csv")

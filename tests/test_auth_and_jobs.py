@@ -1,0 +1,256 @@
+"""Sign-in, sessions, roles and background jobs, on real SQLite and (marked) PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from healthmon import auth
+from healthmon.auth import AuthError, PermissionDenied, SignedIn, check_session, sign_in, sign_out
+from healthmon.config import Settings
+from healthmon.jobs import Worker, cancel, enqueue, get_job, recent_jobs
+from healthmon.model.classifier import Classifier
+from healthmon.storage.db import session_factory, transaction, upgrade
+from healthmon.storage.models import AuditEntry, AuthSession, Job, User, utcnow
+from healthmon.storage.passwords import hash_password, needs_rehash, verify_password
+from healthmon.storage.repository import StorageError, create_user
+from healthmon.training.args import TrainArgs
+from healthmon.training.trainer import train
+
+PASSWORDS = {"ada": "ada-password-1", "ann": "ann-password-1", "cli": "cli-password-1"}
+
+
+@pytest.fixture()
+def db(engine):
+    upgrade(engine)
+    factory = session_factory(engine)
+    with transaction(factory) as s:
+        auth.add_user(s, None, "ada", "admin", PASSWORDS["ada"])
+        auth.add_user(s, None, "ann", "annotator", PASSWORDS["ann"])
+        auth.add_user(s, None, "cli", "clinician", PASSWORDS["cli"])
+    return factory
+
+
+@pytest.fixture()
+def conf(tmp_path):
+    return Settings(data_dir=tmp_path, session_idle_minutes=30, session_max_hours=12, max_failed_logins=3,
+                    lockout_minutes=5)
+
+
+def _actions(db) -> list[str]:
+    with transaction(db) as s:
+        return list(s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+def test_passwords_are_salted_argon2_and_old_scrypt_hashes_still_verify():
+    one, two = hash_password("same-password"), hash_password("same-password")
+    assert one.startswith("$argon2id$") and one != two  # a fresh salt each time
+    assert verify_password("same-password", one) and not verify_password("other-password", one)
+    import hashlib
+
+    salt = bytes(range(16))
+    legacy = f"scrypt${salt.hex()}${hashlib.scrypt(b'old-password', salt=salt, n=2**14, r=8, p=1).hex()}"
+    assert verify_password("old-password", legacy) and not verify_password("nope", legacy)
+    assert needs_rehash(legacy) and not needs_rehash(one)
+    assert not verify_password("x", "garbage")
+
+
+def test_sign_in_checks_the_password_audits_and_creates_a_session(db, conf):
+    user = sign_in(db, "ada", PASSWORDS["ada"], conf)
+    assert (user.name, user.role) == ("ada", "admin") and len(user.token) >= 40
+    assert check_session(db, user.token, conf).name == "ada"
+    with transaction(db) as s:
+        stored = s.scalar(select(AuthSession))
+        assert stored.token_hash != user.token  # only a hash of the token is kept
+    with pytest.raises(AuthError) as wrong:
+        sign_in(db, "ada", "not-the-password", conf)
+    with pytest.raises(AuthError) as unknown:
+        sign_in(db, "nobody", "whatever-password", conf)
+    assert str(wrong.value) == str(unknown.value)  # the form does not reveal which names exist
+    assert _actions(db)[-3:] == ["auth.sign_in", "auth.refused", "auth.refused"]
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(db, conf):
+    for _ in range(conf.max_failed_logins):
+        with pytest.raises(AuthError):
+            sign_in(db, "ann", "wrong-password", conf)
+    with pytest.raises(AuthError, match="locked"):
+        sign_in(db, "ann", PASSWORDS["ann"], conf)  # even the right password, while locked
+    later = utcnow() + timedelta(minutes=conf.lockout_minutes + 1)
+    assert sign_in(db, "ann", PASSWORDS["ann"], conf, now=later).name == "ann"
+
+
+def test_sessions_expire_when_idle_at_their_limit_and_on_sign_out(db, conf):
+    start = utcnow()
+    user = sign_in(db, "cli", PASSWORDS["cli"], conf, now=start)
+    # Activity keeps an idle session alive ...
+    assert check_session(db, user.token, conf, now=start + timedelta(minutes=20)).name == "cli"
+    assert check_session(db, user.token, conf, now=start + timedelta(minutes=45)).name == "cli"
+    # ... until it is left idle too long.
+    with pytest.raises(AuthError, match="expired"):
+        check_session(db, user.token, conf, now=start + timedelta(minutes=80))
+    # The absolute limit holds even for an active session.
+    other = sign_in(db, "cli", PASSWORDS["cli"], conf, now=start)
+    moment = start
+    for _ in range(12 * 60 // 25 + 1):
+        moment += timedelta(minutes=25)
+        try:
+            check_session(db, other.token, conf, now=moment)
+        except AuthError:
+            break
+    assert moment <= start + timedelta(hours=conf.session_max_hours, minutes=25)
+    third = sign_in(db, "cli", PASSWORDS["cli"], conf)
+    sign_out(db, third.token)
+    with pytest.raises(AuthError, match="signed out"):
+        check_session(db, third.token, conf)
+    with pytest.raises(AuthError):
+        check_session(db, "forged-token", conf)
+
+
+def test_roles_gate_every_action(db, conf):
+    ann = sign_in(db, "ann", PASSWORDS["ann"], conf)
+    cli = sign_in(db, "cli", PASSWORDS["cli"], conf)
+    ada = sign_in(db, "ada", PASSWORDS["ada"], conf)
+    assert not ann.can("models.promote") and not ann.can("notes.predict") and ann.can("cases.review")
+    assert cli.can("notes.predict") and not cli.can("users.manage")
+    assert all(ada.can(p) for p in auth.PERMISSIONS)
+    with transaction(db) as s, pytest.raises(PermissionDenied, match="users manage"):
+        auth.add_user(s, cli, "eve", "admin", "eve-password-1")
+    with pytest.raises(PermissionDenied):
+        enqueue(db, "predict", {"version_dir": "x", "notes": []}, ann)
+    with pytest.raises(PermissionDenied):
+        enqueue(db, "retrain", {}, cli)
+    from healthmon.training.continual import set_active
+
+    with pytest.raises(PermissionDenied):
+        set_active(db, "anything", actor=ann)
+    with pytest.raises(PermissionDenied):
+        auth.audit_log(db, cli)
+    assert auth.audit_log(db, ada)[0]["action"] == "auth.sign_in"
+
+
+def test_role_changes_and_deactivation_apply_to_open_sessions_and_keep_an_admin(db, conf):
+    ada = sign_in(db, "ada", PASSWORDS["ada"], conf)
+    ann = sign_in(db, "ann", PASSWORDS["ann"], conf)
+    with transaction(db) as s:
+        auth.set_role(s, ada, "ann", "clinician")
+    assert check_session(db, ann.token, conf).role == "clinician"  # at the next click, not the next sign-in
+    with transaction(db) as s:
+        auth.set_active(s, ada, "ann", False)
+    with pytest.raises(AuthError):
+        check_session(db, ann.token, conf)
+    with pytest.raises(AuthError, match="deactivated"):
+        sign_in(db, "ann", PASSWORDS["ann"], conf)
+    with transaction(db) as s, pytest.raises(StorageError, match="only one"):
+        auth.set_role(s, ada, "ada", "annotator")
+    with transaction(db) as s, pytest.raises(StorageError, match="at least 10 characters"):
+        auth.set_password(s, ada, "cli", "short")
+    with transaction(db) as s:
+        auth.set_password(s, ada, "cli", "a-new-long-password")
+    assert sign_in(db, "cli", "a-new-long-password", conf).name == "cli"
+
+
+def _signed(db, conf, name) -> SignedIn:
+    return sign_in(db, name, PASSWORDS[name], conf)
+
+
+def test_a_predict_job_scores_notes_in_the_background_and_stores_cases(db, conf, settings, notes):
+    version = train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "v1",
+                    settings=settings, progress=False).version_dir
+    cli = _signed(db, conf, "cli")
+    texts = [{"text": f"note {i}: polyuria, glucose 240 mg/dL", "note_id": f"n{i}"} for i in range(40)]
+    job_id = enqueue(db, "predict", {"version_dir": str(version), "notes": texts}, cli)
+    assert get_job(db, job_id).status == "queued"
+    loaded = {}
+
+    def load(folder):
+        loaded.setdefault(folder, Classifier.from_pretrained(folder, settings=settings))
+        return loaded[folder]
+
+    worker = Worker(db, settings, load)
+    assert worker.run_once() == job_id
+    job = get_job(db, job_id)
+    assert job.status == "succeeded" and job.progress == 1.0, job.error
+    assert job.result["scored"] == 40 and len(job.result["note_ids"]) == 40
+    from healthmon.cases import predictions_table_rows
+
+    rows = predictions_table_rows(db, job.result["note_ids"])
+    assert [r["note"] for r in rows] == [t["note_id"] for t in texts]
+    assert all(abs(sum(v for k, v in r.items() if k.startswith("P(")) - 1) < 1e-4 for r in rows)
+    assert worker.run_once() is None  # nothing left
+    assert recent_jobs(db, kinds=("predict",))[0].id == job_id
+
+
+def test_only_one_of_two_workers_claims_a_job(db, conf, settings):
+    cli = _signed(db, conf, "cli")
+    job_id = enqueue(db, "predict", {"version_dir": "unused", "notes": []}, cli)
+    workers = [Worker(db, settings, lambda f: None, name=f"w{i}") for i in range(2)]
+    claims: list[int | None] = []
+    barrier = threading.Barrier(2)
+
+    def claim(worker):
+        barrier.wait()
+        claims.append(worker.claim())
+
+    threads = [threading.Thread(target=claim, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claims, key=lambda c: c is None) == [job_id, None]
+
+
+def test_failures_cancellation_and_dead_workers_are_recorded(db, conf, settings):
+    cli = _signed(db, conf, "cli")
+    worker = Worker(db, settings, lambda folder: (_ for _ in ()).throw(FileNotFoundError(folder)))
+    bad = enqueue(db, "predict", {"version_dir": "/no/such/version", "notes": [{"text": "x", "note_id": "1"}]}, cli)
+    worker.run_once()
+    failed = get_job(db, bad)
+    assert failed.status == "failed" and "internal error" in failed.error and "/no/such/version" in failed.error
+
+    queued = enqueue(db, "predict", {"version_dir": "x", "notes": []}, cli)
+    cancel(db, queued, cli)
+    assert get_job(db, queued).status == "cancelled" and worker.run_once() is None
+
+    ann = _signed(db, conf, "ann")
+    other = enqueue(db, "predict", {"version_dir": "x", "notes": []}, cli)
+    with pytest.raises(PermissionDenied):
+        cancel(db, other, ann)  # only its owner or an admin
+
+    # A worker that died mid-job: its heartbeat stops, the next worker marks the job failed.
+    stale = Worker(db, settings.model_copy(update={"job_stale_seconds": 1.0}), lambda f: None)
+    assert stale.claim() == other
+    with transaction(db) as s:
+        s.get(Job, other).heartbeat_at = utcnow() - timedelta(seconds=30)
+    assert stale.fail_stale() == 1
+    assert "restarted" in get_job(db, other).error
+
+
+def test_a_running_job_stops_at_its_next_progress_report_when_cancelled(db, conf, settings):
+    from healthmon.jobs import JobCancelled, JobContext
+
+    cli = _signed(db, conf, "cli")
+    job_id = enqueue(db, "predict", {"version_dir": "x", "notes": []}, cli)
+    Worker(db, settings, lambda f: None).claim()
+    cancel(db, job_id, cli)
+    ctx = JobContext(db, job_id, {}, settings, lambda f: None, "cli")
+    with pytest.raises(JobCancelled):
+        ctx.progress(0.5, "half way", force=True)
+    assert get_job(db, job_id).progress == 0.5
+
+
+def test_the_demo_account_is_created_once_and_only_while_nobody_can_sign_in(engine):
+    from healthmon.demo import ensure_demo_account
+
+    upgrade(engine)
+    factory = session_factory(engine)
+    with transaction(factory) as s:
+        create_user(s, "named-reviewer", "annotator")  # no password: cannot sign in
+    name, password = ensure_demo_account(factory)
+    assert ensure_demo_account(factory) is None
+    with transaction(factory) as s:
+        assert s.scalar(select(User).where(User.name == name)).role == "admin"
+    assert sign_in(factory, name, password, Settings()).role == "admin"
