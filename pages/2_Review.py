@@ -50,6 +50,10 @@ def review_tab() -> None:
                                f"uncertainty {queue[i].uncertainty:.2f} · {' '.join(queue[i].text.split())[:60]}"),
     )
     item = queue[choice]
+    # The version this reviewer first saw: if someone else reviews the case meanwhile, the
+    # submit below is refused instead of silently deciding on an outdated view.
+    seen_key = f"seen-{item.note_id}"
+    seen_version = st.session_state.setdefault(seen_key, item.review_version)
     st.caption("Note")
     st.container(border=True).text(item.text)  # st.text: plain text, never markup
 
@@ -81,14 +85,16 @@ def review_tab() -> None:
             st.error("Pick at least one label (use 'none' when no condition applies, if the model has that label).")
         else:
             try:
-                review = review_case(factory, user, item.note_id, final, seen_version=item.review_version,
+                review = review_case(factory, user, item.note_id, final, seen_version=seen_version,
                                      saw_model_output=not blind, blind_labels=committed if blind else None,
                                      comment=comment)
             except ReviewConflict as exc:
                 conflict_message(exc)
+                st.session_state.pop(seen_key, None)  # the next submit decides on the current version
             except HealthmonError as exc:
                 show_error(exc)
             else:
+                st.session_state.pop(seen_key, None)
                 changed = " (changed after the reveal)" if review.changed_after_reveal else ""
                 st.success(plain(f"Saved: {', '.join(final)}{changed}. The next case is ready when you move on."))
                 st.session_state.pop(state_key, None)

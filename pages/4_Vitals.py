@@ -12,7 +12,7 @@ from healthmon.ui.session import page_setup
 
 page_setup("Vitals")
 st.info("Vitals scoring is not part of this release yet. You can upload a device CSV to check that it reads; "
-        "nothing is stored or scored.", icon="🛈")
+        "nothing is stored or scored.", icon=":material/info:")
 upload = st.file_uploader("Device CSV (a timestamp plus vitals columns)", type=["csv"])
 if upload is not None:
     try:

@@ -33,7 +33,7 @@ def _act(action, success: str) -> None:  # noqa: ANN001
 with users_tab:
     with transaction(factory) as s:
         people = accounts(s)
-    st.dataframe(pd.DataFrame(people), hide_index=True, width="stretch")
+    table_slot = st.container()  # filled last, so it already shows this run's changes
     st.caption("Roles: **clinician** scores notes and reviews; **annotator** reviews only; **admin** also trains, "
                "promotes models, adjudicates and manages users.")
     add_col, change_col = st.columns(2)
@@ -50,8 +50,9 @@ with users_tab:
     with change_col.form("change_user"):
         st.markdown("**Change a user**")
         names = [p["name"] for p in people]
-        target = st.selectbox("User", names) if names else None
-        new_role = st.selectbox("New role", ["(unchanged)", *ROLES])
+        # Keyed: the choice survives the list growing when someone is added.
+        target = st.selectbox("User", names, key="change_target") if names else None
+        new_role = st.selectbox("New role", ["(unchanged)", *ROLES], key="change_role")
         new_password = st.text_input("New password (blank: unchanged)", type="password")
         status = st.radio("Account", ["(unchanged)", "active", "deactivated"], horizontal=True)
         if st.form_submit_button("Apply") and target:
@@ -62,6 +63,8 @@ with users_tab:
                      f"Password of {target} changed; their other sessions were signed out.")
             if status != "(unchanged)":
                 _act(lambda s: set_active(s, user, target, status == "active"), f"{target} is {status}.")
+    with table_slot, transaction(factory) as s:
+        st.dataframe(pd.DataFrame(accounts(s)), hide_index=True, width="stretch")
 
 with audit_tab:
     filters = st.columns(2)

@@ -1,4 +1,8 @@
-"""Streamlit pages through AppTest, serving a tiny trained version (the model is real but tiny)."""
+"""Every dashboard page through Streamlit's AppTest, signed in as each role.
+
+The model is real but tiny (a 2-step head fine-tune of the fixture BERT); background jobs
+run when the test calls the worker (HEALTHMON_WORKER=external), so each step is explicit.
+"""
 
 from __future__ import annotations
 
@@ -7,125 +11,339 @@ import re
 
 import pytest
 import streamlit as st
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from healthmon import auth
+from healthmon.config import Settings
+from healthmon.jobs import Worker
+from healthmon.model.classifier import Classifier
+from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
+from healthmon.storage.models import AuditEntry, Job, Review
 from healthmon.training.args import TrainArgs
 from healthmon.training.trainer import train
 
 from conftest import ROOT
 
+PASSWORDS = {"ada": "ada-password-1", "cli": "cli-password-1", "ann": "ann-password-1", "bob": "bob-password-1"}
+ROLES = {"ada": "admin", "cli": "clinician", "ann": "annotator", "bob": "annotator"}
+HOSTILE = "glucose 240 mg/dL <script>alert(1)</script> <img src=x onerror=alert(1)> polyuria"
+
+
+class Dashboard:
+    """The served version, its database, and helpers to open pages as a user."""
+
+    def __init__(self, version, settings: Settings) -> None:
+        self.version, self.settings = version, settings
+        self.engine = make_engine(settings=settings)
+        upgrade(self.engine)
+        self.factory = session_factory(self.engine)
+        self._models: dict[str, Classifier] = {}
+
+    def page(self, name: str, user: str | None = None, *, standalone: bool = False, **state) -> AppTest:
+        """Open a page as ``user``: through app.py's navigation (as a browser does), or the
+        page script alone (``standalone``), which is how a page must defend itself."""
+        path = ROOT / "app.py" if name == "app" else next((ROOT / "pages").glob(f"*_{name}.py"))
+        at = AppTest.from_file(str(ROOT / "app.py" if not standalone else path), default_timeout=180)
+        if user is not None:
+            at.session_state["auth_token"] = auth.sign_in(self.factory, user, PASSWORDS[user], self.settings).token
+        for key, value in state.items():
+            at.session_state[key] = value
+        at.run()
+        if name != "app" and not standalone:
+            at.switch_page(str(path.relative_to(ROOT))).run()
+        return at
+
+    def run_jobs(self) -> int:
+        def load(folder: str) -> Classifier:
+            self._models.setdefault(folder, Classifier.from_pretrained(folder, settings=self.settings))
+            return self._models[folder]
+
+        worker, ran = Worker(self.factory, self.settings, load), 0
+        while worker.run_once() is not None:
+            ran += 1
+        return ran
+
+    def score(self, *texts: str) -> list[int]:
+        at = self.page("Notes", "cli")
+        for text in texts:
+            at.text_area[0].input(text)
+            at.button[0].click().run()
+            assert not at.exception
+            self.run_jobs()
+        with transaction(self.factory) as s:
+            jobs = s.scalars(select(Job).where(Job.kind == "predict").order_by(Job.id)).all()
+            return [i for job in jobs for i in job.result["note_ids"]]
+
 
 @pytest.fixture()
-def served(settings, notes, monkeypatch):
+def dash(settings, notes, monkeypatch):
     version = train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "served",
                     settings=settings, progress=False).version_dir
     monkeypatch.setenv("HEALTHMON_ACTIVE_MODEL", str(version))
     monkeypatch.setenv("HEALTHMON_BASE_MODEL", settings.base_model)
     monkeypatch.setenv("HEALTHMON_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("HEALTHMON_MAX_LENGTH", str(settings.max_length))
+    monkeypatch.setenv("HEALTHMON_WORKER", "external")
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
     st.cache_data.clear()
-    yield version
+    d = Dashboard(version, Settings())
+    with transaction(d.factory) as s:
+        for name, role in ROLES.items():
+            auth.add_user(s, None, name, role, PASSWORDS[name])
+    yield d
+    d.engine.dispose()
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+def _texts(at: AppTest, kind: str) -> str:
+    """Every element of a kind as one string, with the markdown escaping of plain() undone."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in at.get(kind)))
 
 
 def test_home_without_a_model_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("HEALTHMON_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HEALTHMON_WORKER", "external")
     monkeypatch.delenv("HEALTHMON_ACTIVE_MODEL", raising=False)
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    factory = session_factory(make_engine(settings=Settings()))
+    upgrade(factory.kw["bind"])
+    with transaction(factory) as s:
+        auth.add_user(s, None, "ada", "admin", PASSWORDS["ada"])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["auth_token"] = auth.sign_in(factory, "ada", PASSWORDS["ada"], Settings()).token
+    at.run()
     assert not at.exception
     assert "python -m healthmon demo" in at.info[0].value
 
 
-def test_home_shows_the_model_and_scores_a_pasted_note(served):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    assert not at.exception
-    assert any(m.label == "Model version" and m.value == "served" for m in at.metric)
-    # The app applied the migrations at start: the default SQLite database exists and is current.
-    from healthmon.storage.db import current_revision, head_revision, make_engine
+def test_sign_in_refuses_a_wrong_password_then_opens_home(dash):
+    at = dash.page("app")
+    assert [w.label for w in at.text_input] == ["User name", "Password"] and not at.metric
+    at.text_input[0].input("cli")
+    at.text_input[1].input("not-her-password")
+    at.button[0].click().run()
+    assert "Sign-in refused" in _texts(at, "error") and not at.metric
+    at.text_input[1].input(PASSWORDS["cli"])
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert {m.label for m in at.metric} >= {"Cases awaiting a first review", "Model version", "Test macro-F1"}
+    with transaction(dash.factory) as s:
+        assert s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()[-2:] == ["auth.refused", "auth.sign_in"]
+    # Signing out ends the session: the next run shows the form again.
+    again = dash.page("app", "cli")
+    again.button(key="sign_out").click().run()
+    assert [w.label for w in again.text_input] == ["User name", "Password"]
 
-    engine = make_engine(f"sqlite:///{served.parent / 'healthmon.db'}")
-    assert current_revision(engine) == head_revision()
-    engine.dispose()
-    at.text_area[0].input("Patient reports polyuria, glucose 240 mg/dL").run()
+
+def test_an_expired_session_returns_to_the_sign_in_form_with_a_reason(dash, monkeypatch):
+    at = dash.page("app", "cli")
+    assert at.metric
+    monkeypatch.setenv("HEALTHMON_SESSION_IDLE_MINUTES", "0.0001")
+    st.cache_resource.clear()
+    import time
+
+    time.sleep(0.05)
+    at.run()
+    assert [w.label for w in at.text_input] == ["User name", "Password"]
+    assert "expired" in at.info[0].value
+
+
+def test_every_page_asks_for_sign_in_and_each_role_reaches_only_its_pages(dash):
+    allowed = {
+        "admin": {"Notes", "Review", "Case", "Vitals", "Models", "Admin"},
+        "clinician": {"Notes", "Review", "Case", "Vitals", "Models"},
+        "annotator": {"Review", "Case", "Models"},
+    }
+    for page in ("Notes", "Review", "Case", "Vitals", "Models", "Admin"):
+        anonymous = dash.page(page, standalone=True)
+        assert not anonymous.exception and [w.label for w in anonymous.text_input] == ["User name", "Password"]
+        for user in ("ada", "cli", "ann"):
+            at = dash.page(page, user, standalone=True)
+            assert not at.exception, (page, user)
+            blocked = "cannot open this page" in _texts(at, "error")
+            assert blocked == (page not in allowed[ROLES[user]]), (page, user)
+
+
+def test_notes_page_scores_in_the_background_and_lists_rejected_rows(dash):
+    at = dash.page("Notes", "cli")
+    at.text_area[0].input(HOSTILE)
     at.button[0].click().run()
     assert not at.exception
-    assert any("Predicted:" in md.value for md in at.markdown)
-    assert any("Why this score?" in h.value for h in at.subheader)
-    shaded = [el for el in at.get("html")]
-    assert shaded and "hm-expl" in shaded[0].proto.body
-    # Choosing another label keeps the note and explains that label instead.
-    at.selectbox(key="explain_target").select("cancer").run()
+    # Queued: a progress bar, no table yet; the page itself returned at once.
+    assert at.get("progress") and not at.dataframe
+    assert dash.run_jobs() == 1
+    at.run()
     assert not at.exception
-    assert "Why <b>cancer</b>" in at.get("html")[0].proto.body
-
-
-def test_home_renders_hostile_note_text_as_text(served):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.text_area[0].input("glucose 240 <script>alert(1)</script> <img src=x onerror=alert(1)>").run()
+    table = at.dataframe[0].value
+    assert list(table["note"]) and {c for c in table.columns if c.startswith("P(")} == {f"P({l})" for l in ("cancer", "diabetes", "hypertension")}
+    assert "<script>" in table["excerpt"][0]  # shown as cell text, never parsed as markup
+    assert "scored by served and saved for review" in _texts(at, "caption")
+    # Filters narrow the table.
+    at.text_input(key="filter_text").input("no such words").run()
+    assert len(at.dataframe[0].value) == 0
+    # An empty paste is refused with a message saying what to do.
+    at.text_area[0].input("   ")
     at.button[0].click().run()
+    assert "Fix" in _texts(at, "error")
+
+
+def test_case_page_shows_scores_highlighted_words_trust_and_history(dash):
+    (note_id,) = dash.score(HOSTILE)
+    at = dash.page("Case", "cli", case_id=note_id)
     assert not at.exception
-    body = at.get("html")[0].proto.body
-    assert "<script" not in body and "<img" not in body
-    # What the reader sees (tags stripped, entities decoded) is the note, character for character.
-    visible = html.unescape(re.sub(r"<style>.*?</style>|<[^>]+>", "", body, flags=re.S))
-    assert "glucose 240 <script>alert(1)</script> <img src=x onerror=alert(1)>" in visible
+    assert at.get("plotly_chart")
+    highlighted = "".join(h.proto.body for h in at.get("html"))
+    tags = set(re.findall(r"<\s*([a-zA-Z]+)", highlighted))
+    assert tags <= {"style", "div", "span", "b"}, tags  # no script, no img: the note's markup is text
+    assert HOSTILE in html.unescape(re.sub(r"<[^>]+>", "", highlighted))
+    markdown = _texts(at, "markdown")
+    assert "add up to the score change" in markdown and "Trust:" in markdown
+    assert {b.proto.label for b in at.get("download_button")} >= {"Download explanation (HTML)", "Download explanation (JSON)"}
+    assert "Nobody has reviewed this case yet" in _texts(at, "caption")
+    # Switching the explained label explains that label instead.
+    target = at.selectbox(key=f"case-{note_id}-target")
+    other = next(label for label in target.options if label != target.value)
+    target.select(other).run()
+    assert not at.exception and f"toward {html.escape(other)}" in "".join(h.proto.body for h in at.get("html"))
+    assert at.query_params["case"] == [str(note_id)] or at.query_params["case"] == str(note_id)
 
 
-def test_home_rejects_an_empty_note_with_a_message(served):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.button[0].click().run()
-    assert not at.exception
-    assert at.error and "Expected" in at.error[0].value and "Fix" in at.error[0].value
-
-
-def test_notes_page_scores_pasted_text(served):
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Notes.py"), default_timeout=120).run()
-    assert not at.exception
-    at.text_area[0].input("BP 162/98 mmHg on amlodipine").run()
-    at.button[0].click().run()
-    assert not at.exception
-    table = at.dataframe[-1].value
-    assert list(table["note"]) and {"P(diabetes)", "P(hypertension)", "P(cancer)"} <= set(table.columns)
-    assert table[["P(diabetes)", "P(hypertension)", "P(cancer)"]].sum(axis=1).iloc[0] == pytest.approx(1.0)
-
-
-
-def test_notes_are_saved_for_review_and_reviewed_blind_first(served):
-    from sqlalchemy import select
-
-    from healthmon.storage.db import make_engine, session_factory, transaction
-    from healthmon.storage.models import AuditEntry, Review
-
-    notes = AppTest.from_file(str(ROOT / "pages" / "1_Notes.py"), default_timeout=120).run()
-    notes.text_area[0].input("Patient reports polyuria, glucose 240 mg/dL <b>bold</b>").run()
-    notes.button[0].click().run()
-    assert not notes.exception and any("Saved 1 case(s) for review" in c.value for c in notes.caption)
-
-    review = AppTest.from_file(str(ROOT / "pages" / "2_Review.py"), default_timeout=120).run()
+def test_review_is_blind_first_and_the_correction_lands_in_the_history(dash):
+    (note_id,) = dash.score("Patient reports polyuria, glucose 240 mg/dL <b>bold</b>")
+    review = dash.page("Review", "ann")
     assert not review.exception
-    review.text_input[0].input("ann")
-    review.button[0].click().run()  # the form's Add button submits the typed name
-    assert not review.exception and review.selectbox(key="reviewer").value == "ann"
     # Blind-first: no model output until a label is committed.
-    assert not review.get("plotly_chart") and not [h for h in review.get("html")]
-    review.multiselect(key=[w.key for w in review.multiselect][0]).select("hypertension").run()
-    review.button[-1].click().run()  # commit and reveal
+    assert not review.get("plotly_chart") and not review.get("html")
+    # A single-label model: one choice per case, as radio buttons (arrow keys move between them).
+    review.radio(key=f"first-{note_id}").set_value("hypertension")
+    review.button[0].click().run()  # commit and reveal
     assert not review.exception and review.get("plotly_chart")
-    final = [w for w in review.multiselect if w.key.startswith("final-")][0]
-    assert final.value == ["hypertension"]
-    final.unselect("hypertension").select("diabetes").run()
+    final = review.radio(key=f"final-{note_id}")
+    assert final.value == "hypertension"  # starts from the committed label
+    final.set_value("diabetes")
+    review.text_input(key=f"comment-{note_id}").input("polyuria and glucose point to diabetes")
     [b for b in review.button if b.label == "Submit review"][0].click().run()
     assert not review.exception
-    assert any("changed after the reveal" in s.value for s in review.success)
-
-    engine = make_engine(f"sqlite:///{served.parent / 'healthmon.db'}")
-    with transaction(session_factory(engine)) as s:
+    assert "changed after the reveal" in _texts(review, "success")
+    history = review.dataframe[-1].value
+    assert list(history["reviewer"]) == ["ann"] and list(history["labels"][0]) == ["diabetes"]
+    with transaction(dash.factory) as s:
         row = s.scalar(select(Review))
         assert row.labels == ["diabetes"] and row.blind_labels == ["hypertension"]
         assert row.saw_model_output is False and row.changed_after_reveal is True
-        assert "review.submit" in s.scalars(select(AuditEntry.action)).all()
-    engine.dispose()
+    case = dash.page("Case", "cli", case_id=note_id)
+    assert "ann" in list(case.dataframe[-1].value["reviewer"])
+
+
+def test_review_warns_when_someone_else_changed_the_case_meanwhile(dash):
+    (note_id,) = dash.score("BP 162/98 mmHg, amlodipine")
+    review = dash.page("Review", "ann")
+    review.toggle(key="blind").set_value(False).run()
+    review.radio(key=f"final-{note_id}").set_value("hypertension")
+    # Bob submits first, on the same version Ann is looking at.
+    from healthmon.cases import case_detail, review_case
+
+    bob = auth.sign_in(dash.factory, "bob", PASSWORDS["bob"], dash.settings)
+    review_case(dash.factory, bob, note_id, ["cancer"], seen_version=case_detail(dash.factory, note_id).review_version,
+                saw_model_output=True)
+    [b for b in review.button if b.label == "Submit review"][0].click().run()
+    assert not review.exception
+    warning = _texts(review, "warning")
+    assert "Someone else reviewed this case" in warning and "cancer" in warning
+
+
+def test_admin_sees_agreement_and_adjudicates_a_disagreement(dash):
+    (note_id,) = dash.score("biopsy shows adenocarcinoma; BP 150/95")
+    from healthmon.cases import case_detail, review_case
+
+    for name, labels in (("ann", ["cancer"]), ("bob", ["hypertension"])):
+        who = auth.sign_in(dash.factory, name, PASSWORDS[name], dash.settings)
+        review_case(dash.factory, who, note_id, labels, seen_version=case_detail(dash.factory, note_id).review_version,
+                    saw_model_output=True)
+    at = dash.page("Review", "ada")
+    assert not at.exception and [t.label for t in at.tabs] == ["Queue", "Agreement", "Adjudicate"]
+    assert any(m.label == "Cases waiting for adjudication" and m.value == "1" for m in at.metric)
+    at.radio(key=f"adj-final-{note_id}").set_value("cancer")
+    at.text_input(key=f"adj-comment-{note_id}").input("both present on imaging and cuff")
+    [b for b in at.button if b.label == "Adjudicate"][0].click().run()
+    assert not at.exception and "Adjudicated" in _texts(at, "success")
+    assert case_detail(dash.factory, note_id).final_labels == ("cancer",)
+    # An annotator has no adjudication view.
+    ann = dash.page("Review", "ann")
+    assert not ann.tabs
+
+
+def test_models_page_shows_evaluation_and_only_admins_promote_or_train(dash):
+    at = dash.page("Models", "ada")
+    assert not at.exception
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == ["served"] and list(versions["status"]) == ["active"]
+    assert len(at.get("plotly_chart")) >= 2  # confusion, calibration (and curves when logged)
+    assert {b.label for b in at.button} >= {"Start retraining", "Start fine-tuning"}
+    [b for b in at.button if b.label == "Start retraining"][0].click().run()
+    assert "Retraining queued" in _texts(at, "success")
+    with transaction(dash.factory) as s:
+        assert s.scalar(select(Job.kind).order_by(Job.id.desc())) == "retrain"
+    for user in ("ann", "cli"):
+        other = dash.page("Models", user)
+        assert not other.exception and other.dataframe
+        labels = {b.label for b in other.button}
+        assert not any(l.startswith(("Promote", "Roll back", "Start")) for l in labels), (user, labels)
+
+
+def test_admin_can_promote_a_candidate_and_roll_back(dash, settings, notes):
+    from healthmon.storage.repository import register_version
+    from healthmon.model.card import ModelCard
+    import json
+
+    second = train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "second",
+                   settings=settings, progress=False).version_dir
+    dash.page("Models", "ada")  # registers the served version as active
+    with transaction(dash.factory) as s:
+        register_version(s, "second", str(second), json.loads(ModelCard.load(second).to_json()))
+    at = dash.page("Models", "ada")
+    at.selectbox(key="model_version").select("second").run()
+    at.checkbox[0].check()
+    [b for b in at.button if b.label == "Promote second"][0].click().run()
+    assert not at.exception
+    statuses = dict(zip(at.dataframe[0].value["version"], at.dataframe[0].value["status"]))
+    assert statuses == {"second": "active", "served": "retired"}
+    at.selectbox(key="model_version").select("served").run()
+    at.checkbox[0].check()
+    [b for b in at.button if b.label == "Roll back to served"][0].click().run()
+    statuses = dict(zip(at.dataframe[0].value["version"], at.dataframe[0].value["status"]))
+    assert statuses == {"second": "retired", "served": "active"}
+
+
+def test_admin_page_adds_users_changes_roles_and_shows_the_audit_log(dash):
+    at = dash.page("Admin", "ada")
+    assert not at.exception and set(at.dataframe[0].value["name"]) == set(ROLES)
+    assert "password_hash" not in at.dataframe[0].value.columns
+    add = [w for w in at.text_input if w.label == "Name"][0]
+    add.input("dr-new")
+    at.selectbox[0].select("clinician")
+    [b for b in at.button if b.label == "Add user"][0].click().run()
+    assert not at.exception and "Added dr-new (clinician)" in _texts(at, "success")
+    assert "dr-new" in set(at.dataframe[0].value["name"])
+    assert "Generated password for dr-new" in _texts(at, "info")
+    by_label = {w.label: w for w in at.selectbox}
+    by_label["User"].select("ann")
+    by_label["New role"].select("clinician")
+    [b for b in at.button if b.label == "Apply"][0].click().run()
+    assert "ann is now clinician" in _texts(at, "success")
+    log = at.dataframe[-1].value
+    assert {"user.create", "user.role", "auth.sign_in"} <= set(log["action"])
+    # A weak password is refused with a message, nothing stored.
+    [w for w in at.text_input if w.label == "Name"][0].input("weak")
+    [w for w in at.text_input if w.label.startswith("Password")][0].input("short")
+    [b for b in at.button if b.label == "Add user"][0].click().run()
+    assert "at least 10 characters" in _texts(at, "error")
+
+
+def test_vitals_page_reads_an_upload_preview_placeholder(dash):
+    at = dash.page("Vitals", "cli")
+    assert not at.exception and "not part of this release yet" in at.info[0].value
