@@ -9,7 +9,7 @@ from healthmon.cases import adjudicate_case, agreement_summary, case_detail, que
 from healthmon.errors import HealthmonError
 from healthmon.figures import probability_chart
 from healthmon.storage.repository import ReviewConflict
-from healthmon.ui.components import explanation_panel, plain, show_error, stored_prediction
+from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
 from healthmon.ui.session import page_setup
 
@@ -101,8 +101,7 @@ def review_tab() -> None:
     history = case_detail(factory, item.note_id).history
     if history:
         st.caption("Label history")
-        st.dataframe(pd.DataFrame(history)[["created_at", "reviewer", "kind", "labels", "previous_labels", "comment"]],
-                     hide_index=True, width="stretch")
+        history_table(history)
 
 
 def agreement_tab() -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from healthmon.cases import case_detail, recent_cases
 from healthmon.errors import HealthmonError
 from healthmon.figures import probability_chart
-from healthmon.ui.components import explanation_panel, plain, show_error, stored_prediction
+from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
 from healthmon.ui.resources import get_classifier, get_database
 from healthmon.ui.session import PAGES, page_setup
 
@@ -62,8 +61,7 @@ else:
 
 st.subheader("Label history")
 if case.history:
-    st.dataframe(pd.DataFrame(case.history)[["created_at", "reviewer", "kind", "labels", "previous_labels", "comment"]],
-                 hide_index=True, width="stretch")
+    history_table(case.history)
 else:
     st.caption("Nobody has reviewed this case yet.")
 if user.can("cases.review"):

@@ -229,14 +229,15 @@ def test_review_is_blind_first_and_the_correction_lands_in_the_history(dash):
     [b for b in review.button if b.label == "Submit review"][0].click().run()
     assert not review.exception
     assert "changed after the reveal" in _texts(review, "success")
-    history = review.dataframe[-1].value
-    assert list(history["reviewer"]) == ["ann"] and list(history["labels"][0]) == ["diabetes"]
+    history = review.table[-1].value
+    assert list(history["reviewer"]) == ["ann"] and list(history["labels"]) == ["diabetes"]
+    assert list(history["comment"]) == ["polyuria and glucose point to diabetes"]
     with transaction(dash.factory) as s:
         row = s.scalar(select(Review))
         assert row.labels == ["diabetes"] and row.blind_labels == ["hypertension"]
         assert row.saw_model_output is False and row.changed_after_reveal is True
     case = dash.page("Case", "cli", case_id=note_id)
-    assert "ann" in list(case.dataframe[-1].value["reviewer"])
+    assert "ann" in list(case.table[-1].value["reviewer"])
 
 
 def test_review_warns_when_someone_else_changed_the_case_meanwhile(dash):

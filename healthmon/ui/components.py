@@ -69,7 +69,9 @@ def predictions_table(note_ids: list[str], texts: list[str], predictions: list[P
 def ingest_report(report: IngestReport) -> None:
     st.caption(plain(
         f"Read {report.rows_read} row(s) from {report.source} ({report.encoding}); "
-        f"{report.rows_accepted} accepted, {report.rows_rejected} rejected. Columns used: {report.columns or 'whole file'}."
+        f"{report.rows_accepted} accepted, {report.rows_rejected} rejected. Columns used: "
+        + (", ".join(f"{role} from '{column}'" for role, column in report.columns.items()) or "the whole file as one note")
+        + "."
     ))
     for warning in report.warnings:
         st.info(plain(warning))
@@ -172,3 +174,12 @@ def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit:
             st.rerun()
 
     _panel()
+
+
+def history_table(history: list[dict]) -> None:
+    """A case's label history as a static table (text cells, never markup)."""
+    rows = [{"when (UTC)": h["created_at"][:16].replace("T", " "), "reviewer": h["reviewer"], "kind": h["kind"],
+             "labels": ", ".join(h["labels"]) or "(none)",
+             "before": ", ".join(h["previous_labels"]) if h["previous_labels"] else "",
+             "comment": h["comment"]} for h in history]
+    st.table(pd.DataFrame(rows).set_index("when (UTC)"))
