@@ -8,7 +8,7 @@ it is computed once, by the version that scored the note, and stored).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.explain import ExplainOptions, explain, from_dict, to_dict
+from healthmon.explain.faithfulness import with_faithfulness
 from healthmon.model.classifier import Classifier
 from healthmon.storage.db import transaction
 from healthmon.auth import SignedIn, require
@@ -141,11 +142,17 @@ def open_review_count(factory: sessionmaker[Session]) -> dict[str, int]:
 
 def explain_case(factory: sessionmaker[Session], note_id: int, target: str | None,
                  load_classifier: Callable[[str], Classifier], *,
-                 options: ExplainOptions = DASHBOARD_OPTIONS) -> Explanation:
+                 options: ExplainOptions = DASHBOARD_OPTIONS,
+                 on_attributions: Callable[[Explanation], None] | None = None) -> Explanation:
     """The stored explanation of a case's score for ``target`` (default: its top label).
 
     Computed by the version that scored the note (so highlights match the scores shown)
     and stored on first use; later views read it back.
+
+    Args:
+        on_attributions: called with the word attributions as soon as they exist, before
+            the faithfulness check (15 more forwards) runs, so a page can show the
+            highlighted note first. Not called when the explanation was stored already.
     """
     case = case_detail(factory, note_id)
     if case.version is None or case.version_folder is None:
@@ -164,7 +171,14 @@ def explain_case(factory: sessionmaker[Session], note_id: int, target: str | Non
     if not (Path(case.version_folder) / "card.json").is_file():
         raise StorageError(f"the folder of model version {case.version}", f"nothing at {case.version_folder}",
                            "restore the version folder, or score the note again with the active model")
-    explanation = explain(load_classifier(case.version_folder), case.text, target, options=options)
+    classifier = load_classifier(case.version_folder)
+    if options.faithfulness and on_attributions is not None:
+        # Same result as explain(options) in one go: the integrator also adds faithfulness last.
+        explanation = explain(classifier, case.text, target, options=replace(options, faithfulness=False))
+        on_attributions(explanation)
+        explanation = with_faithfulness(classifier, [explanation], seed=options.seed)[0]
+    else:
+        explanation = explain(classifier, case.text, target, options=options)
     payload = json.loads(json.dumps(to_dict(explanation), default=str))
     try:
         with transaction(factory) as s:

@@ -68,7 +68,7 @@ if job_id is not None:
         st.stop()
     rows = predictions_table_rows(factory, job.result["note_ids"])
     table = pd.DataFrame(rows)
-    st.caption(f"{len(table)} case(s) scored by {job.result['version']} and saved for review. "
+    st.caption(f"Batch #{job.id}: {len(table)} case(s) scored by {job.result['version']} and saved for review. "
                "Click a column header to sort; select a row to open its case.")
     probability_columns = [c for c in table.columns if c.startswith("P(")]
     labels = [c[2:-1] for c in probability_columns]

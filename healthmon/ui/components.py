@@ -103,10 +103,10 @@ def trust_in_words(e: Explanation) -> list[str]:
     return lines
 
 
-def explanation_view(e: Explanation, *, key: str) -> None:
+def explanation_view(e: Explanation, *, key: str, html_slot=None) -> None:  # noqa: ANN001
     """Highlighted note, trust in plain words, and downloads (HTML and JSON)."""
     # to_html escapes every piece of the note: hostile text shows as text, never as markup.
-    st.html(to_html(e))
+    (html_slot if html_slot is not None else st).html(to_html(e))
     for line in trust_in_words(e):
         st.markdown(line)
     if not e.converged:
@@ -127,13 +127,18 @@ def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # 
     labels = list(case.labels)
     default_label = case.predicted[0] if case.predicted else max(case.probabilities, key=case.probabilities.__getitem__)
     target = st.selectbox("Explain the score for", labels, index=labels.index(default_label), key=f"{key}-target")
+    highlighted = st.empty()
+
+    def show_first(e: Explanation) -> None:
+        highlighted.html(to_html(e))  # the highlighted note appears while trust is still computed
+
     try:
-        with st.spinner("Computing integrated gradients ..."):
-            e = explain_case(get_database(), case.note_id, target, load_classifier)
+        with st.spinner("Explaining the score ..."):
+            e = explain_case(get_database(), case.note_id, target, load_classifier, on_attributions=show_first)
     except HealthmonError as exc:
         show_error(exc)
         return
-    explanation_view(e, key=key)
+    explanation_view(e, key=key, html_slot=highlighted)
 
 
 def stored_prediction(case: CaseView) -> Prediction:
