@@ -38,18 +38,20 @@ def home() -> None:
     st.title("healthmon")
     st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
     version = active_model_dir(get_settings())
+    card = get_card(str(version)) if version is not None else None
     if version is None:
         st.info("No model is available yet. Build the demo model with `python -m healthmon demo` (or `make run`), "
                 "or set HEALTHMON_ACTIVE_MODEL to a version folder written by `python -m healthmon train`.")
     else:
         register_served(version)
+        if card.synthetic_data:
+            st.warning(SYNTHETIC_BANNER, icon="⚠️")
     counts = open_review_count(factory)
     cols = st.columns(3)
     cols[0].metric("Cases awaiting a first review", counts["unreviewed"])
     cols[1].metric("Cases where reviewers disagree", counts["disagreements"])
-    cols[2].metric("Vitals alerts", "none")
-    cols[2].caption("Vitals scoring (NEWS2, blood-pressure stage) is not part of this release yet: "
-                    "the Vitals page accepts uploads for a preview.")
+    cols[2].metric("Recent vitals alerts", "–")
+    cols[2].caption("Vitals scoring and alerts (NEWS2, blood-pressure stage) are not part of this release yet.")
     links = st.columns(3)
     if user is not None and user.can("notes.predict"):
         links[0].page_link(PAGES["Notes"].path, label="Score notes", icon=PAGES["Notes"].icon)
@@ -57,7 +59,7 @@ def home() -> None:
     links[2].page_link(PAGES["Case"].path, label="Find a case", icon=PAGES["Case"].icon)
     if version is not None:
         st.subheader("Served model")
-        model_summary(get_card(str(version)), version.name)
+        model_summary(card, version.name, banner=False)
     jobs_panel(("predict", "explain", "retrain", "finetune"), title="Recent background jobs")
 
 

@@ -37,9 +37,9 @@ SYNTHETIC_BANNER = (
 )
 
 
-def model_summary(card: ModelCard, name: str) -> None:
+def model_summary(card: ModelCard, name: str, *, banner: bool = True) -> None:
     """Headline facts about the served model version."""
-    if card.synthetic_data:
+    if banner and card.synthetic_data:
         st.warning(SYNTHETIC_BANNER, icon="⚠️")
     test = card.metrics.get("test", {})
     cols = st.columns(4)
