@@ -60,7 +60,7 @@ def home() -> None:
     if version is not None:
         st.subheader("Served model")
         model_summary(card, version.name, banner=False)
-    jobs_panel(("predict", "explain", "retrain", "finetune"), title="Recent background jobs")
+    jobs_panel(("predict", "explain", "retrain", "finetune"), user, title="Recent background jobs")
 
 
 user = current_user()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
@@ -60,7 +60,7 @@ class SignedIn:
     user_id: int
     name: str
     role: str
-    token: str
+    token: str = field(repr=False)  # a bearer secret: never in logs or tracebacks
     expires_at: datetime
 
     def can(self, permission: str) -> bool:
@@ -89,12 +89,15 @@ def _token_hash(token: str) -> str:
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes for timezone-aware columns; everything here is UTC.
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    """UTC, aware: SQLite returns naive UTC values, PostgreSQL the connection's time zone."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 REFUSED = AuthError("a known user name and its password", "a name or password that does not match",
-                    "check both and try again; an admin can reset a forgotten password")
+                    "check both and try again; after repeated wrong passwords an account is locked for a few "
+                    "minutes, and an admin can reset a forgotten password or reactivate an account")
 
 
 def sign_in(factory: sessionmaker[Session], name: str, password: str, settings: Settings, *,
@@ -125,25 +128,41 @@ def check_session(factory: sessionmaker[Session], token: str | None, settings: S
     return outcome
 
 
+# Verified when the name is unknown, so a refusal takes as long whether or not the account exists.
+_DUMMY_HASH = hash_password("healthmon-dummy-password")
+
+
+def _refused_name(name: str) -> str:
+    # A password typed into the name box must not land in the audit log in clear.
+    return "unknown:" + hashlib.sha256(name.strip().encode("utf-8")).hexdigest()[:12]
+
+
 def _attempt(session: Session, name: str, password: str, settings: Settings, now: datetime) -> SignedIn | AuthError:
     user = session.scalar(select(User).where(User.name == name.strip()))
     if user is None or not user.password_hash:
-        audit(session, name.strip()[:120] or "(blank)", "auth.refused", "user", "-", after={"reason": "unknown user"})
+        verify_password(password, _DUMMY_HASH)
+        audit(session, _refused_name(name), "auth.refused", "user", "-", after={"reason": "unknown user"})
         return REFUSED
+    correct = verify_password(password, user.password_hash)
     locked_until = _aware(user.locked_until)
+    # Locked and deactivated accounts get the same refusal as a wrong password (it mentions
+    # both), so the form never confirms that a name exists.
     if locked_until is not None and locked_until > now:
-        minutes = max(1, round((locked_until - now).total_seconds() / 60))
         audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "locked"})
-        return AuthError("an unlocked account", f"{user.name} is locked after repeated wrong passwords",
-                        f"wait about {minutes} minute(s), or ask an admin to reset the password")
+        return REFUSED
     if not user.active:
         audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "deactivated"})
-        return AuthError("an active account", f"{user.name} is deactivated", "ask an admin to reactivate it")
-    if not verify_password(password, user.password_hash):
-        user.failed_logins += 1
+        return REFUSED
+    if not correct:
+        # Counted in the database, not read-modify-write: parallel guesses cannot overwrite
+        # each other's count and so escape the lock.
+        failures = session.execute(update(User).where(User.id == user.id)
+                                   .values(failed_logins=User.failed_logins + 1)
+                                   .returning(User.failed_logins)).scalar_one()
         reason = "wrong password"
-        if user.failed_logins >= settings.max_failed_logins:
-            user.locked_until, user.failed_logins = now + timedelta(minutes=settings.lockout_minutes), 0
+        if failures >= settings.max_failed_logins:
+            session.execute(update(User).where(User.id == user.id)
+                            .values(locked_until=now + timedelta(minutes=settings.lockout_minutes), failed_logins=0))
             reason = "wrong password; account locked"
         audit(session, user.name, "auth.refused", "user", user.id, after={"reason": reason})
         return REFUSED
@@ -197,9 +216,11 @@ def _account(session: Session, name: str) -> User:
     return user
 
 
-def _end_sessions(session: Session, user: User) -> None:
-    session.execute(update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+def _end_sessions(session: Session, user: User, *, keep: str | None = None) -> None:
+    query = update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(AuthSession.token_hash != _token_hash(keep))
+    session.execute(query.values(revoked_at=utcnow()))
 
 
 def add_user(session: Session, actor: SignedIn | None, name: str, role: str, password: str) -> User:
@@ -225,14 +246,23 @@ def set_role(session: Session, actor: SignedIn | None, name: str, role: str) -> 
     audit(session, actor.name if actor else "cli", "user.role", "user", user.id, before={"role": before}, after={"role": role})
 
 
-def set_password(session: Session, actor: SignedIn | None, name: str, password: str) -> None:
-    """Reset a password (admins), or change one's own; ends the account's other sessions."""
-    if actor is not None and actor.name != name:
+def set_password(session: Session, actor: SignedIn | None, name: str, password: str, *,
+                 current_password: str | None = None) -> None:
+    """Reset a password (admins, or the command line), or change one's own.
+
+    Changing one's own password needs the current one, so a session left open on a shared
+    computer cannot take the account over. Every other session of the account ends; the
+    changer's own stays signed in.
+    """
+    user = _account(session, name)
+    if actor is not None and actor.name == name and not can(actor.role, "users.manage"):
+        if current_password is None or not verify_password(current_password, user.password_hash):
+            raise AuthError("your current password", "a missing or wrong one", "type your current password")
+    elif actor is not None:
         require(actor, "users.manage")
     check_password_strength(password)
-    user = _account(session, name)
     user.password_hash, user.failed_logins, user.locked_until = hash_password(password), 0, None
-    _end_sessions(session, user)
+    _end_sessions(session, user, keep=actor.token if actor is not None else None)
     audit(session, actor.name if actor else "cli", "user.password", "user", user.id)
 
 

@@ -7,6 +7,7 @@ Models page never re-runs an evaluation to draw them.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import plotly.graph_objects as go
@@ -25,14 +26,16 @@ def probability_chart(prediction: Prediction, thresholds: dict[str, float]) -> g
     labels = list(prediction.probabilities)
     values = [prediction.probabilities[label] for label in labels]
     colors = [ALERT if label in prediction.labels else MUTED for label in labels]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
+    # Plotly reads tick text as a small HTML subset and number-like names as numbers:
+    # escape the (user-supplied) label names and keep the axis categorical.
+    fig = go.Figure(go.Bar(x=values, y=[html.escape(label) for label in labels], orientation="h", marker_color=colors,
                            text=[f"{v:.0%}" for v in values], textposition="outside"))
     for i, label in enumerate(labels):
         if label in thresholds:
             fig.add_shape(type="line", x0=thresholds[label], x1=thresholds[label], y0=i - 0.4, y1=i + 0.4,
                           line={"color": INK, "dash": "dot"})
     fig.update_layout(xaxis={"range": [0, 1.1], "tickformat": ".0%", "title": "calibrated probability"},
-                      height=80 + 40 * len(labels), margin={"l": 10, "r": 10, "t": 10, "b": 40})
+                      yaxis={"type": "category"}, height=80 + 40 * len(labels), margin={"l": 10, "r": 10, "t": 10, "b": 40})
     return fig
 
 
@@ -40,16 +43,18 @@ def confusion_figure(metrics: dict[str, Any], labels: list[str]) -> go.Figure | 
     """Single-label: the label x label confusion matrix. Multi-label: one yes/no matrix per label."""
     matrix = metrics.get("confusion_matrix")
     if matrix:
-        fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", showscale=False,
+        names = [html.escape(label) for label in labels]
+        fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False,
                                    text=matrix, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}: %{z}<extra></extra>"))
         fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                          xaxis_type="category", yaxis_type="category",
                           height=120 + 45 * len(labels), margin={"l": 10, "r": 10, "t": 30, "b": 10})
         return fig
     per_label = metrics.get("label_confusion") or _label_confusion_from_rates(metrics.get("per_class") or {}, metrics.get("n"))
     if not per_label:
         return None
     names = [label for label in labels if label in per_label]
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[html.escape(n) for n in names], horizontal_spacing=0.06)
     for k, label in enumerate(names, start=1):
         c = per_label[label]
         z = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from healthmon.auth import SignedIn, require
 from healthmon.config import Settings
@@ -59,7 +59,6 @@ class JobView:
     created_by: str
     created_at: datetime
     finished_at: datetime | None
-    args: dict[str, Any]
 
     @property
     def finished(self) -> bool:
@@ -68,11 +67,14 @@ class JobView:
 
 def _view(job: Job) -> JobView:
     return JobView(job.id, job.kind, job.status, job.progress, job.message, job.result, job.error, job.created_by,
-                   _aware(job.created_at), _aware(job.finished_at), dict(job.args or {}))
+                   _aware(job.created_at), _aware(job.finished_at))
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    """UTC, aware: SQLite returns naive UTC values, PostgreSQL the connection's time zone."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -165,8 +167,13 @@ def _finetune(ctx: JobContext) -> dict[str, Any]:
     from healthmon.training.args import TrainArgs
     from healthmon.training.trainer import train
 
-    read = read_notes_file(ctx.args["data_path"], text_column=ctx.args.get("text_column"),
-                           label_column=ctx.args.get("label_column") or None)
+    upload = Path(ctx.args["data_path"])
+    try:
+        read = read_notes_file(upload, text_column=ctx.args.get("text_column"),
+                               label_column=ctx.args.get("label_column") or None)
+    finally:
+        if ctx.args.get("delete_after_reading"):
+            upload.unlink(missing_ok=True)  # the notes live on in the version's data/ folder only
     trained = train(read.notes, TrainArgs(**(ctx.args.get("train_args") or {})), settings=ctx.settings,
                     progress=False, on_progress=lambda f, m: ctx.progress(0.9 * f, m))
     import json
@@ -212,7 +219,7 @@ def enqueue(factory: sessionmaker[Session], kind: str, args: dict[str, Any], use
 
 def get_job(factory: sessionmaker[Session], job_id: int) -> JobView:
     with transaction(factory) as s:
-        job = s.get(Job, job_id)
+        job = s.get(Job, job_id, options=[defer(Job.args)])
         if job is None:
             raise StorageError("a known job", f"job {job_id}", "pick a job from the list")
         return _view(job)
@@ -220,7 +227,8 @@ def get_job(factory: sessionmaker[Session], job_id: int) -> JobView:
 
 def recent_jobs(factory: sessionmaker[Session], *, kinds: tuple[str, ...] | None = None, limit: int = 20) -> list[JobView]:
     with transaction(factory) as s:
-        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        # args can hold a whole upload of notes: never loaded by the panels that poll this.
+        query = select(Job).options(defer(Job.args)).order_by(Job.id.desc()).limit(limit)
         if kinds:
             query = query.where(Job.kind.in_(kinds))
         return [_view(job) for job in s.scalars(query)]
@@ -246,8 +254,9 @@ class Worker:
     """Claims queued jobs one at a time and runs them; see the module docstring."""
 
     def __init__(self, factory: sessionmaker[Session], settings: Settings, load_classifier: ClassifierLoader,
-                 *, name: str | None = None) -> None:
+                 *, name: str | None = None, kinds: tuple[str, ...] | None = None) -> None:
         self.factory, self.settings, self.load_classifier = factory, settings, load_classifier
+        self.kinds = kinds  # None: every kind
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
     def fail_stale(self) -> int:
@@ -264,7 +273,10 @@ class Worker:
 
     def claim(self) -> int | None:
         with transaction(self.factory) as s:
-            candidate = s.scalar(select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1))
+            query = select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
+            if self.kinds is not None:
+                query = query.where(Job.kind.in_(self.kinds))
+            candidate = s.scalar(query)
             if candidate is None:
                 return None
             now = utcnow()
@@ -295,10 +307,26 @@ class Worker:
             self._finish(job_id, "failed", error=f"internal error ({type(exc).__name__}: {exc}); "
                                                  "see the server log and report it")
         else:
-            self._finish(job_id, "succeeded", result=result, message="done")
+            try:
+                self._finish(job_id, "succeeded", result=result, message="done")
+            except Exception as exc:  # noqa: BLE001 - e.g. a result the database cannot store
+                log.exception("job %s (%s): storing its result failed", job_id, kind)
+                self._finish(job_id, "failed", error=f"the job ran but its result could not be stored "
+                                                     f"({type(exc).__name__}: {exc}); see the server log")
         finally:
             stop_beat.set()
+            self._trim_args(job_id)
         return job_id
+
+    def _trim_args(self, job_id: int) -> None:
+        # A finished predict job need not keep a second copy of every note's text.
+        try:
+            with transaction(self.factory) as s:
+                job = s.get(Job, job_id)
+                if job is not None and "notes" in (job.args or {}):
+                    job.args = {**job.args, "notes": len(job.args["notes"])}
+        except Exception:  # noqa: BLE001 - housekeeping only
+            log.warning("could not trim the arguments of job %s", job_id, exc_info=True)
 
     def _heartbeat(self, job_id: int, stop: threading.Event) -> None:
         # Long steps (a model load, one training epoch's evaluation) report no progress for a
@@ -335,11 +363,20 @@ class Worker:
                 stop.wait(poll_seconds)
 
 
-def start_thread_worker(factory: sessionmaker[Session], settings: Settings, load_classifier: ClassifierLoader
-                        ) -> tuple[Worker, threading.Event, threading.Thread]:
-    """A worker in a daemon thread of the current process (the dashboard's default)."""
-    worker = Worker(factory, settings, load_classifier)
+# The dashboard's own workers: one for quick clinical work, one for training, so an hour of
+# fine-tuning never holds a clinician's batch of notes in the queue.
+THREAD_LANES: dict[str, tuple[str, ...]] = {"scoring": ("predict", "explain"), "training": ("retrain", "finetune")}
+
+
+def start_thread_workers(factory: sessionmaker[Session], settings: Settings, load_classifier: ClassifierLoader
+                         ) -> tuple[threading.Event, list[threading.Thread]]:
+    """Workers in daemon threads of the current process (the dashboard's default); set the
+    returned event to stop them."""
     stop = threading.Event()
-    thread = threading.Thread(target=worker.run_forever, args=(stop,), name="healthmon-worker", daemon=True)
-    thread.start()
-    return worker, stop, thread
+    threads = []
+    for lane, kinds in THREAD_LANES.items():
+        worker = Worker(factory, settings, load_classifier, kinds=kinds)
+        thread = threading.Thread(target=worker.run_forever, args=(stop,), name=f"healthmon-{lane}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return stop, threads

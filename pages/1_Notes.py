@@ -53,7 +53,7 @@ if report is not None:
 @st.fragment(run_every=0.3)
 def _wait(job_id: int) -> None:
     job = get_job(factory, job_id)
-    job_status(job)
+    job_status(job, user)
     if job.finished:
         st.rerun()  # the whole page, to show the results below
 
@@ -64,7 +64,7 @@ if job_id is not None:
         _wait(job_id)
         st.stop()
     if job.status != "succeeded":
-        job_status(job)
+        job_status(job, user)
         st.stop()
     rows = predictions_table_rows(factory, job.result["note_ids"])
     table = pd.DataFrame(rows)
@@ -91,7 +91,8 @@ if job_id is not None:
     event = st.dataframe(shown, column_config=columns, hide_index=True, on_select="rerun",
                          selection_mode="single-row", key="notes_table", width="stretch")
     st.caption(f"Showing {len(shown)} of {len(table)}.")
-    selected = event.selection.rows if event is not None else []
+    # A selection can outlive a filter change: keep only rows still shown.
+    selected = [r for r in (event.selection.rows if event is not None else []) if r < len(shown)]
     left, right = st.columns(2)
     if left.button("Open selected case", disabled=not selected, type="primary"):
         open_case(int(shown.iloc[selected[0]]["case"]))
@@ -104,4 +105,4 @@ if job_id is not None:
         else:
             st.toast("Explanations queued: cases open instantly once they are done.")
 
-jobs_panel(("predict", "explain"), title="Recent batches (all users)")
+jobs_panel(("predict", "explain"), user, title="Recent batches (all users)")

@@ -23,10 +23,11 @@ multi_label = bool(card and card.multi_label)
 
 def label_picker(prompt: str, default: list[str], key: str) -> list[str]:
     """Multi-label: type to filter, Enter to pick. Single-label: arrow keys move the choice."""
+    # Option text renders as markdown: labels come from uploaded training files, so escape them.
     if multi_label:
-        return st.multiselect(prompt, labels, default=[d for d in default if d in labels], key=key)
+        return st.multiselect(prompt, labels, default=[d for d in default if d in labels], key=key, format_func=plain)
     index = labels.index(default[0]) if default and default[0] in labels else None
-    picked = st.radio(prompt, labels, index=index, key=key, horizontal=True)
+    picked = st.radio(prompt, labels, index=index, key=key, horizontal=True, format_func=plain)
     return [picked] if picked else []
 
 
@@ -44,12 +45,19 @@ def review_tab() -> None:
     if not queue:
         st.success("Nothing waiting for you. Scored notes appear here (Notes page).")
         return
-    choice = st.selectbox(
-        "Case", range(len(queue)), key="case",
-        format_func=lambda i: (f"#{queue[i].note_id} · {'disagreement · ' if queue[i].disagreement else ''}"
-                               f"uncertainty {queue[i].uncertainty:.2f} · {' '.join(queue[i].text.split())[:60]}"),
+    # Chosen by case id, not position: the queue reorders as others review, and the case on
+    # screen must stay the one being labelled.
+    by_id = {q.note_id: q for q in queue}
+    current = st.session_state.get("review_case")
+    ids = list(by_id)
+    if current is not None and current not in by_id:
+        st.session_state.pop("review_case", None)
+    note_id = st.selectbox(
+        "Case", ids, key="review_case",
+        format_func=lambda i: (f"#{i} · {'disagreement · ' if by_id[i].disagreement else ''}"
+                               f"uncertainty {by_id[i].uncertainty:.2f} · {' '.join(by_id[i].text.split())[:60]}"),
     )
-    item = queue[choice]
+    item = by_id[note_id]
     # The version this reviewer first saw: if someone else reviews the case meanwhile, the
     # submit below is refused instead of silently deciding on an outdated view.
     seen_key = f"seen-{item.note_id}"
@@ -57,7 +65,9 @@ def review_tab() -> None:
     st.caption("Note")
     st.container(border=True).text(item.text)  # st.text: plain text, never markup
 
-    state_key = f"blind-{item.note_id}-{item.review_version}"
+    # Not keyed by the case's version: a review by someone else must not erase the label
+    # this reviewer committed blind (they have seen the model since).
+    state_key = f"blind-{item.note_id}"
     committed = st.session_state.get(state_key)
     if blind and committed is None:
         with st.form(f"blind-form-{item.note_id}"):
@@ -73,7 +83,9 @@ def review_tab() -> None:
     if case.probabilities:
         st.markdown(f"**Model:** {plain(', '.join(case.predicted) or 'no label above threshold')}")
         st.plotly_chart(probability_chart(stored_prediction(case), case.thresholds), key=f"chart-{item.note_id}")
-        with st.expander("Why this score?", expanded=False):
+        # A toggle, not an expander: an expander's body runs even when closed, and the
+        # explanation is computed only when asked for.
+        if st.toggle("Why this score? (highlighted words)", key=f"why-{item.note_id}"):
             explanation_panel(case, get_classifier, key=f"review-{item.note_id}")
     default = committed if committed is not None else list(item.predicted)
     with st.form(f"review-form-{item.note_id}"):
@@ -118,24 +130,30 @@ def adjudicate_tab() -> None:
     if not summary.disagreements:
         st.success("No open disagreements.")
         return
-    pick = st.selectbox("Case", range(len(summary.disagreements)), key="adj_case",
-                        format_func=lambda i: f"#{summary.disagreements[i]['note_id']}")
-    item = summary.disagreements[pick]
-    case = case_detail(factory, item["note_id"])
+    by_id = {d["note_id"]: d for d in summary.disagreements}
+    if st.session_state.get("adj_case") not in by_id:
+        st.session_state.pop("adj_case", None)
+    note_id = st.selectbox("Case", list(by_id), key="adj_case", format_func=lambda i: f"#{i}")
+    item = by_id[note_id]
+    case = case_detail(factory, note_id)
+    seen_key = f"adj-seen-{note_id}"
+    seen_version = st.session_state.setdefault(seen_key, case.review_version)
     st.container(border=True).text(case.text)
     st.dataframe(pd.DataFrame([{"reviewer": r, "labels": ", ".join(v) or "(none)"} for r, v in item["labels"].items()]),
-                 hide_index=True)
+                 hide_index=True)  # st.dataframe shows cells as text
     with st.form(f"adjudicate-{case.note_id}"):
         final = label_picker("Final label(s)", list(case.predicted), key=f"adj-final-{case.note_id}")
         comment = st.text_input("Reason (kept in the history)", key=f"adj-comment-{case.note_id}")
         if st.form_submit_button("Adjudicate", type="primary"):
             try:
-                adjudicate_case(factory, user, case.note_id, final, seen_version=case.review_version, comment=comment)
+                adjudicate_case(factory, user, case.note_id, final, seen_version=seen_version, comment=comment)
             except ReviewConflict as exc:
                 conflict_message(exc)
+                st.session_state.pop(seen_key, None)
             except HealthmonError as exc:
                 show_error(exc)
             else:
+                st.session_state.pop(seen_key, None)
                 st.success("Adjudicated: the case leaves the queue with this label.")
 
 

@@ -16,8 +16,10 @@ factory = get_database()
 
 # The case comes from the Notes table or the Review page (session), or from the address
 # (?case=ID) so a case can be bookmarked and shared between colleagues.
-if "case" in st.query_params and st.query_params["case"].isdigit():
-    st.session_state.setdefault("case_id", int(st.query_params["case"]))
+linked = st.query_params.get("case", "")
+if linked.isdigit() and st.session_state.get("case_from_link") != linked:
+    st.session_state["case_id"] = int(linked)  # a link someone opened wins over the last case viewed
+    st.session_state["case_from_link"] = linked
 search = st.text_input("Find a case (words in the note or its id)", key="case_search")
 choices = recent_cases(factory, limit=200, search=search)
 current = st.session_state.get("case_id")
@@ -32,6 +34,7 @@ note_id = st.selectbox("Case", ids, index=ids.index(current) if current in ids e
                        format_func=lambda i: labels_by_id.get(i, f"#{i}"))
 st.session_state["case_id"] = note_id
 st.query_params["case"] = str(note_id)
+st.session_state["case_from_link"] = str(note_id)
 
 try:
     case = case_detail(factory, note_id)

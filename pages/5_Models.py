@@ -48,7 +48,9 @@ else:
     evaluation = metrics.get(split, {})
     cols = st.columns(4)
     cols[0].metric("Macro-F1", f"{evaluation.get('macro_f1', float('nan')):.3f}")
-    cols[1].metric("Accuracy", f"{evaluation.get('accuracy', float('nan')):.3f}")
+    multi = card.get("problem_type") == "multi_label_classification"
+    # Multi-label accuracy counts a note right only when every label is right: say so.
+    cols[1].metric("Exact-match accuracy" if multi else "Accuracy", f"{evaluation.get('accuracy', float('nan')):.3f}")
     cols[2].metric("AUROC (macro)", f"{evaluation.get('auroc_macro') or float('nan'):.3f}")
     cols[3].metric("Calibration error (ECE)", f"{evaluation.get('ece', float('nan')):.3f}")
     if "retrain" in metrics:
@@ -80,6 +82,9 @@ else:
         else:
             st.caption("No training log in this card.")
 
+    if settings.active_model is not None and user.can("models.promote"):
+        st.info(plain(f"HEALTHMON_ACTIVE_MODEL is set ({settings.active_model}): the dashboard serves that folder "
+                      "whatever is promoted here. Unset it to serve the promoted version."))
     if user.can("models.promote") and chosen["status"] != "active":
         with st.form("promote"):
             verb = "Roll back to" if chosen["status"] == "retired" else "Promote"
@@ -132,10 +137,11 @@ if user.can("models.train"):
                     uploads.mkdir(parents=True, exist_ok=True)
                     path = uploads / f"{uuid.uuid4().hex}{Path(data.name).suffix.lower()}"
                     path.write_bytes(data.getvalue())
-                    job = enqueue(factory, "finetune", {"data_path": str(path.resolve()), "train_args": knobs}, user)
+                    job = enqueue(factory, "finetune", {"data_path": str(path.resolve()), "train_args": knobs,
+                                                       "delete_after_reading": True}, user)
                 except HealthmonError as exc:
                     show_error(exc)
                 else:
                     st.success(f"Fine-tuning queued as job #{job}.")
 
-jobs_panel(("retrain", "finetune"), title="Training jobs (all users)")
+jobs_panel(("retrain", "finetune"), user, title="Training jobs (all users)")

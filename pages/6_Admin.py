@@ -20,14 +20,15 @@ factory = get_database()
 users_tab, audit_tab = st.tabs(["Users", "Audit log"])
 
 
-def _act(action, success: str) -> None:  # noqa: ANN001
+def _act(action, success: str) -> bool:  # noqa: ANN001
     try:
         with transaction(factory) as s:
             action(s)
     except HealthmonError as exc:
         show_error(exc)
-    else:
-        st.success(plain(success))
+        return False
+    st.success(plain(success))
+    return True
 
 
 with users_tab:
@@ -44,8 +45,8 @@ with users_tab:
         password = st.text_input("Password (blank: generate one)", type="password")
         if st.form_submit_button("Add user", type="primary"):
             chosen = password or secrets.token_urlsafe(12)
-            _act(lambda s: add_user(s, user, name, role, chosen), f"Added {name.strip()} ({role}).")
-            if not password:
+            added = _act(lambda s: add_user(s, user, name, role, chosen), f"Added {name.strip()} ({role}).")
+            if added and not password:
                 st.info(plain(f"Generated password for {name.strip()}: {chosen} (shown once; pass it on safely)."))
     with change_col.form("change_user"):
         st.markdown("**Change a user**")

@@ -168,7 +168,7 @@ def test_every_page_asks_for_sign_in_and_each_role_reaches_only_its_pages(dash):
             assert blocked == (page not in allowed[ROLES[user]]), (page, user)
 
 
-def test_notes_page_scores_in_the_background_and_lists_rejected_rows(dash):
+def test_notes_page_scores_in_the_background_then_shows_and_filters_the_table(dash):
     at = dash.page("Notes", "cli")
     at.text_area[0].input(HOSTILE)
     at.button[0].click().run()
@@ -348,3 +348,54 @@ def test_admin_page_adds_users_changes_roles_and_shows_the_audit_log(dash):
 def test_vitals_page_reads_an_upload_preview_placeholder(dash):
     at = dash.page("Vitals", "cli")
     assert not at.exception and "not part of this release yet" in at.info[0].value
+
+
+def test_blind_label_survives_a_concurrent_review_and_the_submit_is_refused_with_a_message(dash):
+    (note_id,) = dash.score("polyuria, glucose 240 mg/dL")
+    review = dash.page("Review", "ann")
+    review.radio(key=f"first-{note_id}").set_value("diabetes")
+    review.button[0].click().run()  # committed blind, output revealed
+    from healthmon.cases import case_detail, review_case
+
+    bob = auth.sign_in(dash.factory, "bob", PASSWORDS["bob"], dash.settings)
+    review_case(dash.factory, bob, note_id, ["cancer"], seen_version=case_detail(dash.factory, note_id).review_version,
+                saw_model_output=True)
+    review.run()  # any rerun: the committed blind label must still be there, not the blind form again
+    assert review.radio(key=f"final-{note_id}").value == "diabetes"
+    [b for b in review.button if b.label == "Submit review"][0].click().run()
+    assert "Someone else reviewed this case" in _texts(review, "warning")
+    with transaction(dash.factory) as s:
+        assert [r.labels for r in s.scalars(select(Review).order_by(Review.id))] == [["cancer"]]
+
+
+def test_adjudication_is_refused_when_a_review_lands_meanwhile(dash):
+    (note_id,) = dash.score("biopsy; BP 150/95")
+    from healthmon.cases import case_detail, review_case
+
+    def review_as(name, labels):
+        who = auth.sign_in(dash.factory, name, PASSWORDS[name], dash.settings)
+        review_case(dash.factory, who, note_id, labels, seen_version=case_detail(dash.factory, note_id).review_version,
+                    saw_model_output=True)
+
+    review_as("ann", ["cancer"])
+    review_as("bob", ["hypertension"])
+    at = dash.page("Review", "ada")
+    at.radio(key=f"adj-final-{note_id}").set_value("cancer")
+    review_as("cli", ["hypertension"])  # lands while the admin decides
+    [b for b in at.button if b.label == "Adjudicate"][0].click().run()
+    assert "Someone else reviewed this case" in _texts(at, "warning")
+    assert case_detail(dash.factory, note_id).final_labels == ("hypertension",)
+
+
+def test_hostile_comments_and_names_in_the_history_are_shown_as_text(dash):
+    from healthmon.cases import case_detail, review_case
+    from healthmon.ui.components import plain
+
+    (note_id,) = dash.score("amlodipine started")
+    comment = "![x](http://attacker.example/x.png) **urgent** <b>x</b> [click](http://attacker.example)"
+    ann = auth.sign_in(dash.factory, "ann", PASSWORDS["ann"], dash.settings)
+    review_case(dash.factory, ann, note_id, ["hypertension"], seen_version=0, saw_model_output=True, comment=comment)
+    at = dash.page("Case", "cli", case_id=note_id)
+    cell = at.table[-1].value["comment"].iloc[0]
+    assert cell == plain(comment)  # every markdown character escaped: no image loads, no link renders
+    assert case_detail(dash.factory, note_id).history[0]["comment"] == comment  # stored as typed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import pandas as pd
 import streamlit as st
@@ -10,7 +11,8 @@ import streamlit as st
 from healthmon.cases import CaseView
 from healthmon.errors import HealthmonError
 from healthmon.explain import to_html, to_html_page, to_json
-from healthmon.jobs import KINDS, JobView
+from healthmon.auth import SignedIn
+from healthmon.jobs import KINDS, JobView, cancel
 from healthmon.model.card import ModelCard
 from healthmon.types import Explanation, IngestReport, Prediction
 from healthmon.ui.resources import get_database
@@ -49,10 +51,10 @@ def model_summary(card: ModelCard, name: str, *, banner: bool = True) -> None:
     ece_raw, ece = test.get("ece_uncalibrated"), test.get("ece")
     if ece is not None and ece_raw is not None:
         cols[3].metric("Calibration error (ECE)", f"{ece:.3f}", delta=f"{ece - ece_raw:+.3f} vs uncalibrated", delta_color="inverse")
-    st.caption(
+    st.caption(plain(
         f"Labels: {', '.join(card.labels)} · {'multi-label' if card.multi_label else 'single-label'} · "
         f"{card.weights_format} fine-tune of {card.base_model} · trained {card.created_at[:16].replace('T', ' ')} UTC"
-    )
+    ))
 
 
 def predictions_table(note_ids: list[str], texts: list[str], predictions: list[Prediction]) -> pd.DataFrame:
@@ -147,21 +149,35 @@ def stored_prediction(case: CaseView) -> Prediction:
                       else "single_label_classification")
 
 
-def job_status(job: JobView) -> None:
-    """One job's state: a progress bar while it runs, then its outcome."""
+QUEUED_WARNING_SECONDS = 60
+
+
+def job_status(job: JobView, user: SignedIn | None = None) -> None:
+    """One job's state: a progress bar while it runs (with Cancel for its owner or an admin), then its outcome."""
     title = KINDS[job.kind].title if job.kind in KINDS else job.kind
-    label = f"{title} #{job.id} by {plain(job.created_by)}"
+    label = f"{title} #{job.id} by {job.created_by}"
     if job.status in ("queued", "running"):
-        st.progress(job.progress, text=f"{label}: {plain(job.message)} ({job.progress:.0%})")
+        bar, button = st.columns([6, 1], vertical_alignment="bottom")
+        bar.progress(job.progress, text=plain(f"{label}: {job.message} ({job.progress:.0%})"))
+        if user is not None and (user.name == job.created_by or user.can("users.manage")):
+            if button.button("Cancel", key=f"cancel-job-{job.id}"):
+                try:
+                    cancel(get_database(), job.id, user)
+                except HealthmonError as exc:
+                    show_error(exc)
+        waited = (datetime.now(timezone.utc) - job.created_at).total_seconds()
+        if job.status == "queued" and waited > QUEUED_WARNING_SECONDS:
+            st.warning(f"No worker has started this job for {waited:.0f} s. Another job may be running; with "
+                       "HEALTHMON_WORKER=external, check that `python -m healthmon worker` is running.")
     elif job.status == "succeeded":
-        st.success(f"{label}: done.", icon="✅")
+        st.success(plain(f"{label}: done."), icon="✅")
     elif job.status == "cancelled":
-        st.info(f"{label}: cancelled.")
+        st.info(plain(f"{label}: cancelled."))
     else:
         st.error(plain(f"{label} failed: {job.error}"), icon="🚫")
 
 
-def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit: int = 5) -> None:
+def jobs_panel(kinds: tuple[str, ...], user: SignedIn, *, title: str = "Background jobs", limit: int = 5) -> None:
     """Recent jobs of these kinds from every user, refreshed while any is unfinished."""
     from healthmon.jobs import recent_jobs
 
@@ -174,7 +190,7 @@ def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit:
         if jobs:
             st.caption(title)
         for job in jobs:
-            job_status(job)
+            job_status(job, user)
         if live and all(job.finished for job in jobs):
             st.rerun()
 
@@ -182,9 +198,10 @@ def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit:
 
 
 def history_table(history: list[dict]) -> None:
-    """A case's label history as a static table (text cells, never markup)."""
-    rows = [{"when (UTC)": h["created_at"][:16].replace("T", " "), "reviewer": h["reviewer"], "kind": h["kind"],
-             "labels": ", ".join(h["labels"]) or "(none)",
-             "before": ", ".join(h["previous_labels"]) if h["previous_labels"] else "",
-             "comment": h["comment"]} for h in history]
+    """A case's label history as a static table."""
+    # st.table renders cells as markdown: every cell goes through plain().
+    rows = [{"when (UTC)": h["created_at"][:16].replace("T", " "), "reviewer": plain(h["reviewer"]),
+             "kind": h["kind"], "labels": plain(", ".join(h["labels"]) or "(none)"),
+             "before": plain(", ".join(h["previous_labels"])) if h["previous_labels"] else "",
+             "comment": plain(h["comment"])} for h in history]
     st.table(pd.DataFrame(rows).set_index("when (UTC)"))

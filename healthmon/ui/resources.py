@@ -65,12 +65,22 @@ def register_served(version_dir: Path) -> None:
     from healthmon.storage.repository import active_version
     from healthmon.training.continual import ensure_registered
 
-    with transaction(get_database()) as session:
-        status = "active" if active_version(session) is None else "candidate"
-        ensure_registered(session, Path(version_dir), status=status)
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with transaction(get_database()) as session:
+            status = "active" if active_version(session) is None else "candidate"
+            ensure_registered(session, Path(version_dir), status=status)
+    except IntegrityError:
+        pass  # another session registered it at the same moment: nothing left to do
 
 
-@st.cache_resource(show_spinner=False)
+def _stop_workers(workers: object | None) -> None:
+    if workers is not None:
+        workers[0].set()  # a cleared cache must not leave the old threads claiming jobs
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop_workers)
 def get_worker() -> object | None:
     """The dashboard's own background worker thread (one per server process).
 
@@ -80,7 +90,7 @@ def get_worker() -> object | None:
     settings = get_settings()
     if settings.worker != "thread":
         return None
-    from healthmon.jobs import start_thread_worker
+    from healthmon.jobs import start_thread_workers
 
-    # The worker shares the pages' cached models, so a batch job starts warm.
-    return start_thread_worker(get_database(), settings, get_classifier)
+    # The workers share the pages' cached models, so a batch job starts warm.
+    return start_thread_workers(get_database(), settings, get_classifier)
