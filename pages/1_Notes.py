@@ -72,9 +72,13 @@ if job_id is not None:
                "Click a column header to sort; select a row to open its case.")
     probability_columns = [c for c in table.columns if c.startswith("P(")]
     labels = [c[2:-1] for c in probability_columns]
+    # Risks before the excerpt, so they are on screen without scrolling sideways.
+    table = table[["case", "note", "predicted", *probability_columns, "excerpt"]]
     filters = st.columns([2, 2, 1, 2])
     wanted = filters[0].multiselect("Predicted label includes", labels, key="filter_labels")
-    by_label = filters[1].selectbox("Risk of", labels, key="filter_risk_label") if labels else None
+    conditions = [label for label in labels if label != "none"] or labels
+    by_label = filters[1].selectbox("Risk of", labels, index=labels.index(conditions[0]),
+                                    key="filter_risk_label") if labels else None
     floor = filters[2].number_input("at least", 0.0, 1.0, 0.0, 0.05, format="%.2f", key="filter_floor")
     search = filters[3].text_input("Text contains", key="filter_text")
     shown = table
@@ -85,8 +89,9 @@ if job_id is not None:
     if search.strip():
         shown = shown[shown["excerpt"].str.contains(search.strip(), case=False, regex=False)
                       | shown["note"].astype(str).str.contains(search.strip(), case=False, regex=False)]
-    columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
+    columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width="small")
                for c in probability_columns}
+    columns["excerpt"] = st.column_config.TextColumn("excerpt", width="large")
     # st.dataframe shows cell text as text (never HTML), so hostile notes stay inert here.
     event = st.dataframe(shown, column_config=columns, hide_index=True, on_select="rerun",
                          selection_mode="single-row", key="notes_table", width="stretch")
