@@ -1,0 +1,69 @@
+"""Generic wide vitals CSV: aliases, unit conversion, artefacts, rejected rows; NEWS2 over time."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from healthmon.errors import IngestError
+from healthmon.vitals.ingest import read_vitals_csv
+from healthmon.vitals.series import news2_over_time
+
+CSV = """timestamp,patient,pulse,BP,SpO2,resp,temp_f,AVPU,O2,glucose_mmol,weight_lb,notes
+2026-03-01 08:00,p1,72,118/76,97,16,98.6,A,air,5.5,154,ok
+2026-03-01 09:00,p1,0,121/79,101,18,99.1,alert,no,6.1,,strap loose
+not a time,p1,80,120/80,97,16,98.6,A,air,5.0,154,
+2026-03-01 10:00,p1,128,,93,24,101.3,V,yes,,,
+2026-03-01 08:30,p2,400,90/60,-5,abc,97.0,X,maybe,,,
+"""
+
+
+def test_columns_are_found_by_alias_units_converted_and_artefacts_flagged_not_dropped():
+    data = read_vitals_csv(CSV.encode(), "ward.csv")
+    report, frame = data.report, data.frame
+    assert report.columns["heart_rate"] == "pulse" and report.columns["blood_pressure"] == "BP"
+    assert report.columns["temperature"] == "temp_f" and report.ignored_columns == ["notes"]
+    assert report.rows_read == 5 and report.rows_rejected == 1 and report.rejected[0][0] == 4
+    assert any("°F" in c for c in report.conversions) and any("mmol/L" in c for c in report.conversions)
+    assert any("lb" in c for c in report.conversions)
+    first = frame[(frame.patient_id == "p1") & (frame.time == pd.Timestamp("2026-03-01 08:00", tz="UTC"))]
+    values = dict(zip(first.parameter, first.value))
+    assert values["temperature"] == pytest.approx(37.0, abs=0.01)
+    assert values["glucose"] == pytest.approx(99.1, abs=0.1) and values["weight"] == pytest.approx(69.85, abs=0.01)
+    assert (values["systolic_bp"], values["diastolic_bp"], values["on_oxygen"], values["consciousness"]) == (118, 76, 0, 0)
+    # Heart rate 0 and 400, SpO2 101 and -5 are kept, flagged, and will not be scored.
+    flagged = frame[frame.artefact]
+    assert {("p1", "heart_rate"), ("p1", "spo2"), ("p2", "heart_rate"), ("p2", "spo2")} <= set(
+        zip(flagged.patient_id, flagged.parameter))
+    # Unparseable cells are flagged with the reason, not silently dropped.
+    reasons = " | ".join(why for _, _, why in report.flagged)
+    assert "'abc' is not a number" in reasons and "'X' is not A, C, V, P or U" in reasons and "'maybe'" in reasons
+    assert report.values_flagged == len(flagged) and report.values_read == len(frame)
+
+
+def test_a_file_without_time_or_vitals_columns_says_what_to_rename():
+    with pytest.raises(IngestError, match="time column"):
+        read_vitals_csv(b"pulse,spo2\n70,98\n")
+    with pytest.raises(IngestError, match="vitals column"):
+        read_vitals_csv(b"time,comment\n2026-01-01,hello\n")
+
+
+def test_news2_over_time_uses_the_latest_value_within_the_look_back():
+    data = read_vitals_csv(CSV.encode(), "ward.csv")
+    scores = news2_over_time(data.frame, lookback="90min")
+    p1 = scores[scores.patient_id == "p1"].set_index("time")
+    at8 = p1.loc[pd.Timestamp("2026-03-01 08:00", tz="UTC")]
+    assert at8.total == 0 and at8.complete
+    at9 = p1.loc[pd.Timestamp("2026-03-01 09:00", tz="UTC")]
+    # The 09:00 heart rate (0) and SpO2 (101) are artefacts: the 08:00 values (within 90 min) stand in.
+    assert at9.points_heart_rate == 0 and at9.points_spo2 == 0 and at9.complete
+    at10 = p1.loc[pd.Timestamp("2026-03-01 10:00", tz="UTC")]
+    # 128/min: 2, SpO2 93: 2, RR 24: 2, 38.5 °C: 1, V: 3, oxygen: 2, SBP from 09:00 (121): 0.
+    assert (at10.points_heart_rate, at10.points_spo2, at10.points_respiration_rate, at10.points_temperature,
+            at10.points_consciousness, at10.points_air_or_oxygen, at10.points_systolic_bp) == (2, 2, 2, 1, 3, 2, 0)
+    assert at10.total == 12 and at10.band == "high"
+    shorter = news2_over_time(data.frame, lookback="30min").set_index(["patient_id", "time"])
+    late = shorter.loc[("p1", pd.Timestamp("2026-03-01 10:00", tz="UTC"))]
+    assert math.isnan(late.points_systolic_bp) and not late.complete  # 09:00 is outside a 30-minute look-back
