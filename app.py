@@ -51,7 +51,8 @@ def home() -> None:
     cols[0].metric("Cases awaiting a first review", counts["unreviewed"])
     cols[1].metric("Cases where reviewers disagree", counts["disagreements"])
     cols[2].metric("Recent vitals alerts", "–")
-    cols[2].caption("Vitals scoring and alerts (NEWS2, blood-pressure stage) are not part of this release yet.")
+    cols[2].caption("Device CSVs get NEWS2 on the Vitals page; stored vitals and alerts are not part of this "
+                    "release yet.")
     links = st.columns(3)
     if user is not None and user.can("notes.predict"):
         links[0].page_link(PAGES["Notes"].path, label="Score notes", icon=PAGES["Notes"].icon)

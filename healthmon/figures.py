@@ -122,3 +122,42 @@ def training_curves(log_history: list[dict[str, Any]]) -> go.Figure | None:
     fig.update_yaxes(title_text="macro-F1", range=[0, 1], secondary_y=True)
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.3})
     return fig
+
+
+# Normal ranges drawn behind each vital (the NEWS2 0-point band), canonical units.
+NORMAL_BANDS = {"heart_rate": (51, 90), "respiration_rate": (12, 20), "spo2": (96, 100), "systolic_bp": (111, 219),
+                "temperature": (36.1, 38.0)}
+VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmHg", "diastolic_bp": "diastolic BP mmHg",
+                "spo2": "SpO2 %", "respiration_rate": "respiration /min", "temperature": "temperature °C",
+                "glucose": "glucose mg/dL", "weight": "weight kg", "steps": "steps", "sleep_minutes": "sleep min"}
+
+
+def vitals_figure(vitals, news2) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
+    """Each measured vital over time with its normal band, artefacts as crosses, and NEWS2 below."""
+    shown = [p for p in VITAL_TITLES if p in set(vitals["parameter"])]
+    if not shown:
+        return None
+    rows = len(shown) + (1 if len(news2) else 0)
+    titles = [VITAL_TITLES[p] for p in shown] + (["NEWS2 (aggregate)"] if len(news2) else [])
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.04)
+    for row, parameter in enumerate(shown, start=1):
+        values = vitals[vitals["parameter"] == parameter]
+        good, bad = values[~values["artefact"]], values[values["artefact"]]
+        fig.add_trace(go.Scatter(x=good["time"], y=good["value"], mode="lines+markers", line={"color": ACCENT},
+                                 showlegend=False, name=parameter), row=row, col=1)
+        if len(bad):
+            fig.add_trace(go.Scatter(x=bad["time"], y=bad["value"], mode="markers", showlegend=False,
+                                     marker={"symbol": "x", "color": ALERT, "size": 9}, name="artefact (not scored)"),
+                          row=row, col=1)
+        if parameter in NORMAL_BANDS:
+            # After the traces: plotly skips shapes on subplots that are still empty.
+            low, high = NORMAL_BANDS[parameter]
+            fig.add_hrect(y0=low, y1=high, fillcolor="#27ae60", opacity=0.12, line_width=0, layer="below",
+                          row=row, col=1)
+    if len(news2):
+        colors = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
+        fig.add_trace(go.Bar(x=news2["time"], y=news2["total"], marker_color=[colors[b] for b in news2["band"]],
+                             showlegend=False, name="NEWS2", customdata=news2["band"],
+                             hovertemplate="%{x}<br>NEWS2 %{y} (%{customdata})<extra></extra>"), row=rows, col=1)
+    fig.update_layout(height=170 * rows + 40, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig

@@ -262,7 +262,7 @@ def test_an_annotator_corrects_a_label_sees_it_in_the_history_and_cannot_promote
     shot(page, "models-annotator")
 
 
-def test_admin_pages_models_admin_and_vitals(browser, dashboard):
+def test_admin_pages_models_admin_and_vitals(browser, dashboard, tmp_path):
     page = open_page(browser, dashboard)
     sign_in(page, "ada")
     page.get_by_text("Cases awaiting a first review").wait_for(timeout=WAIT)
@@ -274,5 +274,14 @@ def test_admin_pages_models_admin_and_vitals(browser, dashboard):
     page.get_by_role("button", name="Add user").wait_for(timeout=WAIT)
     shot(page, "admin")
     go(page, "Vitals")
+    vitals = tmp_path / "bedside.csv"
+    vitals.write_text("timestamp,patient,pulse,BP,SpO2,resp,temp_f,AVPU,O2\n"
+                      "2026-03-01 08:00,p1,72,118/76,97,16,98.6,A,air\n"
+                      "2026-03-01 09:00,p1,0,121/79,101,18,99.1,A,air\n"
+                      "2026-03-01 10:00,p1,128,122/80,93,24,101.3,V,yes\n", encoding="utf-8")
+    page.locator('input[type="file"]').set_input_files(str(vitals))
+    page.get_by_text("Latest NEWS2").wait_for(timeout=WAIT)
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT)
+    assert page.get_by_text("flagged as artefacts").count() >= 1
     shot(page, "vitals")
     assert page.dialogs == []

@@ -345,9 +345,10 @@ def test_admin_page_adds_users_changes_roles_and_shows_the_audit_log(dash):
     assert "at least 10 characters" in _texts(at, "error")
 
 
-def test_vitals_page_reads_an_upload_preview_placeholder(dash):
+def test_vitals_page_offers_an_upload_with_scoring_options(dash):
     at = dash.page("Vitals", "cli")
-    assert not at.exception and "not part of this release yet" in at.info[0].value
+    assert not at.exception and "not stored yet" in _texts(at, "caption")
+    assert [r.label for r in at.radio] == ["Where were the readings taken?", "SpO2 scale"]
 
 
 def test_blind_label_survives_a_concurrent_review_and_the_submit_is_refused_with_a_message(dash):
