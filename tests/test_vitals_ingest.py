@@ -67,3 +67,39 @@ def test_news2_over_time_uses_the_latest_value_within_the_look_back():
     shorter = news2_over_time(data.frame, lookback="30min").set_index(["patient_id", "time"])
     late = shorter.loc[("p1", pd.Timestamp("2026-03-01 10:00", tz="UTC"))]
     assert math.isnan(late.points_systolic_bp) and not late.complete  # 09:00 is outside a 30-minute look-back
+
+
+def test_fitbit_export_counts_match_the_files(tmp_path):
+    from conftest import SHARED_DATA
+
+    from healthmon.vitals.fitbit import read_fitbit
+
+    folder = SHARED_DATA / "fitbit"
+    if not folder.is_dir():
+        pytest.skip(f"shared data not found at {folder}")
+    data = read_fitbit(folder)
+    counts = data.frame.groupby("parameter").size().to_dict()
+    raw = {name: pd.read_csv(folder / name) for name in ("dailyActivity_merged.csv", "sleepDay_merged.csv",
+                                                          "weightLogInfo_merged.csv")}
+    assert counts["steps"] == len(raw["dailyActivity_merged.csv"]) == 940
+    assert counts["sleep_minutes"] == len(raw["sleepDay_merged.csv"].drop_duplicates()) == 410  # 413 rows, 3 duplicates
+    assert counts["weight"] == len(raw["weightLogInfo_merged.csv"]) == 67
+    assert data.report.rows_read == 940 + 413 + 67 and data.report.rows_rejected == 0
+    assert any("3 exact duplicate" in c for c in data.report.conversions)
+    assert data.frame["patient_id"].nunique() == raw["dailyActivity_merged.csv"]["Id"].nunique() == 33
+    assert data.frame["time"].min() >= pd.Timestamp("2016-04-12", tz="UTC")
+
+
+def test_a_broken_fitbit_file_is_refused_or_its_bad_rows_listed(tmp_path):
+    from healthmon.vitals.fitbit import read_fitbit
+
+    with pytest.raises(IngestError, match="merged.csv"):
+        read_fitbit(tmp_path)
+    (tmp_path / "sleepDay_merged.csv").write_text("Id,SleepDay,TotalMinutesAsleep\n1,4/12/2016,300\n1,garbage,x\n"
+                                                  "2,4/13/2016,-5\n")
+    data = read_fitbit(tmp_path)
+    assert data.report.rows_rejected == 1 and data.report.rejected[0][0] == 3
+    assert data.frame["artefact"].tolist() == [False, True]  # -5 minutes asleep is flagged, not dropped
+    (tmp_path / "weightLogInfo_merged.csv").write_text("Id,When,Kg\n1,x,1\n")
+    with pytest.raises(IngestError, match="WeightKg"):
+        read_fitbit(tmp_path)

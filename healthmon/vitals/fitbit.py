@@ -1,0 +1,63 @@
+"""Fitbit export files (Fitabase "merged" CSVs) as healthmon's long vitals table.
+
+Reads the daily files a clinician is likely to get: ``dailyActivity_merged.csv`` (steps),
+``sleepDay_merged.csv`` (minutes asleep) and ``weightLogInfo_merged.csv`` (weight). Each
+file's rows are counted in the report; exact duplicate rows (the public sleep export
+has three) are reported and counted once; unreadable rows are rejected with their line.
+Missing files are simply absent parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from healthmon.errors import IngestError
+from healthmon.vitals.ingest import COLUMNS, PLAUSIBLE, VitalsData, VitalsReport
+
+# file name -> (time column, value column, parameter)
+FILES = {
+    "dailyActivity_merged.csv": ("ActivityDate", "TotalSteps", "steps"),
+    "sleepDay_merged.csv": ("SleepDay", "TotalMinutesAsleep", "sleep_minutes"),
+    "weightLogInfo_merged.csv": ("Date", "WeightKg", "weight"),
+}
+
+
+def read_fitbit(folder: str | Path) -> VitalsData:
+    """Every known Fitbit file in ``folder``; see the module docstring."""
+    folder = Path(folder)
+    present = [name for name in FILES if (folder / name).is_file()]
+    if not present:
+        raise IngestError(f"Fitbit export files ({', '.join(FILES)})", f"none in {folder}",
+                          "point at the folder holding the *_merged.csv files")
+    report = VitalsReport(source=str(folder))
+    parts = []
+    for name in present:
+        time_column, value_column, parameter = FILES[name]
+        raw = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+        missing = {"Id", time_column, value_column} - set(raw.columns)
+        if missing:
+            raise IngestError(f"columns Id, {time_column}, {value_column} in {name}", f"{', '.join(raw.columns)}",
+                              "use the unedited Fitbit export")
+        report.rows_read += len(raw)
+        duplicated = raw.duplicated(keep="first")
+        if duplicated.any():
+            report.conversions.append(f"{name}: {int(duplicated.sum())} exact duplicate row(s) counted once")
+        raw = raw[~duplicated]
+        times = pd.to_datetime(raw[time_column], errors="coerce", format="mixed", utc=True)
+        values = pd.to_numeric(raw[value_column], errors="coerce")
+        bad = times.isna() | values.isna()
+        for index in raw.index[bad]:
+            report.rows_rejected += 1
+            report.rejected.append((int(index) + 2, f"{name}: unreadable {time_column} or {value_column}"))
+        low, high = PLAUSIBLE[parameter]
+        part = pd.DataFrame({"patient_id": raw["Id"][~bad], "time": times[~bad], "parameter": parameter,
+                             "value": values[~bad].astype(float), "source": f"fitbit:{name}"})
+        part["artefact"] = ~part["value"].between(low, high)
+        report.values_read += len(part)
+        report.values_flagged += int(part["artefact"].sum())
+        report.columns[parameter] = f"{name}:{value_column}"
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)[COLUMNS]
+    return VitalsData(frame.sort_values(["patient_id", "time", "parameter"], kind="stable").reset_index(drop=True), report)
