@@ -103,3 +103,49 @@ def test_a_broken_fitbit_file_is_refused_or_its_bad_rows_listed(tmp_path):
     (tmp_path / "weightLogInfo_merged.csv").write_text("Id,When,Kg\n1,x,1\n")
     with pytest.raises(IngestError, match="WeightKg"):
         read_fitbit(tmp_path)
+
+
+def test_a_physionet_record_maps_vitals_keeps_labs_and_lists_bad_lines():
+    from healthmon.vitals.physionet import read_physionet_record
+
+    record = ("Time,Parameter,Value\n00:00,RecordID,132539\n00:00,Age,54\n00:00,Weight,-1\n"
+              "00:07,GCS,15\n00:07,HR,73\n00:07,NISysABP,147\n00:07,Temp,35.1\n00:07,Urine,900\n"
+              "01:37,GCS,11\n01:37,FiO2,0.5\n01:37,SaO2,104\n01:37,HR,xx\n")
+    stay = read_physionet_record(record, "132539.txt")
+    assert stay.record_id == "132539" and stay.descriptors == {"RecordID": 132539, "Age": 54}
+    at = {(p, t.strftime("%H:%M")): v for p, t, v in zip(stay.frame.parameter, stay.frame.time, stay.frame.value)}
+    assert at[("heart_rate", "00:07")] == 73 and at[("systolic_bp", "00:07")] == 147
+    assert at[("consciousness", "00:07")] == 0 and at[("consciousness", "01:37")] == 2  # GCS 11 -> Voice
+    assert at[("on_oxygen", "01:37")] == 1 and at[("lab:Urine", "00:07")] == 900 and at[("lab:FiO2", "01:37")] == 0.5
+    assert stay.frame.loc[stay.frame.parameter == "spo2", "artefact"].tolist() == [True]  # SaO2 104 %: flagged
+    assert stay.rejected == [(13, "unreadable line '01:37,HR,xx'")]
+    with pytest.raises(IngestError, match="Time,Parameter,Value"):
+        read_physionet_record("RecordID,Age\n1,2\n", "bad.txt")
+
+
+@pytest.mark.slow  # reads all 3,000 stays (~15 s)
+def test_the_physionet_set_reads_every_record_and_its_lines(tmp_path):
+    from conftest import SHARED_DATA
+
+    from healthmon.vitals.physionet import iter_physionet_set, read_outcomes
+
+    folder = SHARED_DATA / "physionet2012"
+    if not folder.is_dir():
+        pytest.skip(f"shared data not found at {folder}")
+    import tarfile
+
+    with tarfile.open(folder / "set-a.tar.gz") as tar:
+        files = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".txt")]
+        first = files[0]
+        lines = tar.extractfile(first).read().decode().splitlines()[1:]
+    stays = {}
+    for stay in iter_physionet_set(folder / "set-a.tar.gz"):
+        stays[stay.record_id] = stay
+    assert len(stays) == len(files) and not any(s.rejected for s in stays.values())
+    one = stays[str(int(next(l for l in lines if ",RecordID," in l).split(",")[2]))]
+    kept = [l for l in lines if not l.endswith(",-1") and l.split(",")[1] not in ("RecordID", "Age", "Gender",
+                                                                                    "Height", "ICUType")]
+    fio2 = sum(1 for l in kept if l.split(",")[1] == "FiO2")  # FiO2 gives a lab row and an oxygen row
+    assert len(one.frame) == len(kept) + fio2
+    outcomes = read_outcomes(folder / "Outcomes-a.txt")
+    assert set(stays) <= set(outcomes["RecordID"].astype(str))
