@@ -149,3 +149,21 @@ def test_the_physionet_set_reads_every_record_and_its_lines(tmp_path):
     assert len(one.frame) == len(kept) + fio2
     outcomes = read_outcomes(folder / "Outcomes-a.txt")
     assert set(stays) <= set(outcomes["RecordID"].astype(str))
+
+
+def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
+    from healthmon.vitals.text import summarise_vitals
+
+    data = read_vitals_csv(CSV.encode(), "ward.csv")
+    p1 = data.frame[data.frame.patient_id == "p1"]
+    text = summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
+    assert text == summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
+    # Heart rates 72 and 128 (the 0 is an artefact): median 100, above the 51-90 range.
+    assert "heart rate median 100 /min (72-128), above range" in text
+    assert "SpO2 median 95 % (93-97), below range" in text  # the 101 % reading is left out
+    assert "consciousness V at worst" in text and "on supplemental oxygen" in text and "NEWS2 max 12 (high)" in text
+    assert text.endswith(".") and " 0 /min" not in text
+    rising = pd.DataFrame({"patient_id": "p", "time": pd.date_range("2026-01-01", periods=6, freq="D", tz="UTC"),
+                           "parameter": "heart_rate", "value": [70, 71, 72, 84, 86, 88], "artefact": False,
+                           "source": "t"})
+    assert summarise_vitals(rising) == "heart rate median 78 /min (70-88), in range, rising."
