@@ -34,7 +34,6 @@ def sign_in_page() -> None:
 
 
 def home() -> None:
-    user = current_user()
     st.title("healthmon")
     st.caption("Calibrated risk scores from clinical notes, for preventive-care review.")
     version = active_model_dir(get_settings())

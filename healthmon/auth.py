@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from healthmon.config import Settings
 from healthmon.errors import HealthmonError
 from healthmon.storage.db import transaction
-from healthmon.storage.models import ROLES, AuthSession, User, utcnow
+from healthmon.storage.models import ROLES, AuthSession, User, as_utc, utcnow
 from healthmon.storage.passwords import hash_password, needs_rehash, verify_password
 from healthmon.storage.repository import StorageError, audit, check_password_strength
 
@@ -88,11 +88,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """UTC, aware: SQLite returns naive UTC values, PostgreSQL the connection's time zone."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 REFUSED = AuthError("a known user name and its password", "a name or password that does not match",
@@ -144,7 +139,7 @@ def _attempt(session: Session, name: str, password: str, settings: Settings, now
         audit(session, _refused_name(name), "auth.refused", "user", "-", after={"reason": "unknown user"})
         return REFUSED
     correct = verify_password(password, user.password_hash)
-    locked_until = _aware(user.locked_until)
+    locked_until = as_utc(user.locked_until)
     # Locked and deactivated accounts get the same refusal as a wrong password (it mentions
     # both), so the form never confirms that a name exists.
     if locked_until is not None and locked_until > now:
@@ -183,8 +178,8 @@ def _check(session: Session, token: str | None, settings: Settings, now: datetim
     row = session.scalar(select(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
     if row is None or row.revoked_at is not None:
         return AuthError("a current session", "a session that was signed out", "sign in again")
-    idle_limit = _aware(row.last_seen_at) + timedelta(minutes=settings.session_idle_minutes)
-    if now >= _aware(row.expires_at) or now >= idle_limit:
+    idle_limit = as_utc(row.last_seen_at) + timedelta(minutes=settings.session_idle_minutes)
+    if now >= as_utc(row.expires_at) or now >= idle_limit:
         row.revoked_at = now
         return AuthError("a current session", "a session that has expired", "sign in again")
     user = session.get(User, row.user_id)
@@ -192,7 +187,7 @@ def _check(session: Session, token: str | None, settings: Settings, now: datetim
         row.revoked_at = now
         return AuthError("an active account", "a deactivated account", "ask an admin to reactivate it")
     row.last_seen_at = now
-    return SignedIn(user.id, user.name, user.role, token, _aware(row.expires_at))
+    return SignedIn(user.id, user.name, user.role, token, as_utc(row.expires_at))
 
 
 def sign_out(factory: sessionmaker[Session], token: str) -> None:
@@ -292,7 +287,7 @@ def _guard_last_admin(session: Session, user: User, *, role: str | None) -> None
 def accounts(session: Session) -> list[dict]:
     """Every account for the Admin page: no hashes."""
     return [{"name": u.name, "role": u.role, "active": u.active, "can sign in": bool(u.password_hash),
-             "last sign-in": _aware(u.last_login_at), "created": _aware(u.created_at)}
+             "last sign-in": as_utc(u.last_login_at), "created": as_utc(u.created_at)}
             for u in session.scalars(select(User).order_by(User.name))]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,7 @@ from healthmon.explain.faithfulness import with_faithfulness
 from healthmon.model.classifier import Classifier
 from healthmon.storage.db import transaction
 from healthmon.auth import SignedIn, require
-from healthmon.storage.models import Case, ModelVersion, NoteRow, Patient, PredictionRow, Review, User
+from healthmon.storage.models import Case, ModelVersion, NoteRow, Patient, PredictionRow, Review, User, as_utc
 from healthmon.storage.repository import (
     Agreement,
     QueueItem,
@@ -59,6 +59,7 @@ class CaseView:
     multi_label: bool
     thresholds: dict[str, float]
     version: str | None
+    version_id: int | None
     version_folder: str | None
     scored_at: datetime | None
     final_labels: tuple[str, ...] | None
@@ -66,8 +67,6 @@ class CaseView:
     history: list[dict[str, Any]]
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 def case_detail(factory: sessionmaker[Session], note_id: int) -> CaseView:
@@ -84,14 +83,15 @@ def case_detail(factory: sessionmaker[Session], note_id: int) -> CaseView:
         card = version.card if version is not None else {}
         return CaseView(
             note_id=note.id, external_id=note.external_id, patient=patient, text=note.text, source=note.source,
-            created_at=_aware(note.created_at),
+            created_at=as_utc(note.created_at),
             probabilities=dict(prediction.probabilities) if prediction else {},
             predicted=tuple(prediction.labels) if prediction else (),
             labels=tuple(card.get("labels") or (prediction.probabilities if prediction else ())),
             multi_label=card.get("problem_type") == "multi_label_classification",
             thresholds=dict(card.get("thresholds") or {}),
-            version=version.name if version else None, version_folder=version.folder if version else None,
-            scored_at=_aware(prediction.created_at) if prediction else None,
+            version=version.name if version else None, version_id=version.id if version else None,
+            version_folder=version.folder if version else None,
+            scored_at=as_utc(prediction.created_at) if prediction else None,
             final_labels=tuple(case.final_labels) if case is not None and case.final_labels is not None else None,
             review_version=case.review_version if case is not None else 0,
             history=label_history(s, note.id),
@@ -140,11 +140,13 @@ def open_review_count(factory: sessionmaker[Session]) -> dict[str, int]:
     return {"unreviewed": unreviewed, "disagreements": disagreements}
 
 
-def explain_case(factory: sessionmaker[Session], note_id: int, target: str | None,
+def explain_case(factory: sessionmaker[Session], case: CaseView, target: str | None,
                  load_classifier: Callable[[str], Classifier], *,
                  options: ExplainOptions = DASHBOARD_OPTIONS,
                  on_attributions: Callable[[Explanation], None] | None = None) -> Explanation:
     """The stored explanation of a case's score for ``target`` (default: its top label).
+
+    ``case`` is the :func:`case_detail` the caller has already loaded.
 
     Computed by the version that scored the note (so highlights match the scores shown)
     and stored on first use; later views read it back.
@@ -154,9 +156,8 @@ def explain_case(factory: sessionmaker[Session], note_id: int, target: str | Non
             the faithfulness check (15 more forwards) runs, so a page can show the
             highlighted note first. Not called when the explanation was stored already.
     """
-    case = case_detail(factory, note_id)
-    if case.version is None or case.version_folder is None:
-        raise StorageError("a scored case", f"case {note_id} has no prediction", "score the note on the Notes page first")
+    if case.version_id is None or case.version_folder is None:
+        raise StorageError("a scored case", f"case {case.note_id} has no prediction", "score the note on the Notes page first")
     if target is None:
         target = case.predicted[0] if case.predicted else max(case.probabilities, key=case.probabilities.__getitem__)
     if target not in case.labels:
@@ -164,8 +165,7 @@ def explain_case(factory: sessionmaker[Session], note_id: int, target: str | Non
                            "pick one of those labels")
     key = options_key(options)
     with transaction(factory) as s:
-        version = s.scalar(select(ModelVersion).where(ModelVersion.name == case.version))
-        stored = load_explanation(s, version, case.text, target, options_key=key)
+        stored = load_explanation(s, s.get(ModelVersion, case.version_id), case.text, target, options_key=key)
         if stored is not None:
             return from_dict(stored.payload)
     if not (Path(case.version_folder) / "card.json").is_file():
@@ -182,8 +182,7 @@ def explain_case(factory: sessionmaker[Session], note_id: int, target: str | Non
     payload = json.loads(json.dumps(to_dict(explanation), default=str))
     try:
         with transaction(factory) as s:
-            version = s.scalar(select(ModelVersion).where(ModelVersion.name == case.version))
-            save_explanation(s, version, payload, options_key=key, note_id=note_id)
+            save_explanation(s, s.get(ModelVersion, case.version_id), payload, options_key=key, note_id=case.note_id)
     except IntegrityError:
         pass  # another session stored the same explanation meanwhile: theirs is identical
     return explanation

@@ -14,13 +14,14 @@ worker marks such jobs failed instead of leaving them spinning forever.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ from healthmon.config import Settings
 from healthmon.errors import HealthmonError
 from healthmon.model.classifier import Classifier
 from healthmon.storage.db import transaction
-from healthmon.storage.models import Job, utcnow
+from healthmon.storage.models import Job, as_utc, utcnow
 from healthmon.storage.repository import StorageError, audit
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,7 @@ class JobView:
 
 def _view(job: Job) -> JobView:
     return JobView(job.id, job.kind, job.status, job.progress, job.message, job.result, job.error, job.created_by,
-                   _aware(job.created_at), _aware(job.finished_at))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """UTC, aware: SQLite returns naive UTC values, PostgreSQL the connection's time zone."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+                   as_utc(job.created_at), as_utc(job.finished_at))
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -120,28 +114,20 @@ def _predict(ctx: JobContext) -> dict[str, Any]:
         done = min(start + chunk, len(notes))
         ctx.progress(0.95 * done / len(notes), f"scored {done} of {len(notes)} note(s)")
     with transaction(ctx.factory) as s:
-        status = "active" if _active_id(s) is None else "candidate"
-        version = ensure_registered(s, Path(version_dir), status=status)
+        version = ensure_registered(s, Path(version_dir))
         note_ids = save_predictions(s, notes, predictions, version)
         audit(s, ctx.actor, "notes.predict", "job", ctx.job_id, after={"notes": len(note_ids), "version": version.name})
     return {"note_ids": note_ids, "version": Path(version_dir).name, "scored": len(note_ids)}
 
 
-def _active_id(session: Session) -> int | None:
-    from healthmon.storage.repository import active_version
-
-    active = active_version(session)
-    return active.id if active is not None else None
-
-
 def _explain(ctx: JobContext) -> dict[str, Any]:
     """Explain each note's predicted label (or a chosen one) and store the explanations."""
-    from healthmon.cases import explain_case
+    from healthmon.cases import case_detail, explain_case
 
     note_ids = list(ctx.args["note_ids"])
     done = 0
     for i, note_id in enumerate(note_ids):
-        explain_case(ctx.factory, note_id, ctx.args.get("target"), ctx.load_classifier)
+        explain_case(ctx.factory, case_detail(ctx.factory, note_id), ctx.args.get("target"), ctx.load_classifier)
         done += 1
         ctx.progress((i + 1) / len(note_ids), f"explained {i + 1} of {len(note_ids)} note(s)", force=i == 0)
     return {"explained": done}
@@ -176,8 +162,6 @@ def _finetune(ctx: JobContext) -> dict[str, Any]:
             upload.unlink(missing_ok=True)  # the notes live on in the version's data/ folder only
     trained = train(read.notes, TrainArgs(**(ctx.args.get("train_args") or {})), settings=ctx.settings,
                     progress=False, on_progress=lambda f, m: ctx.progress(0.9 * f, m))
-    import json
-
     folder = Path(trained.version_dir)
     with transaction(ctx.factory) as s:
         row = register_version(s, folder.name, str(folder.resolve()), json.loads(trained.card.to_json()))

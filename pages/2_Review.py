@@ -110,7 +110,8 @@ def review_tab() -> None:
                 changed = " (changed after the reveal)" if review.changed_after_reveal else ""
                 st.success(plain(f"Saved: {', '.join(final)}{changed}. The next case is ready when you move on."))
                 st.session_state.pop(state_key, None)
-    history = case_detail(factory, item.note_id).history
+    # Read again only after a submit: the page shows the label it just stored.
+    history = case_detail(factory, item.note_id).history if accept else case.history
     if history:
         st.caption("Label history")
         history_table(history)

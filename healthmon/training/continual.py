@@ -79,7 +79,11 @@ def _held_out(note_id: int, fraction: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
 
 
-def ensure_registered(session: Session, folder: Path, *, status: str = "active") -> ModelVersion:
+def ensure_registered(session: Session, folder: Path, *, status: str | None = None) -> ModelVersion:
+    """The version row for a folder, registered on first sight; by default active when the
+    database has no active version yet, else a candidate."""
+    if status is None:
+        status = "active" if active_version(session) is None else "candidate"
     card = ModelCard.load(folder)
     return register_version(session, folder.name, str(folder.resolve()), json.loads(card.to_json()), status=status)
 
@@ -137,7 +141,7 @@ def retrain(
                 raise StorageError("an active model version to continue from", "none in the database",
                                    "pass --from VERSION_DIR (it will be registered as active)")
             parent_dir = Path(active.folder)
-        parent_row = ensure_registered(s, Path(parent_dir), status="active" if active is None else "candidate")
+        parent_row = ensure_registered(s, Path(parent_dir))
         reviewed = reviewed_labels(s)
         run = TrainingRun(kind="retrain", args={"parent": str(parent_dir), "replay": replay,
                                                 "holdout_fraction": holdout_fraction, "margin": margin})

@@ -12,7 +12,7 @@ from healthmon.cases import CaseView
 from healthmon.errors import HealthmonError
 from healthmon.explain import to_html, to_html_page, to_json
 from healthmon.auth import SignedIn
-from healthmon.jobs import KINDS, JobView, cancel
+from healthmon.jobs import KINDS, JobView, cancel, recent_jobs
 from healthmon.model.card import ModelCard
 from healthmon.types import Explanation, IngestReport, Prediction
 from healthmon.ui.resources import get_database
@@ -136,7 +136,7 @@ def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # 
 
     try:
         with st.spinner("Explaining the score ..."):
-            e = explain_case(get_database(), case.note_id, target, load_classifier, on_attributions=show_first)
+            e = explain_case(get_database(), case, target, load_classifier, on_attributions=show_first)
     except HealthmonError as exc:
         show_error(exc)
         return
@@ -179,8 +179,6 @@ def job_status(job: JobView, user: SignedIn | None = None) -> None:
 
 def jobs_panel(kinds: tuple[str, ...], user: SignedIn, *, title: str = "Background jobs", limit: int = 5) -> None:
     """Recent jobs of these kinds from every user, refreshed while any is unfinished."""
-    from healthmon.jobs import recent_jobs
-
     live = any(not job.finished for job in recent_jobs(get_database(), kinds=kinds, limit=limit))
 
     # Poll only while something runs; when the last job ends, one full rerun shows its results.

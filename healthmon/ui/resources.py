@@ -59,20 +59,25 @@ def get_card(version_dir: str) -> ModelCard:
     return ModelCard.load(version_dir)
 
 
-def register_served(version_dir: Path) -> None:
-    """Record the served folder as a version (active if the database has none yet)."""
-    from healthmon.storage.db import transaction
-    from healthmon.storage.repository import active_version
-    from healthmon.training.continual import ensure_registered
-
+@st.cache_resource(show_spinner=False)
+def _registered(version_dir: str) -> bool:
+    # Once per folder and process: pages call register_served on every rerun.
     from sqlalchemy.exc import IntegrityError
+
+    from healthmon.storage.db import transaction
+    from healthmon.training.continual import ensure_registered
 
     try:
         with transaction(get_database()) as session:
-            status = "active" if active_version(session) is None else "candidate"
-            ensure_registered(session, Path(version_dir), status=status)
+            ensure_registered(session, Path(version_dir))
     except IntegrityError:
         pass  # another session registered it at the same moment: nothing left to do
+    return True
+
+
+def register_served(version_dir: Path) -> None:
+    """Record the served folder as a version (active if the database has none yet)."""
+    _registered(str(version_dir))
 
 
 def _stop_workers(workers: object | None) -> None:

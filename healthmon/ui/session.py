@@ -7,6 +7,8 @@ sign-out, deactivation and role changes take effect on the next click.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from healthmon.auth import AuthError, SignedIn, check_session, sign_in, sign_out
@@ -71,9 +73,12 @@ def account_sidebar(user: SignedIn) -> None:
             st.rerun()
 
 
+@dataclass(frozen=True)
 class PageSpec:
-    def __init__(self, path: str, title: str, icon: str, permission: str) -> None:
-        self.path, self.title, self.icon, self.permission = path, title, icon, permission
+    path: str
+    title: str
+    icon: str
+    permission: str
 
 
 # The dashboard's pages and who may open each: app.py builds the navigation from this
