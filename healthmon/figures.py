@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -132,15 +133,25 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
                 "glucose": "glucose mg/dL", "weight": "weight kg", "steps": "steps", "sleep_minutes": "sleep min"}
 
 
-def vitals_figure(vitals, news2) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
-    """Each measured vital over time with its normal band, artefacts as crosses, and NEWS2 below."""
+def vitals_figure(vitals, news2, alerts=None) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
+    """Each measured vital over time with its normal band, artefacts as crosses, NEWS2 below
+    (bars coloured by band, each parameter's points in the hover), and alert markers.
+
+    ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
+    fired an alert gets a hollow diamond on its own line, the hover saying which alert.
+    """
     shown = [p for p in VITAL_TITLES if p in set(vitals["parameter"])]
     if not shown:
         return None
     rows = len(shown) + (1 if len(news2) else 0)
     titles = [VITAL_TITLES[p] for p in shown] + (["NEWS2 (aggregate)"] if len(news2) else [])
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.04)
-    for row, parameter in enumerate(shown, start=1):
+    row_of = {parameter: row for row, parameter in enumerate(shown, start=1)}
+    if len(news2):
+        row_of["news2"] = rows
+    for parameter, row in row_of.items():
+        if parameter == "news2":
+            continue
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
         fig.add_trace(go.Scatter(x=good["time"], y=good["value"], mode="lines+markers", line={"color": ACCENT},
@@ -156,8 +167,23 @@ def vitals_figure(vitals, news2) -> go.Figure | None:  # noqa: ANN001 - pandas f
                           row=row, col=1)
     if len(news2):
         colors = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
+        points = [c for c in news2.columns if c.startswith("points_")]
+        working = ["<br>".join(f"{html.escape(c.removeprefix('points_').replace('_', ' '))} "
+                               f"{'not measured' if pd.isna(r[c]) else int(r[c])}" for c in points)
+                   for _, r in news2.iterrows()]
         fig.add_trace(go.Bar(x=news2["time"], y=news2["total"], marker_color=[colors[b] for b in news2["band"]],
-                             showlegend=False, name="NEWS2", customdata=news2["band"],
-                             hovertemplate="%{x}<br>NEWS2 %{y} (%{customdata})<extra></extra>"), row=rows, col=1)
+                             showlegend=False, name="NEWS2", customdata=list(zip(news2["band"], working)),
+                             hovertemplate="%{x}<br>NEWS2 %{y} (%{customdata[0]})<br>%{customdata[1]}<extra></extra>"),
+                      row=rows, col=1)
+    for alert in ([] if alerts is None else alerts.to_dict("records")):
+        row = row_of.get(alert["parameter"])
+        if row is None or alert["patient_id"] not in set(vitals["patient_id"]):
+            continue
+        times, values = zip(*alert["readings"]) if alert["readings"] else ((alert["time"],), (alert["value"],))
+        fig.add_trace(go.Scatter(
+            x=list(times), y=list(values), mode="markers", showlegend=False, name=f"alert: {alert['rule_id']}",
+            marker={"symbol": "diamond-open", "size": 13, "line": {"width": 2},
+                    "color": ALERT if alert["severity"] == "high" else "#e67e22"},
+            hovertext=html.escape(alert["message"]), hoverinfo="text+x"), row=row, col=1)
     fig.update_layout(height=170 * rows + 40, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

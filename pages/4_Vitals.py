@@ -1,68 +1,181 @@
-"""Vitals: upload a device CSV, see what was read, NEWS2 with its working, and the trends."""
+"""Vitals: upload device files (or pick a patient's stored readings), see NEWS2 with its
+working, the blood-pressure category, trend alerts naming their readings, the chart, and
+the sentence the classifier reads, which can be scored and explained like a note."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pandas as pd
 import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.figures import vitals_figure
-from healthmon.ui.components import plain, show_error
-from healthmon.ui.session import page_setup
-from healthmon.vitals.ingest import read_vitals_csv
+from healthmon.jobs import enqueue, get_job
+from healthmon.ui.components import job_status, plain, show_error
+from healthmon.ui.resources import active_model_dir, get_database, get_settings
+from healthmon.ui.session import open_case, page_setup
+from healthmon.vitals.assess import assess_patient
+from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.series import news2_over_time
+from healthmon.vitals.store import load_vitals, store_vitals, stored_patients
 
-page_setup("Vitals")
-st.caption("A time column plus any of heart rate, blood pressure, SpO2, respiration, temperature, ACVPU, oxygen, "
-           "steps, sleep, glucose, weight (names such as hr, pulse, sbp, spo2, temp_f are recognised). "
-           "Readings are scored here and not stored yet.")
-upload = st.file_uploader("Device CSV", type=["csv"])
-options = st.columns(3)
-setting = options[0].radio("Where were the readings taken?", ["hospital", "home"], horizontal=True)
-scale = options[1].radio("SpO2 scale", [1, 2], horizontal=True,
+user = page_setup("Vitals")
+settings = get_settings()
+factory = get_database()
+st.caption("Accepted: " + "; ".join(FORMATS.values()) + ". A generic CSV needs a time column plus any of heart rate, "
+           "blood pressure, SpO2, respiration, temperature, ACVPU, oxygen, steps, sleep, glucose, weight "
+           "(names such as hr, pulse, sbp, spo2, temp_f are recognised).")
+
+stored = stored_patients(factory)
+source = st.radio("Readings", ["Upload files", "Stored readings"], horizontal=True,
+                  index=0, disabled=not stored, help=None if stored else "No readings stored yet")
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the files ...")
+def _read(files: tuple[tuple[str, bytes], ...], _key: str) -> DeviceData:
+    return read_device_files(dict(files))
+
+
+data: DeviceData | None = None
+if source == "Upload files":
+    uploads = st.file_uploader("Device files", type=["csv", "txt", "json", "ndjson"], accept_multiple_files=True)
+    if not uploads:
+        st.stop()
+    contents = tuple((u.name, u.getvalue()) for u in uploads)
+    key = hashlib.sha256(b"".join(name.encode() + body for name, body in contents)).hexdigest()
+    try:
+        data = _read(contents, key)
+    except HealthmonError as exc:
+        show_error(exc)
+        st.stop()
+    for line in data.summary:
+        st.caption(plain(line))
+    if data.rejected:
+        st.warning(f"{len(data.rejected)} row(s) or resource(s) rejected and not read:")
+        st.dataframe(pd.DataFrame(data.rejected, columns=["where", "why"]), hide_index=True)
+    if data.flagged:
+        with st.expander(f"{len(data.flagged)} value(s) flagged as artefacts (kept, never scored)"):
+            st.dataframe(pd.DataFrame(data.flagged, columns=["where", "parameter", "why"]), hide_index=True)
+    if user.can("vitals.upload") and len(data.frame):
+        if st.button(f"Store these {len(data.frame)} readings", help="Each reading is stored once; artefacts are "
+                     "stored flagged. Uploading the same file again stores nothing twice."):
+            try:
+                result = store_vitals(factory, user, data.frame, source=", ".join(n for n, _ in contents),
+                                      fmt=data.fmt, report=data.report)
+            except HealthmonError as exc:
+                show_error(exc)
+            else:
+                st.success(f"Stored {result.stored} new reading(s) for {len(result.patients)} patient(s); "
+                           f"{result.duplicates} were already stored.")
+    if data.notes is not None and data.notes.notes:
+        st.info(f"{len(data.notes.notes)} note(s) came with this file (FHIR DocumentReference).")
+        if user.can("notes.predict") and st.button("Score these notes on the Notes page"):
+            version = active_model_dir(settings)
+            notes = [{"text": n.text, "note_id": n.note_id, "patient_id": n.patient_id, "source": n.source,
+                      "labels": list(n.labels)} for n in data.notes.notes]
+            st.session_state["notes_job"] = enqueue(factory, "predict", {"version_dir": str(version), "notes": notes},
+                                                    user)
+            st.session_state["notes_report"] = data.notes.report
+            st.switch_page("pages/1_Notes.py")
+    if len(data.conditions):
+        with st.expander(f"{len(data.conditions)} condition(s) on record (FHIR Condition)"):
+            st.dataframe(data.conditions, hide_index=True)
+    if data.frame.empty:
+        st.info("No vital-sign readings in these files.")
+        st.stop()
+    counts = data.frame["patient_id"].value_counts()
+    patients = list(counts.index)  # most readings first
+else:
+    patients = [p.patient_id for p in stored]
+
+options = st.columns(4)
+patient = options[0].selectbox("Patient", patients)
+fitbit = data is not None and data.fmt == "fitbit"
+setting = options[1].radio("Where were the readings taken?", ["hospital", "home"], horizontal=True,
+                           index=1 if fitbit else 0)
+scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True,
                          help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
-lookback = options[2].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
-if upload is None:
-    st.stop()
+lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
+cuffless = st.checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")
+vitals = data.frame if data is not None else load_vitals(factory, patient)
+descriptors = data.descriptors.get(patient) if data is not None else None
 try:
-    data = read_vitals_csv(upload.getvalue(), upload.name)
-    scores = news2_over_time(data.frame, lookback=lookback, spo2_scale=scale, setting=setting)
+    result = assess_patient(vitals, patient, setting=setting, spo2_scale=scale, lookback=lookback,
+                            cuffless_bp=cuffless, descriptors=descriptors)
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
-report = data.report
-st.caption(plain(
-    f"Read {report.rows_read} row(s) from {upload.name}: {report.values_read} value(s), "
-    f"{report.values_flagged} flagged as artefacts (kept, not scored), {report.rows_rejected} row(s) rejected. "
-    f"Columns used: " + ", ".join(f"{k} from '{v}'" for k, v in report.columns.items()) + "."
-))
-for note in report.conversions:
-    st.info(plain(note))
-if report.rejected:
-    st.warning(f"{report.rows_rejected} row(s) rejected:")
-    st.dataframe(pd.DataFrame(report.rejected, columns=["line", "reason"]), hide_index=True)
-if report.flagged:
-    with st.expander(f"{report.values_flagged} value(s) flagged as artefacts"):
-        st.dataframe(pd.DataFrame(report.flagged, columns=["line", "parameter", "why"]), hide_index=True)
 
-patients = sorted(data.frame["patient_id"].unique())
-patient = st.selectbox("Patient", patients) if len(patients) > 1 else patients[0]
-mine = scores[scores["patient_id"] == patient]
-if len(mine):
-    latest = mine.iloc[-1]
-    cols = st.columns(3)
+latest = result.latest_news2
+cols = st.columns(4)
+if latest is not None:
     cols[0].metric("Latest NEWS2", int(latest["total"]), help="Royal College of Physicians, 2017")
     cols[1].metric("Clinical risk", latest["band"])
-    band_key = "low (0)" if latest["band"] == "low" and latest["total"] == 0 else latest["band"]
     cols[2].metric("At", f"{latest['time']:%Y-%m-%d %H:%M}")
+if result.bp is not None:
+    cols[3].metric("Blood pressure", result.bp.category, f"{result.bp.systolic:.0f}/{result.bp.diastolic:.0f} mmHg",
+                   delta_color="off", help=f"{result.bp.guideline}; {result.bp_note}")
+    if result.bp.crisis:
+        st.error("Hypertensive crisis range (above 180/120): assess for target-organ damage now.")
+    if result.bp.caveat:
+        st.caption(plain(f"Blood pressure: {result.bp.caveat}."))
+    st.caption(plain(f"ESC/ESH 2018: {result.bp_esc}. {result.bp_note.capitalize()}."))
+if latest is not None:
+    band_key = "low (0)" if latest["band"] == "low" and latest["total"] == 0 else latest["band"]
     st.markdown(f"**Monitoring:** {RESPONSES[band_key][1]}. **Response (NEWS2 chart):** {RESPONSES[band_key][0]}")
     if latest["caveat"]:
         st.warning(plain(latest["caveat"]))
     points = {k.removeprefix("points_").replace("_", " "): v for k, v in latest.items() if k.startswith("points_")}
-    st.table(pd.DataFrame([{"parameter": k, "points": "not measured" if pd.isna(v) else int(v)}
-                           for k, v in points.items()]).set_index("parameter"))
-figure = vitals_figure(data.frame[data.frame["patient_id"] == patient], mine)
+    with st.expander("NEWS2 working (points per parameter)"):
+        st.table(pd.DataFrame([{"parameter": k, "points": "not measured" if pd.isna(v) else str(int(v))}
+                               for k, v in points.items()]).set_index("parameter"))
+
+if len(result.alerts):
+    st.subheader(f"Alerts ({len(result.alerts)})")
+    shown = result.alerts[["time", "severity", "message"]].copy()
+    shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"message": st.column_config.TextColumn("what fired it", width="large")})
+else:
+    st.caption("No alerts: no sustained shift, sudden jump or NEWS2 of 5 or more (or a red flag).")
+if result.skipped:
+    with st.expander(f"{len(result.skipped)} trend check(s) not possible"):
+        for line in result.skipped:
+            st.caption(plain(line))
+
+figure = vitals_figure(result.vitals, result.news2, result.alerts)
 if figure is not None:
     st.plotly_chart(figure)
-    st.caption("Green bands: the NEWS2 zero-point range. Red crosses: artefacts, shown but never scored.")
+    st.caption("Green bands: the NEWS2 zero-point range. Red crosses: artefacts, shown but never scored. "
+               "Diamonds: the readings behind an alert (hover for which).")
+
+st.subheader("What the classifier reads")
+st.code(result.summary, language=None, wrap_lines=True)
+if user.can("notes.predict"):
+    version = active_model_dir(settings)
+    if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
+        note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
+                "patient_id": patient, "source": "vitals summary", "labels": []}
+        st.session_state["vitals_job"] = enqueue(factory, "predict", {"version_dir": str(version), "notes": [note]},
+                                                 user)
+
+
+@st.fragment(run_every=0.3)
+def _wait(job_id: int) -> None:
+    job = get_job(factory, job_id)
+    job_status(job, user)
+    if job.finished:
+        st.rerun()
+
+
+job_id = st.session_state.get("vitals_job")
+if job_id is not None:
+    job = get_job(factory, job_id)
+    if not job.finished:
+        _wait(job_id)
+    elif job.status == "succeeded" and job.result.get("note_ids"):
+        if st.button("Open the scored summary as a case", type="primary"):
+            open_case(int(job.result["note_ids"][0]))
+    else:
+        job_status(job, user)

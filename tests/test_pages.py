@@ -19,7 +19,7 @@ from healthmon.config import Settings
 from healthmon.jobs import Worker
 from healthmon.model.classifier import Classifier
 from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
-from healthmon.storage.models import AuditEntry, Job, Review
+from healthmon.storage.models import AuditEntry, Job, NoteRow, Review
 from healthmon.training.args import TrainArgs
 from healthmon.training.trainer import train
 
@@ -345,10 +345,67 @@ def test_admin_page_adds_users_changes_roles_and_shows_the_audit_log(dash):
     assert "at least 10 characters" in _texts(at, "error")
 
 
-def test_vitals_page_offers_an_upload_with_scoring_options(dash):
+HOSTILE_PATIENT = "<img src=x onerror=alert(1)>"
+BEDSIDE = ("timestamp,patient,pulse,BP,SpO2,resp,temp_f,AVPU,O2\n"
+           + "".join(f"2026-03-01 {8 + i:02d}:00,{HOSTILE_PATIENT},{hr},120/80,97,16,98.6,A,air\n"
+                     for i, hr in enumerate([70, 72, 71, 70, 73, 72, 140]))
+           + f"2026-03-01 15:00,{HOSTILE_PATIENT},0,118/76,101,18,99.1,A,air\n")
+
+
+def _upload_bedside(at):
+    at.file_uploader[0].upload("bedside.csv", BEDSIDE.encode(), "text/csv").run()
+    assert not at.exception
+
+
+def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier(dash):
     at = dash.page("Vitals", "cli")
-    assert not at.exception and "not stored yet" in _texts(at, "caption")
-    assert [r.label for r in at.radio] == ["Where were the readings taken?", "SpO2 scale"]
+    _upload_bedside(at)
+    captions = _texts(at, "caption")
+    assert "Read 8 row(s) of bedside.csv" in captions and "2 flagged as artefacts" in captions
+    [b for b in at.button if b.label.startswith("Store these")][0].click().run()
+    # 8 rows x 8 values (pulse, BP as two, SpO2, resp, temp, AVPU, O2), the 2 artefacts included
+    assert "Stored 64 new reading(s) for 1 patient(s); 0 were already stored" in _texts(at, "success")
+    at.run()  # the next interaction: the stored readings are now offered
+    [r for r in at.radio if r.label == "Readings"][0].set_value("Stored readings").run()
+    assert not at.exception and at.selectbox[0].value == HOSTILE_PATIENT
+    assert {m.label for m in at.metric} >= {"Latest NEWS2", "Clinical risk", "Blood pressure"}
+    alerts = at.dataframe[0].value  # stored readings: no upload report above, the alerts come first
+    assert any(m.startswith("Heart rate") and "140" in m for m in alerts["message"])  # the jump, naming its reading
+    assert any(m.startswith("NEWS2") for m in alerts["message"])
+    summary = at.code[0].value
+    assert summary.startswith("NEWS2 max") and "heart rate median" in summary and " 0 /min" not in summary
+    [b for b in at.button if b.label == "Score and explain this summary"][0].click().run()
+    assert dash.run_jobs() == 1
+    at.run()
+    [b for b in at.button if b.label == "Open the scored summary as a case"][0].click().run()
+    assert not at.exception
+    with transaction(dash.factory) as s:
+        note = s.scalars(select(NoteRow).where(NoteRow.source == "vitals summary")).one()
+        assert note.text == summary and at.session_state["case_id"] == note.id
+
+
+def test_a_fhir_bundle_on_the_vitals_page_sends_its_notes_to_scoring(dash):
+    import base64
+    import json
+
+    note = "Polyuria and thirst; glucose 240 mg/dL."
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p9"},
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                      "effectiveDateTime": "2026-03-01T08:00:00Z",
+                      "valueQuantity": {"value": 88, "unit": "/min", "system": "http://unitsofmeasure.org",
+                                        "code": "/min"}}},
+        {"resource": {"resourceType": "DocumentReference", "id": "d1", "status": "current",
+                      "subject": {"reference": "Patient/p9"}, "content": [{"attachment": {
+                          "contentType": "text/plain", "data": base64.b64encode(note.encode()).decode()}}]}}]}
+    at = dash.page("Vitals", "cli")
+    at.file_uploader[0].upload("p9.json", json.dumps(bundle).encode(), "application/json").run()
+    assert not at.exception and "1 note(s) came with this file" in _texts(at, "info")
+    assert "heart rate median 88 /min, normal" in at.code[0].value
+    [b for b in at.button if b.label == "Score these notes on the Notes page"][0].click().run()
+    assert not at.exception and dash.run_jobs() == 1
+    with transaction(dash.factory) as s:
+        assert s.scalars(select(NoteRow.text).where(NoteRow.external_id == "d1")).one() == note
 
 
 def test_blind_label_survives_a_concurrent_review_and_the_submit_is_refused_with_a_message(dash):

@@ -40,7 +40,7 @@ from healthmon.storage.repository import (
 from healthmon.types import Note, Prediction
 
 TABLES = {"alembic_version", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
-          "predictions", "reviews", "training_runs", "users"}
+          "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads"}
 LABELS = ("diabetes", "hypertension", "cancer")
 
 
@@ -69,7 +69,7 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == head_revision() == "0004"
+    assert current_revision(engine) == head_revision() == "0005"
     upgrade(engine)  # again: nothing to do, nothing lost
     assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":

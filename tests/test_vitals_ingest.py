@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from conftest import SHARED_DATA
 from healthmon.errors import IngestError
 from healthmon.vitals.ingest import read_vitals_csv
 from healthmon.vitals.series import news2_over_time
@@ -70,7 +71,7 @@ def test_news2_over_time_uses_the_latest_value_within_the_look_back():
 
 
 def test_fitbit_export_counts_match_the_files(tmp_path):
-    from conftest import SHARED_DATA
+
 
     from healthmon.vitals.fitbit import read_fitbit
 
@@ -125,7 +126,7 @@ def test_a_physionet_record_maps_vitals_keeps_labs_and_lists_bad_lines():
 
 @pytest.mark.slow  # reads all 3,000 stays (~15 s)
 def test_the_physionet_set_reads_every_record_and_its_lines(tmp_path):
-    from conftest import SHARED_DATA
+
 
     from healthmon.vitals.physionet import iter_physionet_set, read_outcomes
 
@@ -145,8 +146,9 @@ def test_the_physionet_set_reads_every_record_and_its_lines(tmp_path):
     one = stays[str(int(next(l for l in lines if ",RecordID," in l).split(",")[2]))]
     kept = [l for l in lines if not l.endswith(",-1") and l.split(",")[1] not in ("RecordID", "Age", "Gender",
                                                                                     "Height", "ICUType")]
-    fio2 = sum(1 for l in kept if l.split(",")[1] == "FiO2")  # FiO2 gives a lab row and an oxygen row
-    assert len(one.frame) == len(kept) + fio2
+    # FiO2, GCS and MechVent each give two rows: the mapped vital and the value as read.
+    doubled = sum(1 for l in kept if l.split(",")[1] in ("FiO2", "GCS", "MechVent"))
+    assert len(one.frame) == len(kept) + doubled
     outcomes = read_outcomes(folder / "Outcomes-a.txt")
     assert set(stays) <= set(outcomes["RecordID"].astype(str))
 
@@ -159,11 +161,130 @@ def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
     text = summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
     assert text == summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
     # Heart rates 72 and 128 (the 0 is an artefact): median 100, above the 51-90 range.
-    assert "heart rate median 100 /min (72-128), above range" in text
-    assert "SpO2 median 95 % (93-97), below range" in text  # the 101 % reading is left out
+    assert "heart rate median 100 /min (72-128), high" in text
+    assert "SpO2 median 95 % (93-97), low" in text  # the 101 % reading is left out
     assert "consciousness V at worst" in text and "on supplemental oxygen" in text and "NEWS2 max 12 (high)" in text
     assert text.endswith(".") and " 0 /min" not in text
     rising = pd.DataFrame({"patient_id": "p", "time": pd.date_range("2026-01-01", periods=6, freq="D", tz="UTC"),
                            "parameter": "heart_rate", "value": [70, 71, 72, 84, 86, 88], "artefact": False,
                            "source": "t"})
-    assert summarise_vitals(rising) == "heart rate median 78 /min (70-88), in range, rising."
+    assert summarise_vitals(rising) == "heart rate median 78 /min (70-88), normal, rising."
+
+
+ICU_RECORD = """Time,Parameter,Value
+00:00,RecordID,900001
+00:00,Age,71
+00:00,Gender,1
+00:00,ICUType,3
+00:00,Weight,-1
+00:30,HR,118
+00:30,GCS,7
+00:30,MechVent,1
+00:30,FiO2,0.6
+01:00,Lactate,4.5
+01:00,pH,7.21
+02:00,Urine,150
+05:00,Urine,150
+06:00,HR,124
+06:00,GCS,8
+"""
+
+
+def test_an_icu_stay_becomes_a_sentence_written_only_from_its_features():
+    import re
+
+    from healthmon.vitals.physionet import read_physionet_record
+    from healthmon.vitals.text import features_text, window_features
+
+    stay = read_physionet_record(ICU_RECORD, "900001.txt")
+    features = window_features(stay.frame, descriptors=stay.descriptors, news2=news2_over_time(stay.frame))
+    assert features["age"] == 71 and features["female"] == 0 and features["ventilated"] == 1
+    assert features["lab:GCS.min"] == 7 and features["lab:Urine.sum"] == 300 and features["lab:pH.min"] == 7.21
+    text = features_text(features)
+    assert text.startswith("age 71, male; medical ICU; mechanically ventilated; NEWS2 max")
+    for phrase in ("heart rate median 121 /min (118-124), high", "GCS lowest 7, low", "urine output total 300 mL, low",
+                   "lactate highest 4.5, high", "pH lowest 7.21, low", "FiO2 highest 0.6, high",
+                   "consciousness P at worst"):
+        assert phrase in text
+    # Every number in the sentence is one of the features (or the NEWS2 band wording).
+    numbers = {float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)}
+    assert numbers <= {round(v, 2) for v in features.values()} | {0.0, 2.0}  # "SpO2", "PaO2" digits
+    assert window_features(stay.frame.iloc[:0]) == {} and features_text({}) == "no usable vitals."
+
+
+def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refused():
+    from healthmon.vitals.formats import detect_format, read_device_files
+
+    assert detect_format("ward.csv", b"timestamp,hr\n") == "csv"
+    assert detect_format("132539.txt", b"Time,Parameter,Value\n00:00,RecordID,1") == "physionet"
+    assert detect_format("dailyActivity_merged (1).csv", b"Id,ActivityDate") == "fitbit"
+    assert detect_format("export.ndjson", b'{"resourceType":"Patient"}') == "fhir"
+    assert detect_format("bundle.txt", b'\xef\xbb\xbf  {"resourceType":"Bundle"') == "fhir"
+    with pytest.raises(IngestError, match="files of one format per upload") as refused:
+        read_device_files({"ward.csv": CSV.encode(), "stay.txt": ICU_RECORD.encode()})
+    assert "ward.csv: generic vitals CSV" in str(refused.value) and "upload each format on its own" in str(refused.value)
+    with pytest.raises(IngestError, match="at least one device file"):
+        read_device_files({})
+
+
+def test_each_format_reads_through_the_one_entry_point_with_its_report():
+    from healthmon.vitals.formats import read_device_files
+
+    csv = read_device_files({"ward.csv": CSV.encode()})
+    assert csv.fmt == "csv" and "Read 5 row(s) of ward.csv" in csv.summary[0]
+    assert ("ward.csv line 4", "unreadable time 'not a time'") in csv.rejected or any(
+        where == "ward.csv line 4" for where, _ in csv.rejected)
+    icu = read_device_files({"900001.txt": ICU_RECORD.encode()})
+    assert icu.fmt == "physionet" and icu.descriptors["900001"]["Age"] == 71
+    assert any("SaO2" in line for line in icu.summary)  # the approximations are stated
+    fitbit = read_device_files({
+        "dailyActivity_merged.csv": b"Id,ActivityDate,TotalSteps\n1,4/12/2016,8000\n1,4/13/2016,oops\n",
+        "hourlySteps_merged.csv": b"Id,ActivityHour,StepTotal\n1,4/12/2016 1:00:00 AM,10\n"})
+    assert fitbit.fmt == "fitbit" and len(fitbit.frame) == 1 and len(fitbit.rejected) == 1
+    assert any("Not read" in line and "hourlySteps_merged.csv" in line for line in fitbit.summary)
+
+
+def test_the_shared_device_folders_read_through_the_entry_point():
+    from healthmon.vitals.formats import read_device_paths
+
+    if not (SHARED_DATA / "fitbit").is_dir():
+        pytest.skip(f"{SHARED_DATA} not present: the real device files are read from there")
+    fitbit = read_device_paths([SHARED_DATA / "fitbit"])
+    assert fitbit.fmt == "fitbit" and fitbit.frame["patient_id"].nunique() == 33
+    bundles = read_device_paths([SHARED_DATA / "fhir-synthea-bundles"])
+    assert bundles.fmt == "fhir" and bundles.frame["patient_id"].nunique() == 6
+    bulk = read_device_paths([SHARED_DATA / "fhir-bulk-10patients"])  # its log.ndjson is left out
+    assert bulk.frame.empty and len(bulk.notes.notes) == 1215 and len(bulk.conditions) == 555
+
+
+def test_one_patient_assessment_pairs_bp_lists_swapped_pairs_and_merges_alerts():
+    from healthmon.vitals.assess import assess_patient
+
+    rows = "".join(f"2026-03-0{d} 08:00,p1,{hr},{bp}\n" for d, hr, bp in
+                   [(1, 70, "150/95"), (2, 71, "152/96"), (3, 70, "80/120"), (4, 72, "148/94"), (5, 70, "151/97"),
+                    (6, 71, "149/95"), (7, 130, "150/96")])
+    data = read_vitals_csv(("timestamp,patient,hr,bp\n" + rows).encode(), "home.csv")
+    result = assess_patient(data.frame, "p1", setting="home")
+    assert result.bp.readings == 6 and result.bp.category == "stage 2 hypertension" and result.bp.setting == "home"
+    assert "left out (diastolic not below systolic): 2026-03-03 08:00 80/120" in result.bp_note
+    kinds = set(zip(result.alerts["rule_id"], result.alerts["parameter"]))
+    assert ("hr_jump", "heart_rate") in kinds
+    jump = result.alerts[result.alerts.rule_id == "hr_jump"].iloc[0]
+    assert jump["readings"] == ((pd.Timestamp("2026-03-07 08:00", tz="UTC"), 130.0),)
+    assert result.summary.startswith("NEWS2 max") and "heart rate median 71 /min" in result.summary
+
+
+def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
+    from healthmon.figures import vitals_figure
+    from healthmon.vitals.assess import assess_patient
+
+    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{hr}\n" for h, hr in enumerate([70, 72, 71, 70, 73, 72, 140]))
+    data = read_vitals_csv(("timestamp,patient,hr\n" + rows).encode(), "ward.csv")
+    result = assess_patient(data.frame, "p1")
+    figure = vitals_figure(result.vitals, result.news2, result.alerts)
+    markers = [t for t in figure.data if t.name and t.name.startswith("alert: ")]
+    # The jump sits on the heart-rate line; the red flag it causes (3 NEWS2 points) on the NEWS2 bars.
+    assert {t.name: list(t.y) for t in markers} == {"alert: hr_jump": [140], "alert: news2_red_flag": [3]}
+    hostile = result.alerts.assign(message="<b>x</b>")
+    escaped = vitals_figure(result.vitals, result.news2, hostile)
+    assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]

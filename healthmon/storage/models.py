@@ -227,3 +227,40 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class VitalsUpload(Base):
+    """One device file as read: who sent it and its ingest report (read, converted, flagged, rejected)."""
+
+    __tablename__ = "vitals_uploads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(300))
+    format: Mapped[str] = mapped_column(String(40))
+    uploaded_by: Mapped[str] = mapped_column(String(120))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    readings_stored: Mapped[int] = mapped_column(Integer, default=0)
+    readings_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VitalReading(Base):
+    """One value in healthmon's canonical unit. Artefacts are stored too (flagged), so the
+    record shows what the device sent; they are never scored. The same value for the same
+    patient, parameter and time is one reading, so uploading a file twice stores nothing twice.
+    """
+
+    __tablename__ = "vital_readings"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "parameter", "time", "value", name="uq_vital_readings_value"),
+        Index("ix_vital_readings_patient_time", "patient_id", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    upload_id: Mapped[int] = mapped_column(ForeignKey("vitals_uploads.id"), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    parameter: Mapped[str] = mapped_column(String(80))
+    value: Mapped[float] = mapped_column(Float)
+    artefact: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(300), default="")

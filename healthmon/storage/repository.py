@@ -165,6 +165,22 @@ def active_version(session: Session) -> ModelVersion | None:
 
 
 # ----------------------------------------------------------------------------- notes + predictions
+def patient_ids_for(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
+    """Row ids of these patients (by the caller's identifier), creating the ones not yet stored."""
+    wanted = set(external_ids)
+    found: dict[str, int] = {}
+    if wanted:
+        for external, row_id in session.execute(select(Patient.external_id, Patient.id)
+                                                .where(Patient.external_id.in_(wanted))):
+            found[external] = row_id
+        for external in sorted(wanted - set(found)):
+            patient = Patient(external_id=external)
+            session.add(patient)
+            session.flush()
+            found[external] = patient.id
+    return found
+
+
 def save_predictions(session: Session, notes: Sequence[Note], predictions: Sequence[Prediction],
                      version: ModelVersion) -> list[int]:
     """Store notes (once per text, patient and source id) and their predictions in bulk.
@@ -174,16 +190,7 @@ def save_predictions(session: Session, notes: Sequence[Note], predictions: Seque
     """
     if len(notes) != len(predictions):
         raise StorageError("one prediction per note", f"{len(predictions)} for {len(notes)} notes", "pass matching lists")
-    patient_ids: dict[str, int] = {}
-    wanted = {n.patient_id for n in notes if n.patient_id}
-    if wanted:
-        for row in session.execute(select(Patient.external_id, Patient.id).where(Patient.external_id.in_(wanted))):
-            patient_ids[row[0]] = row[1]
-        for external in sorted(wanted - set(patient_ids)):
-            patient = Patient(external_id=external)
-            session.add(patient)
-            session.flush()
-            patient_ids[external] = patient.id
+    patient_ids = patient_ids_for(session, {n.patient_id for n in notes if n.patient_id})
     # One query per chunk finds the notes already stored; new ones are inserted together.
     keys = [(content_hash(n.text), patient_ids.get(n.patient_id) if n.patient_id else None, n.note_id) for n in notes]
     known: dict[tuple[str, int | None, str], int] = {}

@@ -9,6 +9,7 @@ Missing files are simply absent parameters.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +32,30 @@ def read_fitbit(folder: str | Path) -> VitalsData:
     if not present:
         raise IngestError(f"Fitbit export files ({', '.join(FILES)})", f"none in {folder}",
                           "point at the folder holding the *_merged.csv files")
-    report = VitalsReport(source=str(folder))
+    return read_fitbit_files({name: (folder / name).read_bytes() for name in present}, source=str(folder))
+
+
+def fitbit_file_name(name: str) -> str | None:
+    """The known export file ``name`` is (uploads may be renamed ``dailyActivity_merged (1).csv``)."""
+    stem = Path(name).name.lower()
+    return next((known for known in FILES if stem.startswith(known.removesuffix(".csv").lower())), None)
+
+
+def read_fitbit_files(files: dict[str, bytes], *, source: str = "upload") -> VitalsData:
+    """Fitbit export files given as {file name: contents}, e.g. from an upload form."""
+    known = {fitbit_file_name(name): data for name, data in files.items()}
+    if None in known or not known:
+        raise IngestError(f"Fitbit export files ({', '.join(FILES)})", ", ".join(files) or "no files",
+                          "upload the unedited *_merged.csv files")
+    present = [name for name in FILES if name in known]
+    report = VitalsReport(source=source)
     parts = []
     for name in present:
         time_column, value_column, parameter = FILES[name]
-        raw = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+        try:
+            raw = pd.read_csv(io.BytesIO(known[name]), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise IngestError(f"a CSV file {name}", f"unreadable: {str(exc)[:120]}", "use the unedited Fitbit export")
         missing = {"Id", time_column, value_column} - set(raw.columns)
         if missing:
             raise IngestError(f"columns Id, {time_column}, {value_column} in {name}", f"{', '.join(raw.columns)}",

@@ -62,6 +62,15 @@ RESPONSES = {
 }
 
 
+def news2_band(total: int, *, red_flag: bool) -> str:
+    """The RCP response band: 7+ high, 5-6 medium, 3 in a single parameter low-medium, else low."""
+    if total >= 7:
+        return "high"
+    if total >= 5:
+        return "medium"
+    return "low-medium" if red_flag else "low"
+
+
 def band_points(parameter: str, value: float) -> int:
     """Points of one value on one chart row (after rounding to the chart's precision)."""
     places = DECIMALS.get(parameter.split("_scale")[0], 0)
@@ -166,14 +175,7 @@ def score_news2(
     expected = ("respiration_rate", "spo2", "air_or_oxygen", "systolic_bp", "heart_rate", "consciousness", "temperature")
     missing = tuple(p for p in expected if p not in points)
     total = sum(points.values())
-    if total >= 7:
-        band = "high"
-    elif total >= 5:
-        band = "medium"
-    elif any(p == 3 for p in points.values()):
-        band = "low-medium"
-    else:
-        band = "low"
+    band = news2_band(total, red_flag=any(p == 3 for p in points.values()))
     response, monitoring = RESPONSES["low (0)" if band == "low" and total == 0 else band]
     caveats = []
     if missing:

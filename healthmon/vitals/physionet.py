@@ -11,7 +11,8 @@ Two mappings are approximations, and both are reported:
 * ``SaO2`` is arterial saturation from a blood gas, used in place of pulse-oximetry SpO2.
 * GCS is mapped to ACVPU as 15 → Alert, 13-14 → new Confusion, 9-12 → Voice, 4-8 → Pain,
   3 → Unresponsive (a common crosswalk, not part of NEWS2 itself).
-FiO2 above 0.21 and mechanical ventilation both mean supplemental oxygen.
+FiO2 above 0.21 and mechanical ventilation both mean supplemental oxygen; GCS, FiO2 and MechVent
+are also kept as they were read (``lab:GCS`` ...), since the mappings lose detail.
 """
 
 from __future__ import annotations
@@ -75,18 +76,20 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
             rows.append((VITALS[parameter], moment, value))
         elif parameter == "GCS":
             rows.append(("consciousness", moment, float(gcs_to_acvpu(value))))
+            rows.append(("lab:GCS", moment, value))  # the full scale, which ACVPU coarsens
         elif parameter == "FiO2":
             rows.append(("on_oxygen", moment, 1.0 if value > 0.21 else 0.0))
             rows.append(("lab:FiO2", moment, value))
         elif parameter == "MechVent":
             rows.append(("on_oxygen", moment, 1.0 if value > 0 else 0.0))
+            rows.append(("lab:MechVent", moment, value))
         else:
             rows.append((f"lab:{parameter}", moment, value))
     record_id = str(int(descriptors.get("RecordID", 0))) if "RecordID" in descriptors else Path(name).stem
     frame = pd.DataFrame(rows, columns=["parameter", "time", "value"])
     frame["patient_id"], frame["source"] = record_id, f"physionet2012:{name}"
-    frame["artefact"] = [not (PLAUSIBLE[p][0] <= v <= PLAUSIBLE[p][1]) if p in PLAUSIBLE else False
-                         for p, v in zip(frame["parameter"], frame["value"])]
+    frame["artefact"] = pd.Series([not (PLAUSIBLE[p][0] <= v <= PLAUSIBLE[p][1]) if p in PLAUSIBLE else False
+                                   for p, v in zip(frame["parameter"], frame["value"])], dtype=bool)
     return IcuStay(record_id, descriptors, frame[COLUMNS], rejected)
 
 

@@ -1,0 +1,148 @@
+"""One entry point for device files, whatever their format: the dashboard's upload and the CLI.
+
+The format is recognised from the contents (and the file name for Fitbit exports), never
+from the extension alone, and the caller gets the long vitals table, a report in plain
+words, and, for FHIR, the notes and conditions that came with the readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from healthmon.errors import IngestError
+from healthmon.ingest.notes import IngestResult
+from healthmon.vitals.fitbit import FILES as FITBIT_FILES
+from healthmon.vitals.fitbit import fitbit_file_name, read_fitbit_files
+from healthmon.vitals.ingest import COLUMNS, read_vitals_csv
+from healthmon.vitals.physionet import APPROXIMATIONS, read_physionet_record
+
+FORMATS = {"csv": "generic vitals CSV", "physionet": "PhysioNet 2012 record (Time,Parameter,Value)",
+           "fitbit": "Fitbit export (*_merged.csv)", "fhir": "FHIR R4 Bundle or bulk NDJSON"}
+
+
+@dataclass
+class DeviceData:
+    """What a set of device files held, whatever the format."""
+
+    frame: pd.DataFrame  # ingest.COLUMNS
+    fmt: str
+    summary: list[str]  # the report in sentences, for the page and the CLI
+    rejected: list[tuple[str, str]]  # (where, why)
+    flagged: list[tuple[str, str, str]]  # (where, parameter, why)
+    report: dict  # the format's own report, stored with the upload
+    notes: IngestResult | None = None
+    conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    descriptors: dict[str, dict[str, float]] = field(default_factory=dict)  # PhysioNet: per record
+
+
+def detect_format(name: str, head: bytes) -> str:
+    """``csv``, ``physionet``, ``fitbit`` or ``fhir`` for one file."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start in (b"{", b"["):
+        return "fhir"
+    if fitbit_file_name(name) or "_merged" in name.lower():
+        return "fitbit"
+    if head.lstrip(b"\xef\xbb\xbf").startswith(b"Time,Parameter,Value"):
+        return "physionet"
+    return "csv"
+
+
+def read_device_files(files: dict[str, bytes]) -> DeviceData:
+    """Read uploaded files ({name: contents}) of one format into one table.
+
+    Raises:
+        IngestError: no files, files of different formats, or a file the format's reader refuses.
+    """
+    if not files:
+        raise IngestError("at least one device file", "none", "choose a CSV, Fitbit, PhysioNet or FHIR file")
+    kinds = {name: detect_format(name, data[:64]) for name, data in files.items()}
+    formats = set(kinds.values())
+    if len(formats) > 1:
+        found = "; ".join(f"{name}: {FORMATS[kind]}" for name, kind in kinds.items())
+        raise IngestError("files of one format per upload", found, "upload each format on its own")
+    fmt = formats.pop()
+    return {"csv": _csv, "physionet": _physionet, "fitbit": _fitbit, "fhir": _fhir}[fmt](files)
+
+
+def _vitals_report_summary(report, what: str) -> list[str]:  # noqa: ANN001 - a VitalsReport
+    lines = [f"Read {report.rows_read} row(s) of {what}: {report.values_read} value(s), {report.values_flagged} "
+             f"flagged as artefacts (kept, not scored), {report.rows_rejected} row(s) rejected."]
+    if report.columns:
+        lines.append("Columns used: " + ", ".join(f"{k} from '{v}'" for k, v in report.columns.items()) + ".")
+    if report.ignored_columns:
+        lines.append("Columns not used: " + ", ".join(report.ignored_columns) + ".")
+    return lines + list(report.conversions)
+
+
+def _csv(files: dict[str, bytes]) -> DeviceData:
+    frames, summary, rejected, flagged, reports = [], [], [], [], {}
+    for name, data in files.items():
+        read = read_vitals_csv(data, name)
+        frames.append(read.frame)
+        summary += _vitals_report_summary(read.report, name)
+        rejected += [(f"{name} line {line}", why) for line, why in read.report.rejected]
+        flagged += [(f"{name} line {line}", parameter, why) for line, parameter, why in read.report.flagged]
+        reports[name] = asdict(read.report)
+    return DeviceData(pd.concat(frames, ignore_index=True)[COLUMNS], "csv", summary, rejected, flagged, reports)
+
+
+def _fitbit(files: dict[str, bytes]) -> DeviceData:
+    known = {name: data for name, data in files.items() if fitbit_file_name(name)}
+    unread = sorted(set(files) - set(known))
+    if not known:
+        raise IngestError(f"one of the Fitbit files {', '.join(FITBIT_FILES)}", ", ".join(unread),
+                          "add the daily activity, sleep or weight export")
+    read = read_fitbit_files(known, source=", ".join(known))
+    summary = _vitals_report_summary(read.report, "Fitbit export")
+    if unread:
+        summary.append(f"Not read (healthmon reads {', '.join(FITBIT_FILES)}): {', '.join(unread)}.")
+    return DeviceData(read.frame, "fitbit", summary, [(f"line {line}", why) for line, why in read.report.rejected],
+                      [], asdict(read.report))
+
+
+def _physionet(files: dict[str, bytes]) -> DeviceData:
+    frames, rejected, descriptors = [], [], {}
+    for name, data in files.items():
+        stay = read_physionet_record(data.decode("utf-8", errors="replace"), name)
+        frames.append(stay.frame)
+        descriptors[stay.record_id] = stay.descriptors
+        rejected += [(f"{name} line {line}", why) for line, why in stay.rejected]
+    frame = pd.concat(frames, ignore_index=True)[COLUMNS]
+    summary = [f"Read {len(files)} ICU record(s): {len(frame)} value(s), {int(frame['artefact'].sum())} flagged as "
+               f"artefacts, {len(rejected)} line(s) rejected.", "Approximations: " + "; ".join(APPROXIMATIONS) + "."]
+    return DeviceData(frame, "physionet", summary, rejected, [], {"records": len(files), "rejected": rejected},
+                      descriptors=descriptors)
+
+
+def _fhir(files: dict[str, bytes]) -> DeviceData:
+    from healthmon.vitals.fhir import read_fhir_bytes
+
+    read = read_fhir_bytes(files)
+    report = read.report
+    types = ", ".join(f"{n} {kind}" for kind, n in sorted(report.resources_read.items()))
+    summary = [f"Read {sum(report.resources_read.values())} FHIR resource(s) ({types}); {report.resources_rejected} "
+               f"rejected. {report.values_read} Observation value(s) read, {report.values_flagged} flagged as artefacts.",
+               f"{report.patients} patient(s), {report.conditions} condition(s), {len(read.notes.notes)} note(s) "
+               "from DocumentReference."]
+    summary += list(report.conversions) + list(report.warnings)
+    return DeviceData(read.frame, "fhir", summary, list(report.rejected), list(report.flagged), asdict(report),
+                      notes=read.notes, conditions=read.conditions)
+
+
+def read_device_paths(paths: list[str | Path]) -> DeviceData:
+    """The same for files on disk (the CLI); a folder means every file in it."""
+    files: dict[str, bytes] = {}
+    for path in map(Path, paths):
+        members = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".json",
+                                                                                         ".ndjson")) \
+            if path.is_dir() else [path]
+        for member in members:
+            if path.is_dir() and member.name == "log.ndjson":
+                continue  # a bulk export's own log (Bulk Data Access spec), not FHIR resources
+            if not member.is_file():
+                raise IngestError("an existing file or folder", str(member), "check the path")
+            files[member.name] = member.read_bytes()
+    return read_device_files(files)

@@ -1,0 +1,107 @@
+"""Device readings in the database: every upload with its ingest report, every reading once.
+
+Storing is append-only and idempotent: the same value for the same patient, parameter and
+time is one reading (a unique constraint, inserted with ``ON CONFLICT DO NOTHING``), so
+uploading a file twice, or two overlapping exports, stores each reading once and says how
+many were already there. Nothing stored is ever updated or deleted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.auth import SignedIn, require
+from healthmon.errors import IngestError
+from healthmon.storage.db import transaction
+from healthmon.storage.models import Patient, VitalReading, VitalsUpload, as_utc
+from healthmon.storage.repository import audit, patient_ids_for
+from healthmon.vitals.ingest import COLUMNS
+
+CHUNK = 2_000  # rows per INSERT: well under SQLite's and PostgreSQL's bound-parameter limits
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    upload_id: int
+    stored: int
+    duplicates: int
+    patients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredPatient:
+    patient_id: str
+    readings: int
+    first: datetime
+    last: datetime
+
+
+def _insert(session: Session):  # noqa: ANN202 - the dialect's INSERT construct
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(VitalReading)
+    if dialect == "sqlite":
+        return sqlite.insert(VitalReading)
+    raise IngestError("a SQLite or PostgreSQL database", f"a {dialect} database", "set HEALTHMON_DATABASE_URL")
+
+
+def store_vitals(factory: sessionmaker[Session], user: SignedIn | None, frame: pd.DataFrame, *, source: str,
+                 fmt: str, report: dict) -> StoredUpload:
+    """Store a long vitals table (``ingest.COLUMNS``) read from ``source`` in format ``fmt``."""
+    user = require(user, "vitals.upload")
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise IngestError(f"a vitals table with columns {', '.join(COLUMNS)}", f"no {', '.join(missing)}",
+                          "pass the frame a healthmon.vitals reader returned")
+    frame = frame.dropna(subset=["value", "time"])
+    with transaction(factory) as session:
+        upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=user.name, report=report)
+        session.add(upload)
+        session.flush()
+        ids = patient_ids_for(session, frame["patient_id"].astype(str).unique())
+        rows = [{"patient_id": ids[str(p)], "upload_id": upload.id, "time": pd.Timestamp(t).to_pydatetime(),
+                 "parameter": parameter, "value": float(v), "artefact": bool(a), "source": str(s)[:300]}
+                for p, t, parameter, v, a, s in frame[COLUMNS].itertuples(index=False, name=None)]
+        insert = _insert(session).on_conflict_do_nothing(index_elements=["patient_id", "parameter", "time", "value"])
+        for start in range(0, len(rows), CHUNK):
+            session.execute(insert, rows[start : start + CHUNK])
+        stored = session.scalar(select(func.count()).select_from(VitalReading)
+                                .where(VitalReading.upload_id == upload.id)) or 0
+        upload.readings_stored, upload.readings_duplicate = stored, len(rows) - stored
+        audit(session, user.name, "vitals.upload", "vitals_upload", upload.id,
+              after={"source": source, "format": fmt, "stored": stored, "duplicates": len(rows) - stored})
+        return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)))
+
+
+def stored_patients(factory: sessionmaker[Session]) -> list[StoredPatient]:
+    """Patients with stored readings, most recently measured first."""
+    with factory() as session:
+        rows = session.execute(
+            select(Patient.external_id, func.count(VitalReading.id), func.min(VitalReading.time),
+                   func.max(VitalReading.time))
+            .join(VitalReading, VitalReading.patient_id == Patient.id).group_by(Patient.external_id)
+        ).all()
+    patients = [StoredPatient(name, n, as_utc(first), as_utc(last)) for name, n, first, last in rows]
+    return sorted(patients, key=lambda p: (p.last, p.patient_id), reverse=True)
+
+
+def load_vitals(factory: sessionmaker[Session], patient_id: str, *, since: datetime | None = None) -> pd.DataFrame:
+    """One patient's stored readings as the long table, oldest first."""
+    query = (select(Patient.external_id, VitalReading.time, VitalReading.parameter, VitalReading.value,
+                    VitalReading.artefact, VitalReading.source)
+             .join(Patient, Patient.id == VitalReading.patient_id).where(Patient.external_id == patient_id)
+             .order_by(VitalReading.time, VitalReading.id))
+    if since is not None:
+        query = query.where(VitalReading.time >= since)
+    with factory() as session:
+        rows = session.execute(query).all()
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["time"] = pd.to_datetime([as_utc(t) for t in frame["time"]], utc=True)
+    frame["artefact"] = frame["artefact"].astype(bool)
+    return frame

@@ -1,0 +1,295 @@
+"""Trends and anomalies: sustained shifts and sudden jumps against each patient's own baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from healthmon.errors import ConfigError
+from healthmon.vitals.ingest import COLUMNS, read_vitals_csv
+from healthmon.vitals.series import news2_over_time
+from healthmon.vitals.trends import (
+    JUMP_RULES,
+    SHIFT_RULES,
+    SPREAD_FLOORS,
+    Alert,
+    JumpRule,
+    ShiftRule,
+    alerts_frame,
+    detect_alerts,
+    news2_alerts,
+    rolling_baseline,
+)
+
+START = pd.Timestamp("2026-01-01 08:00", tz="UTC")
+SHIFTS = {rule.rule_id: rule for rule in SHIFT_RULES}
+JUMPS = {rule.rule_id: rule for rule in JUMP_RULES}
+# A typical own baseline per parameter, for rules that need one.
+TYPICAL = {"heart_rate": 60.0, "steps": 10_000.0, "sleep_minutes": 420.0, "spo2": 97.0, "weight": 80.0,
+           "systolic_bp": 125.0, "temperature": 36.8, "respiration_rate": 15.0}
+
+
+def readings(values, parameter="heart_rate", patient="p1", *, start=START, every="1D", artefact=None) -> pd.DataFrame:
+    """A long vitals table: ``values`` at a fixed interval from ``start``."""
+    times = pd.date_range(start, periods=len(values), freq=every)
+    return pd.DataFrame({"patient_id": patient, "time": times, "parameter": parameter,
+                         "value": [float(v) for v in values],
+                         "artefact": artefact if artefact is not None else [False] * len(values),
+                         "source": "test"})[COLUMNS]
+
+
+def shifted_value(rule: ShiftRule, baseline: float, fraction_of_threshold: float) -> float:
+    amount = (baseline * rule.change if rule.relative else rule.change) * fraction_of_threshold
+    return baseline + amount if rule.direction == "up" else baseline - amount
+
+
+def as_pairs(frame: pd.DataFrame) -> set[tuple[pd.Timestamp, float]]:
+    return set(zip(frame["time"], frame["value"].astype(float)))
+
+
+@pytest.mark.parametrize("rule_id", sorted(SHIFTS))
+def test_each_shift_rule_fires_at_its_threshold_and_not_just_below(rule_id):
+    rule = SHIFTS[rule_id]
+    base = TYPICAL[rule.parameter]
+    for fraction, fires in ((1.0, True), (0.99, False)):
+        frame = readings([base] * rule.baseline_days + [shifted_value(rule, base, fraction)] * rule.recent_days,
+                         rule.parameter)
+        report = detect_alerts(frame, rules=(rule,))
+        assert not report.skipped  # enough history: checked, whatever the outcome
+        if not fires:
+            assert report.alerts == (), fraction
+            continue
+        # One alert for the whole run of firing days, on its first day: when over half the recent window moved.
+        (alert,) = report.alerts
+        assert (alert.kind, alert.direction, alert.rule_id, alert.threshold) == ("sustained_shift", rule.direction,
+                                                                                 rule_id, rule.change)
+        assert alert.baseline == pytest.approx(base) and alert.current == pytest.approx(shifted_value(rule, base, 1))
+        day = alert.time.floor("D")
+        window = frame[(frame.time.dt.floor("D") > day - pd.Timedelta(days=rule.recent_days))
+                       & (frame.time.dt.floor("D") <= day)]
+        assert set(alert.readings) == as_pairs(window) and len(alert.readings) == len(window)
+        assert alert.time == window.time.max() and alert.time == alert.readings[-1][0]
+        assert str(rule.baseline_days) in alert.message and rule.label in alert.message
+
+
+def test_the_resting_heart_rate_message_reads_like_the_chart():
+    frame = readings([67] * 28 + [78] * 7)
+    (alert,) = detect_alerts(frame, rules=(SHIFTS["hr_resting_up"],)).alerts
+    assert alert.message == ("Resting heart rate 7-day median 78 /min is 11 /min above the 28-day baseline of "
+                             "67 /min (readings 2026-01-26..2026-02-01).")
+    assert (alert.change, alert.unit, alert.severity) == (11, "/min", "low")
+    twice = readings([60] * 28 + [80] * 7)
+    assert detect_alerts(twice, rules=(SHIFTS["hr_resting_up"],)).alerts[0].severity == "medium"  # 2x threshold
+
+
+def test_resting_heart_rate_is_the_days_10th_percentile_reading_and_the_alert_points_at_it():
+    # Eleven readings a day: one low glitch (40), then 60..69 (or 70..79 in the last week).
+    rows = []
+    for day in range(35):
+        level = 60 if day < 28 else 70
+        values = [40] + [level + i for i in range(10)]
+        rows.append(readings(values, start=START + pd.Timedelta(days=day), every="1h"))
+    frame = pd.concat(rows, ignore_index=True)
+    (alert,) = detect_alerts(frame, rules=(SHIFTS["hr_resting_up"],)).alerts
+    # The 10th percentile of 11 readings is the second lowest: the glitch is ignored, one reading per day named.
+    assert alert.baseline == 60 and alert.current == 70
+    assert len(alert.readings) == 7 and {v for _, v in alert.readings} == {60.0, 70.0}
+    assert set(alert.readings) <= as_pairs(frame)
+    assert all(t.hour == 9 for t, _ in alert.readings)  # the 09:00 reading is each day's second lowest
+
+
+def test_weight_gain_compares_with_the_lowest_weight_of_the_three_days_before():
+    rule = SHIFTS["weight_gain_3d"]
+    frame = readings([80.5, 80.0, 81.0, 81.5, 82.0], "weight")  # 2.0 kg above the 80.0 two days earlier
+    (alert,) = detect_alerts(frame, rules=(rule,)).alerts
+    assert alert.readings == ((frame.time.iloc[-1], 82.0),) and alert.baseline == 80.0
+    assert alert.message == ("Weight 82 kg is 2 kg above the lowest of the previous 3 days of 80 kg "
+                             "(reading 2026-01-05).")
+    assert alert.severity == "medium"
+    slow = readings([80.0, 80.5, 81.0, 81.5, 82.0, 82.5], "weight")  # 0.5 kg a day: 1.5 kg in any 3 days
+    assert detect_alerts(slow, rules=(rule,)).alerts == ()
+
+
+def test_zero_step_days_count_as_not_worn():
+    rule = SHIFTS["steps_down"]
+    frame = readings([10_000] * 28 + [0, 0, 0, 0, 10_000, 10_000, 10_000], "steps")
+    report = detect_alerts(frame, rules=(rule,))
+    assert report.alerts == ()
+    assert report.skipped == ("steps for p1: 3 day(s) of data in the 7 day(s) to 2026-02-04, the check needs 4 (steps_down)",)
+
+
+@pytest.mark.parametrize("rule_id", sorted(JUMPS))
+@pytest.mark.parametrize("sign", [1, -1])
+def test_each_jump_rule_fires_at_its_clinical_amount_and_not_just_below(rule_id, sign):
+    rule = JUMPS[rule_id]
+    base = TYPICAL[rule.parameter]
+    for fraction, fires in ((1.0, True), (0.99, False)):
+        value = base + sign * rule.min_change * fraction
+        frame = readings([base] * 10 + [value] + [base] * 3, rule.parameter, every="4h")
+        alerts = detect_alerts(frame, rules=(rule,)).alerts
+        if not fires:
+            assert alerts == ()
+            continue
+        (alert,) = alerts
+        assert alert.readings == ((frame.time.iloc[10], value),) and alert.time == frame.time.iloc[10]
+        assert (alert.kind, alert.direction, alert.baseline) == ("sudden_jump", "up" if sign > 0 else "down", base)
+        assert alert.change == pytest.approx(sign * rule.min_change)
+
+
+def test_a_jump_must_also_be_unusual_for_a_noisy_patient():
+    # Alternating 60/80: median 70, MAD 10, robust SD 14.8; 3.5 SDs is 51.9 /min, more than the 25 /min amount.
+    history = [60, 80] * 5
+    fires = detect_alerts(readings(history + [122], every="1h"), rules=(JUMPS["hr_jump"],)).alerts
+    quiet = detect_alerts(readings(history + [121.8], every="1h"), rules=(JUMPS["hr_jump"],)).alerts
+    assert len(fires) == 1 and fires[0].current == 122 and quiet == ()
+    assert "3.5 robust SDs" in fires[0].message or "more than 3.5" in fires[0].message
+
+
+def test_a_sudden_jump_names_the_reading_and_a_held_jump_is_one_alert():
+    values = [72, 70, 71, 69, 70, 73, 70, 68, 71, 70, 115, 117, 116, 71, 70]
+    frame = readings(values, every="15min")
+    (alert,) = detect_alerts(frame, rules=(JUMPS["hr_jump"],)).alerts
+    assert alert.time == frame.time.iloc[10] and alert.current == 115 and alert.baseline == 70
+    assert alert.readings == tuple(zip(frame.time.iloc[10:13], [115.0, 117.0, 116.0]))
+    assert alert.severity == "medium" and "; 3 consecutive readings to 2026-01-01 11:00 UTC." in alert.message
+    assert alert.message.startswith("Heart rate 115 /min at 2026-01-01 10:30 UTC is 45 /min above the median of the "
+                                    "previous readings, 70 /min (15.0 robust SDs; the rule needs 25 /min")
+    values[12] = 121  # 51 /min above: twice the rule's amount somewhere in the episode makes it high
+    assert detect_alerts(readings(values, every="15min"), rules=(JUMPS["hr_jump"],)).alerts[0].severity == "high"
+
+
+def test_artefacts_are_neither_baseline_nor_trigger():
+    values = [70.0] * 12
+    values[8] = 300.0
+    flags = [False] * 12
+    flags[8] = True
+    frame = readings(values, every="1h", artefact=flags)
+    assert detect_alerts(frame).alerts == ()
+    flagged_unflagged = readings(values, every="1h")  # the same 300 /min, trusted, would fire
+    assert [a.rule_id for a in detect_alerts(flagged_unflagged).alerts] == ["hr_jump"]
+    # Artefacts in the baseline days do not move it: 28 days at 60 plus daily artefacts of 250.
+    days = readings([60] * 28 + [69] * 7)
+    junk = readings([250] * 35, artefact=[True] * 35)
+    assert detect_alerts(pd.concat([days, junk]), rules=(SHIFTS["hr_resting_up"],)).alerts == ()
+    only_junk = detect_alerts(junk, rules=(SHIFTS["hr_resting_up"],))
+    assert only_junk.alerts == () and only_junk.skipped == (
+        "heart_rate for p1: no usable readings (35 artefact(s) left out) (hr_resting_up)",)
+
+
+def test_too_little_history_is_skipped_with_the_reason_and_no_alert():
+    report = detect_alerts(readings([60, 95, 130]))
+    assert report.alerts == ()
+    baseline_reason = ("heart_rate for p1: 3 day(s) of data up to 2026-01-03; the 28-day baseline before the last "
+                       "7 day(s) has 0, the baseline needs 14 (hr_resting_up)")
+    jump_reason = ("heart_rate for p1: 3 reading(s) up to 2026-01-03, a sudden-jump check needs 5 earlier ones "
+                   "within 14D (hr_jump)")
+    assert report.skipped == (baseline_reason, jump_reason)
+
+
+def test_readings_after_now_are_ignored():
+    frame = readings([60] * 28 + [75] * 7)
+    assert len(detect_alerts(frame).alerts) == 1
+    before = detect_alerts(frame, now=frame.time.iloc[28])
+    assert before.alerts == () and before.now == frame.time.iloc[28]
+    assert detect_alerts(frame.iloc[:0]).now is None
+
+
+def test_one_patients_readings_never_touch_another_patients_baseline():
+    calm = readings([60] * 28 + [75] * 7, patient="p1")
+    wild = readings([150, 40] * 17 + [150], patient="p2")  # same times, very different values
+    alone = detect_alerts(calm)
+    both = detect_alerts(pd.concat([wild, calm], ignore_index=True))
+    assert [a for a in both.alerts if a.patient_id == "p1"] == list(alone.alerts)
+    assert all(t in set(calm.time) for a in alone.alerts for t, _ in a.readings)
+    band_alone = rolling_baseline(calm, "heart_rate")
+    band_both = rolling_baseline(pd.concat([wild, calm]), "heart_rate")
+    pd.testing.assert_frame_equal(band_both[band_both.patient_id == "p1"].reset_index(drop=True), band_alone)
+
+
+def test_rolling_baseline_is_the_patients_usual_range_without_the_reading_itself():
+    values = [70.0] * 10 + [130.0] + [70.0] * 3
+    flags = [False] * 14
+    flags[12] = True
+    frame = readings(values, every="1h", artefact=flags)
+    band = rolling_baseline(frame, "heart_rate", window="6h")
+    assert list(band.columns) == ["patient_id", "time", "value", "baseline", "low", "high", "n"]
+    assert len(band) == 13 and frame.time.iloc[12] not in set(band.time)  # the artefact is not drawn or used
+    assert band.baseline.iloc[:3].isna().all() and band.n.iloc[:4].tolist() == [0, 1, 2, 3]
+    spike = band.iloc[10]
+    floor = SPREAD_FLOORS["heart_rate"]
+    assert (spike.value, spike.baseline, spike.low, spike.high) == (130, 70, 70 - 3 * floor, 70 + 3 * floor)
+    after = band.iloc[11]
+    assert after.baseline == 70 and after.n == 6 and after.high == 70 + 3 * floor  # one spike moves neither
+    assert rolling_baseline(frame, "spo2").empty
+
+
+def test_news2_rows_with_a_red_flag_or_a_medium_or_high_band_become_alerts():
+    csv = """time,patient,rr,spo2,o2,sbp,hr,avpu,temp
+2026-03-01 08:00,w1,16,97,air,120,70,A,37.0
+2026-03-01 12:00,w1,8,97,air,120,70,A,37.0
+2026-03-01 16:00,w1,22,95,air,120,105,A,38.5
+2026-03-01 20:00,w1,25,91,air,120,120,A,37.0
+"""
+    scores = news2_over_time(read_vitals_csv(csv.encode(), "ward.csv").frame, lookback="1h")
+    assert scores.total.tolist() == [0, 3, 5, 8] and scores.band.tolist() == ["low", "low-medium", "medium", "high"]
+    alerts = news2_alerts(scores)
+    assert [(a.rule_id, a.severity, a.current) for a in alerts] == [
+        ("news2_red_flag", "medium", 3), ("news2_medium", "medium", 5), ("news2_high", "high", 8)]
+    red, _, high = alerts
+    assert all(isinstance(a, Alert) and a.kind == "news2" and a.parameter == "news2" for a in alerts)
+    assert red.readings == ((scores.time.iloc[1], 3.0),) and red.time == scores.time.iloc[1]
+    assert red.message == "NEWS2 3 (low-medium band) at 2026-03-01 12:00 UTC: respiration rate 3 (red flag)."
+    assert high.message == ("NEWS2 8 (high band) at 2026-03-01 20:00 UTC: respiration rate 3 (red flag), SpO2 3 "
+                            "(red flag), heart rate 2.")
+    assert news2_alerts(scores.iloc[:1]) == () and news2_alerts(scores.iloc[:0]) == ()
+
+
+def test_alerts_frame_has_one_row_per_alert_with_the_marker_value():
+    frame = readings([70.0] * 10 + [118.0, 70.0], every="1h")
+    report = detect_alerts(frame, rules=(JUMPS["hr_jump"],))
+    table = alerts_frame(report)
+    assert len(table) == 1 and table.loc[0, "value"] == 118 and table.loc[0, "n_readings"] == 1
+    assert table.loc[0, "time"] == frame.time.iloc[10] and table.loc[0, "rule_id"] == "hr_jump"
+    assert table.equals(report.frame())
+    empty = alerts_frame(())
+    assert empty.empty and "message" in empty.columns
+
+
+def test_rules_refuse_bad_values_and_say_which():
+    with pytest.raises(ConfigError, match="direction 'sideways'"):
+        dataclasses.replace(SHIFTS["hr_resting_up"], direction="sideways")
+    with pytest.raises(ConfigError, match="change 1.5"):
+        dataclasses.replace(SHIFTS["steps_down"], change=1.5)
+    with pytest.raises(ConfigError, match="min_history 20"):
+        JumpRule("x", "heart_rate", 25, 3, min_history=20)
+    with pytest.raises(ConfigError, match="lookback 'soon'"):
+        JumpRule("x", "heart_rate", 25, 3, lookback="soon")
+
+
+def test_the_result_is_deterministic():
+    frame = pd.concat([readings([60] * 28 + [75] * 7, patient=p) for p in ("b", "a")], ignore_index=True)
+    first, second = detect_alerts(frame), detect_alerts(frame.sample(frac=1, random_state=3))
+    assert first == second and [a.patient_id for a in first.alerts] == ["a", "b"]
+
+
+def test_fitbit_export_alerts_point_at_real_readings():
+    from conftest import SHARED_DATA
+
+    from healthmon.vitals.fitbit import read_fitbit
+
+    folder = SHARED_DATA / "fitbit"
+    if not folder.is_dir():
+        pytest.skip(f"shared data not found at {folder}")
+    frame = read_fitbit(folder).frame
+    report = detect_alerts(frame)
+    usable = frame[~frame.artefact]
+    known = set(zip(usable.patient_id, usable.parameter, usable.time, usable.value.astype(float)))
+    assert report.alerts and report.now == frame.time.max()
+    for alert in report.alerts:
+        assert alert.readings and all((alert.patient_id, alert.parameter, t, v) in known for t, v in alert.readings)
+    times = [a.time for a in report.alerts]
+    assert times == sorted(times)
+    assert {a.parameter for a in report.alerts} <= {"steps", "sleep_minutes", "weight"}
+    assert all(" for " in s and s.endswith(")") for s in report.skipped)
