@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -96,6 +98,26 @@ def bootstrap(y: np.ndarray, score: np.ndarray, rounds: int, seed: int) -> dict[
             "auprc_lo": float(np.percentile(auprcs, 2.5)), "auprc_hi": float(np.percentile(auprcs, 97.5))}
 
 
+def phrase_attributions(classifier, texts: list[str]) -> list[tuple[str, float, int]]:  # noqa: ANN001
+    """Which phrases of the summaries pushed the risk of death up: each word's integrated-
+    gradients attribution summed over its phrase ("GCS lowest 5, low"), numbers replaced by
+    '#' so the same finding in different stays adds up. (phrase, mean attribution, stays)."""
+    from healthmon.explain import explain
+
+    totals: dict[str, list[float]] = {}
+    for text in texts:
+        explanation = explain(classifier, text, DIED)
+        bounds, start = [], 0
+        for phrase in text.rstrip(".").split("; "):
+            bounds.append((start, start + len(phrase), re.sub(r"(?<![A-Za-z])\d+(?:\.\d+)?", "#", phrase)))
+            start += len(phrase) + 2
+        for low, high, key in bounds:
+            score = sum(w.score for w in explanation.words if low <= w.start < high)
+            totals.setdefault(key, []).append(score)
+    ranked = sorted(((key, float(np.mean(v)), len(v)) for key, v in totals.items()), key=lambda r: -r[1])
+    return ranked
+
+
 def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     from healthmon.config import Settings
     from healthmon.model.classifier import Classifier
@@ -123,6 +145,13 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         text_scores = classifier.predict_proba([s["text"] for s in test])[:, died_column]
         predict_s = time.perf_counter() - started
+        riskiest = [test[i]["text"] for i in np.argsort(-text_scores)[: args.explain]]
+        started = time.perf_counter()
+        phrases = phrase_attributions(classifier, riskiest)
+        explain_s = time.perf_counter() - started
+        if args.keep_model:
+            shutil.rmtree(args.keep_model, ignore_errors=True)
+            shutil.copytree(result.version_dir, args.keep_model)
     y = np.array([s["died"] for s in test])
     scores = {
         "classifier (text)": text_scores,
@@ -132,6 +161,7 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     }
     return {"seed": seed, "n_train": len(splits.train), "n_val": len(splits.validation), "n_test": len(test),
             "deaths_test": int(y.sum()), "train_s": train_s, "predict_s": predict_s,
+            "explain_s": explain_s, "explained": len(riskiest), "phrases": phrases,
             "epochs_run": result.metrics["train"]["epochs_run"], "samples_per_s": result.metrics["train"]["samples_per_s"],
             "methods": {name: bootstrap(y, score, args.bootstrap, seed) for name, score in scores.items()}}
 
@@ -145,6 +175,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="cap optimiser steps (smoke runs)")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N stays (smoke runs)")
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--explain", type=int, default=10, help="explain the N riskiest test stays")
+    parser.add_argument("--keep-model", default="", help="copy the trained version here (last split)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "physionet.json"))
     args = parser.parse_args()
     folder = Path(args.shared) / "physionet2012"
@@ -165,6 +197,12 @@ def main() -> None:
     prevalence = np.mean([r["deaths_test"] / r["n_test"] for r in runs])
     print(f"\nTest stays per split: {runs[0]['n_test']} ({runs[0]['deaths_test']} deaths); AUPRC of a random score = "
           f"prevalence {prevalence:.3f}. Training {np.mean([r['train_s'] for r in runs]):.0f} s per split.")
+    for run in runs:
+        print(f"\nSplit {run['seed']}: phrases that raised the risk of death most in the {run['explained']} riskiest "
+              f"test summaries (mean integrated-gradients attribution, probability units; explained in "
+              f"{run['explain_s']:.0f} s):")
+        for key, score, stays in run["phrases"][:12]:
+            print(f"  {score:+.3f}  {key}  ({stays} stays)")
     mean = {name: float(np.mean([r["methods"][name]["auroc"] for r in runs])) for name in runs[0]["methods"]}
     ours = mean.pop("classifier (text)")
     beaten = [name for name, value in mean.items() if ours <= value]

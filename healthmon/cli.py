@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input or settings (one line on stderr saying what t
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import contextlib
 import json
 import sys
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument("--password-stdin", action="store_true")
     for verb in ("deactivate", "activate"):
         users_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+
+    vitals = sub.add_parser("vitals", help="device files (generic CSV, PhysioNet, Fitbit, FHIR; a folder = its files): "
+                            "NEWS2, blood-pressure category, alerts and the classifier's summary, one JSON line per patient")
+    vitals.add_argument("paths", nargs="+")
+    vitals.add_argument("--patient", action="append", default=[], help="only these patients (repeatable)")
+    vitals.add_argument("--setting", choices=["hospital", "home"], help="default: home for Fitbit, else hospital")
+    vitals.add_argument("--spo2-scale", type=int, choices=[1, 2], default=1)
+    vitals.add_argument("--lookback", default="4h", help="how old a parameter's latest value may be for NEWS2")
+    vitals.add_argument("--cuffless-bp", action="store_true", help="BP from a cuffless wearable (trend only)")
+    vitals.add_argument("--store", action="store_true", help="also store the readings in the database")
 
     worker = sub.add_parser("worker", help="run background jobs (use with HEALTHMON_WORKER=external on the dashboard)")
     worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
@@ -438,6 +449,49 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.vitals.assess import assess_patient
+    from healthmon.vitals.formats import read_device_paths
+    from healthmon.vitals.store import store_vitals
+
+    data = read_device_paths(args.paths)
+    for line in data.summary:
+        print(f"  {line}", file=sys.stderr)
+    for where, why in data.rejected[:20]:
+        print(f"  rejected {where}: {why}", file=sys.stderr)
+    for where, parameter, why in data.flagged[:20]:
+        print(f"  artefact {where} {parameter}: {why}", file=sys.stderr)
+    for kind, count in (("rejected", len(data.rejected)), ("flagged", len(data.flagged))):
+        if count > 20:
+            print(f"  ... and {count - 20} more {kind}", file=sys.stderr)
+    if args.store:
+        stored = store_vitals(_factory(settings), "cli", data.frame, source=", ".join(map(str, args.paths)),
+                              fmt=data.fmt, report=data.report)
+        print(f"  stored {stored.stored} new reading(s); {stored.duplicates} already stored; {stored.unreadable} "
+              "unreadable value(s) kept in the upload's report only", file=sys.stderr)
+    patients = args.patient or list(data.frame["patient_id"].astype(str).value_counts().index)
+    missing = sorted(set(patients) - set(data.frame["patient_id"].astype(str)))
+    if missing:
+        raise IngestError("patients present in the files", f"no readings for {', '.join(missing)}",
+                          "check --patient against the files' patient ids")
+    setting = args.setting or ("home" if data.fmt == "fitbit" else "hospital")
+    for patient in patients:
+        result = assess_patient(data.frame, patient, setting=setting, spo2_scale=args.spo2_scale,
+                                lookback=args.lookback, cuffless_bp=args.cuffless_bp,
+                                descriptors=data.descriptors.get(patient))
+        latest = result.latest_news2
+        print(json.dumps({
+            "patient_id": patient, "readings": int(len(result.vitals)),
+            "news2": None if latest is None else {k: latest[k] for k in ("time", "total", "band", "complete",
+                                                                         "missing", "caveat")},
+            "bp": None if result.bp is None else {**asdict(result.bp), "esc_esh": result.bp_esc, "note": result.bp_note},
+            "alerts": [{k: a[k] for k in ("time", "severity", "rule_id", "message")}
+                       for a in result.alerts.to_dict("records")],
+            "checks_not_possible": list(result.skipped), "summary": result.summary,
+        }, default=str))
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
@@ -449,6 +503,7 @@ COMMANDS = {
     "demo": _cmd_demo,
     "users": _cmd_users,
     "worker": _cmd_worker,
+    "vitals": _cmd_vitals,
 }
 
 

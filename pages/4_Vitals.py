@@ -67,7 +67,9 @@ if source == "Upload files":
                 show_error(exc)
             else:
                 st.success(f"Stored {result.stored} new reading(s) for {len(result.patients)} patient(s); "
-                           f"{result.duplicates} were already stored.")
+                           f"{result.duplicates} were already stored."
+                           + (f" {result.unreadable} unreadable value(s) have no number to store; they stay listed "
+                              "in the upload's report." if result.unreadable else ""))
     if data.notes is not None and data.notes.notes:
         st.info(f"{len(data.notes.notes)} note(s) came with this file (FHIR DocumentReference).")
         if user.can("notes.predict") and st.button("Score these notes on the Notes page"):

@@ -91,3 +91,25 @@ def test_missing_model_and_bad_setting_exit_2(tmp_path, settings, notes_csv):
 def test_usage_errors_exit_2():
     proc = subprocess.run([sys.executable, "-m", "healthmon", "train"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "--data" in proc.stderr
+
+
+def test_vitals_prints_one_assessment_per_patient_and_stores_each_reading_once(tmp_path, settings):
+    readings = tmp_path / "bedside.csv"
+    readings.write_text("timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU,O2\n"
+                        "2026-03-01 08:00,p1,112,182/124,91,25,38.6,A,yes\n"
+                        "2026-03-01 09:00,p2,70,118/76,98,14,36.8,A,air\n"
+                        "2026-03-01 10:00,p1,abc,181/122,92,24,38.4,V,yes\n", encoding="utf-8")
+    first = run_cli(["vitals", str(readings), "--store"], settings)
+    assert first.returncode == 0, first.stderr
+    lines = {row["patient_id"]: row for row in map(json.loads, first.stdout.strip().splitlines())}
+    assert set(lines) == {"p1", "p2"} and lines["p1"]["news2"]["band"] == "high"
+    assert lines["p1"]["bp"]["crisis"] is True and lines["p1"]["bp"]["readings"] == 2
+    assert any(alert["rule_id"] == "news2_high" for alert in lines["p1"]["alerts"])
+    assert lines["p2"]["alerts"] == [] and lines["p2"]["summary"].startswith("NEWS2 max 0 (low)")
+    # 3 rows x 8 values; the unreadable heart rate is reported with its line and kept in the report.
+    assert "stored 23 new reading(s); 0 already stored; 1 unreadable value(s)" in first.stderr
+    assert "artefact bedside.csv line 4 heart_rate: heart rate 'abc' is not a number" in first.stderr
+    again = run_cli(["vitals", str(readings), "--store", "--patient", "p2"], settings)
+    assert "stored 0 new reading(s); 23 already stored" in again.stderr and len(again.stdout.splitlines()) == 1
+    unknown = run_cli(["vitals", str(readings), "--patient", "p9"], settings)
+    assert unknown.returncode == 2 and "no readings for p9" in unknown.stderr

@@ -32,6 +32,7 @@ class StoredUpload:
     stored: int
     duplicates: int
     patients: tuple[str, ...]
+    unreadable: int = 0  # flagged cells with no number: listed in the upload's report, no reading to store
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,22 @@ def _insert(session: Session):  # noqa: ANN202 - the dialect's INSERT construct
     raise IngestError("a SQLite or PostgreSQL database", f"a {dialect} database", "set HEALTHMON_DATABASE_URL")
 
 
-def store_vitals(factory: sessionmaker[Session], user: SignedIn | None, frame: pd.DataFrame, *, source: str,
+def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, frame: pd.DataFrame, *, source: str,
                  fmt: str, report: dict) -> StoredUpload:
-    """Store a long vitals table (``ingest.COLUMNS``) read from ``source`` in format ``fmt``."""
-    user = require(user, "vitals.upload")
+    """Store a long vitals table (``ingest.COLUMNS``) read from ``source`` in format ``fmt``.
+
+    ``user`` is the signed-in dashboard user (who needs ``vitals.upload``), or a plain actor
+    name for the command line, whose shell access to the database is the authority.
+    """
+    actor = user if isinstance(user, str) else require(user, "vitals.upload").name
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise IngestError(f"a vitals table with columns {', '.join(COLUMNS)}", f"no {', '.join(missing)}",
                           "pass the frame a healthmon.vitals reader returned")
-    frame = frame.dropna(subset=["value", "time"])
+    readable = frame.dropna(subset=["value", "time"])
+    unreadable, frame = len(frame) - len(readable), readable
     with transaction(factory) as session:
-        upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=user.name, report=report)
+        upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=actor, report=report)
         session.add(upload)
         session.flush()
         ids = patient_ids_for(session, frame["patient_id"].astype(str).unique())
@@ -74,9 +80,10 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | None, frame: p
         stored = session.scalar(select(func.count()).select_from(VitalReading)
                                 .where(VitalReading.upload_id == upload.id)) or 0
         upload.readings_stored, upload.readings_duplicate = stored, len(rows) - stored
-        audit(session, user.name, "vitals.upload", "vitals_upload", upload.id,
-              after={"source": source, "format": fmt, "stored": stored, "duplicates": len(rows) - stored})
-        return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)))
+        audit(session, actor, "vitals.upload", "vitals_upload", upload.id,
+              after={"source": source, "format": fmt, "stored": stored, "duplicates": len(rows) - stored,
+                     "unreadable": unreadable})
+        return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)), unreadable)
 
 
 def stored_patients(factory: sessionmaker[Session]) -> list[StoredPatient]:
