@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("--patient", action="append", default=[], help="only these patients (repeatable)")
     vitals.add_argument("--setting", choices=["hospital", "home"], help="default: home for Fitbit, else hospital")
     vitals.add_argument("--spo2-scale", type=int, choices=[1, 2], default=1)
-    vitals.add_argument("--lookback", default="4h", help="how old a parameter's latest value may be for NEWS2")
+    vitals.add_argument("--lookback", default="4h", type=_duration,
+                        help="how old a parameter's latest value may be for NEWS2 (e.g. 1h, 4h, 90min)")
+    vitals.add_argument("--patient-id", help="the patient of a CSV without a patient column (needed to --store it)")
     vitals.add_argument("--cuffless-bp", action="store_true", help="BP from a cuffless wearable (trend only)")
     vitals.add_argument("--store", action="store_true", help="also store the readings in the database")
 
@@ -449,12 +451,29 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _duration(text: str) -> str:
+    """A positive pandas duration with a unit; a bare number would be read as nanoseconds."""
+    import pandas as pd
+
+    try:
+        ok = not text.strip().replace(".", "", 1).isdigit() and pd.Timedelta(text) > pd.Timedelta(0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected a positive duration with a unit such as 4h or 90min, found "
+                                         f"{text!r}; add the unit")
+    return text
+
+
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.vitals.assess import assess_patient
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
 
-    data = read_device_paths(args.paths)
+    data = read_device_paths(args.paths, patient_id=args.patient_id)
+    if args.store and data.needs_patient_id:
+        raise IngestError("a patient for every reading before storing", "a CSV without a patient column",
+                          "pass --patient-id ID (or add a patient column)")
     for line in data.summary:
         print(f"  {line}", file=sys.stderr)
     for where, why in data.rejected[:20]:
@@ -484,7 +503,8 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
             "patient_id": patient, "readings": int(len(result.vitals)),
             "news2": None if latest is None else {k: latest[k] for k in ("time", "total", "band", "complete",
                                                                          "missing", "caveat")},
-            "bp": None if result.bp is None else {**asdict(result.bp), "esc_esh": result.bp_esc, "note": result.bp_note},
+            "bp": None if result.bp is None else {**asdict(result.bp), "esc_esh": result.bp_esc,
+                                                  "crisis_readings": list(result.bp_crisis), "note": result.bp_note},
             "alerts": [{k: a[k] for k in ("time", "severity", "rule_id", "message")}
                        for a in result.alerts.to_dict("records")],
             "checks_not_possible": list(result.skipped), "summary": result.summary,

@@ -4,8 +4,6 @@ the sentence the classifier reads, which can be scored and explained like a note
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
@@ -18,7 +16,7 @@ from healthmon.ui.session import open_case, page_setup
 from healthmon.vitals.assess import assess_patient
 from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.store import load_vitals, store_vitals, stored_patients
+from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
 
 user = page_setup("Vitals")
 settings = get_settings()
@@ -33,8 +31,8 @@ source = st.radio("Readings", ["Upload files", "Stored readings"], horizontal=Tr
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the files ...")
-def _read(files: tuple[tuple[str, bytes], ...], _key: str) -> DeviceData:
-    return read_device_files(dict(files))
+def _read(files: tuple[tuple[str, bytes], ...], patient_id: str | None) -> DeviceData:
+    return read_device_files(list(files), patient_id=patient_id)
 
 
 data: DeviceData | None = None
@@ -43,12 +41,15 @@ if source == "Upload files":
     if not uploads:
         st.stop()
     contents = tuple((u.name, u.getvalue()) for u in uploads)
-    key = hashlib.sha256(b"".join(name.encode() + body for name, body in contents)).hexdigest()
+    given = st.session_state.get("vitals_patient_id", "").strip() or None
     try:
-        data = _read(contents, key)
+        data = _read(contents, given)
     except HealthmonError as exc:
         show_error(exc)
         st.stop()
+    if data.needs_patient_id or given:
+        st.text_input("Patient id for this file (it has no patient column)", key="vitals_patient_id",
+                      help="Needed before storing: without it two people's files of the same name would merge.")
     for line in data.summary:
         st.caption(plain(line))
     if data.rejected:
@@ -57,7 +58,7 @@ if source == "Upload files":
     if data.flagged:
         with st.expander(f"{len(data.flagged)} value(s) flagged as artefacts (kept, never scored)"):
             st.dataframe(pd.DataFrame(data.flagged, columns=["where", "parameter", "why"]), hide_index=True)
-    if user.can("vitals.upload") and len(data.frame):
+    if user.can("vitals.upload") and len(data.frame) and not data.needs_patient_id:
         if st.button(f"Store these {len(data.frame)} readings", help="Each reading is stored once; artefacts are "
                      "stored flagged. Uploading the same file again stores nothing twice."):
             try:
@@ -68,6 +69,7 @@ if source == "Upload files":
             else:
                 st.success(f"Stored {result.stored} new reading(s) for {len(result.patients)} patient(s); "
                            f"{result.duplicates} were already stored."
+                           + (f" {result.repeated} repeated within the files, stored once." if result.repeated else "")
                            + (f" {result.unreadable} unreadable value(s) have no number to store; they stay listed "
                               "in the upload's report." if result.unreadable else ""))
     if data.notes is not None and data.notes.notes:
@@ -99,12 +101,16 @@ setting = options[1].radio("Where were the readings taken?", ["hospital", "home"
 scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True,
                          help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
-cuffless = st.checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")
+more = st.columns(2)
+cuffless = more[0].checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")
+windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "everything": None}
+window = more[1].selectbox("Summary for the classifier covers", list(windows), index=1,
+                           help="Alerts always use the whole history their baselines need")
 vitals = data.frame if data is not None else load_vitals(factory, patient)
-descriptors = data.descriptors.get(patient) if data is not None else None
+descriptors = data.descriptors.get(patient) if data is not None else stored_descriptors(factory, patient)
 try:
     result = assess_patient(vitals, patient, setting=setting, spo2_scale=scale, lookback=lookback,
-                            cuffless_bp=cuffless, descriptors=descriptors)
+                            cuffless_bp=cuffless, descriptors=descriptors, summary_window=windows[window])
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
@@ -118,11 +124,13 @@ if latest is not None:
 if result.bp is not None:
     cols[3].metric("Blood pressure", result.bp.category, f"{result.bp.systolic:.0f}/{result.bp.diastolic:.0f} mmHg",
                    delta_color="off", help=f"{result.bp.guideline}; {result.bp_note}")
-    if result.bp.crisis:
-        st.error("Hypertensive crisis range (above 180/120): assess for target-organ damage now.")
+    if result.bp_crisis:
+        st.error(plain("Hypertensive crisis range (above 180 and/or 120 mmHg): assess for target-organ damage "
+                       "now. Reading(s): " + "; ".join(result.bp_crisis)))
     if result.bp.caveat:
         st.caption(plain(f"Blood pressure: {result.bp.caveat}."))
-    st.caption(plain(f"ESC/ESH 2018: {result.bp_esc}. {result.bp_note.capitalize()}."))
+    grade = f"ESC/ESH 2018: {result.bp_esc}. " if result.bp_esc else "ESC/ESH office grades not applied to home readings. "
+    st.caption(plain(grade + f"{result.bp_note.capitalize()}."))
 if latest is not None:
     band_key = "low (0)" if latest["band"] == "low" and latest["total"] == 0 else latest["band"]
     st.markdown(f"**Monitoring:** {RESPONSES[band_key][1]}. **Response (NEWS2 chart):** {RESPONSES[band_key][0]}")
@@ -159,8 +167,9 @@ if user.can("notes.predict"):
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
         note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
                 "patient_id": patient, "source": "vitals summary", "labels": []}
-        st.session_state["vitals_job"] = enqueue(factory, "predict", {"version_dir": str(version), "notes": [note]},
-                                                 user)
+        # Kept per patient: switching patients must not offer another patient's case.
+        st.session_state[f"vitals_job:{patient}"] = enqueue(factory, "predict",
+                                                            {"version_dir": str(version), "notes": [note]}, user)
 
 
 @st.fragment(run_every=0.3)
@@ -171,7 +180,7 @@ def _wait(job_id: int) -> None:
         st.rerun()
 
 
-job_id = st.session_state.get("vitals_job")
+job_id = st.session_state.get(f"vitals_job:{patient}")
 if job_id is not None:
     job = get_job(factory, job_id)
     if not job.finished:

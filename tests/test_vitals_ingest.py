@@ -227,13 +227,27 @@ def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refuse
         read_device_files({})
 
 
+def test_same_named_files_and_a_csv_without_patients_are_never_merged_silently():
+    from healthmon.vitals.formats import read_device_files
+
+    alice, bob = b"time,hr\n2026-03-01 08:00,60\n", b"time,hr\n2026-03-01 08:00,110\n"
+    with pytest.raises(IngestError, match="export.csv more than once"):
+        read_device_files([("export.csv", alice), ("export.csv", bob)])
+    with pytest.raises(IngestError, match="are the same kind"):
+        read_device_files([("dailyActivity_merged.csv", b"Id,ActivityDate,TotalSteps\n1,4/12/2016,8\n"),
+                           ("dailyActivity_merged (1).csv", b"Id,ActivityDate,TotalSteps\n1,4/13/2016,9\n")])
+    unnamed = read_device_files({"export.csv": alice})
+    assert unnamed.needs_patient_id and any("give the patient id" in line for line in unnamed.summary)
+    named = read_device_files({"export.csv": alice}, patient_id="alice")
+    assert not named.needs_patient_id and set(named.frame["patient_id"]) == {"alice"}
+
+
 def test_each_format_reads_through_the_one_entry_point_with_its_report():
     from healthmon.vitals.formats import read_device_files
 
     csv = read_device_files({"ward.csv": CSV.encode()})
     assert csv.fmt == "csv" and "Read 5 row(s) of ward.csv" in csv.summary[0]
-    assert ("ward.csv line 4", "unreadable time 'not a time'") in csv.rejected or any(
-        where == "ward.csv line 4" for where, _ in csv.rejected)
+    assert csv.rejected == [("ward.csv line 4", "unreadable time 'not a time'")]
     icu = read_device_files({"900001.txt": ICU_RECORD.encode()})
     assert icu.fmt == "physionet" and icu.descriptors["900001"]["Age"] == 71
     assert any("SaO2" in line for line in icu.summary)  # the approximations are stated
@@ -266,6 +280,7 @@ def test_one_patient_assessment_pairs_bp_lists_swapped_pairs_and_merges_alerts()
     data = read_vitals_csv(("timestamp,patient,hr,bp\n" + rows).encode(), "home.csv")
     result = assess_patient(data.frame, "p1", setting="home")
     assert result.bp.readings == 6 and result.bp.category == "stage 2 hypertension" and result.bp.setting == "home"
+    assert result.bp_crisis == () and result.bp_esc is None  # office grades are not applied to home readings
     assert "left out (diastolic not below systolic): 2026-03-03 08:00 80/120" in result.bp_note
     kinds = set(zip(result.alerts["rule_id"], result.alerts["parameter"]))
     assert ("hr_jump", "heart_rate") in kinds
@@ -288,3 +303,13 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     hostile = result.alerts.assign(message="<b>x</b>")
     escaped = vitals_figure(result.vitals, result.news2, hostile)
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]
+
+
+def test_one_crisis_reading_is_named_even_when_the_weeks_mean_is_normal():
+    from healthmon.vitals.assess import assess_patient
+
+    rows = "".join(f"2026-03-0{d} 08:00,p1,120/78\n" for d in range(1, 7)) + "2026-03-07 08:00,p1,212/132\n"
+    data = read_vitals_csv(("timestamp,patient,bp\n" + rows).encode(), "home.csv")
+    result = assess_patient(data.frame, "p1", setting="hospital")
+    assert not result.bp.crisis and result.bp.systolic < 140  # the mean alone would hide it
+    assert result.bp_crisis == ("2026-03-07 08:00 212/132 mmHg",) and result.bp_esc is not None

@@ -74,3 +74,16 @@ def test_an_annotator_cannot_store_readings_and_a_wrong_table_is_refused(db):
         store_vitals(db, _signed_in(db, "cli"), data.frame.drop(columns=["artefact"]), source="x", fmt="csv",
                      report={})
     assert stored_patients(db) == []
+
+
+def test_repeats_within_one_upload_are_counted_apart_and_other_time_zones_are_stored_as_utc(db):
+    frame = pd.DataFrame({
+        "patient_id": ["p1", "p1", "p1"], "parameter": ["heart_rate"] * 3, "value": [70.0, 70.0, 72.0],
+        "time": [pd.Timestamp("2026-03-01 10:00", tz="Europe/Berlin")] * 2 + [pd.Timestamp("2026-03-01 12:00",
+                                                                                          tz="Europe/Berlin")],
+        "artefact": [False] * 3, "source": ["watch"] * 3})
+    stored = store_vitals(db, _signed_in(db, "cli"), frame, source="watch", fmt="csv", report={})
+    assert (stored.stored, stored.duplicates, stored.repeated) == (2, 0, 1)
+    back = load_vitals(db, "p1")
+    assert back["time"].tolist() == [pd.Timestamp("2026-03-01 09:00", tz="UTC"), pd.Timestamp("2026-03-01 11:00",
+                                                                                              tz="UTC")]

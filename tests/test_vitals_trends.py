@@ -240,10 +240,29 @@ def test_news2_rows_with_a_red_flag_or_a_medium_or_high_band_become_alerts():
     red, _, high = alerts
     assert all(isinstance(a, Alert) and a.kind == "news2" and a.parameter == "news2" for a in alerts)
     assert red.readings == ((scores.time.iloc[1], 3.0),) and red.time == scores.time.iloc[1]
-    assert red.message == "NEWS2 3 (low-medium band) at 2026-03-01 12:00 UTC: respiration rate 3 (red flag)."
-    assert high.message == ("NEWS2 8 (high band) at 2026-03-01 20:00 UTC: respiration rate 3 (red flag), SpO2 3 "
-                            "(red flag), heart rate 2.")
+    # Each message names the readings behind the points.
+    assert red.message == "NEWS2 3 (low-medium band) at 2026-03-01 12:00 UTC: respiration rate 8 /min: 3 (red flag)."
+    assert high.message == ("NEWS2 8 (high band) at 2026-03-01 20:00 UTC: respiration rate 25 /min: 3 (red flag), "
+                            "SpO2 91 %: 3 (red flag), heart rate 120 /min: 2.")
     assert news2_alerts(scores.iloc[:1]) == () and news2_alerts(scores.iloc[:0]) == ()
+
+
+def test_consecutive_news2_scores_under_one_rule_are_one_episode_per_patient():
+    rows = [("w1", "08:00", 25, 120), ("w1", "09:00", 26, 135), ("w1", "10:00", 16, 70), ("w1", "11:00", 25, 118),
+            ("w2", "08:30", 25, 121)]
+    csv = "time,patient,rr,spo2,o2,sbp,hr,avpu,temp\n" + "".join(
+        f"2026-03-01 {t},{p},{rr},91,air,120,{hr},A,37.0\n" for p, t, rr, hr in rows)
+    scores = news2_over_time(read_vitals_csv(csv.encode(), "ward.csv").frame, lookback="30min")
+    alerts = news2_alerts(scores)
+    # w1: a high episode of two scores, a quiet hour (SpO2 91 alone is a red flag, so one
+    # red-flag alert), then high again: three alerts; w2's own score is its own alert.
+    assert [(a.patient_id, a.rule_id, len(a.readings)) for a in alerts] == [
+        ("w1", "news2_high", 2), ("w2", "news2_high", 1), ("w1", "news2_red_flag", 1), ("w1", "news2_high", 1)]
+    first = alerts[0]
+    assert first.current == max(total for _, total in first.readings) and first.time == first.readings[0][0]
+    assert "2 consecutive scores in this range from 2026-03-01 08:00 UTC to 2026-03-01 09:00 UTC" in first.message
+    assert first.message.startswith("NEWS2 9 (high band) at 2026-03-01 09:00 UTC")  # the peak score
+    assert "heart rate 135 /min: 3 (red flag)" in first.message  # and its readings
 
 
 def test_alerts_frame_has_one_row_per_alert_with_the_marker_value():

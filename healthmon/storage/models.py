@@ -260,7 +260,7 @@ class VitalReading(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     upload_id: Mapped[int] = mapped_column(ForeignKey("vitals_uploads.id"), index=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    parameter: Mapped[str] = mapped_column(String(80))
+    parameter: Mapped[str] = mapped_column(String(300))
     value: Mapped[float] = mapped_column(Float)
     artefact: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(300), default="")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from healthmon.vitals.bp import BPCategory, classify_bp, esc_grade
+from healthmon.vitals.bp import CRISIS, BPCategory, classify_bp, esc_grade
 from healthmon.vitals.series import news2_over_time
 from healthmon.vitals.text import summarise_vitals
 from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
@@ -25,7 +25,8 @@ class VitalsAssessment:
     vitals: pd.DataFrame  # this patient's long table
     news2: pd.DataFrame  # news2_over_time rows
     bp: BPCategory | None
-    bp_esc: str | None
+    bp_esc: str | None  # office readings only
+    bp_crisis: tuple[str, ...]  # each reading above 180 and/or 120, named
     bp_note: str  # why there is no category, or which pairs were left out
     alerts: pd.DataFrame  # alerts_frame rows, trend and NEWS2 together, by time
     skipped: tuple[str, ...]  # trend rules that could not be checked, and why
@@ -36,9 +37,9 @@ class VitalsAssessment:
         return None if self.news2.empty else self.news2.iloc[-1].to_dict()
 
 
-def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[float, float]], list[str]]:
-    """(systolic, diastolic) readings taken at the same time in the last week of BP data,
-    and a note for each pair left out (diastolic not below systolic: a swapped column)."""
+def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[pd.Timestamp, float, float]], list[str]]:
+    """(time, systolic, diastolic) readings taken together in the last week of BP data, and
+    a note for each pair left out (diastolic not below systolic: a swapped column)."""
     clean = vitals[~vitals["artefact"] & vitals["parameter"].isin(["systolic_bp", "diastolic_bp"])]
     if clean.empty:
         return [], []
@@ -51,24 +52,40 @@ def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[float, float]], list[str]
         if row["diastolic_bp"] >= row["systolic_bp"]:
             left_out.append(f"{moment:%Y-%m-%d %H:%M} {row['systolic_bp']:.0f}/{row['diastolic_bp']:.0f}")
         else:
-            pairs.append((float(row["systolic_bp"]), float(row["diastolic_bp"])))
+            pairs.append((moment, float(row["systolic_bp"]), float(row["diastolic_bp"])))
     return pairs, left_out
 
 
 def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hospital", spo2_scale: int = 1,
-                   lookback: str = "4h", cuffless_bp: bool = False,
-                   descriptors: dict[str, float] | None = None) -> VitalsAssessment:
-    """Scores, alerts and summary for one patient of a long vitals table (any number of patients)."""
+                   lookback: str = "4h", cuffless_bp: bool = False, descriptors: dict[str, float] | None = None,
+                   summary_window: str | None = "7D") -> VitalsAssessment:
+    """Scores, alerts and summary for one patient of a long vitals table (any number of patients).
+
+    ``summary_window``: the sentence for the classifier covers the readings of this span up to
+    the latest one (None = all), so months of stored readings are not pooled into one median;
+    alerts still use the whole history, which their baselines need.
+    """
     mine = vitals[vitals["patient_id"].astype(str) == str(patient_id)].sort_values("time", kind="stable")
     news2 = news2_over_time(mine, lookback=lookback, spo2_scale=spo2_scale, setting=setting)
-    pairs, left_out = bp_pairs(mine)
+    timed, left_out = bp_pairs(mine)
+    pairs = [(systolic, diastolic) for _, systolic, diastolic in timed]
     bp = classify_bp(pairs, setting="home" if setting == "home" else "office", cuffless=cuffless_bp) if pairs else None
     note = "no blood-pressure readings with both systolic and diastolic" if not pairs else (
         f"averaged {len(pairs)} reading(s) from the last 7 days of readings")
     if left_out:
         note += f"; left out (diastolic not below systolic): {', '.join(left_out)}"
+    # A crisis is any single reading in that range, not the week's mean: one 212/132 among
+    # normal readings must not be averaged away.
+    crisis = tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
+                   if systolic > CRISIS[0] or diastolic > CRISIS[1])
+    # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85.
+    esc = esc_grade(pairs) if pairs and setting != "home" else None
     report = detect_alerts(mine)
     alerts = alerts_frame(tuple(report.alerts) + news2_alerts(news2))
     alerts = alerts.sort_values("time", kind="stable").reset_index(drop=True)
-    return VitalsAssessment(str(patient_id), mine, news2, bp, esc_grade(pairs) if pairs else None, note, alerts,
-                            tuple(report.skipped), summarise_vitals(mine, descriptors=descriptors, news2=news2))
+    window, window_news2 = mine, news2
+    if summary_window is not None and len(mine):
+        start = mine["time"].max() - pd.Timedelta(summary_window)
+        window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
+    return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
+                            summarise_vitals(window, descriptors=descriptors, news2=window_news2))

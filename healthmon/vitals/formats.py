@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -36,6 +37,7 @@ class DeviceData:
     notes: IngestResult | None = None
     conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
     descriptors: dict[str, dict[str, float]] = field(default_factory=dict)  # PhysioNet: per record
+    needs_patient_id: bool = False  # a CSV without a patient column: the file name stands in, not storable
 
 
 def detect_format(name: str, head: bytes) -> str:
@@ -50,21 +52,37 @@ def detect_format(name: str, head: bytes) -> str:
     return "csv"
 
 
-def read_device_files(files: dict[str, bytes]) -> DeviceData:
-    """Read uploaded files ({name: contents}) of one format into one table.
+def read_device_files(files: dict[str, bytes] | Sequence[tuple[str, bytes]], *,
+                      patient_id: str | None = None) -> DeviceData:
+    """Read uploaded files ({name: contents} or (name, contents) pairs) of one format into one table.
+
+    Args:
+        patient_id: the patient of a generic CSV that has no patient column. Without it the
+            rows carry the file name and ``DeviceData.needs_patient_id`` is set: such
+            readings can be scored but must not be stored.
 
     Raises:
-        IngestError: no files, files of different formats, or a file the format's reader refuses.
+        IngestError: no files, two files of the same name, files of different formats, or a
+            file the format's reader refuses.
     """
-    if not files:
+    pairs = list(files.items()) if isinstance(files, dict) else list(files)
+    if not pairs:
         raise IngestError("at least one device file", "none", "choose a CSV, Fitbit, PhysioNet or FHIR file")
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise IngestError("files with different names", f"{', '.join(repeated)} more than once",
+                          "rename the files (each is read, none may hide another)")
+    files = dict(pairs)
     kinds = {name: detect_format(name, data[:64]) for name, data in files.items()}
     formats = set(kinds.values())
     if len(formats) > 1:
         found = "; ".join(f"{name}: {FORMATS[kind]}" for name, kind in kinds.items())
         raise IngestError("files of one format per upload", found, "upload each format on its own")
     fmt = formats.pop()
-    return {"csv": _csv, "physionet": _physionet, "fitbit": _fitbit, "fhir": _fhir}[fmt](files)
+    if fmt == "csv":
+        return _csv(files, patient_id)
+    return {"physionet": _physionet, "fitbit": _fitbit, "fhir": _fhir}[fmt](files)
 
 
 def _vitals_report_summary(report, what: str) -> list[str]:  # noqa: ANN001 - a VitalsReport
@@ -77,20 +95,30 @@ def _vitals_report_summary(report, what: str) -> list[str]:  # noqa: ANN001 - a 
     return lines + list(report.conversions)
 
 
-def _csv(files: dict[str, bytes]) -> DeviceData:
-    frames, summary, rejected, flagged, reports = [], [], [], [], {}
+def _csv(files: dict[str, bytes], patient_id: str | None) -> DeviceData:
+    frames, summary, rejected, flagged, reports, unnamed = [], [], [], [], {}, []
     for name, data in files.items():
-        read = read_vitals_csv(data, name)
+        read = read_vitals_csv(data, name, patient_id=patient_id)
+        if read.report.patient_from_file_name:
+            unnamed.append(name)
         frames.append(read.frame)
         summary += _vitals_report_summary(read.report, name)
         rejected += [(f"{name} line {line}", why) for line, why in read.report.rejected]
         flagged += [(f"{name} line {line}", parameter, why) for line, parameter, why in read.report.flagged]
         reports[name] = asdict(read.report)
-    return DeviceData(pd.concat(frames, ignore_index=True)[COLUMNS], "csv", summary, rejected, flagged, reports)
+    if unnamed:
+        summary.append(f"No patient column in {', '.join(unnamed)}: give the patient id to store these readings.")
+    return DeviceData(pd.concat(frames, ignore_index=True)[COLUMNS], "csv", summary, rejected, flagged, reports,
+                      needs_patient_id=bool(unnamed))
 
 
 def _fitbit(files: dict[str, bytes]) -> DeviceData:
     known = {name: data for name, data in files.items() if fitbit_file_name(name)}
+    kinds = [fitbit_file_name(name) for name in known]
+    clashing = sorted(name for name in known if kinds.count(fitbit_file_name(name)) > 1)
+    if clashing:
+        raise IngestError("one file of each Fitbit export kind per upload", f"{', '.join(clashing)} are the same kind",
+                          "upload one export at a time, or merge the files first")
     unread = sorted(set(files) - set(known))
     if not known:
         raise IngestError(f"one of the Fitbit files {', '.join(FITBIT_FILES)}", ", ".join(unread),
@@ -100,7 +128,7 @@ def _fitbit(files: dict[str, bytes]) -> DeviceData:
     if unread:
         summary.append(f"Not read (healthmon reads {', '.join(FITBIT_FILES)}): {', '.join(unread)}.")
     return DeviceData(read.frame, "fitbit", summary, [(f"line {line}", why) for line, why in read.report.rejected],
-                      [], asdict(read.report))
+                      _flagged_rows(read.frame), asdict(read.report))
 
 
 def _physionet(files: dict[str, bytes]) -> DeviceData:
@@ -113,8 +141,16 @@ def _physionet(files: dict[str, bytes]) -> DeviceData:
     frame = pd.concat(frames, ignore_index=True)[COLUMNS]
     summary = [f"Read {len(files)} ICU record(s): {len(frame)} value(s), {int(frame['artefact'].sum())} flagged as "
                f"artefacts, {len(rejected)} line(s) rejected.", "Approximations: " + "; ".join(APPROXIMATIONS) + "."]
-    return DeviceData(frame, "physionet", summary, rejected, [], {"records": len(files), "rejected": rejected},
-                      descriptors=descriptors)
+    return DeviceData(frame, "physionet", summary, rejected, _flagged_rows(frame),
+                      {"records": len(files), "rejected": rejected, "descriptors": descriptors}, descriptors=descriptors)
+
+
+def _flagged_rows(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Artefacts of readers that report only a count: where (source, patient, time) and the value."""
+    flagged = frame[frame["artefact"]]
+    return [(f"{source} {patient} {moment:%Y-%m-%d %H:%M}", parameter, f"{value:g} is implausible")
+            for patient, moment, parameter, value, source in
+            flagged[["patient_id", "time", "parameter", "value", "source"]].itertuples(index=False, name=None)]
 
 
 def _fhir(files: dict[str, bytes]) -> DeviceData:
@@ -132,9 +168,9 @@ def _fhir(files: dict[str, bytes]) -> DeviceData:
                       notes=read.notes, conditions=read.conditions)
 
 
-def read_device_paths(paths: list[str | Path]) -> DeviceData:
+def read_device_paths(paths: list[str | Path], *, patient_id: str | None = None) -> DeviceData:
     """The same for files on disk (the CLI); a folder means every file in it."""
-    files: dict[str, bytes] = {}
+    files: list[tuple[str, bytes]] = []
     for path in map(Path, paths):
         members = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt", ".json",
                                                                                          ".ndjson")) \
@@ -144,5 +180,5 @@ def read_device_paths(paths: list[str | Path]) -> DeviceData:
                 continue  # a bulk export's own log (Bulk Data Access spec), not FHIR resources
             if not member.is_file():
                 raise IngestError("an existing file or folder", str(member), "check the path")
-            files[member.name] = member.read_bytes()
-    return read_device_files(files)
+            files.append((member.name, member.read_bytes()))
+    return read_device_files(files, patient_id=patient_id)

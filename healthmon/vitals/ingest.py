@@ -65,6 +65,9 @@ class VitalsReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     flagged: list[tuple[int, str, str]] = field(default_factory=list)  # (line, parameter, why)
     ignored_columns: list[str] = field(default_factory=list)
+    # No patient column and no patient id given: the rows carry the file name as a stand-in,
+    # which must not be stored (two people's "export.csv" would merge).
+    patient_from_file_name: bool = False
 
 
 @dataclass
@@ -112,6 +115,7 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     report.ignored_columns = [c for c in raw.columns if c not in mapping.values()]
     times = pd.to_datetime(raw[mapping["time"]], errors="coerce", utc=True, format="mixed")
     patients = raw[mapping["patient_id"]] if "patient_id" in mapping else pd.Series([patient_id or name] * len(raw))
+    report.patient_from_file_name = "patient_id" not in mapping and not patient_id
     rows = []
     for index in range(len(raw)):
         line = index + 2  # header is line 1

@@ -51,7 +51,7 @@ class IcuStay:
 
 def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
     """One ``set-a/NNNNNN.txt`` record; rows that cannot be read are listed with their line."""
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()  # a byte-order mark from a spreadsheet save
     if not lines or lines[0].strip() != "Time,Parameter,Value":
         raise IngestError("a PhysioNet 2012 record starting with 'Time,Parameter,Value'",
                           f"{name}: {lines[0][:60] if lines else 'an empty file'!r}", "pass an unedited set-a/*.txt file")

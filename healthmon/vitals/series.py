@@ -18,7 +18,8 @@ def news2_over_time(vitals: pd.DataFrame, *, lookback: str | pd.Timedelta = "4h"
     Each parameter contributes its most recent non-artefact value from the ``lookback``
     window ending at that time point (observations are rarely all taken at once); older
     values count as not measured. Columns: patient_id, time, total, band, red_flag,
-    complete, missing, caveat and one ``points_<parameter>`` column per parameter.
+    complete, missing, caveat, one ``points_<parameter>`` column per parameter and one
+    ``value_<parameter>`` column with the reading that scored it.
     """
     window = pd.Timedelta(lookback)
     clean = vitals[~vitals["artefact"] & vitals["parameter"].isin(NEWS2_PARAMETERS)].dropna(subset=["value"])
@@ -47,5 +48,7 @@ def news2_over_time(vitals: pd.DataFrame, *, lookback: str | pd.Timedelta = "4h"
                      "missing": ", ".join(score.missing), "caveat": score.caveat,
                      **{f"points_{p}": score.points.get(p) for p in ("respiration_rate", "spo2", "air_or_oxygen",
                                                                       "systolic_bp", "heart_rate", "consciousness",
-                                                                      "temperature")}})
+                                                                      "temperature")},
+                     # The readings behind the points, so an alert can name them.
+                     **{f"value_{p}": value[p] for p in NEWS2_PARAMETERS}})
     return pd.DataFrame(rows).sort_values(["patient_id", "time"], kind="stable").reset_index(drop=True)

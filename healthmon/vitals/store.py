@@ -23,6 +23,7 @@ from healthmon.storage.models import Patient, VitalReading, VitalsUpload, as_utc
 from healthmon.storage.repository import audit, patient_ids_for
 from healthmon.vitals.ingest import COLUMNS
 
+PARAMETER_LENGTH = 300  # VitalReading.parameter: FHIR lab names are "lab:<LOINC display>"
 CHUNK = 2_000  # rows per INSERT: well under SQLite's and PostgreSQL's bound-parameter limits
 
 
@@ -30,9 +31,10 @@ CHUNK = 2_000  # rows per INSERT: well under SQLite's and PostgreSQL's bound-par
 class StoredUpload:
     upload_id: int
     stored: int
-    duplicates: int
+    duplicates: int  # already stored before this upload
     patients: tuple[str, ...]
     unreadable: int = 0  # flagged cells with no number: listed in the upload's report, no reading to store
+    repeated: int = 0  # the same reading more than once within this upload (stored once)
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,23 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
         raise IngestError(f"a vitals table with columns {', '.join(COLUMNS)}", f"no {', '.join(missing)}",
                           "pass the frame a healthmon.vitals reader returned")
     readable = frame.dropna(subset=["value", "time"])
-    unreadable, frame = len(frame) - len(readable), readable
+    unreadable = len(frame) - len(readable)
+    frame = readable.drop_duplicates(subset=["patient_id", "parameter", "time", "value"])
+    repeated = len(readable) - len(frame)  # the same reading twice in this upload: stored once
+    times = pd.to_datetime(frame["time"], utc=True)  # any zone to UTC: SQLite keeps wall-clock time only
     with transaction(factory) as session:
         upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=actor, report=report)
         session.add(upload)
         session.flush()
         ids = patient_ids_for(session, frame["patient_id"].astype(str).unique())
-        rows = [{"patient_id": ids[str(p)], "upload_id": upload.id, "time": pd.Timestamp(t).to_pydatetime(),
+        rows = [{"patient_id": ids[str(p)], "upload_id": upload.id, "time": t.to_pydatetime(),
                  "parameter": parameter, "value": float(v), "artefact": bool(a), "source": str(s)[:300]}
-                for p, t, parameter, v, a, s in frame[COLUMNS].itertuples(index=False, name=None)]
+                for p, t, parameter, v, a, s in zip(frame["patient_id"], times, frame["parameter"], frame["value"],
+                                                    frame["artefact"], frame["source"])]
+        too_long = sorted({r["parameter"] for r in rows if len(r["parameter"]) > PARAMETER_LENGTH})
+        if too_long:
+            raise IngestError(f"parameter names of at most {PARAMETER_LENGTH} characters", ", ".join(too_long)[:300],
+                              "shorten the lab names in the reader")
         insert = _insert(session).on_conflict_do_nothing(index_elements=["patient_id", "parameter", "time", "value"])
         for start in range(0, len(rows), CHUNK):
             session.execute(insert, rows[start : start + CHUNK])
@@ -82,8 +92,8 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
         upload.readings_stored, upload.readings_duplicate = stored, len(rows) - stored
         audit(session, actor, "vitals.upload", "vitals_upload", upload.id,
               after={"source": source, "format": fmt, "stored": stored, "duplicates": len(rows) - stored,
-                     "unreadable": unreadable})
-        return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)), unreadable)
+                     "repeated_in_upload": repeated, "unreadable": unreadable})
+        return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)), unreadable, repeated)
 
 
 def stored_patients(factory: sessionmaker[Session]) -> list[StoredPatient]:
@@ -112,3 +122,18 @@ def load_vitals(factory: sessionmaker[Session], patient_id: str, *, since: datet
     frame["time"] = pd.to_datetime([as_utc(t) for t in frame["time"]], utc=True)
     frame["artefact"] = frame["artefact"].astype(bool)
     return frame
+
+
+def stored_descriptors(factory: sessionmaker[Session], patient_id: str) -> dict[str, float] | None:
+    """The descriptors (age, sex, ICU type) stored with a patient's latest PhysioNet upload, if any,
+    so the summary of stored readings reads as it did at upload."""
+    with factory() as session:
+        uploads = session.scalars(
+            select(VitalsUpload).where(VitalsUpload.format == "physionet", VitalsUpload.id.in_(
+                select(VitalReading.upload_id).join(Patient, Patient.id == VitalReading.patient_id)
+                .where(Patient.external_id == patient_id))).order_by(VitalsUpload.id.desc())).all()
+    for upload in uploads:
+        found = (upload.report or {}).get("descriptors", {}).get(patient_id)
+        if found:
+            return found
+    return None

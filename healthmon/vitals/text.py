@@ -40,8 +40,9 @@ class Measure:
     decimals: int | None = None  # None: whole numbers from 50 up, one decimal below
 
 
-# Device and bedside vitals. Ranges: the NEWS2 zero-point bands for the NEWS2 parameters;
-# fasting glucose and adult activity/sleep guidance otherwise.
+# Device and bedside vitals. Ranges: the NEWS2 zero-point bands for heart rate, SpO2,
+# respiration and temperature; for blood pressure the NEWS2 zero-point floor (111) with the
+# hypertension threshold (139/89) above; fasting glucose and adult activity/sleep guidance otherwise.
 VITALS = (
     Measure("heart_rate", "heart rate", UNITS["heart_rate"], "median", 51, 90),
     Measure("systolic_bp", "systolic BP", UNITS["systolic_bp"], "median", 111, 139),
@@ -154,14 +155,16 @@ def _phrase(features: dict[str, float], measure: Measure) -> str | None:
         if value is None:
             return None
         word = {"min": "lowest", "max": "highest", "sum": "total"}[measure.statistic]
-        return f"{measure.words} {word} {_fmt(value, measure.decimals)}{unit}{_judgement(value, measure)}"
+        shown = _fmt(value, measure.decimals)
+        return f"{measure.words} {word} {shown}{unit}{_judgement(float(shown), measure)}"
     median = features.get(f"{key}.median")
     if median is None:
         return None
-    phrase = f"{measure.words} median {_fmt(median)}{unit}"
+    shown = _fmt(median, measure.decimals)
+    phrase = f"{measure.words} median {shown}{unit}"
     if features[f"{key}.min"] != features[f"{key}.max"]:
         phrase += f" ({_fmt(features[f'{key}.min'])}-{_fmt(features[f'{key}.max'])})"
-    phrase += _judgement(median, measure)
+    phrase += _judgement(float(shown), measure)  # judged as printed: "90 /min, high" would contradict itself
     trend = features.get(f"{key}.trend", 0.0)
     return phrase + (", rising" if trend > 0 else ", falling" if trend < 0 else "")
 

@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("patient_id", sa.Integer(), sa.ForeignKey("patients.id"), nullable=False),
         sa.Column("upload_id", sa.Integer(), sa.ForeignKey("vitals_uploads.id"), nullable=False, index=True),
         sa.Column("time", TZ, nullable=False),
-        sa.Column("parameter", sa.String(80), nullable=False),
+        sa.Column("parameter", sa.String(300), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("artefact", sa.Boolean(), nullable=False),
         sa.Column("source", sa.String(300), nullable=False),
