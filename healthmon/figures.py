@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from healthmon.types import Prediction
+from healthmon.vitals.text import VITALS as VITAL_MEASURES
 
 INK = "#1c2b33"
 ACCENT = "#0b6e99"
@@ -126,8 +127,9 @@ def training_curves(log_history: list[dict[str, Any]]) -> go.Figure | None:
 
 
 # Normal ranges drawn behind each vital (the NEWS2 0-point band), canonical units.
-NORMAL_BANDS = {"heart_rate": (51, 90), "respiration_rate": (12, 20), "spo2": (96, 100), "systolic_bp": (111, 219),
-                "temperature": (36.1, 38.0)}
+# The ranges behind the summary's words "low" / "normal" / "high", so the chart and the
+# sentence the classifier reads never disagree about what is normal.
+NORMAL_BANDS = {m.parameter: (m.low, m.high) for m in VITAL_MEASURES if m.low is not None and m.high is not None}
 VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmHg", "diastolic_bp": "diastolic BP mmHg",
                 "spo2": "SpO2 %", "respiration_rate": "respiration /min", "temperature": "temperature °C",
                 "glucose": "glucose mg/dL", "weight": "weight kg", "steps": "steps", "sleep_minutes": "sleep min"}

@@ -120,10 +120,11 @@ cols = st.columns(4)
 if latest is not None:
     cols[0].metric("Latest NEWS2", int(latest["total"]), help="Royal College of Physicians, 2017")
     cols[1].metric("Clinical risk", latest["band"])
-    cols[2].metric("At", f"{latest['time']:%Y-%m-%d %H:%M}")
+    cols[2].metric("Scored at", f"{latest['time']:%d %b %H:%M}", help=f"{latest['time']:%Y-%m-%d %H:%M} UTC")
 if result.bp is not None:
-    cols[3].metric("Blood pressure", result.bp.category, f"{result.bp.systolic:.0f}/{result.bp.diastolic:.0f} mmHg",
-                   delta_color="off", help=f"{result.bp.guideline}; {result.bp_note}")
+    cols[3].metric("Blood pressure (mean)", f"{result.bp.systolic:.0f}/{result.bp.diastolic:.0f}",
+                   help=f"mmHg; {result.bp_note}")
+    st.markdown("**Blood pressure category:** " + plain(f"{result.bp.category} ({result.bp.guideline})"))
     if result.bp_crisis:
         st.error(plain("Hypertensive crisis range (above 180 and/or 120 mmHg): assess for target-organ damage "
                        "now. Reading(s): " + "; ".join(result.bp_crisis)))
@@ -141,12 +142,16 @@ if latest is not None:
         st.table(pd.DataFrame([{"parameter": k, "points": "not measured" if pd.isna(v) else str(int(v))}
                                for k, v in points.items()]).set_index("parameter"))
 
+SEVERITY_COLOURS = {"high": "red", "medium": "orange", "low": "blue"}
 if len(result.alerts):
     st.subheader(f"Alerts ({len(result.alerts)})")
-    shown = result.alerts[["time", "severity", "message"]].copy()
-    shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={"message": st.column_config.TextColumn("what fired it", width="large")})
+    # Whole sentences, newest first: each names the readings that fired it.
+    newest_first = result.alerts.iloc[::-1].to_dict("records")
+    recent = st.container()
+    older = st.expander(f"{len(newest_first) - 10} older alert(s)") if len(newest_first) > 10 else None
+    for shown, alert in enumerate(newest_first):
+        (recent if shown < 10 else older).markdown(
+            f":{SEVERITY_COLOURS.get(alert['severity'], 'gray')}[**{alert['severity']}**] · " + plain(alert["message"]))
 else:
     st.caption("No alerts: no sustained shift, sudden jump or NEWS2 of 5 or more (or a red flag).")
 if result.skipped:
@@ -157,8 +162,9 @@ if result.skipped:
 figure = vitals_figure(result.vitals, result.news2, result.alerts)
 if figure is not None:
     st.plotly_chart(figure)
-    st.caption("Green bands: the NEWS2 zero-point range. Red crosses: artefacts, shown but never scored. "
-               "Diamonds: the readings behind an alert (hover for which).")
+    st.caption("Green bands: the range the summary calls normal (NEWS2 zero-point bands; blood pressure 111-139 / "
+               "60-89 mmHg). Red crosses: artefacts, shown but never scored. Diamonds: the readings behind an alert "
+               "(hover for which).")
 
 st.subheader("What the classifier reads")
 st.code(result.summary, language=None, wrap_lines=True)

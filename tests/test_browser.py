@@ -285,3 +285,31 @@ def test_admin_pages_models_admin_and_vitals(browser, dashboard, tmp_path):
     assert page.get_by_text("flagged as artefacts").count() >= 1
     shot(page, "vitals")
     assert page.dialogs == []
+
+
+def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary(browser, dashboard, tmp_path):
+    readings = tmp_path / "home-week.csv"
+    lines = ["timestamp,patient,pulse,BP,SpO2,glucose"]
+    for day in range(1, 8):
+        pulse = 128 if day == 7 else 70 + day % 3  # a sudden jump on the last morning
+        lines.append(f"2026-03-0{day} 08:00,<b>h-01</b>,{pulse},{150 + day}/{95 + day % 2},97,{160 + day}")
+    readings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page = open_page(browser, dashboard)
+    sign_in(page, "cli")
+    go(page, "Vitals")
+    page.locator('input[type="file"]').set_input_files(str(readings))
+    page.get_by_role("button", name=re.compile(r"Store these \d+ readings")).click()
+    page.get_by_text(re.compile(r"Stored \d+ new reading\(s\) for 1 patient")).wait_for(timeout=WAIT)
+    page.locator('[data-testid="stRadio"]').filter(has_text="Where were").get_by_text("home", exact=True).click()
+    page.get_by_text("Alerts (").wait_for(timeout=WAIT)
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT)
+    assert page.get_by_text("stage 2 hypertension").count() >= 1
+    assert page.locator("b", has_text="h-01").count() == 0  # the patient id is shown as text, not markup
+    shot(page, "vitals-home-week")
+    page.get_by_role("button", name="Score and explain this summary").click()
+    page.get_by_role("button", name="Open the scored summary as a case").click(timeout=WAIT)
+    page.locator(".hm-expl").wait_for(timeout=WAIT)
+    shown = page.inner_text(".hm-expl .hm-text")
+    assert "systolic BP median" in shown and "glucose median" in shown
+    assert page.dialogs == []
+    shot(page, "vitals-summary-case")

@@ -368,10 +368,11 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     at.run()  # the next interaction: the stored readings are now offered
     [r for r in at.radio if r.label == "Readings"][0].set_value("Stored readings").run()
     assert not at.exception and at.selectbox[0].value == HOSTILE_PATIENT
-    assert {m.label for m in at.metric} >= {"Latest NEWS2", "Clinical risk", "Blood pressure"}
-    alerts = at.dataframe[0].value  # stored readings: no upload report above, the alerts come first
-    assert any(m.startswith("Heart rate") and "140" in m for m in alerts["message"])  # the jump, naming its reading
-    assert any(m.startswith("NEWS2") for m in alerts["message"])
+    assert {m.label for m in at.metric} >= {"Latest NEWS2", "Clinical risk", "Blood pressure (mean)"}
+    # Alert sentences are escaped markdown: compare them unescaped.
+    alerts = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if "**] · " in m.value]
+    assert any("Heart rate 140 /min" in m for m in alerts)  # the jump, naming its reading
+    assert any("NEWS2 3 (low-medium band)" in m for m in alerts)
     summary = at.code[0].value
     assert summary.startswith("NEWS2 max") and "heart rate median" in summary and " 0 /min" not in summary
     [b for b in at.button if b.label == "Score and explain this summary"][0].click().run()
