@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=None)
     train.add_argument("--warmup-ratio", type=float, default=0.06)
     train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0 = off)")
+    train.add_argument("--select-by", choices=["macro_f1", "loss"], default="macro_f1",
+                       help="validation figure that picks the best epoch; loss for a rare outcome")
     train.add_argument("--max-length", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lora-r", type=int, default=16)
@@ -200,6 +202,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         dropout=args.dropout,
         warmup_ratio=args.warmup_ratio,
         early_stopping_patience=args.patience,
+        select_by=args.select_by,
         max_length=args.max_length,
         max_steps=args.max_steps,
         lora_r=args.lora_r,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from healthmon.errors import ModelError, TrainingError
+from healthmon.errors import ConfigError, ModelError, TrainingError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier
 from healthmon.model.versions import list_versions
@@ -85,6 +85,16 @@ def test_early_stopping_ends_a_run_that_stops_improving_and_logs_curves(settings
     assert sum("eval_macro_f1" in row for row in log) == 2, log
     assert result.metrics["train"]["epochs_run"] == pytest.approx(2.0)
     assert result.metrics["train"]["samples_per_s"] > 0
+
+
+def test_the_best_epoch_can_be_picked_by_validation_loss(settings, notes):
+    args = TrainArgs(mode="head", epochs=3, early_stopping_patience=0, batch_size=16, select_by="loss")
+    result = train(notes, args, out_dir=settings.data_dir / "by-loss", settings=settings, progress=False)
+    losses = [row["eval_loss"] for row in result.card.training_log if "eval_loss" in row]
+    assert len(losses) == 3 and result.metrics["train"]["best_val_loss"] == pytest.approx(min(losses))
+    assert "best_val_macro_f1" not in result.metrics["train"]
+    with pytest.raises(ConfigError, match="select_by"):
+        TrainArgs(select_by="accuracy")
 
 
 def test_existing_target_is_refused_before_any_training(settings, notes):

@@ -47,6 +47,7 @@ class TrainArgs:
         epochs: None picks :func:`auto_epochs` from the number of training notes.
         max_steps: stop after this many optimiser steps (-1 = run the epochs); for smoke tests.
         early_stopping_patience: epochs without improvement before stopping (0 = never stop early).
+        select_by: the validation figure that picks the best epoch: ``macro_f1`` or ``loss``.
     """
 
     mode: Mode = "lora"
@@ -58,6 +59,11 @@ class TrainArgs:
     dropout: float | None = None
     warmup_ratio: float = 0.06
     early_stopping_patience: int = 3
+    # What picks the best epoch (and early stopping): validation macro-F1 at the argmax, or the
+    # validation loss. Use "loss" for rare outcomes: while the model still predicts the
+    # majority class for every note, macro-F1 stays flat although the ranking improves, so the
+    # first epoch would be kept.
+    select_by: Literal["macro_f1", "loss"] = "macro_f1"
     max_length: int | None = None
     max_steps: int = -1
     lora_r: int = 16
@@ -100,6 +106,8 @@ class TrainArgs:
             raise _bad("lora_dropout", self.lora_dropout, "in [0, 1)", "try 0.1")
         if self.mode == "lora" and not self.lora_target_modules:
             raise _bad("lora_target_modules", self.lora_target_modules, "at least one module name", "e.g. query,value")
+        if self.select_by not in ("macro_f1", "loss"):
+            raise _bad("select_by", self.select_by, "macro_f1 or loss", "use loss for a rare outcome")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0 < value < 0.5:
