@@ -131,7 +131,8 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     notes = [Note(text=s["text"], note_id=s["record_id"], labels=(DIED if s["died"] else SURVIVED,))
              for s in by_text.values()]
     train_args = TrainArgs(mode=args.mode, seed=seed, max_length=args.max_length, max_steps=args.max_steps,
-                           label_order=(SURVIVED, DIED), select_by=args.select_by)
+                           label_order=(SURVIVED, DIED), select_by=args.select_by, learning_rate=args.lr,
+                           epochs=args.epochs)
     with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         splits, _ = train_splits_only(notes, train_args, settings)
@@ -173,6 +174,8 @@ def main() -> None:
     parser.add_argument("--mode", default="lora", choices=["lora", "full", "head"])
     parser.add_argument("--max-length", type=int, default=256, help="tokens; ICU summaries run to ~240 (median), ~280 at most")
     parser.add_argument("--max-steps", type=int, default=-1, help="cap optimiser steps (smoke runs)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the mode's)")
+    parser.add_argument("--epochs", type=float, default=None, help="epoch budget (default: from the data size)")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N stays (smoke runs)")
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--select-by", default="loss", choices=["loss", "macro_f1"],
@@ -205,7 +208,7 @@ def main() -> None:
               f"test summaries (mean integrated-gradients attribution, probability units; explained in "
               f"{run['explain_s']:.0f} s):")
         for key, score, stays in run["phrases"][:12]:
-            print(f"  {score:+.3f}  {key}  ({stays} stays)")
+            print(f"  {score:+.2e}  {key}  ({stays} stays)")
     mean = {name: float(np.mean([r["methods"][name]["auroc"] for r in runs])) for name in runs[0]["methods"]}
     ours = mean.pop("classifier (text)")
     beaten = [name for name, value in mean.items() if ours <= value]
