@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from healthmon.cases import open_review_count
-from healthmon.vitals.store import stored_patients
+from healthmon.vitals.store import stored_patient_count
 from healthmon.errors import HealthmonError
 from healthmon.ui.components import SYNTHETIC_BANNER, jobs_panel, model_summary, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings, get_worker, register_served
@@ -50,8 +50,7 @@ def home() -> None:
     cols = st.columns(3)
     cols[0].metric("Cases awaiting a first review", counts["unreviewed"])
     cols[1].metric("Cases where reviewers disagree", counts["disagreements"])
-    monitored = stored_patients(factory)
-    cols[2].metric("Patients with stored vitals", len(monitored))
+    cols[2].metric("Patients with stored vitals", stored_patient_count(factory))
     cols[2].caption("NEWS2, blood pressure and trend alerts per patient on the Vitals page.")
     links = st.columns(3)
     if user is not None and user.can("notes.predict"):

@@ -151,9 +151,8 @@ def vitals_figure(vitals, news2, alerts=None) -> go.Figure | None:  # noqa: ANN0
     row_of = {parameter: row for row, parameter in enumerate(shown, start=1)}
     if len(news2):
         row_of["news2"] = rows
-    for parameter, row in row_of.items():
-        if parameter == "news2":
-            continue
+    for parameter in shown:
+        row = row_of[parameter]
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
         fig.add_trace(go.Scatter(x=good["time"], y=good["value"], mode="lines+markers", line={"color": ACCENT},

@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from healthmon.errors import IngestError
 from healthmon.types import IngestReport, IngestResult, Note, RejectedRow
-from healthmon.vitals.ingest import COLUMNS, LB_TO_KG, MMOL_TO_MG_DL, PLAUSIBLE, UNITS
+from healthmon.vitals.ingest import COLUMNS, LB_TO_KG, MMOL_TO_MG_DL, UNITS, implausible
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -402,7 +402,7 @@ class _Reader:
             value = round(value * factors[0] + factors[1], 2)
             self.converted[(parameter, unit)] += 1
         self.report.values_read += 1
-        artefact = problem is not None or _implausible(parameter, value)
+        artefact = problem is not None or implausible(parameter, value)
         if artefact:
             self.report.values_flagged += 1
             self.report.flagged.append((str(where), parameter,
@@ -501,11 +501,6 @@ def _number(part: Any) -> tuple[float | None, str]:
     if part.valueInteger is not None:
         return float(part.valueInteger), ""
     return None, ""
-
-
-def _implausible(parameter: str, value: float) -> bool:
-    low, high = PLAUSIBLE.get(parameter, (float("-inf"), float("inf")))
-    return not low <= value <= high
 
 
 def _utc(value: Any) -> pd.Timestamp | None:

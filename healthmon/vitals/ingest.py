@@ -129,7 +129,7 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
                 continue
             for parameter, value, problem in _parse(canonical, cell, mapping[canonical], raw[mapping[canonical]]):
                 report.values_read += 1
-                artefact = problem is not None or _implausible(parameter, value)
+                artefact = problem is not None or implausible(parameter, value)
                 if artefact:
                     report.values_flagged += 1
                     report.flagged.append((line, parameter, problem or f"{value:g} {UNITS[parameter]} is implausible"))
@@ -140,7 +140,8 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     return VitalsData(frame.sort_values(["patient_id", "time", "parameter"], kind="stable").reset_index(drop=True), report)
 
 
-def _implausible(parameter: str, value: float) -> bool:
+def implausible(parameter: str, value: float) -> bool:
+    """Outside :data:`PLAUSIBLE` for its parameter (a parameter without limits never is)."""
     if parameter not in PLAUSIBLE:
         return False
     low, high = PLAUSIBLE[parameter]

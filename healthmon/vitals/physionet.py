@@ -26,7 +26,7 @@ from typing import Iterator
 import pandas as pd
 
 from healthmon.errors import IngestError
-from healthmon.vitals.ingest import COLUMNS, PLAUSIBLE
+from healthmon.vitals.ingest import COLUMNS, implausible
 
 ADMISSION = pd.Timestamp("2000-01-01", tz="UTC")
 DESCRIPTORS = ("RecordID", "Age", "Gender", "Height", "ICUType")
@@ -88,8 +88,7 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
     record_id = str(int(descriptors.get("RecordID", 0))) if "RecordID" in descriptors else Path(name).stem
     frame = pd.DataFrame(rows, columns=["parameter", "time", "value"])
     frame["patient_id"], frame["source"] = record_id, f"physionet2012:{name}"
-    frame["artefact"] = pd.Series([not (PLAUSIBLE[p][0] <= v <= PLAUSIBLE[p][1]) if p in PLAUSIBLE else False
-                                   for p, v in zip(frame["parameter"], frame["value"])], dtype=bool)
+    frame["artefact"] = pd.Series([implausible(p, v) for p, v in zip(frame["parameter"], frame["value"])], dtype=bool)
     return IcuStay(record_id, descriptors, frame[COLUMNS], rejected)
 
 

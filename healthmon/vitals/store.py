@@ -96,6 +96,12 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
         return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)), unreadable, repeated)
 
 
+def stored_patient_count(factory: sessionmaker[Session]) -> int:
+    """How many patients have stored readings (the home page's figure)."""
+    with factory() as session:
+        return session.scalar(select(func.count(func.distinct(VitalReading.patient_id)))) or 0
+
+
 def stored_patients(factory: sessionmaker[Session]) -> list[StoredPatient]:
     """Patients with stored readings, most recently measured first."""
     with factory() as session:

@@ -12,7 +12,6 @@ always gives the same text. Artefacts are never summarised.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -190,7 +189,7 @@ def features_text(features: dict[str, float]) -> str:
         partial = "" if features.get("news2.max_complete", 1.0) else ", partial"
         phrases.append(f"NEWS2 max {features['news2.max']:.0f} ({band}{partial})")
     worst = features.get("consciousness.worst", 0.0)
-    if worst > 0 and not math.isnan(worst):
+    if worst > 0:
         phrases.append(f"consciousness {'ACVPU'[int(worst)]} at worst")
     phrases += [p for p in (_phrase(features, m) for m in MEASURES) if p]
     return "; ".join(phrases) + "." if phrases else "no usable vitals."
