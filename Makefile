@@ -8,7 +8,16 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo run test test-marked test-all bench clean
+.PHONY: setup system-deps demo run test test-marked test-all bench clean
+
+# WeasyPrint (the PDF case report) loads Pango and needs a font; the report test renders
+# pages with poppler's pdftoppm. Installed from Debian when missing (sudo unless root).
+system-deps:
+	@if ! ldconfig -p | grep -q libpangoft2-1.0 || ! command -v pdftoppm >/dev/null || ! fc-list 2>/dev/null | grep -q .; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core poppler-utils; \
+	fi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-setup: $(VENV)/.installed
+setup: system-deps $(VENV)/.installed
 
 demo: setup
 	$(PY) -m healthmon demo

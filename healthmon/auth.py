@@ -36,6 +36,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "notes.predict": frozenset({"clinician", "admin"}),
     "explain.batch": frozenset({"clinician", "admin"}),
     "vitals.upload": frozenset({"clinician", "admin"}),
+    # Drafting, approving, editing or dismissing advice, and the patient report: clinical decisions.
+    "advice.decide": frozenset({"clinician", "admin"}),
     "cases.adjudicate": frozenset({"admin"}),
     "agreement.view": frozenset({"admin"}),
     "models.train": frozenset({"admin"}),

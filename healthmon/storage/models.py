@@ -9,10 +9,10 @@ reviewers who saw the same version cannot both win).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text, true
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -99,6 +99,9 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Demographics, where a clinician or an import supplied them: the advice rules use age and sex.
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(10))
 
 
 class NoteRow(Base):
@@ -264,3 +267,45 @@ class VitalReading(Base):
     value: Mapped[float] = mapped_column(Float)
     artefact: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(300), default="")
+
+
+ADVICE_STATUSES = ("draft", "approved", "edited", "dismissed")
+
+
+class AdviceItem(Base):
+    """One fired advice rule for one patient: a draft until a clinician approves, edits or dismisses it.
+
+    The rule's wording and the values that fired it are copied in at drafting, so a later
+    change to rules.toml never rewrites advice already on file. ``draft_text`` is kept
+    after an edit (``final_text`` holds the clinician's wording); every decision is also an
+    audit entry with the before and after. ``version`` guards against two clinicians
+    deciding on the same draft at once.
+    """
+
+    __tablename__ = "advice_items"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "fingerprint", name="uq_advice_items_fingerprint"),
+        Index("ix_advice_items_patient_status", "patient_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    note_id: Mapped[int | None] = mapped_column(ForeignKey("notes.id"))  # the case whose score fired it
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    rule_id: Mapped[str] = mapped_column(String(80))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(20))
+    urgency: Mapped[str] = mapped_column(String(20))
+    follow_up_days: Mapped[int] = mapped_column(Integer)
+    triggers: Mapped[list[str]] = mapped_column(JSON)
+    draft_text: Mapped[str] = mapped_column(Text)
+    final_text: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,114 @@
+"""One patient's stored record, gathered once: scored notes, vitals assessment, demographics,
+and the findings the advice rules read. The Patient page, the CLI and the case report all
+start from :func:`patient_snapshot`, so they show the same scores and fire the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.advice.engine import PatientFindings
+from healthmon.advice.rules import AdviceError
+from healthmon.cases import CaseView, case_detail
+from healthmon.storage.db import transaction
+from healthmon.storage.models import Case, NoteRow, Patient, VitalReading
+from healthmon.vitals.assess import VitalsAssessment, assess_patient
+from healthmon.vitals.store import load_vitals, stored_descriptors
+
+
+@dataclass(frozen=True)
+class PatientSnapshot:
+    patient_id: str
+    birth_date: date | None
+    sex: str | None
+    age: float | None
+    age_source: str  # "birth date", "PhysioNet descriptor" or ""
+    cases: tuple[CaseView, ...]  # the patient's scored notes, newest first
+    vitals: VitalsAssessment | None
+    setting: str
+    findings: PatientFindings
+    taken_at: datetime
+
+
+def list_patients(factory: sessionmaker[Session]) -> list[str]:
+    """Patients with a scored note or stored vitals, by external id."""
+    with transaction(factory) as s:
+        scored = select(NoteRow.patient_id).join(Case, Case.note_id == NoteRow.id).where(Case.prediction_id.is_not(None))
+        measured = select(VitalReading.patient_id).distinct()
+        rows = s.scalars(select(Patient.external_id).where(Patient.id.in_(scored.union(measured)))
+                         .order_by(Patient.external_id)).all()
+    return list(rows)
+
+
+def _age(born: date, on: date) -> float:
+    return float(on.year - born.year - ((on.month, on.day) < (born.month, born.day)))
+
+
+def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting: str = "hospital",
+                     lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
+    """Everything stored about one patient and the facts the advice rules read.
+
+    Risk per label is the highest calibrated probability over the patient's scored notes
+    (a screening rule should fire if any note suggests the condition), and each names the
+    case and model version it came from.
+
+    Raises:
+        AdviceError: no patient with that id.
+    """
+    now = now or datetime.now(timezone.utc)
+    with transaction(factory) as s:
+        patient = s.scalar(select(Patient).where(Patient.external_id == patient_id))
+        if patient is None:
+            raise AdviceError("a stored patient", f"no patient {patient_id!r}",
+                              "store notes with a patient_id column, or vitals for that patient, first")
+        born, sex = patient.birth_date, patient.sex
+        note_ids = s.scalars(select(NoteRow.id).join(Case, Case.note_id == NoteRow.id)
+                             .where(NoteRow.patient_id == patient.id, Case.prediction_id.is_not(None))
+                             .order_by(NoteRow.id.desc())).all()
+    cases = tuple(case_detail(factory, note_id) for note_id in note_ids)
+    risk: dict[str, float] = {}
+    risk_source: dict[str, str] = {}
+    for case in cases:
+        for label, probability in case.probabilities.items():
+            if probability > risk.get(label, -1.0):
+                risk[label] = float(probability)
+                risk_source[label] = f"case #{case.note_id}, model {case.version}"
+    vitals_table = load_vitals(factory, patient_id)
+    descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
+    assessment = (assess_patient(vitals_table, patient_id, setting=setting, lookback=lookback,
+                                 descriptors=descriptors) if len(vitals_table) else None)
+    age, age_source = None, ""
+    if born is not None:
+        age, age_source = _age(born, now.date()), "birth date"
+    elif descriptors and descriptors.get("Age", -1) >= 0:
+        age, age_source = float(descriptors["Age"]), "PhysioNet descriptor"
+    if sex is None and descriptors and descriptors.get("Gender") in (0, 1):
+        sex = "female" if descriptors["Gender"] == 0 else "male"
+    findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
+                               **_vitals_facts(assessment))
+    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now)
+
+
+def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
+    if assessment is None:
+        return {}
+    facts: dict = {}
+    latest = assessment.latest_news2
+    if latest is not None:
+        facts.update(news2_total=int(latest["total"]), news2_band=str(latest["band"]),
+                     news2_red_flag=bool(latest["red_flag"]),
+                     news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial"))
+    if assessment.bp is not None:
+        facts.update(bp_category=assessment.bp.category, bp_systolic=float(assessment.bp.systolic),
+                     bp_diastolic=float(assessment.bp.diastolic), bp_setting=assessment.bp.setting,
+                     bp_crisis=bool(assessment.bp_crisis) or bool(assessment.bp.crisis))
+    if len(assessment.alerts):
+        alerts: dict[str, str] = {}
+        for row in assessment.alerts.sort_values("time").to_dict("records"):
+            alerts[str(row["rule_id"])] = str(row["message"])  # the latest alert of each rule
+        facts["alerts"] = alerts
+    return facts

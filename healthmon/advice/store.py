@@ -1,0 +1,192 @@
+"""Advice drafts and the clinician's decision on each, stored with the patient and audited.
+
+Fired rules become drafts (:func:`draft_advice`); a clinician approves one as written,
+approves it with their own wording ("edited") or dismisses it with a reason
+(:func:`decide_advice`). Only approved and edited advice reaches the case report. Every
+draft and decision is an audit entry with the before and after, and a decision made on a
+stale view of a draft (someone else decided meanwhile) is refused, not overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.advice.engine import AdviceResult
+from healthmon.advice.patient import PatientSnapshot
+from healthmon.advice.rules import AdviceError
+from healthmon.auth import SignedIn, require
+from healthmon.storage.db import transaction
+from healthmon.storage.models import ADVICE_STATUSES, AdviceItem, Patient, User, as_utc, utcnow
+from healthmon.storage.repository import audit
+
+DECISIONS = ("approved", "edited", "dismissed")
+SEXES = ("female", "male")
+
+
+@dataclass(frozen=True)
+class AdviceView:
+    """A stored advice item as the page and the report show it."""
+
+    id: int
+    patient_id: str
+    rule_id: str
+    title: str
+    source: str
+    kind: str
+    urgency: str
+    follow_up_days: int
+    triggers: tuple[dict, ...]
+    draft_text: str
+    final_text: str | None
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+    version: int
+    note_id: int | None
+    created_by: str
+    created_at: datetime
+
+    @property
+    def text(self) -> str:
+        """What the clinician signed off: their wording when edited, else the rule's."""
+        return self.final_text if self.final_text else self.draft_text
+
+
+def _view(item: AdviceItem, patient: str, users: dict[int, str]) -> AdviceView:
+    return AdviceView(item.id, patient, item.rule_id, item.title, item.source, item.kind, item.urgency,
+                      item.follow_up_days, tuple(item.triggers or ()), item.draft_text, item.final_text, item.status,
+                      users.get(item.decided_by) if item.decided_by else None, as_utc(item.decided_at),
+                      item.decision_note, item.version, item.note_id, item.created_by, as_utc(item.created_at))
+
+
+def _actor(user: SignedIn | str) -> str:
+    return user if isinstance(user, str) else user.name
+
+
+def _case_of(snapshot: PatientSnapshot, triggers: list[dict]) -> tuple[int | None, int | None]:
+    """The case and model version behind a risk trigger ("case #12, model demo-3"), if any."""
+    for trigger in triggers:
+        if trigger["fact"].startswith("risk."):
+            label = trigger["fact"].removeprefix("risk.")
+            for case in snapshot.cases:
+                if case.probabilities.get(label) == snapshot.findings.risk.get(label):
+                    return case.note_id, case.version_id
+    return None, None
+
+
+def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot: PatientSnapshot,
+                 result: AdviceResult) -> list[AdviceView]:
+    """Store a draft for each fired rule not already on file with the same triggering values.
+
+    A clinician (or an admin) drafts; the CLI passes a name. Returns the patient's advice
+    items, newest first (see :func:`patient_advice`).
+    """
+    if not isinstance(user, str):
+        require(user, "advice.decide")
+    actor = _actor(user)
+    with transaction(factory) as s:
+        patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
+        if patient is None:
+            raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
+        known = set(s.scalars(select(AdviceItem.fingerprint).where(AdviceItem.patient_id == patient.id)))
+        for advice in result.advice:
+            if advice.fingerprint in known:
+                continue
+            triggers = [t.as_dict() for t in advice.triggers]
+            note_id, version_id = _case_of(snapshot, triggers)
+            rule = advice.rule
+            item = AdviceItem(patient_id=patient.id, note_id=note_id, model_version_id=version_id, rule_id=rule.id,
+                              fingerprint=advice.fingerprint, title=rule.title, source=rule.source, kind=rule.kind,
+                              urgency=rule.urgency, follow_up_days=rule.follow_up_days, triggers=triggers,
+                              draft_text=rule.advice, status="draft", decision_note="", version=0, created_by=actor)
+            s.add(item)
+            s.flush()
+            known.add(advice.fingerprint)
+            audit(s, actor, "advice.draft", "advice", item.id, None,
+                  {"patient": snapshot.patient_id, "rule": rule.id, "triggers": [t["text"] for t in triggers]})
+    return patient_advice(factory, snapshot.patient_id)
+
+
+def patient_advice(factory: sessionmaker[Session], patient_id: str, *, statuses: tuple[str, ...] = ADVICE_STATUSES
+                   ) -> list[AdviceView]:
+    """A patient's advice items with the given statuses, newest first."""
+    with transaction(factory) as s:
+        rows = s.scalars(select(AdviceItem).join(Patient, Patient.id == AdviceItem.patient_id)
+                         .where(Patient.external_id == patient_id, AdviceItem.status.in_(statuses))
+                         .order_by(AdviceItem.id.desc())).all()
+        users = dict(s.execute(select(User.id, User.name).where(User.id.in_({r.decided_by for r in rows if r.decided_by}))).all())
+        return [_view(row, patient_id, users) for row in rows]
+
+
+def decide_advice(factory: sessionmaker[Session], user: SignedIn | str, advice_id: int, decision: str, *,
+                  seen_version: int, text: str | None = None, note: str = "") -> AdviceView:
+    """A clinician's decision on one advice item.
+
+    Args:
+        decision: ``approved`` (as drafted), ``edited`` (approved with ``text``) or ``dismissed``
+            (``note`` says why: required, so a dismissed escalation is never unexplained).
+        seen_version: the item's ``version`` the clinician was looking at; if someone decided
+            since, the decision is refused rather than silently replacing theirs.
+        user: a signed-in clinician or admin, or (CLI) the name of an active one.
+
+    Raises:
+        AdviceError: unknown item or decision, empty edit, missing dismissal reason, stale version.
+        PermissionDenied: the role may not decide on advice.
+    """
+    if decision not in DECISIONS:
+        raise AdviceError(f"a decision among {', '.join(DECISIONS)}", repr(decision), "approve, edit or dismiss")
+    if decision == "edited" and not (text or "").strip():
+        raise AdviceError("the edited advice text", "an empty text", "write the advice, or dismiss the draft")
+    if decision == "dismissed" and not note.strip():
+        raise AdviceError("a reason for dismissing the advice", "none", "say why it does not apply to this patient")
+    with transaction(factory) as s:
+        if isinstance(user, str):
+            person = s.scalar(select(User).where(User.name == user, User.active.is_(True)))
+            if person is None or person.role not in ("clinician", "admin"):
+                raise AdviceError("the name of an active clinician or admin", repr(user),
+                                  "pass --as with such a user (see `healthmon users list`)")
+        else:
+            require(user, "advice.decide")
+            person = s.get(User, user.user_id)
+        item = s.get(AdviceItem, advice_id, with_for_update=True)
+        if item is None:
+            raise AdviceError("a stored advice item", f"no advice #{advice_id}", "pick one from the patient's list")
+        if item.version != seen_version:
+            raise AdviceError(f"advice #{advice_id} as you saw it (version {seen_version})",
+                              f"version {item.version}: it was {item.status} meanwhile", "reload the page and decide again")
+        before = {"status": item.status, "text": item.final_text or item.draft_text, "version": item.version}
+        item.status = decision
+        item.final_text = text.strip() if decision == "edited" else None
+        item.decision_note = note.strip()
+        item.decided_by = person.id
+        item.decided_at = utcnow()
+        item.version += 1
+        s.flush()
+        patient = s.get(Patient, item.patient_id).external_id
+        audit(s, person.name, f"advice.{decision}", "advice", item.id, before, {"status": item.status, "text": item.final_text or item.draft_text,
+                                          "note": item.decision_note, "patient": patient, "rule": item.rule_id})
+        return _view(item, patient, {person.id: person.name})
+
+
+def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, *,
+                     birth_date: date | None, sex: str | None) -> None:
+    """Record a patient's birth date and sex (the age- and sex-based screening rules read them); audited."""
+    if not isinstance(user, str):
+        require(user, "advice.decide")
+    if sex is not None and sex not in SEXES:
+        raise AdviceError(f"sex one of {', '.join(SEXES)} (or unknown)", repr(sex), "choose one, or leave it unknown")
+    if birth_date is not None and not date(1890, 1, 1) <= birth_date <= date.today():
+        raise AdviceError("a birth date between 1890 and today", str(birth_date), "correct the date")
+    with transaction(factory) as s:
+        patient = s.scalar(select(Patient).where(Patient.external_id == patient_id))
+        if patient is None:
+            raise AdviceError("a stored patient", f"no patient {patient_id!r}", "store the patient's data first")
+        before = {"birth_date": str(patient.birth_date) if patient.birth_date else None, "sex": patient.sex}
+        patient.birth_date, patient.sex = birth_date, sex
+        audit(s, _actor(user), "patient.demographics", "patient", patient.id, before,
+              {"birth_date": str(birth_date) if birth_date else None, "sex": sex})

@@ -1,0 +1,224 @@
+"""Advice drafts and decisions (SQLite and PostgreSQL), the case report (HTML, PDF rendered to PNG)
+and the FHIR export, on one stored patient with notes and vitals.
+
+The model is real but tiny (a 2-step head fine-tune of the fixture BERT), so the report's
+highlighted excerpt is computed by the version that scored the note. The probabilities
+themselves are set by hand at the storage seam, so the rules fire on known values.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from healthmon import auth
+from healthmon.advice import AdviceError, evaluate, load_rules
+from healthmon.advice.patient import list_patients, patient_snapshot
+from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics
+from healthmon.auth import PermissionDenied
+from healthmon.config import Settings
+from healthmon.model.classifier import Classifier
+from healthmon.report import build_report, render_html, render_pdf
+from healthmon.report.fhir import fhir_bundle, fhir_json
+from healthmon.storage.db import session_factory, transaction, upgrade
+from healthmon.storage.models import AuditEntry
+from healthmon.storage.repository import register_version, save_predictions
+from healthmon.training.args import TrainArgs
+from healthmon.training.trainer import train
+from healthmon.types import Note, Prediction
+from healthmon.vitals.ingest import read_vitals_csv
+from healthmon.vitals.store import store_vitals
+from conftest import make_notes
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(2)>"
+NOTES = [
+    f"Seen today. Reports polyuria and thirst, HbA1c 8.9%, started metformin. {HOSTILE} Review in 4 weeks.",
+    "Follow-up: headache, BP 162/98 mmHg on amlodipine; no chest pain.",
+]
+PROBABILITIES = [
+    {"diabetes": 0.83, "hypertension": 0.12, "cancer": 0.05},
+    {"diabetes": 0.21, "hypertension": 0.64, "cancer": 0.03},
+]
+# A week of home-style readings at stage 2 on average, one of them above 180, then a sick last evening.
+VITALS = "timestamp,patient,pulse,BP,SpO2,resp,temp\n" + "".join(
+    f"2026-03-0{day} 08:00,P-7,78,{sbp}/{dbp},97,16,36.8\n"
+    for day, (sbp, dbp) in enumerate([(150, 94), (148, 92), (186, 104), (152, 95), (149, 93)], start=1)
+) + "2026-03-05 20:00,P-7,118,150/92,93,23,38.4\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_version(tmp_path_factory, tiny_base_model):
+    settings = Settings(data_dir=tmp_path_factory.mktemp("advice"), base_model=str(tiny_base_model), max_length=64, seed=7)
+    result = train(make_notes(), TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "v",
+                   settings=settings, progress=False)
+    return result.version_dir, settings
+
+
+@pytest.fixture()
+def db(engine, tiny_version):
+    version_dir, _ = tiny_version
+    upgrade(engine)
+    factory = session_factory(engine)
+    card = json.loads((version_dir / "card.json").read_text())
+    with transaction(factory) as s:
+        auth.add_user(s, None, "dr-lee", "clinician", "dr-lee-password-1")
+        auth.add_user(s, None, "ann", "annotator", "ann-password-1")
+        version = register_version(s, version_dir.name, str(version_dir), card, status="active")
+        notes = [Note(text=t, note_id=f"n{i}", patient_id="P-7", source="upload") for i, t in enumerate(NOTES)]
+        predictions = [Prediction(p, tuple(k for k, v in p.items() if v >= 0.5), version_dir.name,
+                                  "multi_label_classification") for p in PROBABILITIES]
+        save_predictions(s, notes, predictions, version)
+    readings = read_vitals_csv(VITALS.encode(), "home.csv")
+    store_vitals(factory, "dr-lee", readings.frame, source="home.csv", fmt="csv", report={})
+    return factory
+
+
+def _signed_in(db, name):
+    return auth.sign_in(db, name, f"{name}-password-1", Settings())
+
+
+def _loader(tiny_version):
+    _, settings = tiny_version
+    return lambda folder: Classifier.from_pretrained(folder, settings=settings, precision="fp32")
+
+
+def test_the_snapshot_gathers_scores_vitals_and_demographics_into_the_facts_the_rules_read(db):
+    clinician = _signed_in(db, "dr-lee")
+    assert list_patients(db) == ["P-7"]
+    set_demographics(db, clinician, "P-7", birth_date=date(1961, 5, 2), sex="female")
+    snapshot = patient_snapshot(db, "P-7", now=datetime(2026, 3, 6, tzinfo=timezone.utc))
+    facts = snapshot.findings
+    assert facts.risk == {"diabetes": 0.83, "hypertension": 0.64, "cancer": 0.05}  # the highest per label
+    assert facts.risk_source["diabetes"].startswith(f"case #{snapshot.cases[-1].note_id}, model ")
+    assert (facts.age, facts.sex) == (64.0, "female")  # 64 until 2 May 2026
+    assert facts.bp_category == "stage 2 hypertension" and facts.bp_crisis is True
+    assert (facts.bp_systolic, facts.bp_diastolic) == pytest.approx((155.8333, 95.0), abs=1e-3)
+    # Last evening: HR 118 (2), SpO2 93 (2), RR 23 (2), temperature 38.4 (1), systolic 150 (0) on air, alert (0).
+    assert (facts.news2_total, facts.news2_band) == (7, "high")
+    fired = [a.rule.id for a in evaluate(load_rules(), facts).advice]
+    assert fired == ["news2-high", "bp-crisis", "diabetes-risk-test", "diabetes-screen-age", "colorectal-screen-age",
+                     "breast-screen-age"]
+    with pytest.raises(AdviceError, match="no patient 'P-8'"):
+        patient_snapshot(db, "P-8")
+
+
+def test_drafts_are_stored_once_and_each_decision_is_kept_with_who_and_when_and_audited(db):
+    clinician, annotator = _signed_in(db, "dr-lee"), _signed_in(db, "ann")
+    snapshot = patient_snapshot(db, "P-7")
+    result = evaluate(load_rules(), snapshot.findings)
+    items = draft_advice(db, clinician, snapshot, result)
+    assert len(items) == len(result.advice) == len(draft_advice(db, clinician, snapshot, result))  # once
+    by_rule = {i.rule_id: i for i in items}
+    diabetes = by_rule["diabetes-risk-test"]
+    assert diabetes.status == "draft" and diabetes.note_id == snapshot.cases[-1].note_id
+    assert diabetes.triggers[0]["text"].startswith("risk.diabetes = 0.83 (>= 0.5): case #")
+
+    with pytest.raises(PermissionDenied):
+        decide_advice(db, annotator, diabetes.id, "approved", seen_version=0)
+    with pytest.raises(AdviceError, match="a reason for dismissing"):
+        decide_advice(db, clinician, diabetes.id, "dismissed", seen_version=0)
+    with pytest.raises(AdviceError, match="the edited advice text"):
+        decide_advice(db, clinician, diabetes.id, "edited", seen_version=0, text="  ")
+    approved = decide_advice(db, clinician, by_rule["news2-high"].id, "approved", seen_version=0)
+    edited = decide_advice(db, clinician, diabetes.id, "edited", seen_version=0, text="HbA1c and fasting glucose this week.")
+    dismissed = decide_advice(db, clinician, by_rule["bp-crisis"].id, "dismissed", seen_version=0,
+                              note="Single reading after exercise; repeat readings normal.")
+    assert (approved.status, approved.decided_by, approved.version) == ("approved", "dr-lee", 1)
+    assert edited.text == "HbA1c and fasting glucose this week." and edited.draft_text.startswith("The notes suggest diabetes")
+    with pytest.raises(AdviceError, match="version 1: it was edited meanwhile"):
+        decide_advice(db, clinician, diabetes.id, "approved", seen_version=0)  # a stale view never overwrites
+    with pytest.raises(AdviceError, match="an active clinician or admin"):
+        decide_advice(db, "ann", diabetes.id, "approved", seen_version=1)  # the CLI names a person with the right role
+    assert {a.rule_id for a in patient_advice(db, "P-7", statuses=("approved", "edited"))} == {"news2-high",
+                                                                                              "diabetes-risk-test"}
+    with transaction(db) as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.entity == "advice").order_by(AuditEntry.id)).all()
+        actions = [e.action for e in entries]
+        edit = next(e for e in entries if e.action == "advice.edited")
+        assert actions.count("advice.draft") == len(result.advice)
+        assert {"advice.approved", "advice.edited", "advice.dismissed"} <= set(actions)
+        assert edit.actor == "dr-lee" and edit.before["status"] == "draft"
+        assert edit.after["text"] == "HbA1c and fasting glucose this week." and edit.after["patient"] == "P-7"
+
+
+def _decided_report(db, tiny_version):
+    clinician = _signed_in(db, "dr-lee")
+    set_demographics(db, clinician, "P-7", birth_date=date(1961, 5, 2), sex="female")
+    snapshot = patient_snapshot(db, "P-7")
+    items = {i.rule_id: i for i in draft_advice(db, clinician, snapshot, evaluate(load_rules(), snapshot.findings))}
+    decide_advice(db, clinician, items["news2-high"].id, "approved", seen_version=0)
+    decide_advice(db, clinician, items["diabetes-risk-test"].id, "edited", seen_version=0,
+                  text="HbA1c and fasting glucose this week <b>please</b>.")
+    decide_advice(db, clinician, items["bp-crisis"].id, "dismissed", seen_version=0, note="cuff too small")
+    return build_report(db, "P-7", generated_by="dr-lee", load_classifier=_loader(tiny_version),
+                        now=datetime(2026, 3, 6, 9, 30, tzinfo=timezone.utc))
+
+
+def test_the_html_report_holds_scores_excerpts_vitals_and_only_approved_advice_with_patient_text_escaped(db, tiny_version):
+    report = _decided_report(db, tiny_version)
+    page = render_html(report)
+    assert "Case report: patient P-7" in page and "64 (birth date)" in page
+    assert "<script>" not in page and "<img src=x" not in page and "onerror=alert" not in page.replace(
+        "onerror=alert(2)&gt;", "")
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page.split("<body>")[1]))
+    assert HOSTILE in shown  # the hostile note is there, as text
+    assert "&lt;b&gt;please&lt;/b&gt;" in page  # so is a clinician's edit
+    assert page.count('class="hm-w') > 10  # the highlighted excerpt, one span per word
+    assert "<svg" in page and "NEWS2" in page
+    assert "NEWS2 7 or more: emergency assessment" in page and "news2.total = 7 (&gt;= 7)" in page
+    assert "Edited by the clinician" in page and "Approved by dr-lee" in page
+    assert "cuff too small" in page  # dismissed advice is listed with its reason
+    assert "draft(s) await a clinician" in page  # the other drafts are counted, not shown as advice
+    assert "Blood pressure above 180/120" not in page.split("Dismissed")[0].split("Advice approved")[1]
+    assert report.snapshot.cases[0].version in page
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (Debian poppler-utils) not installed: make setup")
+def test_the_pdf_report_renders_to_pages_that_read_as_the_html(db, tiny_version, tmp_path):
+    report = _decided_report(db, tiny_version)
+    pdf = render_pdf(report)
+    assert pdf.startswith(b"%PDF")
+    (tmp_path / "report.pdf").write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "report.pdf"), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert 1 <= len(pages) <= 6 and all(p.stat().st_size > 10_000 for p in pages)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    # pdftotext puts a space between the excerpt's word boxes; the note's own characters are all there, as text.
+    assert "Case report: patient P-7" in text and "<script>alert(1)</script>" in re.sub(r"\s", "", text)
+    assert "NEWS2 7 or more: emergency assessment" in text and "Approved by dr-lee" in text
+    shots = ROOT / "data" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for page in pages:  # kept for a person to look at
+        shutil.copy(page, shots / f"report-{page.name}")
+
+
+def test_fhir_export_validates_round_trips_and_reads_back_through_the_ingest(db):
+    from fhir.resources.R4B import get_fhir_model_class
+
+    from healthmon.vitals.fhir import read_fhir_bytes
+
+    snapshot = patient_snapshot(db, "P-7")
+    bundle = fhir_bundle(snapshot)
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds == ["Patient", "RiskAssessment", "RiskAssessment", "Observation"]
+    parsed = get_fhir_model_class("Bundle").model_validate_json(fhir_json(snapshot))
+    assert json.loads(parsed.model_dump_json(exclude_none=True)) == bundle  # nothing lost or altered
+    risk = {p["outcome"]["text"]: p["probabilityDecimal"] for p in bundle["entry"][2]["resource"]["prediction"]}
+    assert risk == PROBABILITIES[0] and bundle["entry"][2]["resource"]["status"] == "preliminary"
+    news2 = bundle["entry"][3]["resource"]
+    assert news2["valueInteger"] == 7 and news2["code"]["coding"][0]["code"] == "1104051000000101"
+    assert sum(c["valueInteger"] for c in news2["component"]) == 7
+    read = read_fhir_bytes({"export.json": fhir_json(snapshot).encode()})
+    assert read.report.resources_rejected == 0
+    assert read.report.resources_read == {"Patient": 1, "RiskAssessment": 2, "Observation": 1}
+    assert fhir_bundle(snapshot) == bundle  # same ids on a second export
