@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="write calibrated risk per note to a CSV")
     predict.add_argument("--model", required=True, help="version folder")
     _add_columns(predict, labels=False)
-    predict.add_argument("--out", required=True, help="CSV to write")
+    predict.add_argument("--out", help="CSV to write")
+    predict.add_argument("--store", action="store_true",
+                         help="also store the notes and scores in the database as cases (the dashboard's Case and "
+                              "Patient pages show them); the version is registered if new")
+    predict.add_argument("--actor", default="cli", help="name recorded in the audit log with --store")
     predict.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None)
 
     explain = sub.add_parser("explain", help="word-level integrated-gradients explanations as HTML or JSON Lines")
@@ -144,6 +148,31 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("--patient-id", help="the patient of a CSV without a patient column (needed to --store it)")
     vitals.add_argument("--cuffless-bp", action="store_true", help="BP from a cuffless wearable (trend only)")
     vitals.add_argument("--store", action="store_true", help="also store the readings in the database")
+
+    advice = sub.add_parser("advice", help="one patient's findings and the advice rules they fire (JSON); "
+                            "optionally store drafts, set demographics, approve, edit or dismiss advice")
+    advice.add_argument("--patient", required=True, help="patient id (as in the notes' patient_id or the vitals)")
+    advice.add_argument("--setting", choices=["hospital", "home"], default="hospital",
+                        help="NEWS2 setting and blood-pressure thresholds")
+    advice.add_argument("--birth-date", type=_date, help="record the birth date (YYYY-MM-DD) for the age-based rules")
+    advice.add_argument("--sex", choices=["female", "male"], help="record the sex for the sex-based rules")
+    advice.add_argument("--draft", action="store_true", help="store a draft for each fired rule not already on file")
+    advice.add_argument("--approve", type=int, action="append", default=[], metavar="ID", help="approve advice ID as drafted")
+    advice.add_argument("--edit", nargs=2, action="append", default=[], metavar=("ID", "TEXT"),
+                        help="approve advice ID with your own wording")
+    advice.add_argument("--dismiss", nargs=2, action="append", default=[], metavar=("ID", "REASON"),
+                        help="dismiss advice ID, saying why")
+    advice.add_argument("--as", dest="actor", help="the clinician or admin deciding (an active account's name); "
+                        "required for --draft, --approve, --edit and --dismiss")
+
+    report = sub.add_parser("report", help="one patient's case report: .html or .pdf, or a FHIR R4 Bundle (.json)")
+    report.add_argument("--patient", required=True)
+    report.add_argument("--out", required=True, help="file to write; its suffix picks the format (.html, .pdf, .json)")
+    report.add_argument("--setting", choices=["hospital", "home"], default="hospital")
+    report.add_argument("--by", default=None, help="name printed as the report's author (default: your login name)")
+    report.add_argument("--no-explain", action="store_true",
+                        help="only show explanations already stored (default: compute missing ones with the model "
+                             "version that scored each note, and store them)")
 
     worker = sub.add_parser("worker", help="run background jobs (use with HEALTHMON_WORKER=external on the dashboard)")
     worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
@@ -235,14 +264,37 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _date(text: str):  # noqa: ANN202 - argparse type
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, found {text!r}") from None
+
+
 def _cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
     from healthmon.model.classifier import Classifier
 
+    if not args.out and not args.store:
+        raise IngestError("--out FILE.csv, --store, or both", "neither", "say where the scores should go")
     classifier = Classifier.from_pretrained(args.model, settings=settings, precision=args.precision)
     result = _read(args, settings, labels=False)
     predictions = classifier.predict([note.text for note in result.notes], progress=True)
+    if args.store:
+        from healthmon.storage.db import transaction
+        from healthmon.storage.repository import audit, save_predictions
+        from healthmon.training.continual import ensure_registered
+
+        with transaction(_factory(settings)) as s:
+            version = ensure_registered(s, Path(args.model))
+            note_ids = save_predictions(s, result.notes, predictions, version)
+            audit(s, args.actor, "notes.predict", "cli", "predict", after={"notes": len(note_ids), "version": version.name})
+        print(f"stored {len(note_ids)} scored notes as cases (version {version.name})", file=sys.stderr)
+        if not args.out:
+            return 0
     rows = []
     for note, pred in zip(result.notes, predictions):
         row = {"note_id": note.note_id, "patient_id": note.patient_id, "predicted": "|".join(pred.labels)}
@@ -515,6 +567,82 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+
+
+def _rules(settings: Settings):  # noqa: ANN202
+    from healthmon.advice.rules import load_rules
+
+    return load_rules(settings.advice_rules)
+
+
+def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.advice.engine import evaluate
+    from healthmon.advice.patient import patient_snapshot
+    from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics
+
+    factory = _factory(settings)
+    deciding = args.draft or args.approve or args.edit or args.dismiss or args.birth_date or args.sex
+    if deciding and not args.actor:
+        raise IngestError("--as NAME (an active clinician or admin) to record demographics or draft or decide advice",
+                          "no --as", "add --as with your account name")
+    if args.birth_date or args.sex:
+        set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
+    snapshot = patient_snapshot(factory, args.patient, setting=args.setting)
+    result = evaluate(_rules(settings), snapshot.findings)
+    if args.draft:
+        draft_advice(factory, args.actor, snapshot, result)
+    current = {item.id: item.version for item in patient_advice(factory, args.patient)}
+    decisions = ([(int(i), "approved", None, "") for i in args.approve] + [(int(i), "edited", t, "") for i, t in args.edit]
+                 + [(int(i), "dismissed", None, why) for i, why in args.dismiss])
+    for advice_id, decision, text, note in decisions:
+        if advice_id not in current:
+            raise IngestError(f"an advice id of patient {args.patient} ({', '.join(map(str, current)) or 'none stored'})",
+                              str(advice_id), "run `healthmon advice --patient ID` to list them")
+        decide_advice(factory, args.actor, advice_id, decision, seen_version=current[advice_id], text=text, note=note)
+    facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
+    print(json.dumps({
+        "patient": args.patient, "facts": facts,
+        "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,
+                   "fired_by": [t.describe() for t in a.triggers], "source": a.rule.source} for a in result.advice],
+        "not_checked": {rule: list(facts_) for rule, facts_ in result.unknown.items()},
+        "stored": [{"id": i.id, "rule": i.rule_id, "status": i.status, "decided_by": i.decided_by,
+                    "decided_at": i.decided_at, "text": i.text} for i in patient_advice(factory, args.patient)],
+    }, indent=2, default=str))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".html", ".htm", ".pdf", ".json"):
+        raise IngestError("--out ending in .html, .pdf or .json (FHIR)", out.name, "rename the output file")
+    factory = _factory(settings)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".json":
+            from healthmon.advice.patient import patient_snapshot
+            from healthmon.report.fhir import fhir_json
+
+            out.write_text(fhir_json(patient_snapshot(factory, args.patient, setting=args.setting)), encoding="utf-8")
+        else:
+            from healthmon.model.classifier import Classifier
+            from healthmon.report import build_report, write_report
+
+            def load(folder: str) -> Classifier:
+                return Classifier.from_pretrained(folder, settings=settings)
+
+            report = build_report(factory, args.patient, generated_by=args.by or f"{getpass.getuser()} (cli)",
+                                  rules=_rules(settings), rules_path=settings.advice_rules,
+                                  load_classifier=None if args.no_explain else load, setting=args.setting)
+            write_report(report, out)
+    except OSError as exc:
+        raise IngestError("a writable path for --out", f"{out}: {exc.strerror}", "choose a file in a writable folder") from exc
+    print(json.dumps({"patient": args.patient, "wrote": str(out), "bytes": out.stat().st_size}))
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
@@ -527,6 +655,8 @@ COMMANDS = {
     "users": _cmd_users,
     "worker": _cmd_worker,
     "vitals": _cmd_vitals,
+    "advice": _cmd_advice,
+    "report": _cmd_report,
 }
 
 

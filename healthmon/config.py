@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     job_stale_seconds: float = Field(
         120.0, gt=0, description="A running job whose worker has not reported for this long is marked failed."
     )
+    advice_rules: Path | None = Field(
+        None, description="TOML file of advice rules (default: the bundled healthmon/advice/rules.toml); "
+        "validated at load, so a bad rule stops with a message naming it.",
+    )
 
     @field_validator("base_model")
     @classmethod

@@ -113,3 +113,57 @@ def test_vitals_prints_one_assessment_per_patient_and_stores_each_reading_once(t
     assert "stored 0 new reading(s); 23 already stored" in again.stderr and len(again.stdout.splitlines()) == 1
     unknown = run_cli(["vitals", str(readings), "--patient", "p9"], settings)
     assert unknown.returncode == 2 and "no readings for p9" in unknown.stderr
+
+
+def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_and_fhir(tmp_path, settings):
+    version = tmp_path / "version"
+    assert run_cli(["train", "--data", str(_notes_file(tmp_path)), "--mode", "head", "--max-steps", "2", "--out",
+                    str(version), "--no-progress"], settings).returncode == 0
+    patient_notes = tmp_path / "patient.csv"
+    patient_notes.write_text("note_id,patient_id,text\nv1,P-9,Polyuria and thirst; HbA1c 8.9%; metformin started.\n")
+    stored = run_cli(["predict", "--model", str(version), "--data", str(patient_notes), "--store"], settings)
+    assert stored.returncode == 0 and "stored 1 scored notes as cases" in stored.stderr, stored.stderr
+    vitals = tmp_path / "ward.csv"
+    vitals.write_text("timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,P-9,118,150/92,93,23,38.4\n")
+    assert run_cli(["vitals", str(vitals), "--store"], settings).returncode == 0
+    add = subprocess.run([sys.executable, "-m", "healthmon", "users", "add", "dr-kay", "--role", "clinician",
+                          "--password-stdin"], cwd=ROOT, input="kay-password-123\n", capture_output=True, text=True,
+                         env={**os.environ, "HEALTHMON_DATA_DIR": str(settings.data_dir)})
+    assert add.returncode == 0, add.stderr
+
+    refused = run_cli(["advice", "--patient", "P-9", "--draft"], settings)
+    assert refused.returncode == 2 and "--as NAME" in refused.stderr
+    drafted = run_cli(["advice", "--patient", "P-9", "--birth-date", "1958-02-11", "--sex", "male", "--draft",
+                       "--as", "dr-kay"], settings)
+    assert drafted.returncode == 0, drafted.stderr
+    listing = json.loads(drafted.stdout)
+    fired = {f["rule"]: f for f in listing["fired"]}
+    assert fired["news2-high"]["fired_by"][0].startswith("news2.total = 7 (>= 7)")
+    assert {"colorectal-screen-age", "diabetes-screen-age"} <= set(fired)  # age 68 from the birth date
+    assert all(item["status"] == "draft" for item in listing["stored"]) and len(listing["stored"]) == len(fired)
+    news2_id = next(i["id"] for i in listing["stored"] if i["rule"] == "news2-high")
+    approved = run_cli(["advice", "--patient", "P-9", "--approve", str(news2_id), "--as", "dr-kay"], settings)
+    assert approved.returncode == 0, approved.stderr
+    assert next(i for i in json.loads(approved.stdout)["stored"] if i["id"] == news2_id)["decided_by"] == "dr-kay"
+
+    pdf, bundle = tmp_path / "p9.pdf", tmp_path / "p9.json"
+    made = run_cli(["report", "--patient", "P-9", "--out", str(pdf), "--by", "dr-kay"], settings)
+    assert made.returncode == 0, made.stderr
+    assert pdf.read_bytes().startswith(b"%PDF") and json.loads(made.stdout)["bytes"] == pdf.stat().st_size
+    assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
+    assert [e["resource"]["resourceType"] for e in json.loads(bundle.read_text())["entry"]] == [
+        "Patient", "RiskAssessment", "Observation"]
+    wrong = run_cli(["report", "--patient", "P-9", "--out", str(tmp_path / "p9.docx")], settings)
+    assert wrong.returncode == 2 and "--out ending in .html, .pdf or .json" in wrong.stderr
+    unknown = run_cli(["report", "--patient", "P-404", "--out", str(pdf)], settings)
+    assert unknown.returncode == 2 and "no patient 'P-404'" in unknown.stderr
+
+
+def _notes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "train.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["note_id", "text", "label"])
+        for note in make_notes(12):
+            writer.writerow([note.note_id, note.text, note.labels[0]])
+    return path

@@ -154,11 +154,11 @@ def test_an_expired_session_returns_to_the_sign_in_form_with_a_reason(dash, monk
 
 def test_every_page_asks_for_sign_in_and_each_role_reaches_only_its_pages(dash):
     allowed = {
-        "admin": {"Notes", "Review", "Case", "Vitals", "Models", "Admin"},
-        "clinician": {"Notes", "Review", "Case", "Vitals", "Models"},
+        "admin": {"Notes", "Review", "Case", "Vitals", "Patient", "Models", "Admin"},
+        "clinician": {"Notes", "Review", "Case", "Vitals", "Patient", "Models"},
         "annotator": {"Review", "Case", "Models"},
     }
-    for page in ("Notes", "Review", "Case", "Vitals", "Models", "Admin"):
+    for page in ("Notes", "Review", "Case", "Vitals", "Patient", "Models", "Admin"):
         anonymous = dash.page(page, standalone=True)
         assert not anonymous.exception and [w.label for w in anonymous.text_input] == ["User name", "Password"]
         for user in ("ada", "cli", "ann"):
@@ -458,3 +458,50 @@ def test_hostile_comments_and_names_in_the_history_are_shown_as_text(dash):
     cell = at.table[-1].value["comment"].iloc[0]
     assert cell == plain(comment)  # every markdown character escaped: no image loads, no link renders
     assert case_detail(dash.factory, note_id).history[0]["comment"] == comment  # stored as typed
+
+
+def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(dash):
+    from healthmon.storage.repository import save_predictions
+    from healthmon.training.continual import ensure_registered
+    from healthmon.types import Note, Prediction
+    from healthmon.vitals.ingest import read_vitals_csv
+    from healthmon.vitals.store import store_vitals
+
+    patient = "P-<b>1</b>"
+    with transaction(dash.factory) as s:
+        version = ensure_registered(s, dash.version)
+        save_predictions(s, [Note(text=HOSTILE, note_id="n1", patient_id=patient)],
+                         [Prediction({"diabetes": 0.91, "hypertension": 0.05, "cancer": 0.04}, ("diabetes",),
+                                     version.name, "single_label_classification")], version)
+    ward = f"timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,{patient},118,150/92,93,23,38.4\n"
+    store_vitals(dash.factory, "cli", read_vitals_csv(ward.encode(), "ward.csv").frame, source="ward.csv", fmt="csv",
+                 report={})
+    at = dash.page("Patient", "cli")
+    assert not at.exception and at.selectbox[0].value == patient
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92"
+    titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(("🔴", "🟠", "🟡", "🟢"))]
+    assert titles[0].startswith("🔴 **NEWS2 7 or more") and any("Diabetes suggested" in t for t in titles)
+    assert "Draft: awaiting your decision" in titles[0]
+    approve = [b for b in at.button if b.label == "Approve"]
+    approve[0].click().run()
+    assert not at.exception
+    first = [m.value for m in at.markdown if m.value.startswith("🔴")][0]
+    assert "Approved" in first and "Draft" not in first
+    # Dismissing without a reason is refused with a message, and the draft stays a draft.
+    [b for b in at.button if b.label == "Dismiss"][0].click().run()
+    assert "a reason for dismissing the advice" in _texts(at, "error")
+    # An edit: the text differs from the rule's, so only "Approve edited" is enabled.
+    at.text_area[0].input("Repeat the HbA1c in 2 weeks.").run()
+    [b for b in at.button if b.label == "Approve edited" and not b.disabled][0].click().run()
+    assert "Repeat the HbA1c in 2 weeks" in _texts(at, "markdown")
+    [b for b in at.button if b.label == "Prepare the report"][0].click().run()
+    assert not at.exception
+    prepared = at.session_state["patient_report"]
+    assert prepared[0] == patient and prepared[2].startswith(b"%PDF")
+    page = prepared[1].decode()
+    assert "P-&lt;b&gt;1&lt;/b&gt;" in page and "<b>1</b>" not in page  # a hostile patient id, escaped
+    assert "Repeat the HbA1c in 2 weeks." in page and "NEWS2 7 or more" in page
+    with transaction(dash.factory) as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.entity == "advice")).all()
+        assert actions.count("advice.approved") == 1 and actions.count("advice.edited") == 1

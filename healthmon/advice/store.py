@@ -64,8 +64,16 @@ def _view(item: AdviceItem, patient: str, users: dict[int, str]) -> AdviceView:
                       item.decision_note, item.version, item.note_id, item.created_by, as_utc(item.created_at))
 
 
-def _actor(user: SignedIn | str) -> str:
-    return user if isinstance(user, str) else user.name
+def _decider(session: Session, user: SignedIn | str) -> User:
+    """The person deciding: a signed-in clinician or admin, or (CLI) the name of an active one."""
+    if isinstance(user, str):
+        person = session.scalar(select(User).where(User.name == user, User.active.is_(True)))
+        if person is None or person.role not in ("clinician", "admin"):
+            raise AdviceError("the name of an active clinician or admin", repr(user),
+                              "pass --as with such a user (see `healthmon users list`)")
+        return person
+    require(user, "advice.decide")
+    return session.get(User, user.user_id)
 
 
 def _case_of(snapshot: PatientSnapshot, triggers: list[dict]) -> tuple[int | None, int | None]:
@@ -83,13 +91,11 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
                  result: AdviceResult) -> list[AdviceView]:
     """Store a draft for each fired rule not already on file with the same triggering values.
 
-    A clinician (or an admin) drafts; the CLI passes a name. Returns the patient's advice
+    A clinician (or an admin) drafts; the CLI passes the name of one. Returns the patient's advice
     items, newest first (see :func:`patient_advice`).
     """
-    if not isinstance(user, str):
-        require(user, "advice.decide")
-    actor = _actor(user)
     with transaction(factory) as s:
+        actor = _decider(s, user).name
         patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
@@ -145,14 +151,7 @@ def decide_advice(factory: sessionmaker[Session], user: SignedIn | str, advice_i
     if decision == "dismissed" and not note.strip():
         raise AdviceError("a reason for dismissing the advice", "none", "say why it does not apply to this patient")
     with transaction(factory) as s:
-        if isinstance(user, str):
-            person = s.scalar(select(User).where(User.name == user, User.active.is_(True)))
-            if person is None or person.role not in ("clinician", "admin"):
-                raise AdviceError("the name of an active clinician or admin", repr(user),
-                                  "pass --as with such a user (see `healthmon users list`)")
-        else:
-            require(user, "advice.decide")
-            person = s.get(User, user.user_id)
+        person = _decider(s, user)
         item = s.get(AdviceItem, advice_id, with_for_update=True)
         if item is None:
             raise AdviceError("a stored advice item", f"no advice #{advice_id}", "pick one from the patient's list")
@@ -176,17 +175,16 @@ def decide_advice(factory: sessionmaker[Session], user: SignedIn | str, advice_i
 def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, *,
                      birth_date: date | None, sex: str | None) -> None:
     """Record a patient's birth date and sex (the age- and sex-based screening rules read them); audited."""
-    if not isinstance(user, str):
-        require(user, "advice.decide")
     if sex is not None and sex not in SEXES:
         raise AdviceError(f"sex one of {', '.join(SEXES)} (or unknown)", repr(sex), "choose one, or leave it unknown")
     if birth_date is not None and not date(1890, 1, 1) <= birth_date <= date.today():
         raise AdviceError("a birth date between 1890 and today", str(birth_date), "correct the date")
     with transaction(factory) as s:
+        actor = _decider(s, user).name
         patient = s.scalar(select(Patient).where(Patient.external_id == patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {patient_id!r}", "store the patient's data first")
         before = {"birth_date": str(patient.birth_date) if patient.birth_date else None, "sex": patient.sex}
         patient.birth_date, patient.sex = birth_date, sex
-        audit(s, _actor(user), "patient.demographics", "patient", patient.id, before,
+        audit(s, actor, "patient.demographics", "patient", patient.id, before,
               {"birth_date": str(birth_date) if birth_date else None, "sex": sex})

@@ -99,3 +99,11 @@ def get_worker() -> object | None:
 
     # The workers share the pages' cached models, so a batch job starts warm.
     return start_thread_workers(get_database(), settings, get_classifier)
+
+
+@st.cache_resource(show_spinner=False)
+def get_rules(path: str | None) -> tuple:
+    """The advice rules, validated once per process and file (an invalid file raises AdviceError)."""
+    from healthmon.advice.rules import load_rules
+
+    return load_rules(path)

@@ -88,6 +88,7 @@ PAGES: dict[str, PageSpec] = {spec.title: spec for spec in (
     PageSpec("pages/2_Review.py", "Review", ":material/fact_check:", "cases.review"),
     PageSpec("pages/3_Case.py", "Case", ":material/article:", "cases.view"),
     PageSpec("pages/4_Vitals.py", "Vitals", ":material/monitor_heart:", "vitals.upload"),
+    PageSpec("pages/7_Patient.py", "Patient", ":material/assignment_ind:", "advice.decide"),
     PageSpec("pages/5_Models.py", "Models", ":material/model_training:", "models.view"),
     PageSpec("pages/6_Admin.py", "Admin", ":material/admin_panel_settings:", "users.manage"),
 )}

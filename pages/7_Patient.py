@@ -1,0 +1,151 @@
+"""Patient: one person's scores, vitals and the advice they fire; a clinician approves, edits or
+dismisses each draft, then downloads the case report (HTML, PDF) or the FHIR export."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import streamlit as st
+
+from healthmon.advice.engine import evaluate
+from healthmon.advice.patient import list_patients, patient_snapshot
+from healthmon.advice.rules import URGENCIES
+from healthmon.advice.store import AdviceView, decide_advice, draft_advice, set_demographics
+from healthmon.errors import HealthmonError
+from healthmon.report import build_report, render_html, render_pdf
+from healthmon.report.fhir import fhir_json
+from healthmon.ui.components import plain, show_error
+from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
+from healthmon.ui.session import page_setup
+
+URGENCY_ICONS = {"emergency": "🔴", "urgent": "🟠", "soon": "🟡", "routine": "🟢"}
+STATUS_WORDS = {"draft": "Draft: awaiting your decision", "approved": "Approved", "edited": "Approved with edits",
+                "dismissed": "Dismissed"}
+
+user = page_setup("Patient")
+factory = get_database()
+settings = get_settings()
+
+patients = list_patients(factory)
+if not patients:
+    st.info("No patients yet: score notes that carry a patient id on the Notes page, or store vitals on the Vitals page.")
+    st.stop()
+linked = st.query_params.get("patient", "")
+default = patients.index(linked) if linked in patients else 0
+left, right = st.columns([3, 1])
+patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
+setting = right.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
+                      help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
+st.query_params["patient"] = patient_id
+
+try:
+    rules = get_rules(str(settings.advice_rules) if settings.advice_rules else None)
+    snapshot = patient_snapshot(factory, patient_id, setting=setting)
+    result = evaluate(rules, snapshot.findings)
+    items = draft_advice(factory, user, snapshot, result)  # new findings become drafts; known ones are left as decided
+except HealthmonError as exc:
+    show_error(exc)
+    st.stop()
+
+with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not None else "Demographics: age unknown",
+                 expanded=snapshot.age is None):
+    st.caption("The screening rules read age and sex; without them they are listed as not checked.")
+    with st.form("demographics"):
+        known = st.checkbox("Birth date known", value=snapshot.birth_date is not None)
+        born = st.date_input("Birth date", value=snapshot.birth_date or date(1970, 1, 1), min_value=date(1890, 1, 1),
+                             max_value=date.today())
+        sexes = ["unknown", "female", "male"]
+        sex = st.selectbox("Sex", sexes, index=sexes.index(snapshot.sex or "unknown"))
+        if st.form_submit_button("Save demographics"):
+            try:
+                set_demographics(factory, user, patient_id, birth_date=born if known else None,
+                                 sex=None if sex == "unknown" else sex)
+                st.rerun()
+            except HealthmonError as exc:
+                show_error(exc)
+
+facts = snapshot.findings
+cols = st.columns(4)
+top = sorted(facts.risk.items(), key=lambda kv: -kv[1])[:1]
+cols[0].metric("Highest risk", f"{top[0][1]:.0%}" if top else "-", top[0][0] if top else "no scored notes",
+               delta_color="off", help="Calibrated probability, highest over the patient's scored notes.")
+cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total, facts.news2_band or "no vitals",
+               delta_color="off")
+cols[2].metric("Blood pressure", "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f}",
+               facts.bp_category or "no readings", delta_color="off")
+cols[3].metric("Alerts", len(facts.alerts), delta_color="off")
+st.caption(plain(f"{len(snapshot.cases)} scored note(s); risk per label: "
+                 + (", ".join(f"{label} {p:.0%}" for label, p in sorted(facts.risk.items(), key=lambda kv: -kv[1]))
+                    or "none")))
+
+
+def _decide(item: AdviceView, decision: str, *, text: str | None = None, note: str = "") -> None:
+    try:
+        decide_advice(factory, user, item.id, decision, seen_version=item.version, text=text, note=note)
+        st.toast(f"{STATUS_WORDS[decision]}: {item.title}")
+    except HealthmonError as exc:
+        st.session_state["advice_error"] = str(exc)
+
+
+st.subheader("Advice")
+st.caption("Each finding that fires a rule is a draft until you approve it (as written or edited) or dismiss it. "
+           "Only approved advice goes into the report.")
+if "advice_error" in st.session_state:
+    st.error(plain(st.session_state.pop("advice_error")), icon="🚫")
+order = {u: i for i, u in enumerate(reversed(URGENCIES))}
+current = sorted(items, key=lambda i: (i.status != "draft", order[i.urgency], -i.id))
+if not current:
+    st.info("No rule fires for this patient's findings.")
+for item in current:
+    with st.container(border=True):
+        st.markdown(f"{URGENCY_ICONS[item.urgency]} **{plain(item.title)}**  \n"
+                    f"{plain(item.urgency)} · {plain(item.kind)} · follow up "
+                    f"{'the same day' if item.follow_up_days == 0 else f'in {item.follow_up_days} days'} · "
+                    f"{plain(STATUS_WORDS[item.status])}")
+        st.markdown("Fired by: " + "; ".join(plain(t["text"]) for t in item.triggers))
+        st.caption(plain(f"Source: {item.source} (rule {item.rule_id})"))
+        if item.status == "draft":
+            text = st.text_area("Advice", item.text, key=f"advice-text-{item.id}", height=90)
+            buttons = st.columns([1, 1, 2, 1])
+            if buttons[0].button("Approve", key=f"approve-{item.id}", type="primary", disabled=text != item.draft_text,
+                                 help="Approve the advice as drafted (edit the text to approve your own wording)."):
+                _decide(item, "approved")
+                st.rerun()
+            if buttons[1].button("Approve edited", key=f"edit-{item.id}", disabled=text == item.draft_text):
+                _decide(item, "edited", text=text)
+                st.rerun()
+            reason = buttons[2].text_input("Reason to dismiss", key=f"reason-{item.id}", label_visibility="collapsed",
+                                           placeholder="Reason to dismiss")
+            if buttons[3].button("Dismiss", key=f"dismiss-{item.id}"):
+                _decide(item, "dismissed", note=reason)
+                st.rerun()
+        else:
+            st.markdown(plain(item.text))
+            when = f"{item.decided_at:%Y-%m-%d %H:%M} UTC" if item.decided_at else ""
+            st.caption(plain(f"{STATUS_WORDS[item.status]} by {item.decided_by} at {when}"
+                             + (f": {item.decision_note}" if item.decision_note else "")))
+if result.unknown:
+    with st.expander(f"Not checked for want of data ({len(result.unknown)} rule(s))"):
+        for rule_id, missing in sorted(result.unknown.items()):
+            st.markdown(plain(f"{rule_id}: needs {', '.join(missing)}"))
+
+st.subheader("Case report")
+st.caption("Risk scores with the words behind them, vitals chart and scores, approved advice with its sources, "
+           "reviewers, model versions and times. Explanations not computed yet are computed now.")
+if st.button("Prepare the report", key="prepare_report"):
+    try:
+        with st.spinner("Explaining the scores and laying out the report ..."):
+            report = build_report(factory, patient_id, generated_by=user.name, rules=rules,
+                                  rules_path=settings.advice_rules, setting=setting,
+                                  load_classifier=lambda folder: get_classifier(folder))
+            st.session_state["patient_report"] = (patient_id, render_html(report).encode(), render_pdf(report))
+    except HealthmonError as exc:
+        show_error(exc)
+prepared = st.session_state.get("patient_report")
+if prepared and prepared[0] == patient_id:
+    stem = f"healthmon-report-{''.join(c if c.isalnum() or c in '-_' else '_' for c in patient_id)}"
+    downloads = st.columns(3)
+    downloads[0].download_button("Download PDF", prepared[2], f"{stem}.pdf", "application/pdf", key="report_pdf")
+    downloads[1].download_button("Download HTML", prepared[1], f"{stem}.html", "text/html", key="report_html")
+    downloads[2].download_button("Download FHIR (JSON)", fhir_json(snapshot).encode(), f"{stem}.fhir.json",
+                                 "application/fhir+json", key="report_fhir")
