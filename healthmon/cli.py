@@ -600,6 +600,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
                               str(advice_id), "run `healthmon advice --patient ID` to list them")
         decide_advice(factory, args.actor, advice_id, decision, seen_version=current[advice_id], text=text, note=note)
     facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
+    facts["risk"] = {label: round(p, 4) for label, p in facts.get("risk", {}).items()}
     print(json.dumps({
         "patient": args.patient, "facts": facts,
         "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,

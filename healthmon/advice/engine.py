@@ -66,15 +66,20 @@ class Trigger:
     detail: str = ""  # where the value came from, or the alert's message
 
     def describe(self) -> str:
-        shown = f"{self.value:.2f}" if isinstance(self.value, float) and self.fact.startswith("risk.") else (
-            f"{self.value:g}" if isinstance(self.value, float) else str(self.value))
+        """One line a clinician reads: "bp.systolic = 144.5 (<= 180)", "bp.crisis: no", "alert weight_gain_3d: ..."."""
         if self.op == "contains":
             text = f"alert {self.threshold}"
         elif self.op == "missing":
             text = f"no {self.fact} on record"
+        elif isinstance(self.value, bool):
+            text = f"{self.fact}: {'yes' if self.value else 'no'}"
+        elif self.op == "==":
+            text = f"{self.fact} = {self.value}"
+        elif self.op == "in":
+            text = f"{self.fact} = {self.value} (one of {', '.join(self.threshold)})"
         else:
-            threshold = list(self.threshold) if isinstance(self.threshold, tuple) else self.threshold
-            text = f"{self.fact} = {shown} ({self.op} {threshold})"
+            shown = f"{self.value:.2f}" if self.fact.startswith("risk.") else f"{self.value:g}"
+            text = f"{self.fact} = {shown} ({self.op} {self.threshold:g})"
         return text + (f": {self.detail}" if self.detail else "")
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,7 +99,9 @@ class Advice:
     def fingerprint(self) -> str:
         """Same rule and same triggering values -> same fingerprint, so drafting twice stores one draft,
         while a new reading that fires the rule again (different values) makes a new one."""
-        payload = json.dumps([self.rule.id, [t.as_dict() for t in self.triggers]], sort_keys=True, default=str)
+        # The values and where they came from, not their wording: rephrasing describe() must not re-draft.
+        values = [[t.fact, t.op, t.as_dict()["threshold"], t.value, t.detail] for t in self.triggers]
+        payload = json.dumps([self.rule.id, values], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -48,8 +48,10 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
         for parameter, style in zip(panel, ("-", "--")):
             values = vitals[vitals["parameter"] == parameter]
             good, bad = values[~values["artefact"]], values[values["artefact"]]
-            if parameter in NORMAL_BANDS:
+            if parameter in NORMAL_BANDS and len(panel) == 1:
                 ax.axhspan(*NORMAL_BANDS[parameter], color="#27ae60", alpha=0.10, linewidth=0)
+            elif parameter in NORMAL_BANDS:  # two overlapping bands would shade the whole panel: the upper limits instead
+                ax.axhline(NORMAL_BANDS[parameter][1], color="#27ae60", linewidth=0.8, linestyle=style)
             ax.plot(good["time"], good["value"], style, marker="o", markersize=2.5, linewidth=1, color=ACCENT)
             if len(bad):
                 ax.plot(bad["time"], bad["value"], "x", color=ALERT, markersize=5)
