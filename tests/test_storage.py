@@ -40,7 +40,7 @@ from healthmon.storage.repository import (
 from healthmon.types import Note, Prediction
 
 TABLES = {"alembic_version", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
-          "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads"}
+          "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads", "advice_items"}
 LABELS = ("diabetes", "hypertension", "cancer")
 
 
