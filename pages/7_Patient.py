@@ -18,7 +18,8 @@ from healthmon.ui.components import plain, show_error
 from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
 from healthmon.ui.session import page_setup
 
-URGENCY_ICONS = {"emergency": "🔴", "urgent": "🟠", "soon": "🟡", "routine": "🟢"}
+# Streamlit's coloured text, not emoji: a browser without an emoji font shows emoji as empty boxes.
+URGENCY_COLOURS = {"emergency": "red", "urgent": "orange", "soon": "blue", "routine": "green"}
 STATUS_WORDS = {"draft": "Draft: awaiting your decision", "approved": "Approved", "edited": "Approved with edits",
                 "dismissed": "Dismissed"}
 
@@ -57,6 +58,7 @@ with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not 
         sexes = ["unknown", "female", "male"]
         sex = st.selectbox("Sex", sexes, index=sexes.index(snapshot.sex or "unknown"))
         if st.form_submit_button("Save demographics"):
+            st.session_state.pop("patient_report", None)
             try:
                 set_demographics(factory, user, patient_id, birth_date=born if known else None,
                                  sex=None if sex == "unknown" else sex)
@@ -67,19 +69,23 @@ with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not 
 facts = snapshot.findings
 cols = st.columns(4)
 top = sorted(facts.risk.items(), key=lambda kv: -kv[1])[:1]
-cols[0].metric("Highest risk", f"{top[0][1]:.0%}" if top else "-", top[0][0] if top else "no scored notes",
-               delta_color="off", help="Calibrated probability, highest over the patient's scored notes.")
-cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total, facts.news2_band or "no vitals",
-               delta_color="off")
-cols[2].metric("Blood pressure", "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f}",
-               facts.bp_category or "no readings", delta_color="off")
-cols[3].metric("Alerts", len(facts.alerts), delta_color="off")
+# The second line of each figure says what it is, as a caption: a metric's delta would draw an up arrow.
+cols[0].metric("Highest risk", f"{top[0][1]:.0%}" if top else "-",
+               help="Calibrated probability, highest over the patient's scored notes.")
+cols[0].caption(plain(top[0][0] if top else "no scored notes"))
+cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total)
+cols[1].caption(plain(f"{facts.news2_band} band" if facts.news2_band else "no vitals"))
+cols[2].metric("Blood pressure", "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f}")
+cols[2].caption(plain(facts.bp_category or "no paired readings"))
+cols[3].metric("Alerts", len(facts.alerts))
+cols[3].caption(plain(", ".join(facts.alerts) or "none"))
 st.caption(plain(f"{len(snapshot.cases)} scored note(s); risk per label: "
                  + (", ".join(f"{label} {p:.0%}" for label, p in sorted(facts.risk.items(), key=lambda kv: -kv[1]))
                     or "none")))
 
 
 def _decide(item: AdviceView, decision: str, *, text: str | None = None, note: str = "") -> None:
+    st.session_state.pop("patient_report", None)  # a report prepared before this decision would be out of date
     try:
         decide_advice(factory, user, item.id, decision, seen_version=item.version, text=text, note=note)
         st.toast(f"{STATUS_WORDS[decision]}: {item.title}")
@@ -98,8 +104,8 @@ if not current:
     st.info("No rule fires for this patient's findings.")
 for item in current:
     with st.container(border=True):
-        st.markdown(f"{URGENCY_ICONS[item.urgency]} **{plain(item.title)}**  \n"
-                    f"{plain(item.urgency)} · {plain(item.kind)} · follow up "
+        st.markdown(f":{URGENCY_COLOURS[item.urgency]}[**{item.urgency}**] **{plain(item.title)}**  \n"
+                    f"{plain(item.kind)} · follow up "
                     f"{'the same day' if item.follow_up_days == 0 else f'in {item.follow_up_days} days'} · "
                     f"{plain(STATUS_WORDS[item.status])}")
         st.markdown("Fired by: " + "; ".join(plain(t["text"]) for t in item.triggers))

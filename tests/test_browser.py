@@ -313,3 +313,41 @@ def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary
     assert "systolic BP median" in shown and "glucose median" in shown
     assert page.dialogs == []
     shot(page, "vitals-summary-case")
+
+
+def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_report(browser, dashboard, tmp_path):
+    from healthmon.config import Settings
+    from healthmon.storage.db import make_engine, session_factory
+    from healthmon.vitals.ingest import read_vitals_csv
+    from healthmon.vitals.store import store_vitals
+
+    lines = ["timestamp,patient,pulse,BP,SpO2,weight"]
+    for day in range(1, 8):  # stage 2 at home, and 2.5 kg gained on the last morning
+        lines.append(f"2026-04-0{day} 08:00,<i>p-100</i>,74,{146 + day % 3}/{91 + day % 2},97,{84.0 + 2.5 * (day == 7):.1f}")
+    engine = make_engine(settings=Settings(data_dir=dashboard["data_dir"]))
+    store_vitals(session_factory(engine), "cli", read_vitals_csv("\n".join(lines).encode(), "diary.csv").frame,
+                 source="diary.csv", fmt="csv", report={})
+    engine.dispose()
+    page = open_page(browser, dashboard)
+    sign_in(page, "cli")
+    go(page, "Patient")
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="<i>p-100</i>").click()
+    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
+    page.get_by_text("Weight up 2 kg within 3 days").first.wait_for(timeout=WAIT)
+    assert page.locator("i", has_text="p-100").count() == 0  # the id is text, not markup
+    shot(page, "patient-drafts")
+    page.get_by_role("button", name="Approve", exact=True).first.click()
+    page.get_by_text(re.compile(r"Approved by cli at")).first.wait_for(timeout=WAIT)
+    page.get_by_role("button", name="Prepare the report").click()
+    download_button = page.get_by_role("button", name="Download PDF")
+    download_button.wait_for(timeout=WAIT)
+    with page.expect_download(timeout=WAIT) as download:
+        download_button.click()
+    saved = tmp_path / "report.pdf"
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF")
+    subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "1", str(saved), str(SCREENSHOTS / "patient-report")],
+                   check=True)
+    shot(page, "patient-approved")
+    assert page.dialogs == []

@@ -480,13 +480,13 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert not at.exception and at.selectbox[0].value == patient
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92"
-    titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(("🔴", "🟠", "🟡", "🟢"))]
-    assert titles[0].startswith("🔴 **NEWS2 7 or more") and any("Diabetes suggested" in t for t in titles)
+    titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(":")]
+    assert titles[0].startswith(":red[**emergency**] **NEWS2 7 or more") and any("Diabetes suggested" in t for t in titles)
     assert "Draft: awaiting your decision" in titles[0]
     approve = [b for b in at.button if b.label == "Approve"]
     approve[0].click().run()
     assert not at.exception
-    first = [m.value for m in at.markdown if m.value.startswith("🔴")][0]
+    first = [m.value for m in at.markdown if m.value.startswith(":red[")][0]
     assert "Approved" in first and "Draft" not in first
     # Dismissing without a reason is refused with a message, and the draft stays a draft.
     [b for b in at.button if b.label == "Dismiss"][0].click().run()
