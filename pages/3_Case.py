@@ -69,3 +69,6 @@ else:
     st.caption("Nobody has reviewed this case yet.")
 if user.can("cases.review"):
     st.page_link(PAGES["Review"].path, label="Review cases", icon=PAGES["Review"].icon)
+if case.patient and user.can("advice.decide"):
+    st.page_link(PAGES["Patient"].path, label=f"Advice and case report for patient {plain(case.patient)}",
+                 icon=PAGES["Patient"].icon, query_params={"patient": case.patient})
