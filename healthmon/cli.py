@@ -592,8 +592,14 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     if args.draft:
         draft_advice(factory, args.actor, snapshot, result)
     current = {item.id: item.version for item in patient_advice(factory, args.patient)}
-    decisions = ([(int(i), "approved", None, "") for i in args.approve] + [(int(i), "edited", t, "") for i, t in args.edit]
-                 + [(int(i), "dismissed", None, why) for i, why in args.dismiss])
+    def advice_id(text: str) -> int:
+        if not str(text).isdigit():
+            raise IngestError("an advice id (a whole number) after --edit or --dismiss", repr(text),
+                              "give the id first, then the text: --edit 12 \"new wording\"")
+        return int(text)
+
+    decisions = ([(i, "approved", None, "") for i in args.approve] + [(advice_id(i), "edited", t, "") for i, t in args.edit]
+                 + [(advice_id(i), "dismissed", None, why) for i, why in args.dismiss])
     for advice_id, decision, text, note in decisions:
         if advice_id not in current:
             raise IngestError(f"an advice id of patient {args.patient} ({', '.join(map(str, current)) or 'none stored'})",

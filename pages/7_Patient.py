@@ -10,7 +10,7 @@ import streamlit as st
 from healthmon.advice.engine import evaluate
 from healthmon.advice.patient import list_patients, patient_snapshot
 from healthmon.advice.rules import URGENCIES
-from healthmon.advice.store import AdviceView, decide_advice, draft_advice, set_demographics
+from healthmon.advice.store import AdviceView, decide_advice, draft_advice, patient_advice, set_demographics, undrafted
 from healthmon.errors import HealthmonError
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_json
@@ -43,7 +43,7 @@ try:
     rules = get_rules(str(settings.advice_rules) if settings.advice_rules else None)
     snapshot = patient_snapshot(factory, patient_id, setting=setting)
     result = evaluate(rules, snapshot.findings)
-    items = draft_advice(factory, user, snapshot, result)  # new findings become drafts; known ones are left as decided
+    items = patient_advice(factory, patient_id)
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
@@ -98,9 +98,23 @@ st.caption("Each finding that fires a rule is a draft until you approve it (as w
            "Only approved advice goes into the report.")
 if "advice_error" in st.session_state:
     st.error(plain(st.session_state.pop("advice_error")), icon="🚫")
+# Drafting is a clinician's action, not a side effect of looking: switching the setting to
+# compare would otherwise leave drafts from both settings behind.
+new = undrafted(factory, patient_id, result)
+if result.advice:
+    st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting): "
+                      + ", ".join(a.rule.id for a in result.advice) + "."))
+if new and st.button(f"Draft advice for {len(new)} new finding(s)", type="primary", key="draft_advice"):
+    try:
+        draft_advice(factory, user, snapshot, result)
+        st.session_state.pop("patient_report", None)
+        st.rerun()
+    except HealthmonError as exc:
+        show_error(exc)
 order = {u: i for i, u in enumerate(reversed(URGENCIES))}
-current = sorted(items, key=lambda i: (i.status != "draft", order[i.urgency], -i.id))
-if not current:
+current = sorted((i for i in items if i.status != "superseded"), key=lambda i: (i.status != "draft", order[i.urgency], -i.id))
+superseded = [i for i in items if i.status == "superseded"]
+if not current and not result.advice:
     st.info("No rule fires for this patient's findings.")
 for item in current:
     with st.container(border=True):
@@ -130,6 +144,11 @@ for item in current:
             when = f"{item.decided_at:%Y-%m-%d %H:%M} UTC" if item.decided_at else ""
             st.caption(plain(f"{STATUS_WORDS[item.status]} by {item.decided_by} at {when}"
                              + (f": {item.decision_note}" if item.decision_note else "")))
+if superseded:
+    with st.expander(f"Superseded drafts ({len(superseded)}): replaced by a newer draft of the same rule"):
+        for item in superseded:
+            st.markdown(plain(f"{item.title}, drafted {item.created_at:%Y-%m-%d %H:%M} UTC: "
+                              + "; ".join(t["text"] for t in item.triggers)))
 if result.unknown:
     with st.expander(f"Not checked for want of data ({len(result.unknown)} rule(s))"):
         for rule_id, missing in sorted(result.unknown.items()):
@@ -144,14 +163,20 @@ if st.button("Prepare the report", key="prepare_report"):
             report = build_report(factory, patient_id, generated_by=user.name, rules=rules,
                                   rules_path=settings.advice_rules, setting=setting,
                                   load_classifier=lambda folder: get_classifier(folder))
-            st.session_state["patient_report"] = (patient_id, render_html(report).encode(), render_pdf(report))
+            page = render_html(report).encode()
+            st.session_state["patient_report"] = (patient_id, page, None)
+            st.session_state["patient_report"] = (patient_id, page, render_pdf(report))
     except HealthmonError as exc:
-        show_error(exc)
+        show_error(exc)  # without Pango the PDF fails; the HTML prepared above is still offered
 prepared = st.session_state.get("patient_report")
 if prepared and prepared[0] == patient_id:
     stem = f"healthmon-report-{''.join(c if c.isalnum() or c in '-_' else '_' for c in patient_id)}"
     downloads = st.columns(3)
-    downloads[0].download_button("Download PDF", prepared[2], f"{stem}.pdf", "application/pdf", key="report_pdf")
+    if prepared[2] is not None:
+        downloads[0].download_button("Download PDF", prepared[2], f"{stem}.pdf", "application/pdf", key="report_pdf")
     downloads[1].download_button("Download HTML", prepared[1], f"{stem}.html", "text/html", key="report_html")
-    downloads[2].download_button("Download FHIR (JSON)", fhir_json(snapshot).encode(), f"{stem}.fhir.json",
-                                 "application/fhir+json", key="report_fhir")
+    try:
+        downloads[2].download_button("Download FHIR (JSON)", fhir_json(snapshot).encode(), f"{stem}.fhir.json",
+                                     "application/fhir+json", key="report_fhir")
+    except HealthmonError as exc:
+        show_error(exc)

@@ -134,8 +134,10 @@ def test_drafts_are_stored_once_and_each_decision_is_kept_with_who_and_when_and_
                               note="Single reading after exercise; repeat readings normal.")
     assert (approved.status, approved.decided_by, approved.version) == ("approved", "dr-lee", 1)
     assert edited.text == "HbA1c and fasting glucose this week." and edited.draft_text.startswith("The notes suggest diabetes")
-    with pytest.raises(AdviceError, match="version 1: it was edited meanwhile"):
+    with pytest.raises(AdviceError, match="version 1: it was edited by dr-lee meanwhile"):
         decide_advice(db, clinician, diabetes.id, "approved", seen_version=0)  # a stale view never overwrites
+    with pytest.raises(AdviceError, match="it is already edited by dr-lee"):
+        decide_advice(db, clinician, diabetes.id, "dismissed", seen_version=1, note="changed my mind")  # nor a fresh one
     with pytest.raises(AdviceError, match="an active clinician or admin"):
         decide_advice(db, "ann", diabetes.id, "approved", seen_version=1)  # the CLI names a person with the right role
     assert {a.rule_id for a in patient_advice(db, "P-7", statuses=("approved", "edited"))} == {"news2-high",
@@ -164,6 +166,13 @@ def _decided_report(db, tiny_version):
 
 
 def test_the_html_report_holds_scores_excerpts_vitals_and_only_approved_advice_with_patient_text_escaped(db, tiny_version):
+    from healthmon.storage.models import User
+    from healthmon.storage.repository import submit_review
+
+    hypertension_case = patient_snapshot(db, "P-7").cases[0]
+    with transaction(db) as s:
+        submit_review(s, hypertension_case.note_id, s.scalar(select(User).where(User.name == "ann")), ["hypertension"],
+                      seen_version=0, saw_model_output=True, comment="<b>agree</b>")
     report = _decided_report(db, tiny_version)
     page = render_html(report)
     assert "Case report: patient P-7" in page and "64 (birth date)" in page
@@ -180,6 +189,7 @@ def test_the_html_report_holds_scores_excerpts_vitals_and_only_approved_advice_w
     assert "draft(s) await a clinician" in page  # the other drafts are counted, not shown as advice
     assert "Blood pressure above 180/120" not in page.split("Dismissed")[0].split("Advice approved")[1]
     assert report.snapshot.cases[0].version in page
+    assert re.search(r"ann \(review\): hypertension, \d{4}-\d\d-\d\d \d\d:\d\d UTC: “&lt;b&gt;agree&lt;/b&gt;”", page)
 
 
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (Debian poppler-utils) not installed: make setup")
@@ -214,7 +224,8 @@ def test_fhir_export_validates_round_trips_and_reads_back_through_the_ingest(db)
     parsed = get_fhir_model_class("Bundle").model_validate_json(fhir_json(snapshot))
     assert json.loads(parsed.model_dump_json(exclude_none=True)) == bundle  # nothing lost or altered
     risk = {p["outcome"]["text"]: p["probabilityDecimal"] for p in bundle["entry"][2]["resource"]["prediction"]}
-    assert risk == PROBABILITIES[0] and bundle["entry"][2]["resource"]["status"] == "preliminary"
+    assert risk == {label: 100 * p for label, p in PROBABILITIES[0].items()}  # R4: decimal probabilities are percentages
+    assert bundle["entry"][2]["resource"]["status"] == "preliminary"
     news2 = bundle["entry"][3]["resource"]
     assert news2["valueInteger"] == 7 and news2["code"]["coding"][0]["code"] == "1104051000000101"
     assert sum(c["valueInteger"] for c in news2["component"]) == 7
@@ -222,3 +233,100 @@ def test_fhir_export_validates_round_trips_and_reads_back_through_the_ingest(db)
     assert read.report.resources_rejected == 0
     assert read.report.resources_read == {"Patient": 1, "RiskAssessment": 2, "Observation": 1}
     assert fhir_bundle(snapshot) == bundle  # same ids on a second export
+
+
+def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):
+    clinician = _signed_in(db, "dr-lee")
+    rules = load_rules()
+
+    def draft():  # noqa: ANN202
+        snapshot = patient_snapshot(db, "P-7")
+        return {i.id: i for i in draft_advice(db, clinician, snapshot, evaluate(rules, snapshot.findings))}
+
+    first = draft()
+    crisis = next(i for i in first.values() if i.rule_id == "bp-crisis")
+    assert "reading(s) 2026-03-03 08:00 186/104 mmHg" in crisis.triggers[0]["text"]
+    decide_advice(db, clinician, crisis.id, "dismissed", seen_version=0, note="white-coat reading")
+    # A week later: a new crisis reading, and new readings that change the week's mean.
+    later = ("timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-12 08:00,P-7,80,192/110,97,16,36.8\n"
+             "2026-03-12 20:00,P-7,125,150/90,92,25,38.5\n")  # NEWS2 8 that evening
+    store_vitals(db, "dr-lee", read_vitals_csv(later.encode(), "later.csv").frame, source="later.csv", fmt="csv",
+                 report={})
+    second = draft()
+    crises = [i for i in second.values() if i.rule_id == "bp-crisis"]
+    assert [i.status for i in crises] == ["draft", "dismissed"]  # the new crisis is a new finding
+    assert "2026-03-12 08:00 192/110 mmHg" in crises[0].triggers[0]["text"]
+    news2 = [i for i in second.values() if i.rule_id.startswith("news2")]
+    # The NEWS2 of 7 on 5 March was never decided; the NEWS2 of 8 on 12 March replaces it, and it is kept.
+    assert sorted(i.status for i in news2) == ["draft", "superseded"]
+    assert len(draft()) == len(second)  # nothing new: nothing drafted
+    with transaction(db) as s:
+        assert s.scalars(select(AuditEntry).where(AuditEntry.action == "advice.superseded")).all()
+
+
+def test_screening_advice_returns_when_due_and_concurrent_drafts_are_stored_once(db, monkeypatch):
+    from healthmon.advice import store
+    from healthmon.storage.models import AdviceItem
+
+    clinician = _signed_in(db, "dr-lee")
+    set_demographics(db, clinician, "P-7", birth_date=date(1961, 5, 2), sex="female")
+    set_demographics(db, clinician, "P-7", sex="female")  # one field: the birth date stays
+    snapshot = patient_snapshot(db, "P-7")
+    assert snapshot.birth_date == date(1961, 5, 2)
+    result = evaluate(load_rules(), snapshot.findings)
+    colorectal = next(i for i in draft_advice(db, clinician, snapshot, result) if i.rule_id == "colorectal-screen-age")
+    decide_advice(db, clinician, colorectal.id, "approved", seen_version=0)
+    assert not [i for i in draft_advice(db, clinician, snapshot, result)
+                if i.rule_id == "colorectal-screen-age" and i.status == "draft"]  # within its year: not again
+    with transaction(db) as s:  # a year and a day later
+        s.get(AdviceItem, colorectal.id).decided_at = datetime.now(timezone.utc).replace(year=2020)
+    again = [i for i in draft_advice(db, clinician, snapshot, result) if i.rule_id == "colorectal-screen-age"]
+    assert [i.status for i in again] == ["draft", "approved"]
+
+
+def test_two_sessions_drafting_the_same_findings_at_once_store_each_draft_once(db, monkeypatch):
+    import threading
+
+    from healthmon.advice import store
+
+    clinician = _signed_in(db, "dr-lee")
+    snapshot = patient_snapshot(db, "P-7")
+    result = evaluate(load_rules(), snapshot.findings)
+    both_read = threading.Barrier(2, timeout=30)
+    original, first_call = store._should_draft, threading.local()
+
+    def after_both_have_read(*args):  # noqa: ANN002, ANN202
+        if not getattr(first_call, "done", False):
+            first_call.done = True
+            both_read.wait()  # each session has loaded the (empty) list of earlier advice
+        return original(*args)
+
+    monkeypatch.setattr(store, "_should_draft", after_both_have_read)
+    outcomes: list[object] = []
+
+    def session() -> None:
+        try:
+            outcomes.append(len(draft_advice(db, clinician, snapshot, result)))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=session) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert outcomes == [len(result.advice)] * 2  # no IntegrityError, and each finding drafted once
+
+
+def test_a_reviewer_who_removes_a_label_takes_its_score_out_of_the_advice(db):
+    from healthmon.storage.repository import submit_review
+    from healthmon.storage.models import User
+
+    snapshot = patient_snapshot(db, "P-7")
+    diabetes_case = snapshot.cases[-1]
+    with transaction(db) as s:
+        submit_review(s, diabetes_case.note_id, s.scalar(select(User).where(User.name == "dr-lee")), ["hypertension"],
+                      seen_version=0, saw_model_output=True)
+    facts = patient_snapshot(db, "P-7").findings
+    assert facts.risk["diabetes"] == 0.21  # the other note's score; the reviewed note no longer counts
+    assert facts.risk["hypertension"] == 0.64

@@ -15,7 +15,7 @@ RULES = load_rules()
 BY_ID = {rule.id: rule for rule in RULES}
 # Steps just across a boundary: whole numbers for scores and ages, 0.1 mmHg for mean BP, a hair for probabilities.
 STEP = {"news2.total": 1, "age": 1, "bp.systolic": 0.1, "bp.diastolic": 0.1}
-OTHER_CATEGORY = {"bp.category": "normal", "news2.band": "low", "sex": "male", "bp.setting": "office"}
+OTHER_CATEGORY = {"bp.category": "normal", "news2.band": "low", "sex": "male", "bp.setting": "office", "setting": "home"}
 
 
 def _attribute(fact: str) -> str:
@@ -57,6 +57,7 @@ def _firing_and_not(clause: Clause) -> tuple[object, object]:
 def _base(rule: Rule, chosen_any: Clause | None = None) -> PatientFindings:
     """Findings that fire ``rule``: each fact at one of its clauses' boundary values that meets every clause on it."""
     findings = PatientFindings("p")
+    chosen_any = chosen_any or (rule.any[0] if rule.any else None)  # an all clause is tested with one any clause true
     clauses = list(rule.all) + ([chosen_any] if chosen_any else [])
     for fact in dict.fromkeys(c.fact for c in clauses):
         on_fact = [c for c in clauses if c.fact == fact]
@@ -110,8 +111,12 @@ def test_a_rule_for_missing_data_stops_firing_once_the_data_exists(rule_id):
     (20, True, {"news2-high"}),
 ])
 def test_news2_rules_follow_the_rcp_response_bands(total, red_flag, expected):
-    fired = {a.rule.id for a in evaluate(RULES, PatientFindings("p", news2_total=total, news2_red_flag=red_flag)).advice}
+    fired = {a.rule.id for a in evaluate(RULES, PatientFindings("p", news2_total=total, news2_red_flag=red_flag,
+                                                                setting="hospital")).advice}
     assert fired == expected
+    at_home = {a.rule.id for a in evaluate(RULES, PatientFindings("p", news2_total=total, news2_red_flag=red_flag,
+                                                                  setting="home")).advice}
+    assert at_home == set()  # NEWS2 is an acute-care score: at home only its alerts prompt a call
 
 
 @pytest.mark.parametrize(("systolic", "diastolic", "crisis", "category", "expected"), [
@@ -141,7 +146,7 @@ def test_screening_rules_follow_their_age_bands(age, sex, expected):
 
 def test_fired_advice_names_the_values_and_their_source_and_comes_most_urgent_first():
     findings = PatientFindings("p", risk={"diabetes": 0.83, "cancer": 0.2}, risk_source={"diabetes": "case #4, model v2"},
-                               news2_total=7, news2_red_flag=True, news2_time="2026-03-01 08:00 UTC",
+                               setting="hospital", news2_total=7, news2_red_flag=True, news2_time="2026-03-01 08:00 UTC",
                                alerts={"weight_gain_3d": "Weight 84.0 kg, up 2.5 kg on the lowest of the 3 days before"})
     result = evaluate(RULES, findings)
     assert [a.rule.id for a in result.advice] == ["news2-high", "weight-gain-fluid", "diabetes-risk-test"]  # age unknown
@@ -181,13 +186,22 @@ def _rules_with(**changes) -> dict:  # noqa: ANN003
     ({"all": [{"fact": "risk.diabetes", "op": ">=", "value": 50}]}, "write 0.5, not 50"),
     ({"all": [{"fact": "age", "op": ">=", "value": -1}]}, "0 to 130"),
     ({"all": [{"fact": "risk.diabetes", "op": ">=", "value": 0.8}, {"fact": "risk.diabetes", "op": "<", "value": 0.5}]},
-     "thresholds on risk.diabetes that some value can meet"),
+     "conditions on risk.diabetes that some real value can meet"),
     ({"all": [{"fact": "age", "op": ">", "value": 40}, {"fact": "age", "op": "<=", "value": 40}]},
-     "thresholds on age that some value can meet"),
+     "conditions on age that some real value can meet"),
     ({"all": [{"fact": "bp.category", "op": "==", "value": "stage 2"}]}, "one of normal, elevated"),
     ({"all": [{"fact": "bp.crisis", "op": ">=", "value": 1}]}, "== true or == false"),
     ({"all": [{"fact": "alert", "op": "contains", "value": "weight_gain"}]}, "contains one of"),
     ({"all": [{"fact": "age", "op": ">=", "value": 40, "units": "years"}]}, "unknown field(s) ['units']"),
+    ({"all": [{"fact": "risk.diabetes", "op": ">", "value": 1}]}, "conditions on risk.diabetes that some real value"),
+    ({"all": [{"fact": "news2.total", "op": ">", "value": 4}, {"fact": "news2.total", "op": "<", "value": 5}]},
+     "conditions on news2.total"),  # whole numbers: nothing lies between 4 and 5
+    ({"all": [{"fact": "sex", "op": "==", "value": "female"}, {"fact": "sex", "op": "==", "value": "male"}]},
+     "conditions on sex"),
+    ({"all": [{"fact": "bp.crisis", "op": "==", "value": True}, {"fact": "bp.crisis", "op": "==", "value": False}]},
+     "conditions on bp.crisis"),
+    ({"all": [{"fact": "age", "op": ">=", "value": 50}], "any": [{"fact": "age", "op": "<", "value": 40}]},
+     "any clause 1: a clause that can hold together with the all clauses"),
     ({"all": [], "any": None}, "at least one clause"),
     ({"missing": ["news2.total"]}, "cannot be both compared and missing"),
 ])
@@ -211,6 +225,8 @@ def test_duplicate_ids_a_bad_file_and_a_missing_file_are_refused(tmp_path):
         load_rules(tmp_path / "absent.toml")
     with pytest.raises(AdviceError, match=r"only \[\[rule\]\] tables"):
         parse_rules({"rules": []})
+    with pytest.raises(AdviceError, match=r"rule 1: a \[\[rule\]\] table"):
+        parse_rules({"rule": [1]})
 
 
 def test_the_bundled_rules_cite_a_source_and_cover_every_kind_of_finding():

@@ -334,6 +334,7 @@ def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_r
     page.locator('[data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="<i>p-100</i>").click()
     page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
+    page.get_by_role("button", name=re.compile(r"Draft advice for \d+ new finding")).click()
     page.get_by_text("Weight up 2 kg within 3 days").first.wait_for(timeout=WAIT)
     assert page.locator("i", has_text="p-100").count() == 0  # the id is text, not markup
     shot(page, "patient-drafts")

@@ -138,7 +138,7 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert drafted.returncode == 0, drafted.stderr
     listing = json.loads(drafted.stdout)
     fired = {f["rule"]: f for f in listing["fired"]}
-    assert fired["news2-high"]["fired_by"][0].startswith("news2.total = 7 (>= 7)")
+    assert fired["news2-high"]["fired_by"][1].startswith("news2.total = 7 (>= 7): scored 2026-03-01 08:00 UTC")
     assert {"colorectal-screen-age", "diabetes-screen-age"} <= set(fired)  # age 68 from the birth date
     assert all(item["status"] == "draft" for item in listing["stored"]) and len(listing["stored"]) == len(fired)
     news2_id = next(i["id"] for i in listing["stored"] if i["rule"] == "news2-high")
@@ -153,6 +153,10 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
     assert [e["resource"]["resourceType"] for e in json.loads(bundle.read_text())["entry"]] == [
         "Patient", "RiskAssessment", "Observation"]
+    swapped = run_cli(["advice", "--patient", "P-9", "--edit", "new wording", str(news2_id), "--as", "dr-kay"], settings)
+    assert swapped.returncode == 2 and "an advice id (a whole number)" in swapped.stderr
+    again = run_cli(["advice", "--patient", "P-9", "--dismiss", str(news2_id), "changed my mind", "--as", "dr-kay"], settings)
+    assert again.returncode == 2 and "it is already approved by dr-kay" in again.stderr  # never flips a decision
     wrong = run_cli(["report", "--patient", "P-9", "--out", str(tmp_path / "p9.docx")], settings)
     assert wrong.returncode == 2 and "--out ending in .html, .pdf or .json" in wrong.stderr
     unknown = run_cli(["report", "--patient", "P-404", "--out", str(pdf)], settings)

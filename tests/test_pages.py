@@ -480,6 +480,8 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert not at.exception and at.selectbox[0].value == patient
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92"
+    assert not [m for m in at.markdown if m.value.startswith(":red[")]  # looking drafts nothing
+    [b for b in at.button if b.label.startswith("Draft advice for")][0].click().run()
     titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(":")]
     assert titles[0].startswith(":red[**emergency**] **NEWS2 7 or more") and any("Diabetes suggested" in t for t in titles)
     assert "Draft: awaiting your decision" in titles[0]

@@ -23,9 +23,13 @@ class PatientFindings:
         risk: calibrated probability per label (the highest over the patient's scored notes).
         risk_source: per label, where that probability came from ("case 12, model demo-3").
         news2_total / news2_band / news2_red_flag: the latest NEWS2.
-        news2_time: when that NEWS2 was scored (ISO text).
+        news2_time: when that NEWS2 was scored (ISO text), "partial" when parameters were missing.
+        news2_complete: all seven NEWS2 parameters were measured.
+        setting: ``hospital`` or ``home``: where the readings were taken (NEWS2 is an acute-care score).
         bp_category / bp_systolic / bp_diastolic / bp_setting: ACC/AHA category of the last week's mean.
+        bp_window: which readings that mean covers ("mean of 15 readings, 2026-03-04 to 2026-03-10").
         bp_crisis: any single reading above 180/120 in that week (``None`` without BP readings).
+        bp_crisis_readings: those readings, named.
         alerts: ids of the trend and NEWS2 alert rules that fired, with one message each.
         age / sex: demographics, where known.
     """
@@ -37,11 +41,15 @@ class PatientFindings:
     news2_band: str | None = None
     news2_red_flag: bool | None = None
     news2_time: str | None = None
+    news2_complete: bool | None = None
+    setting: str | None = None
     bp_category: str | None = None
     bp_systolic: float | None = None
     bp_diastolic: float | None = None
     bp_crisis: bool | None = None
     bp_setting: str | None = None
+    bp_window: str = ""
+    bp_crisis_readings: tuple[str, ...] = ()
     alerts: dict[str, str] = field(default_factory=dict)
     age: float | None = None
     sex: str | None = None
@@ -53,6 +61,9 @@ class PatientFindings:
         if fact == "alert":
             return set(self.alerts)
         return getattr(self, fact.replace(".", "_"))
+
+
+STABLE_FACTS = frozenset({"age", "sex", "setting"})
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,9 @@ class Advice:
         """Same rule and same triggering values -> same fingerprint, so drafting twice stores one draft,
         while a new reading that fires the rule again (different values) makes a new one."""
         # The values and where they came from, not their wording: rephrasing describe() must not re-draft.
-        values = [[t.fact, t.op, t.as_dict()["threshold"], t.value, t.detail] for t in self.triggers]
+        # Age, sex and setting only say the rule applies to this person: a birthday is not a new finding.
+        values = [[t.fact, t.op, t.as_dict()["threshold"], None if t.fact in STABLE_FACTS else t.value,
+                   None if t.fact in STABLE_FACTS else t.detail] for t in self.triggers]
         payload = json.dumps([self.rule.id, values], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -132,6 +145,11 @@ def _detail(findings: PatientFindings, clause: Clause) -> str:
         return findings.risk_source.get(clause.fact.removeprefix("risk."), "")
     if clause.fact.startswith("news2.") and findings.news2_time:
         return f"scored {findings.news2_time}"
+    if clause.fact == "bp.crisis" and findings.bp_crisis_readings:
+        # Named readings make each crisis its own finding: a second one weeks later is drafted again.
+        return "reading(s) " + ", ".join(findings.bp_crisis_readings)
+    if clause.fact.startswith("bp."):
+        return findings.bp_window
     return ""
 
 
@@ -146,10 +164,10 @@ def _trigger(findings: PatientFindings, clause: Clause) -> Trigger:
 
 def evaluate_rule(rule: Rule, findings: PatientFindings) -> tuple[Advice | None, tuple[str, ...]]:
     """(the advice if the rule fires, the facts it needed that are unknown for this patient)."""
+    if any(findings.value(name) not in (None, set()) for name in rule.missing):
+        return None, ()  # the data the rule asks for exists: it does not apply, and nothing is unknown
     unknown = tuple(dict.fromkeys(c.fact for c in rule.all + rule.any if findings.value(c.fact) is None
                                   and c.op != "contains"))
-    if any(findings.value(name) not in (None, set()) for name in rule.missing):
-        return None, unknown
     if not all(_holds(c, findings.value(c.fact)) for c in rule.all):
         return None, unknown
     held_any = [c for c in rule.any if _holds(c, findings.value(c.fact))]

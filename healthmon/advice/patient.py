@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +17,7 @@ from healthmon.advice.rules import AdviceError
 from healthmon.cases import CaseView, case_detail
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Case, NoteRow, Patient, VitalReading
-from healthmon.vitals.assess import VitalsAssessment, assess_patient
+from healthmon.vitals.assess import VitalsAssessment, assess_patient, bp_pairs
 from healthmon.vitals.store import load_vitals, stored_descriptors
 
 
@@ -53,8 +54,10 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     """Everything stored about one patient and the facts the advice rules read.
 
     Risk per label is the highest calibrated probability over the patient's scored notes
-    (a screening rule should fire if any note suggests the condition), and each names the
-    case and model version it came from.
+    (a screening rule should fire if any note suggests the condition), leaving out notes a
+    reviewer labelled without it; each names the case and model version it came from.
+    Vitals facts describe the patient's latest readings: the latest NEWS2, the blood
+    pressure of the last week of readings, and alerts from the last 14 days of readings.
 
     Raises:
         AdviceError: no patient with that id.
@@ -74,9 +77,12 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     risk_source: dict[str, str] = {}
     for case in cases:
         for label, probability in case.probabilities.items():
+            if case.final_labels is not None and label not in case.final_labels:
+                continue  # a reviewer said this note does not carry the label: the model's score does not count
             if probability > risk.get(label, -1.0):
                 risk[label] = float(probability)
-                risk_source[label] = f"case #{case.note_id}, model {case.version}"
+                reviewed = ", confirmed by review" if case.final_labels is not None else ""
+                risk_source[label] = f"case #{case.note_id}, model {case.version}{reviewed}"
     vitals_table = load_vitals(factory, patient_id)
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
     assessment = (assess_patient(vitals_table, patient_id, setting=setting, lookback=lookback,
@@ -89,8 +95,11 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     if sex is None and descriptors and descriptors.get("Gender") in (0, 1):
         sex = "female" if descriptors["Gender"] == 0 else "male"
     findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
-                               **_vitals_facts(assessment))
+                               setting=setting if assessment is not None else None, **_vitals_facts(assessment))
     return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now)
+
+
+ALERT_WINDOW = pd.Timedelta(days=14)  # alerts older than this before the latest reading are history, not findings
 
 
 def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
@@ -100,15 +109,20 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
     latest = assessment.latest_news2
     if latest is not None:
         facts.update(news2_total=int(latest["total"]), news2_band=str(latest["band"]),
-                     news2_red_flag=bool(latest["red_flag"]),
+                     news2_red_flag=bool(latest["red_flag"]), news2_complete=bool(latest["complete"]),
                      news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial"))
     if assessment.bp is not None:
+        pairs, _ = bp_pairs(assessment.vitals)
+        window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")
         facts.update(bp_category=assessment.bp.category, bp_systolic=float(assessment.bp.systolic),
-                     bp_diastolic=float(assessment.bp.diastolic), bp_setting=assessment.bp.setting,
-                     bp_crisis=bool(assessment.bp_crisis) or bool(assessment.bp.crisis))
+                     bp_diastolic=float(assessment.bp.diastolic), bp_setting=assessment.bp.setting, bp_window=window,
+                     bp_crisis=bool(assessment.bp_crisis) or bool(assessment.bp.crisis),
+                     bp_crisis_readings=tuple(assessment.bp_crisis))
     if len(assessment.alerts):
+        recent = assessment.alerts[assessment.alerts["time"] >= assessment.vitals["time"].max() - ALERT_WINDOW]
         alerts: dict[str, str] = {}
-        for row in assessment.alerts.sort_values("time").to_dict("records"):
+        for row in recent.sort_values("time").to_dict("records"):
             alerts[str(row["rule_id"])] = str(row["message"])  # the latest alert of each rule
-        facts["alerts"] = alerts
+        if alerts:
+            facts["alerts"] = alerts
     return facts

@@ -62,11 +62,14 @@ FACTS: dict[str, Fact] = {f.name: f for f in (
     Fact("bp.diastolic", "number", 20, 200, meaning="mean diastolic BP of the last week, mmHg"),
     Fact("bp.crisis", "bool", meaning="any single reading above 180 and/or 120 mmHg"),
     Fact("bp.setting", "category", values=("office", "home")),
+    Fact("news2.complete", "bool", meaning="all seven NEWS2 parameters measured"),
+    Fact("setting", "category", values=("hospital", "home"), meaning="where the readings were taken"),
     Fact("alert", "set", values=ALERT_RULE_IDS, meaning="trend and NEWS2 alert rules that fired"),
     Fact("age", "number", 0, 130, meaning="age in years"),
     Fact("sex", "category", values=("female", "male")),
 )}
 RISK = Fact("risk.<label>", "number", 0, 1, meaning="calibrated probability of the label")
+WHOLE_NUMBER_FACTS = frozenset({"news2.total"})
 
 
 def fact_for(name: str) -> Fact | None:
@@ -165,23 +168,54 @@ def _clause(raw: Any, where: str) -> Clause:
     return Clause(str(name), op, value)
 
 
-def _check_satisfiable(rule_id: str, clauses: tuple[Clause, ...]) -> None:
-    """Clauses of one rule's ``all`` list on the same number that no value meets (``>= 0.8``
-    and ``< 0.5``) mean the rule can never fire: an error, not a silent dead rule."""
+def _contradiction(clauses: tuple[Clause, ...]) -> tuple[str, list[Clause]] | None:
+    """The fact whose clauses no value can meet together, with those clauses; None if all can hold.
+
+    Numbers start from the range a real value can take (so ``risk.x > 1`` is impossible) and
+    whole-number facts step by one (``news2.total > 4`` and ``< 5`` is impossible); categories
+    and flags must share a value.
+    """
     by_fact: dict[str, list[Clause]] = {}
     for clause in clauses:
-        if clause.op in NUMERIC_OPS + ("==",) and fact_for(clause.fact).kind == "number":
+        if clause.op != "contains":
             by_fact.setdefault(clause.fact, []).append(clause)
     for name, group in by_fact.items():
-        low, low_open, high, high_open = -math.inf, False, math.inf, False
-        for c in group:
-            if c.op in (">=", ">", "==") and (c.value > low or (c.value == low and c.op == ">")):
-                low, low_open = c.value, c.op == ">"
-            if c.op in ("<=", "<", "==") and (c.value < high or (c.value == high and c.op == "<")):
-                high, high_open = c.value, c.op == "<"
-        if low > high or (low == high and (low_open or high_open)):
-            raise _fail(f"rule {rule_id!r}", f"thresholds on {name} that some value can meet",
-                        " and ".join(c.describe() for c in group), "fix the contradictory thresholds")
+        fact = fact_for(name)
+        if fact.kind == "number":
+            low, low_open, high, high_open = fact.low, False, fact.high, False
+            for c in group:
+                value, op = c.value, c.op
+                if name in WHOLE_NUMBER_FACTS and op in (">", "<"):
+                    value, op = (math.floor(value) + 1, ">=") if op == ">" else (math.ceil(value) - 1, "<=")
+                if op in (">=", ">", "==") and (value > low or (value == low and op == ">")):
+                    low, low_open = value, op == ">"
+                if op in ("<=", "<", "==") and (value < high or (value == high and op == "<")):
+                    high, high_open = value, op == "<"
+            if low > high or (low == high and (low_open or high_open)):
+                return name, group
+        else:
+            allowed = set(fact.values) if fact.kind == "category" else {True, False}
+            for c in group:
+                allowed &= set(c.value) if c.op == "in" else {c.value}
+            if not allowed:
+                return name, group
+    return None
+
+
+def _check_satisfiable(rule_id: str, all_clauses: tuple[Clause, ...], any_clauses: tuple[Clause, ...]) -> None:
+    """A rule that can never fire is an error, not a silent dead rule: ``all`` clauses that
+    contradict each other (``>= 0.8`` and ``< 0.5``), or an ``any`` clause that cannot hold
+    together with them (``all: age >= 50``, ``any: age < 40``)."""
+    found = _contradiction(all_clauses)
+    if found is not None:
+        name, group = found
+        raise _fail(f"rule {rule_id!r}", f"conditions on {name} that some real value can meet",
+                    " and ".join(c.describe() for c in group), "fix the contradictory or out-of-range thresholds")
+    for index, clause in enumerate(any_clauses, start=1):
+        found = _contradiction(all_clauses + (clause,))
+        if found is not None:
+            raise _fail(f"rule {rule_id!r}, any clause {index}", f"a clause that can hold together with the all clauses",
+                        " and ".join(c.describe() for c in found[1]), "fix or remove that clause")
 
 
 def parse_rules(data: dict[str, Any], *, origin: str = "rules") -> tuple[Rule, ...]:
@@ -194,6 +228,8 @@ def parse_rules(data: dict[str, Any], *, origin: str = "rules") -> tuple[Rule, .
         raise _fail(origin, "at least one [[rule]] table", "none", "add rules, or use the bundled rules.toml")
     rules, seen = [], set()
     for index, raw in enumerate(raw_rules, start=1):
+        if not isinstance(raw, dict):
+            raise _fail(f"{origin}, rule {index}", "a [[rule]] table", raw, "write each rule as a [[rule]] table")
         where = f"{origin}, rule {index} ({raw.get('id', 'no id')!r})"
         unknown = set(raw) - RULE_FIELDS
         if unknown:
@@ -234,7 +270,7 @@ def parse_rules(data: dict[str, Any], *, origin: str = "rules") -> tuple[Rule, .
         if named & set(missing):
             raise _fail(where, "missing facts that no clause also requires", sorted(named & set(missing)),
                         "a fact cannot be both compared and missing")
-        _check_satisfiable(rule_id, groups["all"])
+        _check_satisfiable(rule_id, groups["all"], groups["any"])
         rules.append(Rule(id=rule_id, title=raw["title"].strip(), source=raw["source"].strip(), kind=raw["kind"],
                           urgency=raw["urgency"], follow_up_days=days, advice=raw["advice"].strip(),
                           all=groups["all"], any=groups["any"], missing=tuple(str(m) for m in missing)))

@@ -9,17 +9,19 @@ stale view of a draft (someone else decided meanwhile) is refused, not overwritt
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from types import EllipsisType
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.advice.engine import AdviceResult
 from healthmon.advice.patient import PatientSnapshot
-from healthmon.advice.rules import AdviceError
+from healthmon.advice.rules import AdviceError, Rule
 from healthmon.auth import SignedIn, require
-from healthmon.storage.db import transaction
+from healthmon.storage.db import insert_or_skip, transaction
 from healthmon.storage.models import ADVICE_STATUSES, AdviceItem, Patient, User, as_utc, utcnow
 from healthmon.storage.repository import audit
 
@@ -87,32 +89,80 @@ def _case_of(snapshot: PatientSnapshot, triggers: list[dict]) -> tuple[int | Non
     return None, None
 
 
+def _should_draft(rule: Rule, key: str, earlier: list[AdviceItem], now: datetime) -> bool:
+    """Whether a fired rule becomes a new draft, given the patient's earlier items of that rule.
+
+    Not when the same finding already waits as a draft; not within the rule's follow-up
+    interval after a clinician approved it (the follow-up is already planned); not when a
+    clinician already decided on exactly this finding, until its interval has passed (so an
+    age-based screening comes back when it is due again, and a same-day rule never repeats
+    a decided finding).
+    """
+    if any(i.status == "draft" and i.finding_key == key for i in earlier):
+        return False
+    window = timedelta(days=rule.follow_up_days)
+    decided = [(i, as_utc(i.decided_at)) for i in earlier if i.status in DECISIONS and i.decided_at is not None]
+    if rule.follow_up_days and any(i.status in ("approved", "edited") and at >= now - window for i, at in decided):
+        return False
+    same = [at for i, at in decided if i.finding_key == key]
+    return not same or (rule.follow_up_days > 0 and max(same) < now - window)
+
+
+def undrafted(factory: sessionmaker[Session], patient_id: str, result: AdviceResult) -> list:
+    """The fired advice that :func:`draft_advice` would store now (nothing is written)."""
+    now = utcnow()
+    with transaction(factory) as s:
+        items = s.scalars(select(AdviceItem).join(Patient, Patient.id == AdviceItem.patient_id)
+                          .where(Patient.external_id == patient_id)).all()
+        return [a for a in result.advice
+                if _should_draft(a.rule, a.fingerprint, [i for i in items if i.rule_id == a.rule.id], now)]
+
+
 def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot: PatientSnapshot,
                  result: AdviceResult) -> list[AdviceView]:
-    """Store a draft for each fired rule not already on file with the same triggering values.
+    """Store a draft for each fired rule that needs one (see :func:`_should_draft`).
 
-    A clinician (or an admin) drafts; the CLI passes the name of one. Returns the patient's advice
-    items, newest first (see :func:`patient_advice`).
+    A newer draft of a rule replaces the older pending one, which is kept as ``superseded``
+    (audited), so a clinician decides on the current values only. A clinician (or an admin)
+    drafts; the CLI passes the name of one. Two sessions drafting at once store each draft
+    once. Returns the patient's advice items, newest first (see :func:`patient_advice`).
     """
+    now = utcnow()
     with transaction(factory) as s:
         actor = _decider(s, user).name
         patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
-        known = set(s.scalars(select(AdviceItem.fingerprint).where(AdviceItem.patient_id == patient.id)))
+        items = s.scalars(select(AdviceItem).where(AdviceItem.patient_id == patient.id)).all()
+        by_rule: dict[str, list[AdviceItem]] = {}
+        for item in items:
+            by_rule.setdefault(item.rule_id, []).append(item)
         for advice in result.advice:
-            if advice.fingerprint in known:
+            rule, key = advice.rule, advice.fingerprint
+            earlier = by_rule.setdefault(rule.id, [])
+            if not _should_draft(rule, key, earlier, now):
                 continue
+            rounds = sum(i.finding_key == key for i in earlier)
+            fingerprint = key if rounds == 0 else hashlib.sha256(f"{key}:{rounds}".encode()).hexdigest()
             triggers = [t.as_dict() for t in advice.triggers]
             note_id, version_id = _case_of(snapshot, triggers)
-            rule = advice.rule
-            item = AdviceItem(patient_id=patient.id, note_id=note_id, model_version_id=version_id, rule_id=rule.id,
-                              fingerprint=advice.fingerprint, title=rule.title, source=rule.source, kind=rule.kind,
-                              urgency=rule.urgency, follow_up_days=rule.follow_up_days, triggers=triggers,
-                              draft_text=rule.advice, status="draft", decision_note="", version=0, created_by=actor)
-            s.add(item)
-            s.flush()
-            known.add(advice.fingerprint)
+            values = dict(patient_id=patient.id, note_id=note_id, model_version_id=version_id, rule_id=rule.id,
+                          finding_key=key, fingerprint=fingerprint, title=rule.title, source=rule.source,
+                          kind=rule.kind, urgency=rule.urgency, follow_up_days=rule.follow_up_days, triggers=triggers,
+                          draft_text=rule.advice, status="draft", decision_note="", version=0, created_by=actor,
+                          created_at=now)
+            # Another session may have drafted the same finding a moment ago: its row stands.
+            new_id = s.scalar(insert_or_skip(s, AdviceItem, ["patient_id", "fingerprint"]).values(**values)
+                              .returning(AdviceItem.id))
+            if new_id is None:
+                continue
+            item = s.get(AdviceItem, new_id)
+            for old in earlier:
+                if old.status == "draft":
+                    old.status, old.version = "superseded", old.version + 1
+                    audit(s, actor, "advice.superseded", "advice", old.id, {"status": "draft"},
+                          {"status": "superseded", "by": item.id})
+            earlier.append(item)
             audit(s, actor, "advice.draft", "advice", item.id, None,
                   {"patient": snapshot.patient_id, "rule": rule.id, "triggers": [t["text"] for t in triggers]})
     return patient_advice(factory, snapshot.patient_id)
@@ -152,32 +202,44 @@ def decide_advice(factory: sessionmaker[Session], user: SignedIn | str, advice_i
         raise AdviceError("a reason for dismissing the advice", "none", "say why it does not apply to this patient")
     with transaction(factory) as s:
         person = _decider(s, user)
-        item = s.get(AdviceItem, advice_id, with_for_update=True)
+        item = s.get(AdviceItem, advice_id)
         if item is None:
             raise AdviceError("a stored advice item", f"no advice #{advice_id}", "pick one from the patient's list")
-        if item.version != seen_version:
-            raise AdviceError(f"advice #{advice_id} as you saw it (version {seen_version})",
-                              f"version {item.version}: it was {item.status} meanwhile", "reload the page and decide again")
-        before = {"status": item.status, "text": item.final_text or item.draft_text, "version": item.version}
-        item.status = decision
-        item.final_text = text.strip() if decision == "edited" else None
-        item.decision_note = note.strip()
-        item.decided_by = person.id
-        item.decided_at = utcnow()
-        item.version += 1
-        s.flush()
+        if item.version != seen_version or item.status != "draft":
+            decided = f" by {s.get(User, item.decided_by).name}" if item.decided_by else ""
+            raise AdviceError(f"a draft of advice #{advice_id} as you saw it (version {seen_version})",
+                              f"version {item.version}: it was {item.status}{decided} meanwhile" if item.version != seen_version
+                              else f"it is already {item.status}{decided}",
+                              "reload the patient and decide on the current draft")
+        before = {"status": item.status, "text": item.draft_text, "version": item.version}
+        # Compare-and-swap: only one decision can move the draft from this version, on SQLite
+        # (where SELECT ... FOR UPDATE does nothing) as on PostgreSQL.
+        changed = s.execute(
+            update(AdviceItem).where(AdviceItem.id == advice_id, AdviceItem.version == seen_version,
+                                     AdviceItem.status == "draft")
+            .values(status=decision, final_text=text.strip() if decision == "edited" else None,
+                    decision_note=note.strip(), decided_by=person.id, decided_at=utcnow(),
+                    version=AdviceItem.version + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed != 1:
+            raise AdviceError(f"a draft of advice #{advice_id} as you saw it (version {seen_version})",
+                              "another decision was stored a moment ago", "reload the patient and decide again")
+        s.expire(item)
         patient = s.get(Patient, item.patient_id).external_id
-        audit(s, person.name, f"advice.{decision}", "advice", item.id, before, {"status": item.status, "text": item.final_text or item.draft_text,
-                                          "note": item.decision_note, "patient": patient, "rule": item.rule_id})
+        audit(s, person.name, f"advice.{decision}", "advice", item.id, before,
+              {"status": item.status, "text": item.final_text or item.draft_text, "note": item.decision_note,
+               "patient": patient, "rule": item.rule_id})
         return _view(item, patient, {person.id: person.name})
 
 
 def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, *,
-                     birth_date: date | None, sex: str | None) -> None:
-    """Record a patient's birth date and sex (the age- and sex-based screening rules read them); audited."""
-    if sex is not None and sex not in SEXES:
+                     birth_date: date | None | EllipsisType = ..., sex: str | None | EllipsisType = ...) -> None:
+    """Record a patient's birth date and/or sex (the age- and sex-based screening rules read
+    them); a field left as ``...`` keeps its stored value. Clinicians and admins only; audited."""
+    if sex is not ... and sex is not None and sex not in SEXES:
         raise AdviceError(f"sex one of {', '.join(SEXES)} (or unknown)", repr(sex), "choose one, or leave it unknown")
-    if birth_date is not None and not date(1890, 1, 1) <= birth_date <= date.today():
+    if birth_date is not ... and birth_date is not None and not date(1890, 1, 1) <= birth_date <= date.today():
         raise AdviceError("a birth date between 1890 and today", str(birth_date), "correct the date")
     with transaction(factory) as s:
         actor = _decider(s, user).name
@@ -185,6 +247,9 @@ def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patie
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {patient_id!r}", "store the patient's data first")
         before = {"birth_date": str(patient.birth_date) if patient.birth_date else None, "sex": patient.sex}
-        patient.birth_date, patient.sex = birth_date, sex
+        if birth_date is not ...:
+            patient.birth_date = birth_date
+        if sex is not ...:
+            patient.sex = sex
         audit(s, actor, "patient.demographics", "patient", patient.id, before,
-              {"birth_date": str(birth_date) if birth_date else None, "sex": sex})
+              {"birth_date": str(patient.birth_date) if patient.birth_date else None, "sex": patient.sex})

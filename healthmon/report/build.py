@@ -35,7 +35,7 @@ from healthmon.explain.render import from_dict, to_html
 from healthmon.model.classifier import Classifier
 from healthmon.report.chart import vitals_svg
 from healthmon.storage.db import transaction
-from healthmon.storage.models import ModelVersion
+from healthmon.storage.models import ModelVersion, as_utc
 from healthmon.storage.repository import load_explanation
 from healthmon.types import Explanation
 from healthmon.vitals.news2 import RESPONSES
@@ -141,6 +141,8 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda moment: f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
     env.filters["pct"] = lambda value: f"{value:.0%}"
+    # Review times arrive as ISO text in the database connection's zone: shown in UTC like every other time.
+    env.filters["iso_utc"] = lambda text: f"{as_utc(datetime.fromisoformat(text)):%Y-%m-%d %H:%M} UTC"
     return env
 
 

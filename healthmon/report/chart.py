@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display on a server; must precede pyplot
-
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, VITAL_TITLES  # noqa: E402
+from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, VITAL_TITLES
 
 BAND_COLOURS = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
 MAX_PANELS = 6  # beyond this a printed page gets unreadable; the most clinically used vitals come first
@@ -42,8 +39,11 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
     if not panels and news2.empty:
         return None
     rows = len(panels) + (0 if news2.empty else 1)
-    fig, axes = plt.subplots(rows, 1, figsize=(7.2, 0.95 * rows + 0.4), sharex=True, squeeze=False)
-    axes = axes[:, 0]
+    # A Figure of its own, not pyplot: pyplot's global state is not safe across the
+    # dashboard's session threads.
+    fig = Figure(figsize=(7.2, 0.95 * rows + 0.4))
+    FigureCanvasSVG(fig)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for ax, panel in zip(axes, panels):
         for parameter, style in zip(panel, ("-", "--")):
             values = vitals[vitals["parameter"] == parameter]
@@ -76,7 +76,6 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
     fig.tight_layout(h_pad=0.3)
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
-    plt.close(fig)
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]  # drop the XML prologue and doctype: the SVG is inlined into HTML
 

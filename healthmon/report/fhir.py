@@ -15,9 +15,11 @@ import uuid
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
 
 from healthmon import __version__
 from healthmon.advice.patient import PatientSnapshot
+from healthmon.errors import ModelError
 
 NAMESPACE = uuid.UUID("6f1d4a52-6a4e-4f43-9a0e-3c1f5d2b7e11")  # healthmon's own uuid5 namespace
 PATIENT_SYSTEM = "urn:healthmon:patient"
@@ -60,9 +62,11 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "occurrenceDateTime": _instant(case.scored_at),
             "method": {"text": f"healthmon {__version__} text classifier, model version {case.version}; "
                                "calibrated probabilities"},
-            "prediction": [{"outcome": {"text": label}, "probabilityDecimal": round(float(p), 6)}
+            # R4 defines a decimal probability as a percentage ("max = 100"); the note says so too.
+            "prediction": [{"outcome": {"text": label}, "probabilityDecimal": round(100 * float(p), 4)}
                            for label, p in sorted(case.probabilities.items(), key=lambda kv: -kv[1])],
-            "note": [{"text": f"Predicted: {', '.join(case.predicted) or 'no label above its threshold'}."
+            "note": [{"text": "Probabilities are calibrated and given as percentages (0-100). "
+                              f"Predicted: {', '.join(case.predicted) or 'no label above its threshold'}."
                       + (f" Reviewed label(s): {', '.join(case.final_labels) or '(none)'}." if reviewed else "")}],
         }
         entries.append({"fullUrl": _urn("case", snapshot.patient_id, case.note_id), "resource": assessment})
@@ -94,7 +98,11 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
                         "resource": observation})
     bundle = {"resourceType": "Bundle", "type": "collection", "timestamp": _instant(snapshot.taken_at),
               "entry": entries}
-    get_fhir_model_class("Bundle").model_validate(bundle)
+    try:
+        get_fhir_model_class("Bundle").model_validate(bundle)
+    except ValidationError as exc:  # a bug on our side, but say what and where rather than crash
+        raise ModelError("a FHIR R4 Bundle that fhir.resources validates", str(exc).splitlines()[0],
+                         "report this with the patient's data shape; the PDF and HTML reports still work") from exc
     return bundle
 
 

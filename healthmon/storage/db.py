@@ -102,3 +102,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def insert_or_skip(session: Session, table: type, unique_columns: list[str]):  # noqa: ANN201 - the dialect's INSERT
+    """``INSERT ... ON CONFLICT (unique_columns) DO NOTHING`` for SQLite and PostgreSQL.
+
+    Rows another session stored a moment ago are skipped instead of failing the whole
+    transaction, which is how concurrent uploads and concurrent drafting stay safe.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
+    if module is None:
+        raise ConfigError("a SQLite or PostgreSQL database", f"a {dialect} database", "set HEALTHMON_DATABASE_URL")
+    return module.insert(table).on_conflict_do_nothing(index_elements=unique_columns)

@@ -269,7 +269,8 @@ class VitalReading(Base):
     source: Mapped[str] = mapped_column(String(300), default="")
 
 
-ADVICE_STATUSES = ("draft", "approved", "edited", "dismissed")
+# superseded: a draft replaced by a newer draft of the same rule (new values) before anyone decided on it.
+ADVICE_STATUSES = ("draft", "approved", "edited", "dismissed", "superseded")
 
 
 class AdviceItem(Base):
@@ -280,12 +281,18 @@ class AdviceItem(Base):
     after an edit (``final_text`` holds the clinician's wording); every decision is also an
     audit entry with the before and after. ``version`` guards against two clinicians
     deciding on the same draft at once.
+
+    ``finding_key`` identifies the finding (rule and triggering values); ``fingerprint`` is
+    unique per patient and also counts how many times that finding was drafted, so a
+    screening due again after its interval gets a new row while two sessions drafting at
+    once still collide on the constraint.
     """
 
     __tablename__ = "advice_items"
     __table_args__ = (
         UniqueConstraint("patient_id", "fingerprint", name="uq_advice_items_fingerprint"),
         Index("ix_advice_items_patient_status", "patient_id", "status"),
+        Index("ix_advice_items_patient_rule", "patient_id", "rule_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -293,6 +300,7 @@ class AdviceItem(Base):
     note_id: Mapped[int | None] = mapped_column(ForeignKey("notes.id"))  # the case whose score fired it
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     rule_id: Mapped[str] = mapped_column(String(80))
+    finding_key: Mapped[str] = mapped_column(String(64))
     fingerprint: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(Text)

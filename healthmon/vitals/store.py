@@ -13,12 +13,11 @@ from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.auth import SignedIn, require
 from healthmon.errors import IngestError
-from healthmon.storage.db import transaction
+from healthmon.storage.db import insert_or_skip, transaction
 from healthmon.storage.models import Patient, VitalReading, VitalsUpload, as_utc
 from healthmon.storage.repository import audit, patient_ids_for
 from healthmon.vitals.ingest import COLUMNS
@@ -43,15 +42,6 @@ class StoredPatient:
     readings: int
     first: datetime
     last: datetime
-
-
-def _insert(session: Session):  # noqa: ANN202 - the dialect's INSERT construct
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(VitalReading)
-    if dialect == "sqlite":
-        return sqlite.insert(VitalReading)
-    raise IngestError("a SQLite or PostgreSQL database", f"a {dialect} database", "set HEALTHMON_DATABASE_URL")
 
 
 def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, frame: pd.DataFrame, *, source: str,
@@ -84,7 +74,7 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
         if too_long:
             raise IngestError(f"parameter names of at most {PARAMETER_LENGTH} characters", ", ".join(too_long)[:300],
                               "shorten the lab names in the reader")
-        insert = _insert(session).on_conflict_do_nothing(index_elements=["patient_id", "parameter", "time", "value"])
+        insert = insert_or_skip(session, VitalReading, ["patient_id", "parameter", "time", "value"])
         for start in range(0, len(rows), CHUNK):
             session.execute(insert, rows[start : start + CHUNK])
         stored = session.scalar(select(func.count()).select_from(VitalReading)

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("note_id", sa.Integer(), sa.ForeignKey("notes.id"), nullable=True),
         sa.Column("model_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=True),
         sa.Column("rule_id", sa.String(80), nullable=False),
+        sa.Column("finding_key", sa.String(64), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("title", sa.String(300), nullable=False),
         sa.Column("source", sa.Text(), nullable=False),
@@ -49,9 +50,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("patient_id", "fingerprint", name="uq_advice_items_fingerprint"),
     )
     op.create_index("ix_advice_items_patient_status", "advice_items", ["patient_id", "status"])
+    op.create_index("ix_advice_items_patient_rule", "advice_items", ["patient_id", "rule_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_advice_items_patient_rule", table_name="advice_items")
     op.drop_index("ix_advice_items_patient_status", table_name="advice_items")
     op.drop_table("advice_items")
     with op.batch_alter_table("patients") as batch:
