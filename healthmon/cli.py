@@ -610,7 +610,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps({
         "patient": args.patient, "facts": facts,
         "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,
-                   "fired_by": [t.describe() for t in a.triggers], "source": a.rule.source} for a in result.advice],
+                   "fired_by": [t["text"] for t in a.trigger_dicts()], "source": a.rule.source} for a in result.advice],
         "not_checked": {rule: list(facts_) for rule, facts_ in result.unknown.items()},
         "stored": [{"id": i.id, "rule": i.rule_id, "status": i.status, "decided_by": i.decided_by,
                     "decided_at": i.decided_at, "text": i.text} for i in patient_advice(factory, args.patient)],

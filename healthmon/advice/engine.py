@@ -76,7 +76,7 @@ class Trigger:
     value: Any
     detail: str = ""  # where the value came from, or the alert's message
 
-    def describe(self) -> str:
+    def describe(self, *, with_detail: bool = True) -> str:
         """One line a clinician reads: "bp.systolic = 144.5 (<= 180)", "bp.crisis: no", "alert weight_gain_3d: ..."."""
         if self.op == "contains":
             text = f"alert {self.threshold}"
@@ -91,7 +91,7 @@ class Trigger:
         else:
             shown = f"{self.value:.2f}" if self.fact.startswith("risk.") else f"{self.value:g}"
             text = f"{self.fact} = {shown} ({self.op} {self.threshold:g})"
-        return text + (f": {self.detail}" if self.detail else "")
+        return text + (f": {self.detail}" if self.detail and with_detail else "")
 
     def as_dict(self) -> dict[str, Any]:
         threshold = list(self.threshold) if isinstance(self.threshold, tuple) else self.threshold
@@ -105,6 +105,18 @@ class Advice:
 
     rule: Rule
     triggers: tuple[Trigger, ...]
+
+    def trigger_dicts(self) -> list[dict[str, Any]]:
+        """The triggers as stored and shown; a detail already given by an earlier trigger (the
+        same blood-pressure window behind four clauses) is not repeated in the text."""
+        out, shown = [], set()
+        for trigger in self.triggers:
+            entry = trigger.as_dict()
+            if trigger.detail and trigger.detail in shown:
+                entry["text"] = trigger.describe(with_detail=False)
+            shown.add(trigger.detail)
+            out.append(entry)
+        return out
 
     @property
     def fingerprint(self) -> str:

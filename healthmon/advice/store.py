@@ -144,7 +144,7 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
                 continue
             rounds = sum(i.finding_key == key for i in earlier)
             fingerprint = key if rounds == 0 else hashlib.sha256(f"{key}:{rounds}".encode()).hexdigest()
-            triggers = [t.as_dict() for t in advice.triggers]
+            triggers = advice.trigger_dicts()
             note_id, version_id = _case_of(snapshot, triggers)
             values = dict(patient_id=patient.id, note_id=note_id, model_version_id=version_id, rule_id=rule.id,
                           finding_key=key, fingerprint=fingerprint, title=rule.title, source=rule.source,
