@@ -88,7 +88,7 @@ def _decide(item: AdviceView, decision: str, *, text: str | None = None, note: s
     st.session_state.pop("patient_report", None)  # a report prepared before this decision would be out of date
     try:
         decide_advice(factory, user, item.id, decision, seen_version=item.version, text=text, note=note)
-        st.toast(f"{STATUS_WORDS[decision]}: {item.title}")
+        st.toast(plain(f"{STATUS_WORDS[decision]}: {item.title}"))
     except HealthmonError as exc:
         st.session_state["advice_error"] = str(exc)
 
