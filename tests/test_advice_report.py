@@ -130,8 +130,8 @@ def test_drafts_are_stored_once_and_each_decision_is_kept_with_who_and_when_and_
         decide_advice(db, clinician, diabetes.id, "edited", seen_version=0, text="  ")
     approved = decide_advice(db, clinician, by_rule["news2-high"].id, "approved", seen_version=0)
     edited = decide_advice(db, clinician, diabetes.id, "edited", seen_version=0, text="HbA1c and fasting glucose this week.")
-    dismissed = decide_advice(db, clinician, by_rule["bp-crisis"].id, "dismissed", seen_version=0,
-                              note="Single reading after exercise; repeat readings normal.")
+    decide_advice(db, clinician, by_rule["bp-crisis"].id, "dismissed", seen_version=0,
+                  note="Single reading after exercise; repeat readings normal.")
     assert (approved.status, approved.decided_by, approved.version) == ("approved", "dr-lee", 1)
     assert edited.text == "HbA1c and fasting glucose this week." and edited.draft_text.startswith("The notes suggest diabetes")
     with pytest.raises(AdviceError, match="version 1: it was edited by dr-lee meanwhile"):
@@ -264,8 +264,7 @@ def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_aga
         assert s.scalars(select(AuditEntry).where(AuditEntry.action == "advice.superseded")).all()
 
 
-def test_screening_advice_returns_when_due_and_concurrent_drafts_are_stored_once(db, monkeypatch):
-    from healthmon.advice import store
+def test_screening_advice_returns_when_due_and_demographics_change_field_by_field(db):
     from healthmon.storage.models import AdviceItem
 
     clinician = _signed_in(db, "dr-lee")

@@ -115,9 +115,9 @@ def test_vitals_prints_one_assessment_per_patient_and_stores_each_reading_once(t
     assert unknown.returncode == 2 and "no readings for p9" in unknown.stderr
 
 
-def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_and_fhir(tmp_path, settings):
+def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_and_fhir(tmp_path, settings, notes_csv):
     version = tmp_path / "version"
-    assert run_cli(["train", "--data", str(_notes_file(tmp_path)), "--mode", "head", "--max-steps", "2", "--out",
+    assert run_cli(["train", "--data", str(notes_csv), "--mode", "head", "--max-steps", "2", "--out",
                     str(version), "--no-progress"], settings).returncode == 0
     patient_notes = tmp_path / "patient.csv"
     patient_notes.write_text("note_id,patient_id,text\nv1,P-9,Polyuria and thirst; HbA1c 8.9%; metformin started.\n")
@@ -162,12 +162,3 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     unknown = run_cli(["report", "--patient", "P-404", "--out", str(pdf)], settings)
     assert unknown.returncode == 2 and "no patient 'P-404'" in unknown.stderr
 
-
-def _notes_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["note_id", "text", "label"])
-        for note in make_notes(12):
-            writer.writerow([note.note_id, note.text, note.labels[0]])
-    return path

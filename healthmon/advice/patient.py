@@ -17,7 +17,7 @@ from healthmon.advice.rules import AdviceError
 from healthmon.cases import CaseView, case_detail
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Case, NoteRow, Patient, VitalReading
-from healthmon.vitals.assess import VitalsAssessment, assess_patient, bp_pairs
+from healthmon.vitals.assess import VitalsAssessment, assess_patient
 from healthmon.vitals.store import load_vitals, stored_descriptors
 
 
@@ -112,7 +112,7 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
                      news2_red_flag=bool(latest["red_flag"]), news2_complete=bool(latest["complete"]),
                      news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial"))
     if assessment.bp is not None:
-        pairs, _ = bp_pairs(assessment.vitals)
+        pairs = assessment.bp_readings
         window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")
         facts.update(bp_category=assessment.bp.category, bp_systolic=float(assessment.bp.systolic),
                      bp_diastolic=float(assessment.bp.diastolic), bp_setting=assessment.bp.setting, bp_window=window,

@@ -214,7 +214,7 @@ def _check_satisfiable(rule_id: str, all_clauses: tuple[Clause, ...], any_clause
     for index, clause in enumerate(any_clauses, start=1):
         found = _contradiction(all_clauses + (clause,))
         if found is not None:
-            raise _fail(f"rule {rule_id!r}, any clause {index}", f"a clause that can hold together with the all clauses",
+            raise _fail(f"rule {rule_id!r}, any clause {index}", "a clause that can hold together with the all clauses",
                         " and ".join(c.describe() for c in found[1]), "fix or remove that clause")
 
 

@@ -108,14 +108,21 @@ def _should_draft(rule: Rule, key: str, earlier: list[AdviceItem], now: datetime
     return not same or (rule.follow_up_days > 0 and max(same) < now - window)
 
 
+def _items_by_rule(session: Session, patient_id: str) -> dict[str, list[AdviceItem]]:
+    """A patient's advice items (every status), grouped by rule id."""
+    by_rule: dict[str, list[AdviceItem]] = {}
+    for item in session.scalars(select(AdviceItem).join(Patient, Patient.id == AdviceItem.patient_id)
+                                .where(Patient.external_id == patient_id)):
+        by_rule.setdefault(item.rule_id, []).append(item)
+    return by_rule
+
+
 def undrafted(factory: sessionmaker[Session], patient_id: str, result: AdviceResult) -> list:
     """The fired advice that :func:`draft_advice` would store now (nothing is written)."""
     now = utcnow()
     with transaction(factory) as s:
-        items = s.scalars(select(AdviceItem).join(Patient, Patient.id == AdviceItem.patient_id)
-                          .where(Patient.external_id == patient_id)).all()
-        return [a for a in result.advice
-                if _should_draft(a.rule, a.fingerprint, [i for i in items if i.rule_id == a.rule.id], now)]
+        by_rule = _items_by_rule(s, patient_id)
+        return [a for a in result.advice if _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)]
 
 
 def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot: PatientSnapshot,
@@ -133,10 +140,7 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
         patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
-        items = s.scalars(select(AdviceItem).where(AdviceItem.patient_id == patient.id)).all()
-        by_rule: dict[str, list[AdviceItem]] = {}
-        for item in items:
-            by_rule.setdefault(item.rule_id, []).append(item)
+        by_rule = _items_by_rule(s, snapshot.patient_id)
         for advice in result.advice:
             rule, key = advice.rule, advice.fingerprint
             earlier = by_rule.setdefault(rule.id, [])

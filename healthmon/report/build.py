@@ -29,16 +29,15 @@ from healthmon.advice.engine import AdviceResult, evaluate
 from healthmon.advice.patient import PatientSnapshot, patient_snapshot
 from healthmon.advice.rules import DEFAULT_RULES, URGENCIES, Rule, load_rules
 from healthmon.advice.store import AdviceView, patient_advice
-from healthmon.cases import DASHBOARD_OPTIONS, CaseView, explain_case, options_key
+from healthmon.cases import CaseView, explain_case
 from healthmon.errors import ConfigError, HealthmonError
-from healthmon.explain.render import from_dict, to_html
+from healthmon.explain.render import to_html
 from healthmon.model.classifier import Classifier
 from healthmon.report.chart import vitals_svg
-from healthmon.storage.db import transaction
-from healthmon.storage.models import ModelVersion, as_utc
-from healthmon.storage.repository import load_explanation
+from healthmon.storage.models import as_utc
 from healthmon.types import Explanation
 from healthmon.vitals.news2 import RESPONSES
+from healthmon.vitals.series import news2_points
 
 TEMPLATE = Path(__file__).with_name("template.html.j2")
 EXCERPT_WORDS = 45  # words either side of the strongest one: enough context to read, short enough to print
@@ -81,6 +80,15 @@ def _excerpt(explanation: Explanation) -> tuple[Explanation, bool]:
     return dataclasses.replace(explanation, text=explanation.text[start:end], words=shifted), True
 
 
+class _NotComputed(HealthmonError):
+    """No stored explanation, and the report was asked not to compute one."""
+
+
+def _stored_only(folder: str) -> Classifier:
+    # explain_case returns a stored explanation before it loads a model; reaching here means none is stored.
+    raise _NotComputed("a stored explanation", f"none for the version at {folder}", "open the case to compute it")
+
+
 def _section(factory: sessionmaker[Session], case: CaseView,
              load_classifier: Callable[[str], Classifier] | None) -> CaseSection:
     target = case.predicted[0] if case.predicted else (max(case.probabilities, key=case.probabilities.__getitem__)
@@ -88,16 +96,10 @@ def _section(factory: sessionmaker[Session], case: CaseView,
     if target is None:
         return CaseSection(case, None, None, "not scored")
     try:
-        if load_classifier is None:
-            with transaction(factory) as s:
-                stored = load_explanation(s, s.get(ModelVersion, case.version_id), case.text, target,
-                                          options_key=options_key(DASHBOARD_OPTIONS))
-            if stored is None:
-                return CaseSection(case, target, None, "no explanation computed yet (open the case, or run the "
-                                                       "report from the CLI, which computes it)")
-            explanation = from_dict(stored.payload)
-        else:
-            explanation = explain_case(factory, case, target, load_classifier)
+        explanation = explain_case(factory, case, target, load_classifier or _stored_only)
+    except _NotComputed:
+        return CaseSection(case, target, None, "no explanation computed yet (open the case, or run the "
+                                               "report from the CLI, which computes it)")
     except HealthmonError as exc:  # a missing model folder must not block the rest of the report
         return CaseSection(case, target, None, f"explanation unavailable: {exc}")
     excerpt, cut = _excerpt(explanation)
@@ -156,8 +158,7 @@ def render_html(report: PatientReport) -> str:
     vitals = report.snapshot.vitals
     latest = vitals.latest_news2 if vitals is not None else None
     response = RESPONSES.get("low (0)" if latest is not None and latest["total"] == 0 else (latest or {}).get("band"))
-    points = {} if latest is None else {c.removeprefix("points_").replace("_", " "): latest[c]
-                                        for c in latest if c.startswith("points_")}
+    points = {} if latest is None else news2_points(latest)
     models = sorted({c.case.version for c in report.sections if c.case.version})
     return _environment().get_template(TEMPLATE.name).render(
         r=report, s=report.snapshot, vitals=vitals, latest=latest, response=response, points=points, models=models,

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from healthmon import __version__
 from healthmon.advice.patient import PatientSnapshot
 from healthmon.errors import ModelError
+from healthmon.vitals.series import news2_points
 
 NAMESPACE = uuid.UUID("6f1d4a52-6a4e-4f43-9a0e-3c1f5d2b7e11")  # healthmon's own uuid5 namespace
 PATIENT_SYSTEM = "urn:healthmon:patient"
@@ -73,11 +74,9 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
     latest = snapshot.vitals.latest_news2 if snapshot.vitals is not None else None
     if latest is not None:
         components = []
-        for column in sorted(c for c in latest if c.startswith("points_")):
-            points = latest[column]
+        for name, points in sorted(news2_points(latest).items()):
             if points is None or (isinstance(points, float) and math.isnan(points)):
                 continue
-            name = column.removeprefix("points_").replace("_", " ")
             components.append({"code": {"text": f"NEWS2 points: {name}"}, "valueInteger": int(points)})
         observation = {
             "resourceType": "Observation",

@@ -31,6 +31,7 @@ class VitalsAssessment:
     alerts: pd.DataFrame  # alerts_frame rows, trend and NEWS2 together, by time
     skipped: tuple[str, ...]  # trend rules that could not be checked, and why
     summary: str  # the sentence for the classifier
+    bp_readings: tuple[tuple[pd.Timestamp, float, float], ...] = ()  # (time, systolic, diastolic) the category averaged
 
     @property
     def latest_news2(self) -> dict | None:
@@ -88,4 +89,4 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
         start = mine["time"].max() - pd.Timedelta(summary_window)
         window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
-                            summarise_vitals(window, descriptors=descriptors, news2=window_news2))
+                            summarise_vitals(window, descriptors=descriptors, news2=window_news2), tuple(timed))

@@ -52,3 +52,8 @@ def news2_over_time(vitals: pd.DataFrame, *, lookback: str | pd.Timedelta = "4h"
                      # The readings behind the points, so an alert can name them.
                      **{f"value_{p}": value[p] for p in NEWS2_PARAMETERS}})
     return pd.DataFrame(rows).sort_values(["patient_id", "time"], kind="stable").reset_index(drop=True)
+
+
+def news2_points(row: dict) -> dict[str, float]:
+    """One NEWS2 row's points by parameter name ("heart rate": 2), in chart order; NaN where not measured."""
+    return {column.removeprefix("points_").replace("_", " "): row[column] for column in row if column.startswith("points_")}
