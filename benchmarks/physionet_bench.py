@@ -100,7 +100,7 @@ def bootstrap(y: np.ndarray, score: np.ndarray, rounds: int, seed: int) -> dict[
 
 def phrase_attributions(classifier, texts: list[str]) -> list[tuple[str, float, int]]:  # noqa: ANN001
     """Which phrases of the summaries pushed the risk of death up: each word's integrated-
-    gradients attribution summed over its phrase ("GCS lowest 5, low"), numbers replaced by
+    gradients attribution summed over its phrase ("GCS lowest 5, very low"), numbers replaced by
     '#' so the same finding in different stays adds up. (phrase, mean attribution, stays)."""
     from healthmon.explain import explain
 

@@ -161,14 +161,14 @@ def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
     text = summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
     assert text == summarise_vitals(p1, news2=news2_over_time(p1, lookback="90min"))
     # Heart rates 72 and 128 (the 0 is an artefact): median 100, above the 51-90 range.
-    assert "heart rate median 100 /min (72-128), high" in text
-    assert "SpO2 median 95 % (93-97), low" in text  # the 101 % reading is left out
+    assert "heart rate median 100 /min, high" in text
+    assert "SpO2 median 95 %, low" in text  # the 101 % reading is left out
     assert "consciousness V at worst" in text and "on supplemental oxygen" in text and "NEWS2 max 12 (high)" in text
     assert text.endswith(".") and " 0 /min" not in text
     rising = pd.DataFrame({"patient_id": "p", "time": pd.date_range("2026-01-01", periods=6, freq="D", tz="UTC"),
                            "parameter": "heart_rate", "value": [70, 71, 72, 84, 86, 88], "artefact": False,
                            "source": "t"})
-    assert summarise_vitals(rising) == "heart rate median 78 /min (70-88), normal, rising."
+    assert summarise_vitals(rising) == "heart rate median 78 /min, normal, rising."
 
 
 ICU_RECORD = """Time,Parameter,Value
@@ -186,7 +186,9 @@ ICU_RECORD = """Time,Parameter,Value
 02:00,Urine,150
 05:00,Urine,150
 06:00,HR,124
-06:00,GCS,8
+06:00,GCS,14
+06:00,Lactate,5.1
+06:00,pH,7.18
 """
 
 
@@ -199,17 +201,72 @@ def test_an_icu_stay_becomes_a_sentence_written_only_from_its_features():
     stay = read_physionet_record(ICU_RECORD, "900001.txt")
     features = window_features(stay.frame, descriptors=stay.descriptors, news2=news2_over_time(stay.frame))
     assert features["age"] == 71 and features["female"] == 0 and features["ventilated"] == 1
-    assert features["lab:GCS.min"] == 7 and features["lab:Urine.sum"] == 300 and features["lab:pH.min"] == 7.21
+    assert features["lab:GCS.min"] == 7 and features["lab:GCS.latest"] == 14 and features["lab:pH.min"] == 7.18
+    # Urine readings are volumes since the one before: 150 mL over the 3 h from 02:00 to 05:00.
+    assert features["lab:Urine.rate"] == 50
     text = features_text(features)
-    assert text.startswith("age 71, male; medical ICU; mechanically ventilated; NEWS2 max")
-    for phrase in ("heart rate median 121 /min (118-124), high", "GCS lowest 7, low", "urine output total 300 mL, low",
-                   "lactate highest 4.5, high", "pH lowest 7.21, low", "FiO2 highest 0.6, high",
-                   "consciousness P at worst"):
+    assert text.startswith("age 71, older, male; medical ICU; mechanically ventilated; NEWS2 max")
+    for phrase in ("heart rate median 121 /min, high",
+                   "GCS lowest 7, very low, latest 14, low",  # sedated, then waking: both are news
+                   "urine output 50 mL/h, normal",
+                   "lactate highest 5.1, very high; ",  # the latest is the highest: said once
+                   "pH lowest 7.18, very low; ", "FiO2 highest 0.6, high", "consciousness P at worst"):
         assert phrase in text
     # Every number in the sentence is one of the features (or the NEWS2 band wording).
     numbers = {float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)}
     assert numbers <= {round(v, 2) for v in features.values()} | {0.0, 2.0}  # "SpO2", "PaO2" digits
     assert window_features(stay.frame.iloc[:0]) == {} and features_text({}) == "no usable vitals."
+
+
+BAND_CASES = {
+    # NEWS2's 3-point bands are "very": heart rate <= 40 and >= 131, SpO2 <= 91, temperature <= 35.0.
+    ("heart_rate", "median"): [(40, "very low"), (41, "low"), (51, "normal"), (90, "normal"), (91, "high"),
+                               (130, "high"), (131, "very high")],
+    ("spo2", "median"): [(91, "very low"), (92, "low"), (96, "normal")],
+    ("temperature", "median"): [(35.0, "very low"), (35.1, "low"), (39.0, "high"), (39.1, "very high")],
+    # ACC/AHA crisis above 180 systolic; ADA level-2 hypoglycaemia below 54 mg/dL, treatment from 180.
+    ("systolic_bp", "median"): [(90, "very low"), (180, "high"), (181, "very high")],
+    ("glucose", "median"): [(53, "very low"), (54, "low"), (179, "high"), (180, "very high")],
+    # GCS <= 8 is severe; lactate from 4 mmol/L; SAPS II's top bands (BUN >= 84, bilirubin >= 6); SOFA 3 points.
+    ("lab:GCS", "min"): [(8, "very low"), (9, "low"), (15, "normal")],
+    ("lab:Lactate", "max"): [(3.9, "high"), (4.0, "very high")],
+    ("lab:BUN", "max"): [(83, "high"), (84, "very high")],
+    ("lab:Bilirubin", "max"): [(5.9, "high"), (6.0, "very high")],
+    ("lab:Creatinine", "max"): [(3.4, "high"), (3.5, "very high")],
+    ("lab:Platelets", "min"): [(49, "very low"), (50, "low")],
+    ("lab:pH", "min"): [(7.19, "very low"), (7.2, "low")],
+    # KDIGO oliguria for a 70 kg adult: below 0.5 (35 mL/h) and 0.3 mL/kg/h (21 mL/h).
+    ("lab:Urine", "rate"): [(20, "very low"), (21, "low"), (34, "low"), (35, "normal")],
+}
+
+
+@pytest.mark.parametrize(("parameter", "statistic", "value", "word"), [
+    (parameter, statistic, value, word) for (parameter, statistic), cases in BAND_CASES.items() for value, word in cases
+])
+def test_each_value_gets_the_band_word_of_its_printed_value(parameter, statistic, value, word):
+    from healthmon.vitals.text import MEASURES, features_text
+
+    text = features_text({f"{parameter}.{statistic}": value})
+    measure = next(m for m in MEASURES if m.parameter == parameter)
+    assert text.startswith(measure.words) and text.endswith(f", {word}."), text
+
+
+def test_urine_output_is_a_rate_over_the_hours_its_readings_cover():
+    from healthmon.vitals.text import window_features
+
+    def urine(times: list[str], volumes: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"patient_id": "p", "time": pd.to_datetime(times, utc=True), "parameter": "lab:Urine",
+                             "value": volumes, "artefact": False, "source": "t"})
+
+    # The first reading's interval is unknown, so the rate is the rest over the hours they cover:
+    # the same 120 mL/h whether the window is 6 h or 48 h long.
+    six_hours = urine([f"2026-01-01 {h:02d}:00" for h in range(0, 7)], [500] + [120] * 6)
+    two_days = urine(pd.date_range("2026-01-01", periods=49, freq="h").astype(str).tolist(), [500] + [120] * 48)
+    assert window_features(six_hours)["lab:Urine.rate"] == window_features(two_days)["lab:Urine.rate"] == 120
+    assert "lab:Urine.rate" not in window_features(urine(["2026-01-01 00:00"], [300]))  # one reading: no rate
+    # Readings at the first time share its unknown interval; the input's order does not matter.
+    same_start = urine(["2026-01-01 03:00", "2026-01-01 02:00", "2026-01-01 02:00"], [50, 100, 100])
+    assert window_features(same_start)["lab:Urine.rate"] == 50
 
 
 def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refused():

@@ -1,8 +1,10 @@
 """A window of vitals (and labs, where there are any) as one short sentence, so the text
 classifier can learn from, score and explain device data: its attributions then point at
-words such as "high" (above the reference range), "low" (below it) or "normal" (within it).
+words such as "high" (above the reference range), "low" (below it), "normal" (within it) or
+"very high"/"very low" (in the band clinical scores give the most points).
 
-    "heart rate median 104 /min (88-131), high; SpO2 median 93 % (90-95), low; ..."
+    "heart rate median 104 /min, high, rising; SpO2 median 93 %, low; GCS lowest 3, very low,
+     latest 15, normal; ..."
 
 The sentence is written from a small table of numbers (:func:`window_features`) and from
 nothing else, so a baseline model can be given exactly the information the text carries
@@ -24,10 +26,11 @@ from healthmon.vitals.news2 import news2_band
 class Measure:
     """One phrase of the sentence: which parameter, which statistic and its reference range.
 
-    ``statistic`` is ``median`` (written with the min-max range and a trend when there are
-    enough readings), ``min`` or ``max`` (the worst value of a lab, "lowest"/"highest") or
-    ``sum`` (e.g. urine output over the window). The words "low"/"high"/"normal" are
-    judged on that statistic against ``low``/``high``.
+    ``statistic`` is ``median`` (with a trend when there are enough readings), ``min`` or
+    ``max`` (the worst value of a lab, "lowest"/"highest", followed by the latest value where
+    that is in another band) or ``rate`` (a volume per hour, e.g. urine output). The words
+    "very low"/"low"/"normal"/"high"/"very high" are judged on the printed value against
+    ``very_low`` < ``low`` and ``high`` < ``very_high``.
     """
 
     parameter: str
@@ -37,43 +40,59 @@ class Measure:
     low: float | None = None
     high: float | None = None
     decimals: int | None = None  # None: whole numbers from 50 up, one decimal below
+    very_low: float | None = None
+    very_high: float | None = None
 
 
 # Device and bedside vitals. Ranges: the NEWS2 zero-point bands for heart rate, SpO2,
-# respiration and temperature; for blood pressure the NEWS2 zero-point floor (111) with the
-# hypertension threshold (139/89) above; fasting glucose and adult activity/sleep guidance otherwise.
+# respiration and temperature, and its 3-point bands (2 for a high temperature) for "very";
+# for blood pressure the NEWS2 zero-point floor (111) and 3-point band (<= 90) with the
+# hypertension threshold (139/89) and the ACC/AHA crisis (> 180/120) above; for glucose the
+# fasting range, ADA level-2 hypoglycaemia (< 54) and the inpatient treatment threshold (>= 180);
+# adult activity/sleep guidance otherwise. A graded word carries what a linear reading of the
+# number cannot: risk rises steeply at the extremes, and in both directions for most vitals.
 VITALS = (
-    Measure("heart_rate", "heart rate", UNITS["heart_rate"], "median", 51, 90),
-    Measure("systolic_bp", "systolic BP", UNITS["systolic_bp"], "median", 111, 139),
-    Measure("diastolic_bp", "diastolic BP", UNITS["diastolic_bp"], "median", 60, 89),
-    Measure("spo2", "SpO2", UNITS["spo2"], "median", 96, 100),
-    Measure("respiration_rate", "respiration rate", UNITS["respiration_rate"], "median", 12, 20),
-    Measure("temperature", "temperature", UNITS["temperature"], "median", 36.1, 38.0),
-    Measure("glucose", "glucose", UNITS["glucose"], "median", 70, 125),
+    Measure("heart_rate", "heart rate", UNITS["heart_rate"], "median", 51, 90, very_low=41, very_high=130),
+    Measure("systolic_bp", "systolic BP", UNITS["systolic_bp"], "median", 111, 139, very_low=91, very_high=180),
+    Measure("diastolic_bp", "diastolic BP", UNITS["diastolic_bp"], "median", 60, 89, very_high=120),
+    Measure("spo2", "SpO2", UNITS["spo2"], "median", 96, 100, very_low=92),
+    Measure("respiration_rate", "respiration rate", UNITS["respiration_rate"], "median", 12, 20, very_low=9,
+            very_high=24),
+    Measure("temperature", "temperature", UNITS["temperature"], "median", 36.1, 38.0, very_low=35.1, very_high=39.0),
+    Measure("glucose", "glucose", UNITS["glucose"], "median", 70, 125, very_low=54, very_high=179),
     Measure("weight", "weight", UNITS["weight"], "median"),
     Measure("steps", "daily steps", UNITS["steps"], "median", 5000, None),
     Measure("sleep_minutes", "sleep", UNITS["sleep_minutes"], "median", 420, 540),
 )
 # ICU labs (PhysioNet 2012 names, read as ``lab:NAME``): the worst value over the window,
-# against common adult reference ranges. GCS and urine output are the strongest single
-# mortality signals in this data set, so they come first.
+# then the latest where it differs (a GCS of 3 under sedation after surgery that is 15 by the
+# end of the window is a different patient from one still at 3), against common adult
+# reference ranges. "Very": GCS <= 8 (severe), lactate >= 4 (Surviving Sepsis), SAPS II's
+# highest-point bands for BUN (>= 84 mg/dL), bicarbonate (< 15), bilirubin (>= 6) and sodium
+# (< 125), and its high band for white cells (>= 20; only the maximum is kept, so a very low
+# count is not named); SOFA's 3-point bands for creatinine (>= 3.5) and
+# platelets (< 50); pH < 7.2, PaO2 < 60 mmHg (respiratory failure), FiO2 > 0.6,
+# haematocrit < 21 % (haemoglobin ~7 g/dL), albumin < 2.5 g/dL, potassium > 6.
+# Urine output is a rate: KDIGO's 0.5 and 0.3 mL/kg/h for a 70 kg adult (35 and 21 mL/h).
+# GCS and urine output are the strongest single mortality signals in this data set, so they
+# come first.
 LABS = (
-    Measure("lab:GCS", "GCS", "", "min", 15, None),
-    Measure("lab:Urine", "urine output", "mL", "sum", 1500, None),
-    Measure("lab:Lactate", "lactate", "", "max", None, 2.0),
-    Measure("lab:BUN", "BUN", "", "max", None, 20),
-    Measure("lab:Creatinine", "creatinine", "", "max", None, 1.2),
-    Measure("lab:HCO3", "bicarbonate", "", "min", 22, None),
-    Measure("lab:pH", "pH", "", "min", 7.35, None, decimals=2),
-    Measure("lab:PaO2", "PaO2", "", "min", 80, None),
-    Measure("lab:FiO2", "FiO2", "", "max", None, 0.21),
-    Measure("lab:WBC", "white cells", "", "max", None, 11),
-    Measure("lab:Platelets", "platelets", "", "min", 150, None),
-    Measure("lab:HCT", "haematocrit", "", "min", 36, None),
-    Measure("lab:Bilirubin", "bilirubin", "", "max", None, 1.2),
-    Measure("lab:Albumin", "albumin", "", "min", 3.5, None),
-    Measure("lab:Na", "sodium", "", "min", 135, None),
-    Measure("lab:K", "potassium", "", "max", None, 5.0),
+    Measure("lab:GCS", "GCS", "", "min", 15, None, very_low=9),
+    Measure("lab:Urine", "urine output", "mL/h", "rate", 35, None, very_low=21),
+    Measure("lab:Lactate", "lactate", "", "max", None, 2.0, very_high=3.9),
+    Measure("lab:BUN", "BUN", "", "max", None, 20, very_high=83),
+    Measure("lab:Creatinine", "creatinine", "", "max", None, 1.2, very_high=3.4),
+    Measure("lab:HCO3", "bicarbonate", "", "min", 22, None, very_low=15),
+    Measure("lab:pH", "pH", "", "min", 7.35, None, decimals=2, very_low=7.2),
+    Measure("lab:PaO2", "PaO2", "", "min", 80, None, very_low=60),
+    Measure("lab:FiO2", "FiO2", "", "max", None, 0.21, very_high=0.6),
+    Measure("lab:WBC", "white cells", "", "max", None, 11, very_high=19.9),
+    Measure("lab:Platelets", "platelets", "", "min", 150, None, very_low=50),
+    Measure("lab:HCT", "haematocrit", "", "min", 36, None, very_low=21),
+    Measure("lab:Bilirubin", "bilirubin", "", "max", None, 1.2, very_high=5.9),
+    Measure("lab:Albumin", "albumin", "", "min", 3.5, None, very_low=2.5),
+    Measure("lab:Na", "sodium", "", "min", 135, None, very_low=125),
+    Measure("lab:K", "potassium", "", "max", None, 5.0, very_high=6.0),
 )
 MEASURES = VITALS + LABS
 ICU_TYPES = {1: "coronary care unit", 2: "cardiac surgery recovery unit", 3: "medical ICU", 4: "surgical ICU"}
@@ -81,19 +100,30 @@ TREND_MIN_READINGS = 4
 TREND_FRACTION = 0.05  # halves whose medians differ by more than 5 % of the median are a trend
 
 
-def _statistics(values: pd.Series, measure: Measure) -> dict[str, float]:
+def _statistics(values: pd.Series, times: pd.Series, measure: Measure) -> dict[str, float]:
     key = measure.parameter
     if measure.statistic == "median":
-        stats = {f"{key}.median": float(values.median()), f"{key}.min": float(values.min()),
-                 f"{key}.max": float(values.max()), f"{key}.count": float(len(values))}
+        # The range is left out: its numbers cost ~40 tokens a summary that the classifier
+        # reads poorly; the NEWS2 maximum (one total, at its worst time point) and the trend
+        # word carry part of what it said about the worst heart rate, BP, SpO2 and temperature.
+        stats = {f"{key}.median": float(values.median()), f"{key}.count": float(len(values))}
         if len(values) >= TREND_MIN_READINGS:
             half = len(values) // 2
             first, last = float(values.iloc[:half].median()), float(values.iloc[half:].median())
             spread = max(abs(stats[f"{key}.median"]) * TREND_FRACTION, 1e-9)
             stats[f"{key}.trend"] = 1.0 if last - first > spread else -1.0 if first - last > spread else 0.0
         return stats
-    reduce = {"min": values.min, "max": values.max, "sum": values.sum}[measure.statistic]
-    return {f"{key}.{measure.statistic}": float(reduce())}
+    if measure.statistic == "rate":
+        # Each reading is the volume since the one before, so the interval of the first (and of
+        # any reading at the same time) is unknown: the rate is what came after it over the
+        # hours it covers. A total over an arbitrary window (the old "1,500 mL") meant different
+        # things for 6 h and 48 h. Charting that stops early dilutes the rate; the window is
+        # the caller's to choose.
+        hours = (times.iloc[-1] - times.iloc[0]).total_seconds() / 3600
+        later = values[(times > times.iloc[0]).to_numpy()]
+        return {f"{key}.rate": float(later.sum() / hours)} if hours > 0 else {}
+    reduce = {"min": values.min, "max": values.max}[measure.statistic]
+    return {f"{key}.{measure.statistic}": float(reduce()), f"{key}.latest": float(values.iloc[-1])}
 
 
 def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | None = None,
@@ -105,6 +135,7 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
     """
     clean = vitals[~vitals["artefact"].astype(bool)].dropna(subset=["value"]).sort_values("time", kind="stable")
     by_parameter = {name: group["value"] for name, group in clean.groupby("parameter", sort=False)}
+    times = {name: group["time"] for name, group in clean.groupby("parameter", sort=False)}
     features: dict[str, float] = {}
     descriptors = descriptors or {}
     if descriptors.get("Age", -1) >= 0:
@@ -115,7 +146,7 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
         features["icu_type"] = float(descriptors["ICUType"])
     for measure in MEASURES:
         if measure.parameter in by_parameter:
-            features.update(_statistics(by_parameter[measure.parameter], measure))
+            features.update(_statistics(by_parameter[measure.parameter], times[measure.parameter], measure))
     if "consciousness" in by_parameter:
         features["consciousness.worst"] = float(by_parameter["consciousness"].max())
     if "lab:MechVent" in by_parameter:
@@ -139,9 +170,13 @@ def _fmt(value: float, decimals: int | None = None) -> str:
 
 
 def _judgement(value: float, measure: Measure) -> str:
-    # One word each: every word costs training and attribution time on long ICU summaries.
+    # One or two words each: every word costs training and attribution time on long ICU summaries.
+    if measure.very_low is not None and value < measure.very_low:
+        return ", very low"
     if measure.low is not None and value < measure.low:
         return ", low"
+    if measure.very_high is not None and value > measure.very_high:
+        return ", very high"
     if measure.high is not None and value > measure.high:
         return ", high"
     return ", normal" if measure.low is not None or measure.high is not None else ""
@@ -149,30 +184,48 @@ def _judgement(value: float, measure: Measure) -> str:
 
 def _phrase(features: dict[str, float], measure: Measure) -> str | None:
     key, unit = measure.parameter, f" {measure.unit}" if measure.unit else ""
+    if measure.statistic == "rate":
+        value = features.get(f"{key}.rate")
+        if value is None:
+            return None
+        shown = _fmt(value, measure.decimals)
+        return f"{measure.words} {shown}{unit}{_judgement(float(shown), measure)}"
     if measure.statistic != "median":
         value = features.get(f"{key}.{measure.statistic}")
         if value is None:
             return None
-        word = {"min": "lowest", "max": "highest", "sum": "total"}[measure.statistic]
+        word = {"min": "lowest", "max": "highest"}[measure.statistic]
         shown = _fmt(value, measure.decimals)
-        return f"{measure.words} {word} {shown}{unit}{_judgement(float(shown), measure)}"
+        phrase = f"{measure.words} {word} {shown}{unit}{_judgement(float(shown), measure)}"
+        latest = features.get(f"{key}.latest")
+        if latest is not None:
+            now = _fmt(latest, measure.decimals)
+            # Only where the latest value is in another band than the worst: that is the news
+            # (recovered, or still deteriorating), and it keeps long ICU summaries short.
+            if _judgement(float(now), measure) != _judgement(float(shown), measure):
+                phrase += f", latest {now}{_judgement(float(now), measure)}"
+        return phrase
     median = features.get(f"{key}.median")
     if median is None:
         return None
     shown = _fmt(median, measure.decimals)
     phrase = f"{measure.words} median {shown}{unit}"
-    if features[f"{key}.min"] != features[f"{key}.max"]:
-        phrase += f" ({_fmt(features[f'{key}.min'])}-{_fmt(features[f'{key}.max'])})"
     phrase += _judgement(float(shown), measure)  # judged as printed: "90 /min, high" would contradict itself
     trend = features.get(f"{key}.trend", 0.0)
     return phrase + (", rising" if trend > 0 else ", falling" if trend < 0 else "")
+
+
+def _age_band(age: float) -> str:
+    # In words as well as the number: ICU mortality climbs with age, and a band is one token
+    # the classifier can weigh where "84" is a number it has to learn to read.
+    return "young adult" if age < 45 else "middle-aged" if age < 65 else "older" if age < 80 else "elderly"
 
 
 def features_text(features: dict[str, float]) -> str:
     """The sentence for :func:`window_features`' numbers (every number in it comes from there)."""
     phrases = []
     if "age" in features:
-        who = f"age {features['age']:.0f}"
+        who = f"age {features['age']:.0f}, {_age_band(round(features['age']))}"  # banded as printed
         if "female" in features:
             who += ", female" if features["female"] else ", male"
         phrases.append(who)
