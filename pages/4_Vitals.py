@@ -158,6 +158,10 @@ if result.skipped:
     with st.expander(f"{len(result.skipped)} trend check(s) not possible"):
         for line in result.skipped:
             st.caption(plain(line))
+if result.not_alerted:
+    with st.expander(f"{len(result.not_alerted)} reading(s) not alerted (heart-rate rises during activity)"):
+        for line in result.not_alerted:
+            st.caption(plain(line))
 
 figure = vitals_figure(result.vitals, result.news2, result.alerts)
 if figure is not None:

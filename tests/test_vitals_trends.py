@@ -312,3 +312,45 @@ def test_fitbit_export_alerts_point_at_real_readings():
     assert times == sorted(times)
     assert {a.parameter for a in report.alerts} <= {"steps", "sleep_minutes", "weight"}
     assert all(" for " in s and s.endswith(")") for s in report.skipped)
+
+
+def minute_wearable(heart_rates, steps_per_minute) -> pd.DataFrame:
+    """A wearable's minute export: heart rate and steps each minute."""
+    return pd.concat([readings(heart_rates, every="1min"),
+                      readings(steps_per_minute, "steps", every="1min")], ignore_index=True)
+
+
+def test_a_heart_rate_rise_while_walking_is_named_but_not_alerted():
+    rule = JUMPS["hr_jump"]
+    resting = [70, 71, 69, 70, 72, 70, 71, 70, 69, 70]
+    # 100 steps a minute for the 10 minutes before the rise to 110 /min: a walk, not an event.
+    walk = minute_wearable(resting + [110, 112], [0] * 2 + [100] * 10)
+    report = detect_alerts(walk, rules=(rule,))
+    assert report.alerts == () and len(report.not_alerted) == 2
+    assert report.not_alerted[0] == (
+        "Heart rate 110 /min at 2026-01-01 08:10 UTC for p1: 40 /min above the median of the previous readings, "
+        "70 /min, with 900 steps in the 10min before it: activity, not alerted (the rule sets aside rises with 500 "
+        "or more steps) (hr_jump)")
+    # The same rise sitting still is alerted, and so is a fall during the walk.
+    still = minute_wearable(resting + [110, 112], [0] * 12)
+    assert [a.direction for a in detect_alerts(still, rules=(rule,)).alerts] == ["up"]
+    fall = minute_wearable(resting + [40], [0] + [100] * 10)
+    assert [a.direction for a in detect_alerts(fall, rules=(rule,)).alerts] == ["down"]
+    # 441 steps in the window is below the rule's 500: alerted.
+    slow = minute_wearable(resting + [110], [0] * 2 + [49] * 9)
+    assert len(detect_alerts(slow, rules=(rule,)).alerts) == 1
+
+
+def test_daily_step_totals_do_not_explain_a_heart_rate_rise():
+    # A Fitbit daily total stamped at midnight says nothing about when the walking was.
+    heart = readings([70] * 10 + [110], every="1min")
+    daily = readings([12000, 11000], "steps", start="2025-12-31", every="1D")
+    report = detect_alerts(pd.concat([heart, daily], ignore_index=True), rules=(JUMPS["hr_jump"],))
+    assert len(report.alerts) == 1 and report.not_alerted == ()
+
+
+def test_an_activity_setting_that_cannot_work_is_refused():
+    with pytest.raises(ConfigError, match="activity_window 'later'"):
+        JumpRule("x", "heart_rate", 25, 3, activity_steps=500, activity_window="later")
+    with pytest.raises(ConfigError, match="activity_steps -1"):
+        JumpRule("x", "heart_rate", 25, 3, activity_steps=-1)

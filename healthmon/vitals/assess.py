@@ -32,6 +32,7 @@ class VitalsAssessment:
     skipped: tuple[str, ...]  # trend rules that could not be checked, and why
     summary: str  # the sentence for the classifier
     bp_readings: tuple[tuple[pd.Timestamp, float, float], ...] = ()  # (time, systolic, diastolic) the category averaged
+    not_alerted: tuple[str, ...] = ()  # readings a rule set aside (a heart-rate rise during activity), and why
 
     @property
     def latest_news2(self) -> dict | None:
@@ -89,4 +90,5 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
         start = mine["time"].max() - pd.Timedelta(summary_window)
         window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
-                            summarise_vitals(window, descriptors=descriptors, news2=window_news2), tuple(timed))
+                            summarise_vitals(window, descriptors=descriptors, news2=window_news2), tuple(timed),
+                            tuple(report.not_alerted))

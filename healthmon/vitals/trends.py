@@ -20,6 +20,10 @@ Two kinds of rule, both plain data (:data:`SHIFT_RULES`, :data:`JUMP_RULES`):
   flat run of identical readings has a MAD of 0) *and* at least ``min_change`` in
   canonical units, so a statistically unusual but clinically trivial wobble in a very
   steady patient stays quiet. Consecutive firing readings in one direction are one alert.
+  A rise while the patient is walking or exercising (``activity_steps`` or more steps
+  recorded in the ``activity_window`` before the reading, from a wearable that records
+  steps at least hourly) is expected and is not alerted; :attr:`AlertReport.not_alerted`
+  names each such reading, so it is never silently dropped.
 
 Artefact rows (and NaN values) are dropped first: they are never a baseline and never a
 trigger. Only readings at or before ``now`` are used. Where a rule cannot be checked as of
@@ -109,11 +113,14 @@ class AlertReport:
         alerts: sorted by time (then patient, parameter, rule).
         skipped: why a rule could not be checked for a patient as of ``now``, one sentence each.
         now: the evaluation time (readings after it were ignored); ``None`` for no readings.
+        not_alerted: readings that met a rule but were not alerted, and why (a heart-rate
+            rise during activity), one sentence each.
     """
 
     alerts: tuple[Alert, ...]
     skipped: tuple[str, ...]
     now: pd.Timestamp | None
+    not_alerted: tuple[str, ...] = ()
 
     def frame(self) -> pd.DataFrame:
         return alerts_frame(self.alerts)
@@ -200,6 +207,9 @@ class JumpRule:
         spread_floor: smallest robust SD used (a reading's precision).
         severity: severity at ``min_change``; one level higher at twice ``min_change``.
         why: the clinical reason for ``min_change``.
+        activity_steps: a rise with at least this many steps recorded in the
+            ``activity_window`` before it is activity, not an alert (0: never).
+        activity_window: how far back the steps count, e.g. ``"10min"``.
     """
 
     rule_id: str
@@ -212,9 +222,18 @@ class JumpRule:
     lookback: str = "14D"
     severity: str = "medium"
     why: str = ""
+    activity_steps: float = 0.0
+    activity_window: str = "10min"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.activity_steps < 0:
+            problems.append(f"activity_steps {self.activity_steps!r} (0 to turn it off, or a positive count)")
+        try:
+            if pd.Timedelta(self.activity_window) <= pd.Timedelta(0):
+                problems.append(f"activity_window {self.activity_window!r} (a positive duration)")
+        except ValueError:
+            problems.append(f"activity_window {self.activity_window!r} (a duration such as '10min')")
         if not self.min_change > 0 or not self.spread_floor > 0 or not self.robust_sds > 0:
             problems.append(f"min_change {self.min_change!r}, spread_floor {self.spread_floor!r} and robust_sds "
                             f"{self.robust_sds!r} (all positive)")
@@ -273,7 +292,10 @@ SHIFT_RULES: tuple[ShiftRule, ...] = (
 JUMP_RULES: tuple[JumpRule, ...] = (
     JumpRule("hr_jump", "heart_rate", 25.0, SPREAD_FLOORS["heart_rate"],
              why="25 /min is wider than the 20 /min NEWS2 heart-rate bands above 90 and beyond the rise of "
-                 "standing up; a new arrhythmia, fever, bleeding or pain moves it this much."),
+                 "standing up; a new arrhythmia, fever, bleeding or pain moves it this much. Not during activity: "
+                 "500 steps in 10 minutes is walking (brisk walking is about 100 steps a minute), and a wearable "
+                 "sees the heart rate rise with every walk.",
+             activity_steps=500.0),
     JumpRule("sbp_jump", "systolic_bp", 30.0, SPREAD_FLOORS["systolic_bp"],
              why="30 mmHg is well beyond visit-to-visit variability (about 10-15 mmHg); a fall from the 120s or "
                  "lower crosses NEWS2 systolic bands (10 mmHg wide under 111); a fall suggests bleeding, sepsis or over-treatment, a "
@@ -317,7 +339,9 @@ def detect_alerts(vitals: pd.DataFrame, *, now: str | pd.Timestamp | None = None
         artefacts.setdefault(str(parameter), {})[str(patient)] = int(count)
     alerts: list[Alert] = []
     skipped: list[str] = []
+    not_alerted: list[str] = []
     present = set(clean["parameter"]) | set(artefacts)
+    steps = clean[clean["parameter"] == "steps"]
     for rule in rules:
         if rule.parameter not in present:
             continue
@@ -329,13 +353,17 @@ def detect_alerts(vitals: pd.DataFrame, *, now: str | pd.Timestamp | None = None
                 skipped.append(f"{rule.parameter} for {patient}: no usable readings "
                                f"({artefacts[rule.parameter][patient]} artefact(s) left out) ({rule.rule_id})")
                 continue
-            check = _shift_alerts if isinstance(rule, ShiftRule) else _jump_alerts
-            found, why_not = check(own, rule, patient, now)
+            if isinstance(rule, ShiftRule):
+                found, why_not = _shift_alerts(own, rule, patient, now)
+            else:
+                found, why_not, during_activity = _jump_alerts(own, rule, patient, now,
+                                                               steps[steps["patient_id"] == patient])
+                not_alerted.extend(during_activity)
             alerts.extend(found)
             if why_not:
                 skipped.append(f"{rule.parameter} for {patient}: {why_not} ({rule.rule_id})")
     alerts.sort(key=lambda a: (a.time, a.patient_id, a.parameter, a.rule_id))
-    return AlertReport(tuple(alerts), tuple(skipped), now)
+    return AlertReport(tuple(alerts), tuple(skipped), now, tuple(not_alerted))
 
 
 def rolling_baseline(vitals: pd.DataFrame, parameter: str, window: str = "28D", *, sds: float = 3.0,
@@ -587,8 +615,18 @@ def _baseline_phrase(rule: ShiftRule) -> str:
 
 # --- sudden jumps -----------------------------------------------------------------------------
 
-def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timestamp
-                 ) -> tuple[list[Alert], str | None]:
+def _timed_steps(steps: pd.DataFrame) -> pd.DataFrame | None:
+    """The patient's step readings if they are counts over short intervals (at least hourly);
+    ``None`` for daily totals, whose timestamp says nothing about when the walking was."""
+    if len(steps) < 2:
+        return None
+    ordered = steps.sort_values("time", kind="stable")
+    spacing = ordered["time"].diff().dropna()
+    return ordered if spacing.median() <= pd.Timedelta("1h") else None
+
+
+def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timestamp, steps: pd.DataFrame
+                 ) -> tuple[list[Alert], str | None, list[str]]:
     ordered = own.sort_values("time", kind="stable")
     times = list(ordered["time"])
     values = [float(v) for v in ordered["value"]]
@@ -605,6 +643,7 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
         difference = value - median
         if abs(difference) > rule.robust_sds * spread and abs(difference) >= rule.min_change - TOLERANCE:
             fired.append((index, median, spread, difference))
+    fired, during_activity = _set_aside_activity(fired, times, values, rule, patient, steps)
     why_not = None
     if not checked:
         why_not = (f"{len(values)} reading(s) up to {now:%Y-%m-%d}, a sudden-jump check needs {rule.min_history} "
@@ -636,7 +675,36 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
         alerts.append(Alert(patient, rule.parameter, "sudden_jump", "up" if difference > 0 else "down", severity,
                             time, message + ".", median, value, difference, unit, rule.rule_id, rule.min_change,
                             rule.describe(), readings))
-    return alerts, why_not
+    return alerts, why_not, during_activity
+
+
+def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: list[pd.Timestamp],
+                        values: list[float], rule: JumpRule, patient: str, steps: pd.DataFrame
+                        ) -> tuple[list[tuple[int, float, float, float]], list[str]]:
+    """Rises with ``rule.activity_steps`` or more steps in the window before them are taken
+    out of ``fired``; each is named in a sentence instead. Falls are never explained by activity."""
+    timed = _timed_steps(steps) if rule.activity_steps > 0 else None
+    if timed is None:
+        return fired, []
+    window = pd.Timedelta(rule.activity_window)
+    step_times, step_counts = list(timed["time"]), [float(v) for v in timed["value"]]
+    kept, during_activity = [], []
+    name = NAMES.get(rule.parameter, rule.parameter)
+    for hit in fired:
+        index, median, _, difference = hit
+        time = times[index]
+        # Steps stamped in (time - window, time]: the walking that led up to the reading.
+        walked = sum(step_counts[bisect_right(step_times, time - window):bisect_right(step_times, time)])
+        if difference > 0 and walked >= rule.activity_steps:
+            during_activity.append(
+                f"{name} {_quantity(values[index], rule.parameter)} at {_clock(time)} for {patient}: "
+                f"{_amount(difference, rule.parameter)} above the median of the previous readings, "
+                f"{_quantity(median, rule.parameter)}, with {walked:.0f} steps in the {rule.activity_window} "
+                f"before it: activity, not alerted (the rule sets aside rises with {rule.activity_steps:.0f} "
+                f"or more steps) ({rule.rule_id})")
+        else:
+            kept.append(hit)
+    return kept, during_activity
 
 
 # --- helpers ----------------------------------------------------------------------------------
