@@ -7,8 +7,9 @@ and explain); the classifier is trained on those sentences with the project's ow
 calibration, 20 % test). On the same test stays:
   (a) SAPS-I from ``Outcomes-a.txt`` (a missing score, -1, counts as the median),
   (b) the maximum NEWS2 over the stay (4 h look-back),
-  (c) logistic regression on exactly the numbers the sentence is written from
-      (``window_features``; median imputation with missing-value indicators, scaled),
+  (c) logistic regression on every number the sentence is written from (``window_features``,
+      including the latest lab values and reading counts the sentence leaves out; median
+      imputation with missing-value indicators, scaled),
       trained on the same train + validation stays.
 AUROC and AUPRC with 95 % bootstrap intervals (stays resampled, 2,000 times). Pass several
 ``--seeds`` to repeat everything on different stratified splits rather than tune to one.
@@ -172,7 +173,8 @@ def main() -> None:
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--mode", default="lora", choices=["lora", "full", "head"])
-    parser.add_argument("--max-length", type=int, default=256, help="tokens; ICU summaries run to ~240 (median), ~280 at most")
+    parser.add_argument("--max-length", type=int, default=288,
+                        help="tokens; ICU summaries run to ~231 (median), 265 (90th percentile), 311 at most")
     parser.add_argument("--max-steps", type=int, default=-1, help="cap optimiser steps (smoke runs)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the mode's)")
     parser.add_argument("--epochs", type=float, default=None, help="epoch budget (default: from the data size)")
