@@ -63,15 +63,20 @@ def feature_matrix(stays: list[dict], names: list[str]) -> np.ndarray:
     return np.array([[s["features"].get(n, np.nan) for n in names] for s in stays], dtype=float)
 
 
-def logistic_regression(train: list[dict], test: list[dict]) -> np.ndarray:
+def logistic_pipeline():  # noqa: ANN201 (sklearn is imported lazily)
+    """Baseline (c): median imputation with missing-value indicators, scaled, logistic regression."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                         StandardScaler(), LogisticRegression(max_iter=5000))
+
+
+def logistic_regression(train: list[dict], test: list[dict]) -> np.ndarray:
     names = sorted({n for s in train for n in s["features"]})
-    model = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                          StandardScaler(), LogisticRegression(max_iter=5000))
+    model = logistic_pipeline()
     model.fit(feature_matrix(train, names), [s["died"] for s in train])
     return model.predict_proba(feature_matrix(test, names))[:, 1]
 

@@ -27,15 +27,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main() -> None:
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from transformers import AutoTokenizer
 
     from healthmon.config import bundled_base_model_dir
-    from physionet_bench import feature_matrix, load_stays
+    from physionet_bench import feature_matrix, load_stays, logistic_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
@@ -48,8 +46,7 @@ def main() -> None:
     y = np.array([s["died"] for s in stays])
     folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
     names = sorted({n for s in stays for n in s["features"]})
-    numbers = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                            StandardScaler(), LogisticRegression(max_iter=5000))
+    numbers = logistic_pipeline()
     words = make_pipeline(CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3),
                           LogisticRegression(max_iter=5000, C=0.03))
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-missing columns in a fold

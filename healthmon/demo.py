@@ -13,8 +13,6 @@ from healthmon.types import Note
 DEMO_NOTES_FILE = "synthetic_demo_notes.csv"
 
 
-
-
 def demo_notes(n_notes: int, seed: int) -> list[Note]:
     """``n_notes`` synthetic clinical notes.
 

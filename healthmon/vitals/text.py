@@ -134,8 +134,8 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
     :func:`healthmon.vitals.series.news2_over_time`) are optional.
     """
     clean = vitals[~vitals["artefact"].astype(bool)].dropna(subset=["value"]).sort_values("time", kind="stable")
-    by_parameter = {name: group["value"] for name, group in clean.groupby("parameter", sort=False)}
-    times = {name: group["time"] for name, group in clean.groupby("parameter", sort=False)}
+    groups = dict(tuple(clean.groupby("parameter", sort=False)))
+    by_parameter = {name: group["value"] for name, group in groups.items()}
     features: dict[str, float] = {}
     descriptors = descriptors or {}
     if descriptors.get("Age", -1) >= 0:
@@ -146,7 +146,7 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
         features["icu_type"] = float(descriptors["ICUType"])
     for measure in MEASURES:
         if measure.parameter in by_parameter:
-            features.update(_statistics(by_parameter[measure.parameter], times[measure.parameter], measure))
+            features.update(_statistics(by_parameter[measure.parameter], groups[measure.parameter]["time"], measure))
     if "consciousness" in by_parameter:
         features["consciousness.worst"] = float(by_parameter["consciousness"].max())
     if "lab:MechVent" in by_parameter:
@@ -196,13 +196,14 @@ def _phrase(features: dict[str, float], measure: Measure) -> str | None:
             return None
         word = {"min": "lowest", "max": "highest"}[measure.statistic]
         shown = _fmt(value, measure.decimals)
-        phrase = f"{measure.words} {word} {shown}{unit}{_judgement(float(shown), measure)}"
+        band = _judgement(float(shown), measure)
+        phrase = f"{measure.words} {word} {shown}{unit}{band}"
         latest = features.get(f"{key}.latest")
         if latest is not None:
             now = _fmt(latest, measure.decimals)
             # Only where the latest value is in another band than the worst: that is the news
             # (recovered, or still deteriorating), and it keeps long ICU summaries short.
-            if _judgement(float(now), measure) != _judgement(float(shown), measure):
+            if _judgement(float(now), measure) != band:
                 phrase += f", latest {now}{_judgement(float(now), measure)}"
         return phrase
     median = features.get(f"{key}.median")

@@ -191,6 +191,14 @@ class ShiftRule:
         return f"{self.label} {recent} at least {amount} {side} {_baseline_phrase(self)}"
 
 
+def _duration_problems(field: str, value: str, example: str) -> list[str]:
+    """What is wrong with a rule's duration field, for its ConfigError (empty when nothing)."""
+    try:
+        return [] if pd.Timedelta(value) > pd.Timedelta(0) else [f"{field} {value!r} (a positive duration)"]
+    except ValueError:
+        return [f"{field} {value!r} (a duration such as '{example}')"]
+
+
 @dataclass(frozen=True)
 class JumpRule:
     """A sudden jump: one reading far from the median of the patient's previous readings.
@@ -229,11 +237,7 @@ class JumpRule:
         problems = []
         if self.activity_steps < 0:
             problems.append(f"activity_steps {self.activity_steps!r} (0 to turn it off, or a positive count)")
-        try:
-            if pd.Timedelta(self.activity_window) <= pd.Timedelta(0):
-                problems.append(f"activity_window {self.activity_window!r} (a positive duration)")
-        except ValueError:
-            problems.append(f"activity_window {self.activity_window!r} (a duration such as '10min')")
+        problems += _duration_problems("activity_window", self.activity_window, "10min")
         if not self.min_change > 0 or not self.spread_floor > 0 or not self.robust_sds > 0:
             problems.append(f"min_change {self.min_change!r}, spread_floor {self.spread_floor!r} and robust_sds "
                             f"{self.robust_sds!r} (all positive)")
@@ -241,11 +245,7 @@ class JumpRule:
             problems.append(f"min_history {self.min_history!r} (1 to history={self.history})")
         if self.severity not in SEVERITIES:
             problems.append(f"severity {self.severity!r} (use one of {', '.join(SEVERITIES)})")
-        try:
-            if pd.Timedelta(self.lookback) <= pd.Timedelta(0):
-                problems.append(f"lookback {self.lookback!r} (a positive duration)")
-        except ValueError:
-            problems.append(f"lookback {self.lookback!r} (a duration such as '14D')")
+        problems += _duration_problems("lookback", self.lookback, "14D")
         if problems:
             raise ConfigError(f"a valid jump rule {self.rule_id!r}", "; ".join(problems), "fix those fields")
 
