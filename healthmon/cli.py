@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0 = off)")
     train.add_argument("--select-by", choices=["macro_f1", "loss"], default="macro_f1",
                        help="validation figure that picks the best epoch; loss for a rare outcome")
+    train.add_argument("--head-init", choices=["random", "probe"], default="random",
+                       help="probe: fit the head as a logistic regression on the frozen encoder first (LP-FT)")
     train.add_argument("--max-length", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lora-r", type=int, default=16)
@@ -214,6 +216,8 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     for key in ("test", "validation", "before_finetune"):
         if isinstance(out.get(key), dict):
             out[key] = slim(out[key])
+    if isinstance(out.get("head_init", {}).get("test"), dict):
+        out["head_init"] = {**out["head_init"], "test": slim(out["head_init"]["test"])}
     return out
 
 
@@ -232,6 +236,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         warmup_ratio=args.warmup_ratio,
         early_stopping_patience=args.patience,
         select_by=args.select_by,
+        head_init=args.head_init,
         max_length=args.max_length,
         max_steps=args.max_steps,
         lora_r=args.lora_r,

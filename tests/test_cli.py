@@ -38,13 +38,15 @@ def notes_csv(tmp_path: Path) -> Path:
 
 def test_train_predict_evaluate_round_trip(tmp_path, settings, notes_csv):
     out = tmp_path / "version"
-    train = run_cli(["train", "--data", str(notes_csv), "--mode", "head", "--max-steps", "2", "--out", str(out), "--no-progress"], settings)
+    train = run_cli(["train", "--data", str(notes_csv), "--mode", "head", "--head-init", "probe", "--max-steps", "2",
+                     "--out", str(out), "--no-progress"], settings)
     assert train.returncode == 0, train.stderr
     lines = train.stdout.strip().splitlines()
     assert len(lines) == 1, "stdout must hold exactly one JSON line"
     metrics = json.loads(lines[0])
     assert {"accuracy", "macro_f1", "ece", "ece_uncalibrated", "auroc_macro"} <= set(metrics["test"])
     assert "before_finetune" in metrics and metrics["version"] == str(out)
+    assert metrics["head_init"]["method"] == "probe" and "reliability" not in metrics["head_init"]["test"]
     assert "1 rejected" in train.stderr and "rejected line 38" in train.stderr
 
     evaluate = run_cli(["evaluate", "--model", str(out), "--data", str(notes_csv)], settings)

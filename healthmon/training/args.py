@@ -48,6 +48,9 @@ class TrainArgs:
         max_steps: stop after this many optimiser steps (-1 = run the epochs); for smoke tests.
         early_stopping_patience: epochs without improvement before stopping (0 = never stop early).
         select_by: the validation figure that picks the best epoch: ``macro_f1`` or ``loss``.
+        head_init: ``random`` (the base model's fresh head) or ``probe`` (fit the head as a
+            logistic regression on the frozen encoder's features first, then fine-tune:
+            :mod:`healthmon.training.probe`); not with ``init_from``, which keeps its parent's head.
     """
 
     mode: Mode = "lora"
@@ -64,6 +67,7 @@ class TrainArgs:
     # majority class for every note, macro-F1 stays flat although the ranking improves, so the
     # first epoch would be kept.
     select_by: Literal["macro_f1", "loss"] = "macro_f1"
+    head_init: Literal["random", "probe"] = "random"
     max_length: int | None = None
     max_steps: int = -1
     lora_r: int = 16
@@ -96,6 +100,14 @@ class TrainArgs:
             raise _bad("warmup_ratio", self.warmup_ratio, "in [0, 1)", "try 0.06")
         if self.early_stopping_patience < 0:
             raise _bad("early_stopping_patience", self.early_stopping_patience, ">= 0", "0 disables it")
+        if self.head_init not in ("random", "probe"):
+            raise _bad("head_init", self.head_init, "random or probe", "pass --head-init random|probe")
+        if self.head_init == "probe" and self.init_from:
+            raise ConfigError(
+                "head_init='random' when continuing from a version (its trained head is kept)",
+                f"head_init='probe' with init_from={self.init_from!r}",
+                "drop --head-init probe, or train a fresh model without --init-from",
+            )
         if self.max_length is not None and not 16 <= self.max_length <= 512:
             raise _bad("max_length", self.max_length, "between 16 and 512 tokens", "try 256")
         if self.max_steps == 0 or self.max_steps < -1:

@@ -49,6 +49,7 @@ from healthmon.training.args import TrainArgs, auto_epochs
 from healthmon.training.calibration import fit_temperature, tune_thresholds
 from healthmon.training.data import DataReport, Example, Splits, build_splits
 from healthmon.training.metrics import classification_metrics
+from healthmon.training.probe import fit_probe_head
 from healthmon.types import Note
 
 
@@ -225,6 +226,17 @@ def train(
         before_probs = calibrated_probabilities(untrained.logits(test_texts), 1.0, multi_label)
         before = classification_metrics(before_probs, test_targets, splits.labels, multi_label=multi_label)
 
+    head_init: dict[str, Any] = {"method": "random"}
+    if args.head_init == "probe":
+        head_init = fit_probe_head(model, tokenizer, splits.train, splits.validation, splits.labels,
+                                   multi_label=multi_label, max_length=max_length, device=device)
+        if _is_main_process():
+            # The probe alone, on the same test notes: what the fine-tune starts from and must beat.
+            probed = Classifier(model, tokenizer, card_stub, device=settings.device, precision="fp32")
+            head_init["test"] = classification_metrics(
+                calibrated_probabilities(probed.logits(test_texts), 1.0, multi_label), test_targets,
+                splits.labels, multi_label=multi_label)
+
     model = _prepare_model(model, args)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_set = _encode(tokenizer, splits.train, splits.labels, multi_label, max_length)
@@ -278,6 +290,12 @@ def train(
             compute_metrics=_compute_metrics_fn(multi_label),
             callbacks=callbacks,
         )
+        start_metric, start_state = None, None
+        if args.head_init == "probe" and per_epoch:
+            # The fitted head alone is a candidate too (an "epoch 0"): a fine-tune that never
+            # beats its starting point on validation is not kept.
+            start_metric = float(trainer.evaluate()[f"eval_{args.select_by}"])
+            start_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
         started = time.perf_counter()
         output = trainer.train()
         wall_s = time.perf_counter() - started
@@ -285,6 +303,13 @@ def train(
         trainer.accelerator.wait_for_everyone()
         log_history = list(trainer.state.log_history)
         best_checkpoint_metric = trainer.state.best_metric
+        if start_metric is not None:
+            fine_tune_value = best_checkpoint_metric if best_checkpoint_metric is not None else start_metric
+            start_wins = start_metric < fine_tune_value if args.select_by == "loss" else start_metric > fine_tune_value
+            head_init.update({f"val_{args.select_by}": start_metric, "kept_instead_of_fine_tune": start_wins})
+            if start_wins:
+                trainer.model.load_state_dict(start_state)
+                best_checkpoint_metric = start_metric
         world = training_args.world_size
     finally:
         if _is_main_process():
@@ -333,6 +358,7 @@ def train(
         "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_raw": test_raw["macro_f1"]},
         "validation": validation,
         "before_finetune": before,
+        "head_init": head_init,
         "temperature": temperature,
         "thresholds": thresholds,
         "precision_check": precision_check,
