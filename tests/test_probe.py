@@ -128,3 +128,24 @@ def test_a_fine_tune_that_never_beats_its_fitted_head_on_validation_is_not_kept(
     assert probe["kept_instead_of_fine_tune"] is True
     assert result.metrics["train"]["best_val_loss"] == probe["val_loss"]
     assert result.metrics["test"]["auroc_macro"] == pytest.approx(probe["test"]["auroc_macro"], abs=1e-9)
+
+
+def test_lora_keeps_the_probe_through_save_and_reload(settings, notes):
+    # LoRA (the default mode) wraps the model after the probe: the fitted head must reach the
+    # adapter's saved head, and a restored start must be what a reload scores.
+    from healthmon.model.classifier import Classifier, calibrated_probabilities
+    from healthmon.training.metrics import classification_metrics
+    from healthmon.training.trainer import train_splits_only
+
+    args = TrainArgs(mode="lora", head_init="probe", epochs=1, batch_size=8, learning_rate=0.5, select_by="loss",
+                     calibrate=False, early_stopping_patience=0, lora_target_modules=("query", "value"))
+    result = train(notes, args, out_dir=settings.data_dir / "lora-probe", settings=settings, progress=False)
+    assert result.metrics["head_init"]["kept_instead_of_fine_tune"] is True
+
+    splits, _ = train_splits_only(notes, args, settings)
+    reloaded = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    probs = calibrated_probabilities(reloaded.logits([e.text for e in splits.test]), 1.0, False)
+    again = classification_metrics(probs, targets_for(splits.test, reloaded.card.labels, False), reloaded.card.labels,
+                                   multi_label=False)
+    assert again["auroc_macro"] == pytest.approx(result.metrics["head_init"]["test"]["auroc_macro"], abs=1e-9)
+    assert again["ece"] == pytest.approx(result.metrics["head_init"]["test"]["ece"], abs=1e-6)

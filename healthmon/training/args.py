@@ -101,12 +101,12 @@ class TrainArgs:
         if self.early_stopping_patience < 0:
             raise _bad("early_stopping_patience", self.early_stopping_patience, ">= 0", "0 disables it")
         if self.head_init not in ("random", "probe"):
-            raise _bad("head_init", self.head_init, "random or probe", "pass --head-init random|probe")
+            raise _bad("head_init", self.head_init, "random or probe", "use head_init='probe' (--head-init probe) or leave the default")
         if self.head_init == "probe" and self.init_from:
             raise ConfigError(
                 "head_init='random' when continuing from a version (its trained head is kept)",
                 f"head_init='probe' with init_from={self.init_from!r}",
-                "drop --head-init probe, or train a fresh model without --init-from",
+                "leave head_init at its default for retrain; the probe is for a fresh model (healthmon train)",
             )
         if self.max_length is not None and not 16 <= self.max_length <= 512:
             raise _bad("max_length", self.max_length, "between 16 and 512 tokens", "try 256")

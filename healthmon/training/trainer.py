@@ -228,8 +228,12 @@ def train(
 
     head_init: dict[str, Any] = {"method": "random"}
     if args.head_init == "probe":
+        if on_progress is not None:
+            on_progress(0.0, "fitting the head on the frozen encoder's features")
+        # Under torchrun each rank fits the same probe (same notes, deterministic regression) on its own GPU.
+        local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
         head_init = fit_probe_head(model, tokenizer, splits.train, splits.validation, splits.labels,
-                                   multi_label=multi_label, max_length=max_length, device=device)
+                                   multi_label=multi_label, max_length=max_length, device=local)
         if _is_main_process():
             # The probe alone, on the same test notes: what the fine-tune starts from and must beat.
             probed = Classifier(model, tokenizer, card_stub, device=settings.device, precision="fp32")
@@ -295,7 +299,9 @@ def train(
             # The fitted head alone is a candidate too (an "epoch 0"): a fine-tune that never
             # beats its starting point on validation is not kept.
             start_metric = float(trainer.evaluate()[f"eval_{args.select_by}"])
-            start_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            # Only what training changes, kept on the CPU: a full copy would double GPU memory.
+            start_state = {name: parameter.detach().to("cpu", copy=True)
+                           for name, parameter in model.named_parameters() if parameter.requires_grad}
         started = time.perf_counter()
         output = trainer.train()
         wall_s = time.perf_counter() - started
@@ -308,7 +314,10 @@ def train(
             start_wins = start_metric < fine_tune_value if args.select_by == "loss" else start_metric > fine_tune_value
             head_init.update({f"val_{args.select_by}": start_metric, "kept_instead_of_fine_tune": start_wins})
             if start_wins:
-                trainer.model.load_state_dict(start_state)
+                with torch.no_grad():
+                    for name, parameter in trainer.model.named_parameters():
+                        if name in start_state:
+                            parameter.copy_(start_state[name])
                 best_checkpoint_metric = start_metric
         world = training_args.world_size
     finally:
