@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -27,47 +29,47 @@ def _model_probabilities(model: torch.nn.Module, tokenizer, texts: list[str], mu
     return (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).numpy()
 
 
+def _probe_setup(base: Path, notes: list, labels: tuple[str, ...], problem_type: str):  # noqa: ANN202
+    """A fresh tiny model, alternate notes as train / validation, and their frozen features
+    standardised as the probe does (computed before the probe changes the head; the
+    features it reads do not depend on the head)."""
+    examples = [Example(text=n.text, labels=n.labels) for n in notes]
+    train_set, validation = examples[::2], examples[1::2]
+    model = build_model(str(base), labels, problem_type)
+    tokenizer = load_tokenizer(str(base))
+    x_train = head_features(model, tokenizer, [e.text for e in train_set], 64, CPU)
+    x_val = head_features(model, tokenizer, [e.text for e in validation], 64, CPU)
+    mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    return model, tokenizer, train_set, validation, (x_train - mean) / scale, (x_val - mean) / scale
+
+
 @pytest.mark.parametrize("labels", [("cancer", "diabetes"), ("cancer", "diabetes", "hypertension")])
 def test_single_label_probe_layer_gives_the_fitted_regressions_probabilities(tiny_base_model, labels):
     notes = [n for n in make_notes(12) if n.labels[0] in labels]
-    examples = [Example(text=n.text, labels=n.labels) for n in notes]
-    train_set, validation = examples[::2], examples[1::2]
-    model = build_model(str(tiny_base_model), labels, SINGLE_LABEL)
-    tokenizer = load_tokenizer(str(tiny_base_model))
-    features = head_features(model, tokenizer, [e.text for e in train_set], 64, CPU)
+    model, tokenizer, train_set, validation, z_train, z_val = _probe_setup(tiny_base_model, notes, labels, SINGLE_LABEL)
 
     info = fit_probe_head(model, tokenizer, train_set, validation, labels, multi_label=False, max_length=64, device=CPU)
 
     # The same regression fitted independently on standardised features must give the
     # probabilities the model now gives from raw text: the scaling is folded in correctly.
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    reference = LogisticRegression(C=info["C"], max_iter=2000).fit(
-        (features - mean) / scale, targets_for(train_set, labels, False))
-    texts = [e.text for e in validation]
-    expected = reference.predict_proba((head_features(model, tokenizer, texts, 64, CPU) - mean) / scale)
-    np.testing.assert_allclose(_model_probabilities(model, tokenizer, texts, False), expected, atol=1e-4)
+    reference = LogisticRegression(C=info["C"], max_iter=2000).fit(z_train, targets_for(train_set, labels, False))
+    got = _model_probabilities(model, tokenizer, [e.text for e in validation], False)
+    np.testing.assert_allclose(got, reference.predict_proba(z_val), atol=1e-4)
     assert info["features"] == 32 and info["train_notes"] == len(train_set) and info["val_log_loss"] > 0
 
 
 def test_multi_label_probe_fits_one_regression_per_label(tiny_base_model):
     labels = ("cancer", "diabetes", "hypertension")
-    notes = make_notes(12, multi=True)
-    examples = [Example(text=n.text, labels=n.labels) for n in notes]
-    train_set, validation = examples[::2], examples[1::2]
-    model = build_model(str(tiny_base_model), labels, MULTI_LABEL)
-    tokenizer = load_tokenizer(str(tiny_base_model))
-    features = head_features(model, tokenizer, [e.text for e in train_set], 64, CPU)
+    model, tokenizer, train_set, validation, z_train, z_val = _probe_setup(
+        tiny_base_model, make_notes(12, multi=True), labels, MULTI_LABEL)
 
     info = fit_probe_head(model, tokenizer, train_set, validation, labels, multi_label=True, max_length=64, device=CPU)
 
     assert set(info["C"]) == set(labels)
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
     targets = targets_for(train_set, labels, True)
-    texts = [e.text for e in validation]
-    z_val = (head_features(model, tokenizer, texts, 64, CPU) - mean) / scale
-    got = _model_probabilities(model, tokenizer, texts, True)
+    got = _model_probabilities(model, tokenizer, [e.text for e in validation], True)
     for j, label in enumerate(labels):
-        reference = LogisticRegression(C=info["C"][label], max_iter=2000).fit((features - mean) / scale, targets[:, j])
+        reference = LogisticRegression(C=info["C"][label], max_iter=2000).fit(z_train, targets[:, j])
         np.testing.assert_allclose(got[:, j], reference.predict_proba(z_val)[:, 1], atol=1e-4)
 
 

@@ -102,7 +102,8 @@ def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Examp
         for j, label in enumerate(labels):
             _require_both_outcomes(label, y_train[:, j])
     else:
-        missing = [labels[i] for i in range(n_labels) if i not in set(y_train.tolist())]
+        present = set(y_train.tolist())
+        missing = [labels[i] for i in range(n_labels) if i not in present]
         if missing:
             raise ConfigError("every label among the training notes (a probe fits all of them)",
                               f"no training note labelled {', '.join(map(repr, missing))}",
