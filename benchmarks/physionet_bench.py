@@ -138,7 +138,7 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
              for s in by_text.values()]
     train_args = TrainArgs(mode=args.mode, seed=seed, max_length=args.max_length, max_steps=args.max_steps,
                            label_order=(SURVIVED, DIED), select_by=args.select_by, learning_rate=args.lr,
-                           epochs=args.epochs, head_init=args.head_init)
+                           epochs=args.epochs, head_init=args.head_init, pooling=args.pooling)
     with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         splits, _ = train_splits_only(notes, train_args, settings)
@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="epoch budget (default: from the data size)")
     parser.add_argument("--head-init", default="random", choices=["random", "probe"],
                         help="probe: start the fine-tune from a logistic-regression head on the frozen encoder (LP-FT)")
+    parser.add_argument("--pooling", default=None, choices=["cls", "mean"],
+                        help="what the head reads: the pooled [CLS] vector (default) or the mean of the tokens")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N stays (smoke runs)")
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--select-by", default="loss", choices=["loss", "macro_f1"],

@@ -1,12 +1,21 @@
 """What the PhysioNet ICU summaries carry, in minutes rather than the hour a fine-tune takes:
-5-fold cross-validation (two repeats) over all 3,000 stays of
-  * logistic regression on the numbers (``window_features``, as ``physionet_bench.py`` fits it), and
+  * logistic regression on the numbers (``window_features``, as ``physionet_bench.py`` fits it),
   * a bag-of-words logistic regression on the sentence's words with the numbers dropped (what
-    the band words alone say).
-Use it to check a change to ``healthmon/vitals/text.py`` before spending a training run; it
-trains nothing on a single split, so it does not tune to one.
+    the band words alone say), and, with ``--encoder``,
+  * logistic regression on the frozen base encoder's mean-pooled hidden states, one layer at a
+    time (what the encoder carries before any fine-tuning; the classifier's head reads only
+    the last layer's [CLS] position through BERT's pooler).
 
-    python benchmarks/physionet_features_cv.py            # about 3 minutes on 2 CPU cores
+By default this is 5-fold cross-validation (two repeats) over all 3,000 stays, so it trains
+nothing on a single split and does not tune to one: use it to check a change to
+``healthmon/vitals/text.py`` before spending a training run. ``--splits 2 3`` instead scores
+the same methods on the test stays of ``physionet_bench.py --seeds 2 3`` (the trainer's
+stratified splits), fitted on their training and validation stays, to set a fine-tune's result
+beside them. There, the regularisation of the text and encoder models is chosen by 5-fold
+cross-validation inside the fitted stays, never on the test stays.
+
+    python benchmarks/physionet_features_cv.py                        # ~3 min on 2 CPU cores
+    python benchmarks/physionet_features_cv.py --splits 2 3 --encoder  # ~6 min
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -24,12 +35,37 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+REGULARISATION = (0.003, 0.01, 0.03, 0.1)
+
+
+def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
+    """Mean-pooled hidden states of the bundled base encoder: (texts, layers + 1, hidden);
+    index 0 is the embedding layer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from healthmon.config import bundled_base_model_dir
+
+    folder = str(bundled_base_model_dir())
+    tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    pooled = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            hidden_states = encoder(**batch, output_hidden_states=True).hidden_states
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled.append(torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hidden_states], 1).numpy())
+    return np.concatenate(pooled)
+
 
 def main() -> None:
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from transformers import AutoTokenizer
 
     from healthmon.config import bundled_base_model_dir
@@ -38,26 +74,77 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=os.environ.get("HEALTHMON_SHARED_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--limit", type=int, default=None, help="read only the first N stays (smoke runs)")
+    parser.add_argument("--splits", nargs="+", type=int, default=None,
+                        help="score on the test stays of physionet_bench.py --seeds ... instead of cross-validating")
+    parser.add_argument("--encoder", action="store_true", help="add the frozen encoder's layers (~3 min to encode)")
+    parser.add_argument("--max-length", type=int, default=288, help="tokens per summary for --encoder")
     args = parser.parse_args()
     folder = Path(args.shared) / "physionet2012"
     if not (folder / "set-a.tar.gz").is_file():
         raise SystemExit(f"{folder}/set-a.tar.gz not found: set --shared or HEALTHMON_SHARED_DATA_DIR")
     stays, read_s = load_stays(folder, args.limit)
     y = np.array([s["died"] for s in stays])
-    folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
+    texts = [s["text"] for s in stays]
     names = sorted({n for s in stays for n in s["features"]})
-    numbers = logistic_pipeline()
-    words = make_pipeline(CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3),
-                          LogisticRegression(max_iter=5000, C=0.03))
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-missing columns in a fold
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # LogisticRegressionCV's 1.10 renames
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_base_model_dir()))
-    lengths = np.array([len(tokenizer(s["text"])["input_ids"]) for s in stays])
+    lengths = np.array([len(tokenizer(text)["input_ids"]) for text in texts])
     print(f"{len(stays)} stays ({y.sum()} deaths), read in {read_s:.0f} s; summary tokens median "
           f"{np.median(lengths):.0f}, 90th percentile {np.percentile(lengths, 90):.0f}, max {lengths.max()}")
-    for label, model, data in (("logistic regression on the numbers", numbers, feature_matrix(stays, names)),
-                               ("bag of words on the sentence (numbers dropped)", words, [s["text"] for s in stays])):
-        scores = cross_val_score(model, data, y, cv=folds, scoring="roc_auc")
-        print(f"{label}: AUROC {scores.mean():.3f} (folds {scores.min():.3f}-{scores.max():.3f})")
+
+    def words(c: float | None):  # noqa: ANN202; None: C chosen by inner cross-validation
+        regression = (LogisticRegression(max_iter=5000, C=c) if c is not None else
+                      LogisticRegressionCV(Cs=REGULARISATION, cv=5, scoring="roc_auc", max_iter=5000))
+        return make_pipeline(CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3),
+                             regression)
+
+    def frozen(c: float | None):  # noqa: ANN202
+        regression = (LogisticRegression(max_iter=3000, C=c) if c is not None else
+                      LogisticRegressionCV(Cs=REGULARISATION, cv=5, scoring="roc_auc", max_iter=3000))
+        return make_pipeline(StandardScaler(), regression)
+
+    methods = [("logistic regression on the numbers", logistic_pipeline, feature_matrix(stays, names)),
+               ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object))]
+    if args.encoder:
+        started = time.perf_counter()
+        layers = frozen_layer_features(texts, args.max_length)
+        print(f"frozen encoder: {layers.shape[1] - 1} layers encoded in {time.perf_counter() - started:.0f} s")
+        methods += [(f"frozen encoder, layer {k} mean-pooled" if k else "frozen encoder, embeddings mean-pooled",
+                     frozen, layers[:, k]) for k in range(layers.shape[1])]
+
+    if args.splits is None:
+        folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
+        fixed_c = {words: 0.03, frozen: 0.01}  # chosen once, before any split was scored
+        for label, build, data in methods:
+            model = build() if build is logistic_pipeline else build(fixed_c[build])
+            scores = cross_val_score(model, data, y, cv=folds, scoring="roc_auc")
+            print(f"{label}: AUROC {scores.mean():.3f} (folds {scores.min():.3f}-{scores.max():.3f})")
+        return
+
+    from healthmon.config import Settings
+    from healthmon.training.args import TrainArgs
+    from healthmon.training.trainer import train_splits_only
+    from healthmon.types import Note
+    from physionet_bench import DIED, SURVIVED
+
+    row_of_text: dict[str, int] = {}
+    for row, text in enumerate(texts):
+        row_of_text.setdefault(text, row)  # identical sentences are one example to the trainer
+    notes = [Note(text=texts[row], note_id=stays[row]["record_id"], labels=(DIED if y[row] else SURVIVED,))
+             for row in row_of_text.values()]
+    for seed in args.splits:
+        train_args = TrainArgs(mode="full", seed=seed, label_order=(SURVIVED, DIED))
+        with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:
+            splits, _ = train_splits_only(notes, train_args, Settings(data_dir=Path(tmp)))
+        fit = np.array([row_of_text[e.text] for e in list(splits.train) + list(splits.validation)])
+        test = np.array([row_of_text[e.text] for e in splits.test])
+        print(f"split {seed}: {len(fit)} stays fitted, {len(test)} test stays ({y[test].sum()} deaths)")
+        for label, build, data in methods:
+            model = build() if build is logistic_pipeline else build(None)
+            model.fit(data[fit], y[fit])
+            auroc = roc_auc_score(y[test], model.predict_proba(data[test])[:, 1])
+            print(f"  {label}: AUROC {auroc:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="validation figure that picks the best epoch; loss for a rare outcome")
     train.add_argument("--head-init", choices=["random", "probe"], default="random",
                        help="probe: fit the head as a logistic regression on the frozen encoder first (LP-FT)")
+    train.add_argument("--pooling", choices=["cls", "mean"], default=None,
+                       help="what the head reads: BERT's pooled [CLS] vector (default for a new model) or the "
+                            "mean of the tokens (all-MiniLM's own pooling); continuing a version keeps its pooling")
     train.add_argument("--max-length", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lora-r", type=int, default=16)
@@ -237,6 +240,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         early_stopping_patience=args.patience,
         select_by=args.select_by,
         head_init=args.head_init,
+        pooling=args.pooling,
         max_length=args.max_length,
         max_steps=args.max_steps,
         lora_r=args.lora_r,

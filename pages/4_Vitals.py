@@ -17,6 +17,7 @@ from healthmon.vitals.assess import assess_patient
 from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
 from healthmon.vitals.news2 import RESPONSES
 from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
+from healthmon.vitals.text import summaries_in_training_data
 
 user = page_setup("Vitals")
 settings = get_settings()
@@ -174,6 +175,15 @@ st.subheader("What the classifier reads")
 st.code(result.summary, language=None, wrap_lines=True)
 if user.can("notes.predict"):
     version = active_model_dir(settings)
+    if version is not None:
+        seen = summaries_in_training_data(version)
+        if seen == 0:
+            st.warning(plain(f"The served model ({version.name}) was trained on no vitals summaries: its scores for "
+                             "this one are untested. Read them as a demonstration of the explanation, not as a risk; "
+                             "train a version on labelled summaries before relying on them."))
+        elif seen is None:
+            st.info(plain(f"The served model ({version.name}) did not store its training data, so whether it "
+                          "has learned to read vitals summaries is unknown."))
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
         note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
                 "patient_id": patient, "source": "vitals summary", "labels": []}

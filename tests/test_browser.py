@@ -305,6 +305,8 @@ def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT)
     assert page.get_by_text("stage 2 hypertension").count() >= 1
     assert page.locator("b", has_text="h-01").count() == 0  # the patient id is shown as text, not markup
+    # The browser tests' model (like the demo) learned from notes only: the page must say so.
+    assert page.get_by_text("was trained on no vitals summaries").count() == 1
     shot(page, "vitals-home-week")
     page.get_by_role("button", name="Score and explain this summary").click()
     page.get_by_role("button", name="Open the scored summary as a case").click(timeout=WAIT)

@@ -269,6 +269,31 @@ def test_urine_output_is_a_rate_over_the_hours_its_readings_cover():
     assert window_features(same_start)["lab:Urine.rate"] == 50
 
 
+def test_a_version_trained_without_vitals_summaries_is_told_apart(tmp_path):
+    """The Vitals page warns when the served model never saw a summary (the demo model)."""
+    import json
+
+    from healthmon.training.synthetic import generate_demo_notes
+    from healthmon.vitals.synthetic import synthetic_vitals_notes
+    from healthmon.vitals.text import looks_like_vitals_summary, summaries_in_training_data
+
+    summaries = [note.text for note in synthetic_vitals_notes(20, seed=3)] + [
+        "urine output 30 mL/h, low.", "age 70, older, male; GCS lowest 3, very low.", "no usable vitals."]
+    notes = [note.text for note in generate_demo_notes(40, seed=3)]
+    assert all(looks_like_vitals_summary(text) for text in summaries)
+    assert not any(looks_like_vitals_summary(text) for text in notes)
+    assert not looks_like_vitals_summary("Heart rate 88, BP 150/95 today; heart rate 92 later; glucose 130.")
+
+    assert summaries_in_training_data(tmp_path) is None  # training data not stored: unknown
+    (tmp_path / "data").mkdir()
+    rows = [{"text": text, "labels": ["none"]} for text in notes]
+    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert summaries_in_training_data(tmp_path) == 0
+    rows += [{"text": text, "labels": ["none"]} for text in summaries[:5]]
+    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert summaries_in_training_data(tmp_path) == 5
+
+
 def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refused():
     from healthmon.vitals.formats import detect_format, read_device_files
 

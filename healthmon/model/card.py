@@ -29,6 +29,8 @@ class ModelCard:
         data_fingerprint: sha256 over the de-duplicated training data and split seed.
         parent_version: for a continual fine-tune, the version folder it started from
             (its weights are the starting point this version's adapter or head applies to).
+        pooling: what the head reads, ``cls`` or ``mean`` (:mod:`healthmon.model.pooling`);
+            cards written before the choice existed are ``cls``.
     """
 
     labels: tuple[str, ...]
@@ -48,6 +50,7 @@ class ModelCard:
     synthetic_data: bool = False
     healthmon_version: str = ""
     parent_version: str = ""
+    pooling: str = "cls"
 
     @property
     def multi_label(self) -> bool:

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -22,6 +21,7 @@ from transformers.utils import logging as hf_logging
 from healthmon.config import resolve_base_model
 from healthmon.errors import ModelError
 from healthmon.model.card import ModelCard
+from healthmon.model.pooling import CONFIG_KEY, check_pooling, sequence_classifier_class
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -51,6 +51,7 @@ def build_model(
     labels: Sequence[str],
     problem_type: str,
     dropout: float | None = None,
+    pooling: str = "cls",
 ) -> PreTrainedModel:
     """A base encoder with a fresh classification head for ``labels``.
 
@@ -59,6 +60,8 @@ def build_model(
         labels: label names, in head order.
         problem_type: single- or multi-label classification.
         dropout: overrides hidden, attention and classifier dropout when given.
+        pooling: what the head reads, ``cls`` (the base's own head) or ``mean``
+            (:mod:`healthmon.model.pooling`).
     """
     path = resolve_base_model(base_model)
     extra: dict[str, float] = {}
@@ -77,8 +80,10 @@ def build_model(
             problem_type=problem_type,
             **extra,
         )
+        check_pooling(pooling, config)
+        setattr(config, CONFIG_KEY, pooling)
         with quiet_transformers():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = sequence_classifier_class(config).from_pretrained(
                 path, config=config, output_loading_info=True
             )
     except (OSError, ValueError) as exc:
@@ -131,7 +136,7 @@ def head_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
 
 def _starting_point(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     """What this version's adapter or head applies to: the base, or its parent's weights."""
-    model = build_model(card.base_model, card.labels, card.problem_type)
+    model = build_model(card.base_model, card.labels, card.problem_type, pooling=card.pooling)
     if card.parent_version:
         from healthmon.model.lineage import initialise_from_version, resolve_parent
 
@@ -148,8 +153,9 @@ def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     fmt = card.weights_format
     try:
         if fmt == "full":
+            config = AutoConfig.from_pretrained(str(version_dir / FULL_DIR))
             with quiet_transformers():
-                model = AutoModelForSequenceClassification.from_pretrained(str(version_dir / FULL_DIR))
+                model = sequence_classifier_class(config).from_pretrained(str(version_dir / FULL_DIR), config=config)
         elif fmt == "lora":
             from peft import PeftModel
 

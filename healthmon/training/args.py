@@ -51,6 +51,9 @@ class TrainArgs:
         head_init: ``random`` (the base model's fresh head) or ``probe`` (fit the head as a
             logistic regression on the frozen encoder's features first, then fine-tune:
             :mod:`healthmon.training.probe`); not with ``init_from``, which keeps its parent's head.
+        pooling: what the head reads: ``cls`` (BERT's pooled [CLS] vector) or ``mean`` (the
+            masked mean of the last layer, :mod:`healthmon.model.pooling`). None: ``cls`` for a
+            new model, the parent's pooling when continuing one.
     """
 
     mode: Mode = "lora"
@@ -68,6 +71,7 @@ class TrainArgs:
     # first epoch would be kept.
     select_by: Literal["macro_f1", "loss"] = "macro_f1"
     head_init: Literal["random", "probe"] = "random"
+    pooling: Literal["cls", "mean"] | None = None
     max_length: int | None = None
     max_steps: int = -1
     lora_r: int = 16
@@ -102,6 +106,8 @@ class TrainArgs:
             raise _bad("early_stopping_patience", self.early_stopping_patience, ">= 0", "0 disables it")
         if self.head_init not in ("random", "probe"):
             raise _bad("head_init", self.head_init, "random or probe", "use head_init='probe' (--head-init probe) or leave the default")
+        if self.pooling not in (None, "cls", "mean"):
+            raise _bad("pooling", self.pooling, "cls or mean", "use pooling='mean' (--pooling mean) or leave it unset")
         if self.head_init == "probe" and self.init_from:
             raise ConfigError(
                 "head_init='random' when continuing from a version (its trained head is kept)",

@@ -200,7 +200,8 @@ def train(
     check_target_free(target)
 
     set_seed(seed)
-    model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout)
+    pooling = _resolved_pooling(args)
+    model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout, pooling=pooling)
     parent = ""
     if args.init_from:
         parent = str(Path(args.init_from).resolve())
@@ -215,6 +216,7 @@ def train(
         max_length=max_length,
         window_stride=settings.window_stride,
         parent_version=parent,
+        pooling=pooling,
     )
     test_targets = targets_for(splits.test, splits.labels, multi_label)
     test_texts = [e.text for e in splits.test]
@@ -439,6 +441,20 @@ def _scratch_dir(settings: Settings, target: Path) -> str:
 
 def _parent_labels(args: TrainArgs) -> tuple[str, ...]:
     return ModelCard.load(args.init_from).labels if args.init_from else ()
+
+
+def _resolved_pooling(args: TrainArgs) -> str:
+    """The head's pooling: as asked, else the parent's when continuing, else [CLS]."""
+    if not args.init_from:
+        return args.pooling or "cls"
+    inherited = ModelCard.load(args.init_from).pooling
+    if args.pooling and args.pooling != inherited:
+        raise ConfigError(
+            f"the pooling of the version being continued ({inherited})",
+            f"pooling={args.pooling!r}",
+            "leave --pooling unset when continuing a version; a new pooling needs a fresh model",
+        )
+    return inherited
 
 
 def train_splits_only(notes: Sequence[Note], args: TrainArgs, settings: Settings) -> tuple[Splits, DataReport]:

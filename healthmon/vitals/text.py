@@ -14,7 +14,9 @@ always gives the same text. Artefacts are never summarised.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -253,3 +255,29 @@ def summarise_vitals(vitals: pd.DataFrame, *, descriptors: dict[str, float] | No
                      news2: pd.DataFrame | None = None) -> str:
     """One patient's window of vitals (the long table) as text; see the module docstring."""
     return features_text(window_features(vitals, descriptors=descriptors, news2=news2))
+
+
+# A phrase of the sentence above: a measure's words, then its statistic (urine output: its rate).
+_SUMMARY_PHRASE = re.compile(
+    r"(?:^|; )(?:(?:" + "|".join(re.escape(m.words) for m in MEASURES if m.statistic != "rate")
+    + r") (?:median|highest|lowest) |urine output \d[\d.]* mL/h)"
+)
+
+
+def looks_like_vitals_summary(text: str) -> bool:
+    """Whether ``text`` reads like :func:`features_text`'s sentence rather than a clinical note."""
+    return text == "no usable vitals." or _SUMMARY_PHRASE.search(text) is not None
+
+
+def summaries_in_training_data(version_dir: str | Path) -> int | None:
+    """How many vitals summaries a model version was trained on; None where its training data
+    was not stored. A model that saw none scores a summary without having learned to read one
+    (the demo model, see ``healthmon.demo.demo_notes``), and the Vitals page says so."""
+    from healthmon.errors import ModelError
+    from healthmon.model.lineage import load_examples
+
+    try:
+        rows = load_examples(Path(version_dir), "train")
+    except ModelError:
+        return None
+    return sum(looks_like_vitals_summary(text) for text, _ in rows)

@@ -1,0 +1,100 @@
+"""The mean-pooled head: the masked mean it reads, and every path a version takes (train, save,
+reload in each weights format, continue, explain) keeping it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import DistilBertConfig
+
+from healthmon.errors import ConfigError, ModelError
+from healthmon.model.card import SINGLE_LABEL
+from healthmon.model.classifier import Classifier, calibrated_probabilities
+from healthmon.model.loading import build_model, load_tokenizer
+from healthmon.model.pooling import MeanPooledBertForSequenceClassification, check_pooling
+from healthmon.training.args import TrainArgs
+from healthmon.training.metrics import classification_metrics
+from healthmon.training.trainer import targets_for, train, train_splits_only
+
+LABELS = ("cancer", "diabetes", "hypertension")
+
+
+def test_the_head_reads_the_masked_mean_of_the_last_layer_and_padding_changes_nothing(tiny_base_model):
+    model = build_model(str(tiny_base_model), LABELS, SINGLE_LABEL, pooling="mean").eval()
+    tokenizer = load_tokenizer(str(tiny_base_model))
+    assert isinstance(model, MeanPooledBertForSequenceClassification) and model.bert.pooler is None
+    texts = ["fasting glucose 160 and thirst", "a much longer note about blood pressure readings at home this week"]
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        padded = model(**batch).logits
+        alone = torch.cat([model(**tokenizer([t], return_tensors="pt")).logits for t in texts])
+        one = tokenizer([texts[0]], return_tensors="pt")
+        hidden = model.bert(**one).last_hidden_state
+        by_hand = model.classifier(hidden.mean(dim=1))
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"].shape[1]  # the first text really is padded
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone[:1], by_hand, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora", "head"])
+def test_each_weights_format_reloads_as_the_mean_pooled_model_it_was_trained_as(settings, notes, mode):
+    args = TrainArgs(mode=mode, pooling="mean", epochs=1, batch_size=8, calibrate=False, early_stopping_patience=0,
+                     lora_target_modules=("query", "value"))
+    result = train(notes, args, out_dir=settings.data_dir / f"mean-{mode}", settings=settings, progress=False)
+    assert result.card.pooling == "mean" and result.card.train_args["pooling"] == "mean"
+    if mode == "full":
+        config = json.loads((result.version_dir / "model" / "config.json").read_text(encoding="utf-8"))
+        assert config["healthmon_pooling"] == "mean"
+
+    reloaded = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    assert isinstance(reloaded.model, MeanPooledBertForSequenceClassification)
+    splits, _ = train_splits_only(notes, args, settings)
+    probs = calibrated_probabilities(reloaded.logits([e.text for e in splits.test]), 1.0, False)
+    again = classification_metrics(probs, targets_for(splits.test, reloaded.card.labels, False), reloaded.card.labels,
+                                   multi_label=False)
+    # The test figures the trainer recorded came from the in-memory model: a reload as a
+    # [CLS] model (or with the pooler back) would score differently.
+    assert again["auroc_macro"] == pytest.approx(result.metrics["test"]["auroc_macro"], abs=1e-9)
+    assert again["ece"] == pytest.approx(result.metrics["test"]["ece"], abs=1e-6)
+
+
+def test_a_continued_version_keeps_its_parents_pooling_and_a_switch_is_refused(settings, notes):
+    parent = train(notes, TrainArgs(mode="lora", pooling="mean", max_steps=2, batch_size=8, calibrate=False),
+                   out_dir=settings.data_dir / "parent", settings=settings, progress=False)
+    child = train(notes, TrainArgs(mode="lora", max_steps=2, batch_size=8, calibrate=False,
+                                   init_from=str(parent.version_dir)),
+                  out_dir=settings.data_dir / "child", settings=settings, progress=False)
+    assert child.card.pooling == "mean"
+    assert isinstance(Classifier.from_pretrained(child.version_dir, settings=settings).model,
+                      MeanPooledBertForSequenceClassification)
+    with pytest.raises(ConfigError, match="pooling of the version being continued"):
+        train(notes, TrainArgs(mode="lora", pooling="cls", max_steps=2, init_from=str(parent.version_dir)),
+              out_dir=settings.data_dir / "switched", settings=settings, progress=False)
+    assert not (settings.data_dir / "switched").exists()
+
+
+def test_mean_pooling_is_refused_where_it_is_not_built(tiny_base_model):
+    with pytest.raises(ModelError, match="BERT-family base model"):
+        check_pooling("mean", DistilBertConfig())
+    with pytest.raises(ModelError, match="pooling cls or mean"):
+        build_model(str(tiny_base_model), LABELS, SINGLE_LABEL, pooling="max")
+    with pytest.raises(ConfigError, match="pooling"):
+        TrainArgs(pooling="max")  # type: ignore[arg-type]
+
+
+def test_a_mean_pooled_score_is_explained_with_integrated_gradients(settings, notes):
+    from healthmon.explain.integrated import explain
+
+    result = train(notes, TrainArgs(mode="full", pooling="mean", max_steps=3, batch_size=8, calibrate=False),
+                   out_dir=settings.data_dir / "explained", settings=settings, progress=False)
+    classifier = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
+    text = notes[0].text
+    explanation = explain(classifier, text)
+    total = sum(w.score for w in explanation.words)
+    # Completeness: the word scores add up to the score's change from the baseline, within the delta reported.
+    assert total == pytest.approx(explanation.probability - explanation.baseline_probability,
+                                  abs=abs(explanation.delta) + 1e-6)
+    assert np.isfinite([w.score for w in explanation.words]).all()
