@@ -171,19 +171,30 @@ if figure is not None:
                "60-89 mmHg). Red crosses: artefacts, shown but never scored. Diamonds: the readings behind an alert "
                "(hover for which).")
 
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _summaries_seen(version: str, stamp: float) -> int | None:  # noqa: ARG001 (stamp: a rewritten version is re-read)
+    return summaries_in_training_data(version)
+
+
+def _stamp(version) -> float:  # noqa: ANN001
+    card = version / "card.json"
+    return card.stat().st_mtime if card.is_file() else 0.0
+
+
 st.subheader("What the classifier reads")
 st.code(result.summary, language=None, wrap_lines=True)
 if user.can("notes.predict"):
     version = active_model_dir(settings)
     if version is not None:
-        seen = summaries_in_training_data(version)
+        seen = _summaries_seen(str(version), _stamp(version))
         if seen == 0:
             st.warning(plain(f"The served model ({version.name}) was trained on no vitals summaries: its scores for "
                              "this one are untested. Read them as a demonstration of the explanation, not as a risk; "
                              "train a version on labelled summaries before relying on them."))
         elif seen is None:
-            st.info(plain(f"The served model ({version.name}) did not store its training data, so whether it "
-                          "has learned to read vitals summaries is unknown."))
+            st.info(plain(f"The training data of the served model ({version.name}) or of a version it continues "
+                          "was not stored, so whether it has learned to read vitals summaries is unknown."))
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
         note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
                 "patient_id": patient, "source": "vitals summary", "labels": []}

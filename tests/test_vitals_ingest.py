@@ -282,16 +282,37 @@ def test_a_version_trained_without_vitals_summaries_is_told_apart(tmp_path):
     notes = [note.text for note in generate_demo_notes(40, seed=3)]
     assert all(looks_like_vitals_summary(text) for text in summaries)
     assert not any(looks_like_vitals_summary(text) for text in notes)
-    assert not looks_like_vitals_summary("Heart rate 88, BP 150/95 today; heart rate 92 later; glucose 130.")
+    for note in ("Heart rate 88, BP 150/95 today; heart rate 92 later; glucose 130.",
+                 "Overnight: oliguric; urine output 25 mL/h; potassium highest 5.9, repleted per protocol.",
+                 "potassium highest 5.9; plan repeat BMP in the morning."):
+        assert not looks_like_vitals_summary(note), note
+    for summary in ("heart rate median 78 /min, normal, rising.", "age 70, older, male; medical ICU.",
+                    "on supplemental oxygen; NEWS2 max 3 (low, partial); consciousness V at worst."):
+        assert looks_like_vitals_summary(summary), summary
 
-    assert summaries_in_training_data(tmp_path) is None  # training data not stored: unknown
-    (tmp_path / "data").mkdir()
-    rows = [{"text": text, "labels": ["none"]} for text in notes]
-    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert summaries_in_training_data(tmp_path) == 0
-    rows += [{"text": text, "labels": ["none"]} for text in summaries[:5]]
-    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert summaries_in_training_data(tmp_path) == 5
+    from healthmon.model.card import ModelCard
+
+    def version(folder, texts, parent=""):  # noqa: ANN001, ANN202
+        folder.mkdir(parents=True)
+        ModelCard(labels=("none", "x"), problem_type="single_label_classification", base_model="b",
+                  weights_format="lora", max_length=64, window_stride=32, parent_version=parent).save(folder)
+        if texts is not None:
+            (folder / "data").mkdir()
+            (folder / "data" / "train.jsonl").write_text(
+                "".join(json.dumps({"text": t, "labels": ["none"]}) + "\n" for t in texts), encoding="utf-8")
+        return folder
+
+    assert summaries_in_training_data(version(tmp_path / "unstored", None)) is None  # not stored: unknown
+    assert summaries_in_training_data(version(tmp_path / "notes-only", notes)) == 0
+    assert summaries_in_training_data(version(tmp_path / "mixed", notes + summaries[:5])) == 5
+
+    # A retrained version starts from its parent's weights: the parent's summaries count too,
+    # and an unreadable training file makes the answer unknown rather than a crash.
+    root = version(tmp_path / "root", notes[:5] + summaries[:3])
+    child = version(tmp_path / "child", notes[5:9], parent=str(root))
+    assert summaries_in_training_data(child) == 3
+    (root / "data" / "train.jsonl").write_text("{not json\n", encoding="utf-8")
+    assert summaries_in_training_data(child) is None
 
 
 def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refused():

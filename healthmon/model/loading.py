@@ -154,6 +154,14 @@ def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     try:
         if fmt == "full":
             config = AutoConfig.from_pretrained(str(version_dir / FULL_DIR))
+            if (getattr(config, CONFIG_KEY, "cls") or "cls") != card.pooling:
+                # A config re-saved by another tool loses the key: rebuilding the other head would
+                # score with a random pooler (or none), silently.
+                raise ModelError(
+                    f"the {card.pooling} pooling recorded in card.json, also in {FULL_DIR}/config.json",
+                    f"{CONFIG_KEY}={getattr(config, CONFIG_KEY, None)!r} in the config",
+                    f"set \"{CONFIG_KEY}\": \"{card.pooling}\" in {FULL_DIR}/config.json, or retrain the version",
+                )
             with quiet_transformers():
                 model = sequence_classifier_class(config).from_pretrained(str(version_dir / FULL_DIR), config=config)
         elif fmt == "lora":

@@ -35,6 +35,10 @@ CONFIG_KEY = "healthmon_pooling"
 class MeanPooledBertForSequenceClassification(BertForSequenceClassification):
     """BERT whose classifier reads the attention-masked mean of the last layer's token states."""
 
+    # The loss below is a plain batch mean: the Trainer must scale it for gradient accumulation
+    # itself rather than pass num_items_in_batch (which **kwargs would otherwise advertise).
+    accepts_loss_kwargs = False
+
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         self.bert.pooler = None  # its weights are in the checkpoint but unused: not trained, not saved

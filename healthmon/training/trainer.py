@@ -201,6 +201,7 @@ def train(
 
     set_seed(seed)
     pooling = _resolved_pooling(args)
+    args = replace(args, pooling=pooling)  # the card's train_args record what was used, not "unset"
     model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout, pooling=pooling)
     parent = ""
     if args.init_from:

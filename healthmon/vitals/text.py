@@ -257,27 +257,50 @@ def summarise_vitals(vitals: pd.DataFrame, *, descriptors: dict[str, float] | No
     return features_text(window_features(vitals, descriptors=descriptors, news2=news2))
 
 
-# A phrase of the sentence above: a measure's words, then its statistic (urine output: its rate).
-_SUMMARY_PHRASE = re.compile(
-    r"(?:^|; )(?:(?:" + "|".join(re.escape(m.words) for m in MEASURES if m.statistic != "rate")
-    + r") (?:median|highest|lowest) |urine output \d[\d.]* mL/h)"
+# The leads every phrase of the sentence above starts with. A text is a summary only if every
+# "; "-separated phrase starts with one of them: a clinical note that happens to say
+# "potassium highest 5.9" has other phrases too, and is not counted as one.
+_MEASURE_LEAD = re.compile(
+    r"(?:" + "|".join(re.escape(m.words) for m in MEASURES if m.statistic != "rate")
+    + r") (?:median|highest|lowest) -?\d|urine output \d[\d.]* mL/h(?:,|$)"
+)
+_OTHER_LEAD = re.compile(
+    r"age \d+(?:,|$)|NEWS2 max \d+ \(|consciousness [ACVPU] at worst$|"
+    r"mechanically ventilated$|on supplemental oxygen$|(?:" + "|".join(re.escape(t) for t in ICU_TYPES.values()) + r")$"
 )
 
 
 def looks_like_vitals_summary(text: str) -> bool:
-    """Whether ``text`` reads like :func:`features_text`'s sentence rather than a clinical note."""
-    return text == "no usable vitals." or _SUMMARY_PHRASE.search(text) is not None
+    """Whether ``text`` is :func:`features_text`'s sentence rather than a clinical note."""
+    if text == "no usable vitals.":
+        return True
+    if not text.endswith("."):
+        return False
+    phrases = text[:-1].split("; ")
+    if not all(_MEASURE_LEAD.match(p) or _OTHER_LEAD.match(p) for p in phrases):
+        return False
+    return any(_MEASURE_LEAD.match(p) or p.startswith(("age ", "NEWS2 ")) for p in phrases)
 
 
 def summaries_in_training_data(version_dir: str | Path) -> int | None:
-    """How many vitals summaries a model version was trained on; None where its training data
-    was not stored. A model that saw none scores a summary without having learned to read one
-    (the demo model, see ``healthmon.demo.demo_notes``), and the Vitals page says so."""
-    from healthmon.errors import ModelError
-    from healthmon.model.lineage import load_examples
+    """How many vitals summaries a model version learned from, its ancestors' training data
+    included (a retrained version starts from its parent's weights); None where any of that
+    data was not stored or cannot be read. A model that saw none scores a summary without
+    having learned to read one (the demo model, see ``healthmon.demo.demo_notes``), and the
+    Vitals page says so."""
+    from healthmon.errors import HealthmonError
+    from healthmon.model.card import ModelCard
+    from healthmon.model.lineage import load_examples, resolve_parent
 
+    folder, total, seen = Path(version_dir), 0, set()
     try:
-        rows = load_examples(Path(version_dir), "train")
-    except ModelError:
+        while folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            total += sum(looks_like_vitals_summary(text) for text, _ in load_examples(folder, "train"))
+            card = ModelCard.load(folder)
+            if not card.parent_version:
+                return total
+            folder = resolve_parent(folder, card)
+    except (HealthmonError, OSError, ValueError, KeyError, TypeError):
         return None
-    return sum(looks_like_vitals_summary(text) for text, _ in rows)
+    return None  # a lineage that loops: nothing trustworthy to count
