@@ -59,6 +59,19 @@ def load_stays(folder: Path, limit: int | None) -> tuple[list[dict], float]:
     return stays, time.perf_counter() - started
 
 
+def stay_notes(stays: list[dict]) -> tuple[dict[str, int], list]:
+    """The trainer's notes for the stays, and the row of the stay behind each text: identical
+    sentences are one example to the trainer (the first stay stands for them)."""
+    from healthmon.types import Note
+
+    row_of_text: dict[str, int] = {}
+    for row, stay in enumerate(stays):
+        row_of_text.setdefault(stay["text"], row)
+    notes = [Note(text=stays[row]["text"], note_id=stays[row]["record_id"],
+                  labels=(DIED if stays[row]["died"] else SURVIVED,)) for row in row_of_text.values()]
+    return row_of_text, notes
+
+
 def feature_matrix(stays: list[dict], names: list[str]) -> np.ndarray:
     return np.array([[s["features"].get(n, np.nan) for n in names] for s in stays], dtype=float)
 
@@ -129,21 +142,16 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     from healthmon.model.classifier import Classifier
     from healthmon.training.args import TrainArgs
     from healthmon.training.trainer import train, train_splits_only
-    from healthmon.types import Note
 
-    by_text = {}
-    for stay in stays:
-        by_text.setdefault(stay["text"], stay)  # identical sentences are one example to the trainer
-    notes = [Note(text=s["text"], note_id=s["record_id"], labels=(DIED if s["died"] else SURVIVED,))
-             for s in by_text.values()]
+    row_of_text, notes = stay_notes(stays)
     train_args = TrainArgs(mode=args.mode, seed=seed, max_length=args.max_length, max_steps=args.max_steps,
                            label_order=(SURVIVED, DIED), select_by=args.select_by, learning_rate=args.lr,
                            epochs=args.epochs, head_init=args.head_init, pooling=args.pooling)
     with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         splits, _ = train_splits_only(notes, train_args, settings)
-        fit = [by_text[e.text] for e in list(splits.train) + list(splits.validation)]
-        test = [by_text[e.text] for e in splits.test]
+        fit = [stays[row_of_text[e.text]] for e in list(splits.train) + list(splits.validation)]
+        test = [stays[row_of_text[e.text]] for e in splits.test]
         started = time.perf_counter()
         result = train(notes, train_args, out_dir=Path(tmp) / "physionet", settings=settings, progress=False)
         train_s = time.perf_counter() - started

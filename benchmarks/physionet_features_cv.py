@@ -93,16 +93,17 @@ def main() -> None:
     print(f"{len(stays)} stays ({y.sum()} deaths), read in {read_s:.0f} s; summary tokens median "
           f"{np.median(lengths):.0f}, 90th percentile {np.percentile(lengths, 90):.0f}, max {lengths.max()}")
 
-    def words(c: float | None):  # noqa: ANN202; None: C chosen by inner cross-validation
-        regression = (LogisticRegression(max_iter=5000, C=c) if c is not None else
-                      LogisticRegressionCV(Cs=REGULARISATION, cv=5, scoring="roc_auc", max_iter=5000))
+    def regression(c: float | None):  # noqa: ANN202; None: C chosen by inner cross-validation
+        if c is not None:
+            return LogisticRegression(max_iter=5000, C=c)
+        return LogisticRegressionCV(Cs=REGULARISATION, cv=5, scoring="roc_auc", max_iter=5000)
+
+    def words(c: float | None):  # noqa: ANN202
         return make_pipeline(CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3),
-                             regression)
+                             regression(c))
 
     def frozen(c: float | None):  # noqa: ANN202
-        regression = (LogisticRegression(max_iter=3000, C=c) if c is not None else
-                      LogisticRegressionCV(Cs=REGULARISATION, cv=5, scoring="roc_auc", max_iter=3000))
-        return make_pipeline(StandardScaler(), regression)
+        return make_pipeline(StandardScaler(), regression(c))
 
     methods = [("logistic regression on the numbers", logistic_pipeline, feature_matrix(stays, names)),
                ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object))]
@@ -125,14 +126,9 @@ def main() -> None:
     from healthmon.config import Settings
     from healthmon.training.args import TrainArgs
     from healthmon.training.trainer import train_splits_only
-    from healthmon.types import Note
-    from physionet_bench import DIED, SURVIVED
+    from physionet_bench import DIED, SURVIVED, stay_notes
 
-    row_of_text: dict[str, int] = {}
-    for row, text in enumerate(texts):
-        row_of_text.setdefault(text, row)  # identical sentences are one example to the trainer
-    notes = [Note(text=texts[row], note_id=stays[row]["record_id"], labels=(DIED if y[row] else SURVIVED,))
-             for row in row_of_text.values()]
+    row_of_text, notes = stay_notes(stays)
     for seed in args.splits:
         train_args = TrainArgs(mode="full", seed=seed, label_order=(SURVIVED, DIED))
         with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -45,17 +45,23 @@ def resolve_parent(folder: Path, card: ModelCard) -> Path:
     )
 
 
-def lineage_root(folder: Path) -> Path:
-    """The first version of a lineage (the one without a parent)."""
+def lineage(folder: Path) -> Iterator[tuple[Path, ModelCard]]:
+    """A version and its ancestors, newest first, each with its card."""
     card = ModelCard.load(folder)
     seen = {folder.resolve()}
+    yield folder, card
     while card.parent_version:
         folder = resolve_parent(folder, card)
         if folder.resolve() in seen:
             raise ModelError("a version lineage without cycles", f"{folder} is its own ancestor", "fix card.json")
         seen.add(folder.resolve())
         card = ModelCard.load(folder)
-    return folder
+        yield folder, card
+
+
+def lineage_root(folder: Path) -> Path:
+    """The first version of a lineage (the one without a parent)."""
+    return [path for path, _ in lineage(folder)][-1]
 
 
 def initialise_from_version(model: "PreTrainedModel", parent_dir: Path) -> None:

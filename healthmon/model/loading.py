@@ -21,7 +21,7 @@ from transformers.utils import logging as hf_logging
 from healthmon.config import resolve_base_model
 from healthmon.errors import ModelError
 from healthmon.model.card import ModelCard
-from healthmon.model.pooling import CONFIG_KEY, check_pooling, sequence_classifier_class
+from healthmon.model.pooling import CONFIG_KEY, config_pooling, sequence_classifier_class
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -80,8 +80,7 @@ def build_model(
             problem_type=problem_type,
             **extra,
         )
-        check_pooling(pooling, config)
-        setattr(config, CONFIG_KEY, pooling)
+        setattr(config, CONFIG_KEY, pooling)  # checked, and the class chosen, by sequence_classifier_class
         with quiet_transformers():
             model, info = sequence_classifier_class(config).from_pretrained(
                 path, config=config, output_loading_info=True
@@ -154,7 +153,7 @@ def load_version_model(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     try:
         if fmt == "full":
             config = AutoConfig.from_pretrained(str(version_dir / FULL_DIR))
-            if (getattr(config, CONFIG_KEY, "cls") or "cls") != card.pooling:
+            if config_pooling(config) != card.pooling:
                 # A config re-saved by another tool loses the key: rebuilding the other head would
                 # score with a random pooler (or none), silently.
                 raise ModelError(

@@ -18,7 +18,7 @@ rebuilt as a [CLS] one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss
@@ -27,7 +27,6 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from healthmon.errors import ModelError
 
-Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")
 CONFIG_KEY = "healthmon_pooling"
 
@@ -85,8 +84,13 @@ def check_pooling(pooling: str, config: PretrainedConfig) -> None:
         )
 
 
+def config_pooling(config: PretrainedConfig) -> str:
+    """The pooling recorded in a model config; configs from before the choice are ``cls``."""
+    return getattr(config, CONFIG_KEY, None) or "cls"
+
+
 def sequence_classifier_class(config: PretrainedConfig) -> Any:  # noqa: ANN401 (a transformers auto class or ours)
-    """The class to build or load a classifier with, from the pooling recorded in ``config``."""
-    pooling = getattr(config, CONFIG_KEY, "cls") or "cls"
+    """The class to build or load a classifier with, from the pooling recorded in ``config`` (checked here)."""
+    pooling = config_pooling(config)
     check_pooling(pooling, config)
     return MeanPooledBertForSequenceClassification if pooling == "mean" else AutoModelForSequenceClassification

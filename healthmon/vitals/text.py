@@ -277,9 +277,10 @@ def looks_like_vitals_summary(text: str) -> bool:
     if not text.endswith("."):
         return False
     phrases = text[:-1].split("; ")
-    if not all(_MEASURE_LEAD.match(p) or _OTHER_LEAD.match(p) for p in phrases):
+    measured = [_MEASURE_LEAD.match(p) is not None for p in phrases]
+    if not all(m or _OTHER_LEAD.match(p) for m, p in zip(measured, phrases)):
         return False
-    return any(_MEASURE_LEAD.match(p) or p.startswith(("age ", "NEWS2 ")) for p in phrases)
+    return any(measured) or any(p.startswith(("age ", "NEWS2 ")) for p in phrases)
 
 
 def summaries_in_training_data(version_dir: str | Path) -> int | None:
@@ -289,18 +290,10 @@ def summaries_in_training_data(version_dir: str | Path) -> int | None:
     having learned to read one (the demo model, see ``healthmon.demo.demo_notes``), and the
     Vitals page says so."""
     from healthmon.errors import HealthmonError
-    from healthmon.model.card import ModelCard
-    from healthmon.model.lineage import load_examples, resolve_parent
+    from healthmon.model.lineage import lineage, load_examples
 
-    folder, total, seen = Path(version_dir), 0, set()
     try:
-        while folder.resolve() not in seen:
-            seen.add(folder.resolve())
-            total += sum(looks_like_vitals_summary(text) for text, _ in load_examples(folder, "train"))
-            card = ModelCard.load(folder)
-            if not card.parent_version:
-                return total
-            folder = resolve_parent(folder, card)
-    except (HealthmonError, OSError, ValueError, KeyError, TypeError):
+        return sum(looks_like_vitals_summary(text)
+                   for folder, _ in lineage(Path(version_dir)) for text, _ in load_examples(folder, "train"))
+    except (HealthmonError, OSError, ValueError, KeyError, TypeError):  # a lineage that loops is a ModelError
         return None
-    return None  # a lineage that loops: nothing trustworthy to count
