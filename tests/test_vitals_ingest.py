@@ -251,6 +251,18 @@ def test_each_value_gets_the_band_word_of_its_printed_value(parameter, statistic
     assert text.startswith(measure.words) and text.endswith(f", {word}."), text
 
 
+def test_the_latest_gcs_is_always_said_other_labs_only_when_their_band_changed():
+    from healthmon.vitals.text import features_text
+
+    # Still comatose and waking within the "very low" band are different patients.
+    assert features_text({"lab:GCS.min": 3, "lab:GCS.latest": 3}) == "GCS lowest 3, very low, latest 3, very low."
+    assert features_text({"lab:GCS.min": 3, "lab:GCS.latest": 8}) == "GCS lowest 3, very low, latest 8, very low."
+    # Another lab's latest value in the worst value's band is left out to keep summaries short.
+    assert features_text({"lab:Lactate.max": 6.1, "lab:Lactate.latest": 4.2}) == "lactate highest 6.1, very high."
+    assert features_text({"lab:Lactate.max": 6.1, "lab:Lactate.latest": 1.5}) == (
+        "lactate highest 6.1, very high, latest 1.5, normal.")
+
+
 def test_urine_output_is_a_rate_over_the_hours_its_readings_cover():
     from healthmon.vitals.text import window_features
 
