@@ -45,6 +45,7 @@ def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 3
     from transformers import AutoModel, AutoTokenizer
 
     from healthmon.config import bundled_base_model_dir
+    from healthmon.model.pooling import masked_mean
 
     folder = str(bundled_base_model_dir())
     tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
@@ -54,8 +55,8 @@ def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 3
             batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt")
             hidden_states = encoder(**batch, output_hidden_states=True).hidden_states
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled.append(torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hidden_states], 1).numpy())
+            # The same mean the mean-pooled head reads (healthmon.model.pooling), for every layer.
+            pooled.append(torch.stack([masked_mean(h, batch["attention_mask"]) for h in hidden_states], 1).numpy())
     return np.concatenate(pooled)
 
 

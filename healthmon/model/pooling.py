@@ -31,6 +31,14 @@ POOLINGS: tuple[str, ...] = ("cls", "mean")
 CONFIG_KEY = "healthmon_pooling"
 
 
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean of each sequence's token states over its real (unpadded) tokens: (batch, hidden)."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
 class MeanPooledBertForSequenceClassification(BertForSequenceClassification):
     """BERT whose classifier reads the attention-masked mean of the last layer's token states."""
 
@@ -55,13 +63,7 @@ class MeanPooledBertForSequenceClassification(BertForSequenceClassification):
         kwargs.pop("return_dict", None)  # peft passes it; the output below is always a dataclass
         outputs = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
-        hidden = outputs.last_hidden_state
-        if attention_mask is None:
-            pooled = hidden.mean(dim=1)
-        else:
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(masked_mean(outputs.last_hidden_state, attention_mask)))
         loss = None
         if labels is not None:
             # The trainer always sets problem_type (single- or multi-label classification).
