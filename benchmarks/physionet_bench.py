@@ -146,7 +146,8 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     row_of_text, notes = stay_notes(stays)
     train_args = TrainArgs(mode=args.mode, seed=seed, max_length=args.max_length, max_steps=args.max_steps,
                            label_order=(SURVIVED, DIED), select_by=args.select_by, learning_rate=args.lr,
-                           epochs=args.epochs, head_init=args.head_init, pooling=args.pooling)
+                           epochs=args.epochs, head_init=args.head_init, pooling=args.pooling,
+                           dropout=args.dropout)
     with tempfile.TemporaryDirectory(prefix="healthmon-physionet-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         splits, _ = train_splits_only(notes, train_args, settings)
@@ -177,7 +178,10 @@ def one_split(stays: list[dict], seed: int, args: argparse.Namespace) -> dict:
     return {"seed": seed, "n_train": len(splits.train), "n_val": len(splits.validation), "n_test": len(test),
             "deaths_test": int(y.sum()), "train_s": train_s, "predict_s": predict_s,
             "explain_s": explain_s, "explained": len(riskiest), "phrases": phrases,
-            "epochs_run": result.metrics["train"]["epochs_run"], "head_init": result.metrics["head_init"], "samples_per_s": result.metrics["train"]["samples_per_s"],
+            "epochs_run": result.metrics["train"]["epochs_run"], "head_init": result.metrics["head_init"],
+            "val_loss_by_epoch": [round(row["eval_loss"], 4)
+                                  for row in classifier.card.training_log if "eval_loss" in row],
+            "samples_per_s": result.metrics["train"]["samples_per_s"],
             "methods": {name: bootstrap(y, score, args.bootstrap, seed) for name, score in scores.items()}}
 
 
@@ -191,6 +195,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="cap optimiser steps (smoke runs)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the mode's)")
     parser.add_argument("--epochs", type=float, default=None, help="epoch budget (default: from the data size)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="hidden, attention and head dropout (default: the base model's, 0.1 for the bundled one)")
     parser.add_argument("--head-init", default="random", choices=["random", "probe"],
                         help="probe: start the fine-tune from a logistic-regression head on the frozen encoder (LP-FT)")
     parser.add_argument("--pooling", default=None, choices=["cls", "mean"],
@@ -226,7 +232,9 @@ def main() -> None:
         probe = run["head_init"]
         if "test" in probe:
             print(f"Split {run['seed']}: the probed head alone (frozen encoder, where the fine-tune started; "
-                  f"C={probe['C']}): AUROC {probe['test']['auroc_macro']:.3f}, fitted in {probe['seconds']:.0f} s")
+                  f"C={probe['C']}): AUROC {probe['test']['auroc_macro']:.3f}, fitted in {probe['seconds']:.0f} s; "
+                  f"validation loss {probe.get('val_loss', float('nan')):.4f}, then by epoch {run['val_loss_by_epoch']}"
+                  f"{' (the probe kept)' if probe.get('kept_instead_of_fine_tune') else ''}")
     for run in runs:
         print(f"\nSplit {run['seed']}: phrases that raised the risk of death most in the {run['explained']} riskiest "
               f"test summaries (mean integrated-gradients attribution, probability units; explained in "

@@ -263,6 +263,25 @@ def test_the_latest_gcs_is_always_said_other_labs_only_when_their_band_changed()
         "lactate highest 6.1, very high, latest 1.5, normal.")
 
 
+def test_white_cells_say_their_highest_and_their_lowest_only_where_it_is_low():
+    from healthmon.vitals.text import features_text, window_features
+
+    def white_cells(counts: list[float]) -> pd.DataFrame:
+        times = pd.date_range("2026-01-01", periods=len(counts), freq="6h", tz="UTC")
+        return pd.DataFrame({"patient_id": "p", "time": times, "parameter": "lab:WBC", "value": counts,
+                             "artefact": False, "source": "t"})
+
+    # Leukopenia (SIRS: < 4) was hidden behind a normal maximum; SAPS II's worst band is < 1.
+    assert features_text(window_features(white_cells([6.5, 2.1, 3.0]))) == (
+        "white cells highest 6.5, normal; white cells lowest 2.1, low.")
+    assert features_text(window_features(white_cells([5, 0.8]))) == (
+        "white cells highest 5, normal; white cells lowest 0.8, very low.")
+    # The highest is judged against the upper limits only (a latest of 3.0 is not "low" there).
+    # A normal lowest is not said: the highest (and its latest where the band changed) is enough.
+    assert features_text(window_features(white_cells([14.2, 9]))) == (
+        "white cells highest 14.2, high, latest 9, normal.")
+
+
 def test_urine_output_is_a_rate_over_the_hours_its_readings_cover():
     from healthmon.vitals.text import window_features
 

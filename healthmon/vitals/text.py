@@ -34,6 +34,9 @@ class Measure:
     "very low"/"low"/"normal"/"high"/"very high" are judged on the printed value against
     ``very_low`` < ``low`` and ``high`` < ``very_high``. ``always_latest`` says the latest
     value of a worst-value lab even where it is in the same band as the worst.
+    ``only_if_abnormal`` makes a phrase for a second direction of the same lab (white cells'
+    lowest beside their highest): said only where that value is outside the range, and without
+    a latest value, which the lab's first phrase already says.
     """
 
     parameter: str
@@ -46,6 +49,7 @@ class Measure:
     very_low: float | None = None
     very_high: float | None = None
     always_latest: bool = False  # say the latest value even where it is in the worst value's band
+    only_if_abnormal: bool = False  # a second direction of a lab already in the sentence
 
 
 # Device and bedside vitals. Ranges: the NEWS2 zero-point bands for heart rate, SpO2,
@@ -73,10 +77,12 @@ VITALS = (
 # end of the window is a different patient from one still at 3), against common adult
 # reference ranges. "Very": GCS <= 8 (severe), lactate >= 4 (Surviving Sepsis), SAPS II's
 # highest-point bands for BUN (>= 84 mg/dL), bicarbonate (< 15), bilirubin (>= 6) and sodium
-# (< 125), and its high band for white cells (>= 20; only the maximum is kept, so a very low
-# count is not named); SOFA's 3-point bands for creatinine (>= 3.5) and
-# platelets (< 50); pH < 7.2, PaO2 < 60 mmHg (respiratory failure), FiO2 > 0.6,
+# (< 125), and its bands for white cells (>= 20 and < 1); SOFA's 3-point bands for creatinine
+# (>= 3.5) and platelets (< 50); pH < 7.2, PaO2 < 60 mmHg (respiratory failure), FiO2 > 0.6,
 # haematocrit < 21 % (haemoglobin ~7 g/dL), albumin < 2.5 g/dL, potassium > 6.
+# White cells are abnormal both ways (reference 4-11; SIRS counts < 4 as well as > 12): the
+# highest is always said and the lowest where it is low, since a maximum hides leukopenia, which
+# in sepsis carries a higher mortality than a raised count.
 # Urine output is a rate: KDIGO's 0.5 and 0.3 mL/kg/h for a 70 kg adult (35 and 21 mL/h).
 # GCS and urine output are the strongest single mortality signals in this data set, so they
 # come first. GCS's latest value is always said: within one band it still separates a patient
@@ -94,6 +100,7 @@ LABS = (
     Measure("lab:PaO2", "PaO2", "", "min", 80, None, very_low=60),
     Measure("lab:FiO2", "FiO2", "", "max", None, 0.21, very_high=0.6),
     Measure("lab:WBC", "white cells", "", "max", None, 11, very_high=19.9),
+    Measure("lab:WBC", "white cells", "", "min", 4, None, very_low=1.0, only_if_abnormal=True),
     Measure("lab:Platelets", "platelets", "", "min", 150, None, very_low=50),
     Measure("lab:HCT", "haematocrit", "", "min", 36, None, very_low=21),
     Measure("lab:Bilirubin", "bilirubin", "", "max", None, 1.2, very_high=5.9),
@@ -204,9 +211,11 @@ def _phrase(features: dict[str, float], measure: Measure) -> str | None:
         word = {"min": "lowest", "max": "highest"}[measure.statistic]
         shown = _fmt(value, measure.decimals)
         band = _judgement(float(shown), measure)
+        if measure.only_if_abnormal and band == ", normal":
+            return None
         phrase = f"{measure.words} {word} {shown}{unit}{band}"
         latest = features.get(f"{key}.latest")
-        if latest is not None:
+        if latest is not None and not measure.only_if_abnormal:
             now = _fmt(latest, measure.decimals)
             # Only where the latest value is in another band than the worst: that is the news
             # (recovered, or still deteriorating), and it keeps long ICU summaries short.
