@@ -233,7 +233,7 @@ def main() -> None:
         if "test" in probe:
             print(f"Split {run['seed']}: the probed head alone (frozen encoder, where the fine-tune started; "
                   f"C={probe['C']}): AUROC {probe['test']['auroc_macro']:.3f}, fitted in {probe['seconds']:.0f} s; "
-                  f"validation loss {probe.get('val_loss', float('nan')):.4f}, then by epoch {run['val_loss_by_epoch']}"
+                  f"validation log-loss {probe['val_log_loss']:.4f}, then by epoch {run['val_loss_by_epoch']}"
                   f"{' (the probe kept)' if probe.get('kept_instead_of_fine_tune') else ''}")
     for run in runs:
         print(f"\nSplit {run['seed']}: phrases that raised the risk of death most in the {run['explained']} riskiest "

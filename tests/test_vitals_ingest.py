@@ -247,7 +247,7 @@ def test_each_value_gets_the_band_word_of_its_printed_value(parameter, statistic
     from healthmon.vitals.text import MEASURES, features_text
 
     text = features_text({f"{parameter}.{statistic}": value})
-    measure = next(m for m in MEASURES if m.parameter == parameter)
+    measure = next(m for m in MEASURES if m.parameter == parameter and m.statistic == statistic)
     assert text.startswith(measure.words) and text.endswith(f", {word}."), text
 
 
@@ -273,10 +273,14 @@ def test_white_cells_say_their_highest_and_their_lowest_only_where_it_is_low():
 
     # Leukopenia (SIRS: < 4) was hidden behind a normal maximum; SAPS II's worst band is < 1.
     assert features_text(window_features(white_cells([6.5, 2.1, 3.0]))) == (
-        "white cells highest 6.5, normal; white cells lowest 2.1, low.")
+        "white cells highest 6.5, normal, latest 3, low; white cells lowest 2.1, low.")
     assert features_text(window_features(white_cells([5, 0.8]))) == (
-        "white cells highest 5, normal; white cells lowest 0.8, very low.")
-    # The highest is judged against the upper limits only (a latest of 3.0 is not "low" there).
+        "white cells highest 5, normal, latest 0.8, very low; white cells lowest 0.8, very low.")
+    # One count is judged alike in both phrases: never "normal" in one and "low" in the other.
+    assert features_text(window_features(white_cells([14.2, 2]))) == (
+        "white cells highest 14.2, high, latest 2, low; white cells lowest 2, low.")
+    assert features_text(window_features(white_cells([3.5, 2]))) == (
+        "white cells highest 3.5, low; white cells lowest 2, low.")
     # A normal lowest is not said: the highest (and its latest where the band changed) is enough.
     assert features_text(window_features(white_cells([14.2, 9]))) == (
         "white cells highest 14.2, high, latest 9, normal.")

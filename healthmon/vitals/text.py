@@ -82,7 +82,8 @@ VITALS = (
 # haematocrit < 21 % (haemoglobin ~7 g/dL), albumin < 2.5 g/dL, potassium > 6.
 # White cells are abnormal both ways (reference 4-11; SIRS counts < 4 as well as > 12): the
 # highest is always said and the lowest where it is low, since a maximum hides leukopenia, which
-# in sepsis carries a higher mortality than a raised count.
+# in sepsis carries a higher mortality than a raised count. Both phrases judge against both
+# limits, so one count is never "normal" in one phrase and "low" in the other.
 # Urine output is a rate: KDIGO's 0.5 and 0.3 mL/kg/h for a 70 kg adult (35 and 21 mL/h).
 # GCS and urine output are the strongest single mortality signals in this data set, so they
 # come first. GCS's latest value is always said: within one band it still separates a patient
@@ -99,7 +100,7 @@ LABS = (
     Measure("lab:pH", "pH", "", "min", 7.35, None, decimals=2, very_low=7.2),
     Measure("lab:PaO2", "PaO2", "", "min", 80, None, very_low=60),
     Measure("lab:FiO2", "FiO2", "", "max", None, 0.21, very_high=0.6),
-    Measure("lab:WBC", "white cells", "", "max", None, 11, very_high=19.9),
+    Measure("lab:WBC", "white cells", "", "max", 4, 11, very_low=1.0, very_high=19.9),
     Measure("lab:WBC", "white cells", "", "min", 4, None, very_low=1.0, only_if_abnormal=True),
     Measure("lab:Platelets", "platelets", "", "min", 150, None, very_low=50),
     Measure("lab:HCT", "haematocrit", "", "min", 36, None, very_low=21),
