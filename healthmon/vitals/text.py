@@ -132,8 +132,8 @@ def _statistics(values: pd.Series, times: pd.Series, measure: Measure) -> dict[s
         # Each reading is the volume since the one before, so the interval of the first (and of
         # any reading at the same time) is unknown: the rate is what came after it over the
         # hours it covers. A total over an arbitrary window (the old "1,500 mL") meant different
-        # things for 6 h and 48 h. Charting that stops early dilutes the rate; the window is
-        # the caller's to choose.
+        # things for 6 h and 48 h. Charting that stops early only shortens the hours covered;
+        # a volume that was never charted dilutes the rate, and nothing here can tell.
         hours = (times.iloc[-1] - times.iloc[0]).total_seconds() / 3600
         later = values[(times > times.iloc[0]).to_numpy()]
         return {f"{key}.rate": float(later.sum() / hours)} if hours > 0 else {}
