@@ -90,6 +90,8 @@ VITALS = (
 # who woke (lowest 3, latest 8; lowest 9, latest 14) from one who did not, and it is the number
 # that adds most to a logistic regression on these features (PhysioNet splits 2 and 3: AUROC
 # 0.767 -> 0.823 and 0.807 -> 0.843 with it).
+# One set of low limits for both white-cell phrases, so they cannot drift apart.
+_WHITE_CELLS_LOW = {"low": 4.0, "very_low": 1.0}
 LABS = (
     Measure("lab:GCS", "GCS", "", "min", 15, None, very_low=9, always_latest=True),
     Measure("lab:Urine", "urine output", "mL/h", "rate", 35, None, very_low=21),
@@ -100,8 +102,8 @@ LABS = (
     Measure("lab:pH", "pH", "", "min", 7.35, None, decimals=2, very_low=7.2),
     Measure("lab:PaO2", "PaO2", "", "min", 80, None, very_low=60),
     Measure("lab:FiO2", "FiO2", "", "max", None, 0.21, very_high=0.6),
-    Measure("lab:WBC", "white cells", "", "max", 4, 11, very_low=1.0, very_high=19.9),
-    Measure("lab:WBC", "white cells", "", "min", 4, None, very_low=1.0, only_if_abnormal=True),
+    Measure("lab:WBC", "white cells", "", "max", high=11, very_high=19.9, **_WHITE_CELLS_LOW),
+    Measure("lab:WBC", "white cells", "", "min", only_if_abnormal=True, **_WHITE_CELLS_LOW),
     Measure("lab:Platelets", "platelets", "", "min", 150, None, very_low=50),
     Measure("lab:HCT", "haematocrit", "", "min", 36, None, very_low=21),
     Measure("lab:Bilirubin", "bilirubin", "", "max", None, 1.2, very_high=5.9),
