@@ -1,5 +1,7 @@
 """What the PhysioNet ICU summaries carry, in minutes rather than the hour a fine-tune takes:
   * logistic regression on the numbers (``window_features``, as ``physionet_bench.py`` fits it),
+  * gradient-boosted trees on the same numbers (what a reader that is not linear could add:
+    the margin a text classifier needs to beat logistic regression has to come from there),
   * a bag-of-words logistic regression on the sentence's words with the numbers dropped (what
     the band words alone say), and, with ``--encoder``,
   * logistic regression on the frozen base encoder's mean-pooled hidden states, one layer at a
@@ -61,6 +63,7 @@ def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 3
 
 
 def main() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.metrics import roc_auc_score
@@ -106,7 +109,16 @@ def main() -> None:
     def frozen(c: float | None):  # noqa: ANN202
         return make_pipeline(StandardScaler(), regression(c))
 
-    methods = [("logistic regression on the numbers", logistic_pipeline, feature_matrix(stays, names)),
+    def trees():  # noqa: ANN202
+        # Settings fixed once, before any split was scored, and never tuned: a shallow, slow,
+        # regularised ensemble, since 2,400 stays with 14 % deaths overfit a default one.
+        return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, max_leaf_nodes=15,
+                                              min_samples_leaf=40, l2_regularization=1.0,
+                                              early_stopping=False, random_state=0)
+
+    numbers = feature_matrix(stays, names)
+    methods = [("logistic regression on the numbers", logistic_pipeline, numbers),
+               ("gradient-boosted trees on the numbers", trees, numbers),
                ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object))]
     if args.encoder:
         started = time.perf_counter()
@@ -119,7 +131,7 @@ def main() -> None:
         folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
         fixed_c = {words: 0.03, frozen: 0.01}  # chosen once, before any split was scored
         for label, build, data in methods:
-            model = build() if build is logistic_pipeline else build(fixed_c[build])
+            model = build() if build in (logistic_pipeline, trees) else build(fixed_c[build])
             scores = cross_val_score(model, data, y, cv=folds, scoring="roc_auc")
             print(f"{label}: AUROC {scores.mean():.3f} (folds {scores.min():.3f}-{scores.max():.3f})")
         return
@@ -138,7 +150,7 @@ def main() -> None:
         test = np.array([row_of_text[e.text] for e in splits.test])
         print(f"split {seed}: {len(fit)} stays fitted, {len(test)} test stays ({y[test].sum()} deaths)")
         for label, build, data in methods:
-            model = build() if build is logistic_pipeline else build(None)
+            model = build() if build in (logistic_pipeline, trees) else build(None)
             model.fit(data[fit], y[fit])
             auroc = roc_auc_score(y[test], model.predict_proba(data[test])[:, 1])
             print(f"  {label}: AUROC {auroc:.3f}", flush=True)

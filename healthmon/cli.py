@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "and a demo admin account if nobody can sign in yet")
     demo.add_argument("--force", action="store_true", help="rebuild even if the demo model exists")
     demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
+    demo.add_argument("--summaries", type=int, default=400, help="synthetic home-vitals summaries to add")
 
     users = sub.add_parser("users", help="dashboard accounts: add, list, change role or password, deactivate")
     users_sub = users.add_subparsers(dest="users_command", required=True)
@@ -432,7 +433,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.demo import build_demo_model, ensure_demo_account
 
     with contextlib.redirect_stdout(sys.stderr):
-        folder, built = build_demo_model(settings, force=args.force, n_notes=args.notes)
+        folder, built = build_demo_model(settings, force=args.force, n_notes=args.notes, n_summaries=args.summaries)
     print(json.dumps({"demo_model": str(folder), "built": built}))
     account = ensure_demo_account(_factory(settings))
     if account is not None:

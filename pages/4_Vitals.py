@@ -195,6 +195,8 @@ if user.can("notes.predict"):
         elif seen is None:
             st.info(plain(f"The training data of the served model ({version.name}) or of a version it continues "
                           "was not stored, so whether it has learned to read vitals summaries is unknown."))
+        else:
+            st.caption(plain(f"The served model ({version.name}) was trained on {seen:,} vitals summaries."))
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
         note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
                 "patient_id": patient, "source": "vitals summary", "labels": []}

@@ -305,7 +305,8 @@ def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT)
     assert page.get_by_text("stage 2 hypertension").count() >= 1
     assert page.locator("b", has_text="h-01").count() == 0  # the patient id is shown as text, not markup
-    # The browser tests' model (like the demo) learned from notes only: the page must say so.
+    # The browser tests' model learned from notes only (the demo has also read summaries since 2026-11-29):
+    # the page must say so.
     assert page.get_by_text("was trained on no vitals summaries").count() == 1
     shot(page, "vitals-home-week")
     page.get_by_role("button", name="Score and explain this summary").click()

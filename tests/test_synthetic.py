@@ -241,3 +241,15 @@ def test_output_does_not_depend_on_hash_seed() -> None:
         for hs in ("1", "2")
     }
     assert len(digests) == 1
+
+
+def test_demo_training_notes_add_vitals_summaries_the_vitals_page_recognises() -> None:
+    # The demo model must have read summaries, or the Vitals page scores them untested.
+    from healthmon.demo import demo_notes
+    from healthmon.vitals.text import looks_like_vitals_summary
+
+    mixed = demo_notes(60, 13, n_summaries=20)
+    summaries = [n for n in mixed if looks_like_vitals_summary(n.text)]
+    assert len(mixed) == 80 and len(summaries) == 20
+    assert {label for n in summaries for label in n.labels} == set(DEMO_LABELS)
+    assert not any(looks_like_vitals_summary(n.text) for n in demo_notes(60, 13))
