@@ -304,8 +304,8 @@ def summaries_in_training_data(version_dir: str | Path) -> int | None:
     """How many vitals summaries a model version learned from, its ancestors' training data
     included (a retrained version starts from its parent's weights); None where any of that
     data was not stored or cannot be read. A model that saw none scores a summary without
-    having learned to read one (the demo model, see ``healthmon.demo.demo_notes``), and the
-    Vitals page says so."""
+    having learned to read one (demo models built before 2026-11-29, see
+    ``healthmon.demo.demo_notes``), and the Vitals page says so."""
     from healthmon.errors import HealthmonError
     from healthmon.model.lineage import lineage, load_examples
 
