@@ -22,8 +22,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,21 +39,21 @@ def bag_of_words():  # noqa: ANN201 (sklearn is imported lazily)
                          OneVsRestClassifier(LogisticRegression(C=0.1, max_iter=3000)))
 
 
-def scores(truth: np.ndarray, predicted: np.ndarray, labels: tuple[str, ...]) -> str:
-    from sklearn.metrics import f1_score
-
-    per_label = f1_score(truth, predicted, average=None, zero_division=0)
-    return (f"macro-F1 {f1_score(truth, predicted, average='macro', zero_division=0):.3f}, "
-            f"exact label set {np.mean((truth == predicted).all(axis=1)):.3f} "
-            f"({', '.join(f'{label} {value:.2f}' for label, value in zip(labels, per_label))})")
+def scores(metrics: dict) -> str:
+    """One line from ``classification_metrics`` (the figures the model card and ``healthmon evaluate`` report)."""
+    per_label = ", ".join(f"{label} {row['f1']:.2f}" for label, row in metrics["per_class"].items())
+    return f"macro-F1 {metrics['macro_f1']:.3f}, exact label set {metrics['accuracy']:.3f} ({per_label})"
 
 
 def main() -> None:
-    from sklearn.preprocessing import MultiLabelBinarizer
-
     from healthmon.config import Settings
     from healthmon.model.classifier import Classifier
     from healthmon.model.lineage import load_examples
+    from healthmon.training.data import Example
+    from healthmon.training.evaluation import evaluate
+    from healthmon.training.metrics import classification_metrics
+    from healthmon.training.trainer import targets_for
+    from healthmon.types import Note
     from healthmon.vitals.text import looks_like_vitals_summary
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,24 +65,27 @@ def main() -> None:
         raise SystemExit(f"{folder} not found: build it with `python -m healthmon demo` or pass --model")
     classifier = Classifier.from_pretrained(folder, settings=settings, precision="fp32")
     labels = tuple(classifier.labels)
-    binarise = MultiLabelBinarizer(classes=list(labels))
-    binarise.fit([labels])
-    train, test = load_examples(folder, "train"), load_examples(folder, "test")
+    split = {name: [Example(text, y) for text, y in load_examples(folder, name)] for name in ("train", "test")}
+    print(f"{folder}: {len(split['train'])} training and {len(split['test'])} test texts")
+    kinds: dict[bool, dict[str, list[Example]]] = {False: {"train": [], "test": []}, True: {"train": [], "test": []}}
+    for name, examples in split.items():
+        for example in examples:
+            kinds[looks_like_vitals_summary(example.text)][name].append(example)
     warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")  # a label absent from a small kind
-    print(f"{folder}: {len(train)} training and {len(test)} test texts")
-    for kind, wanted in (("clinical notes", False), ("vitals summaries", True)):
-        kind_train = [(t, y) for t, y in train if looks_like_vitals_summary(t) == wanted]
-        kind_test = [(t, y) for t, y in test if looks_like_vitals_summary(t) == wanted]
-        if not kind_test:
+    for kind, summaries in (("clinical notes", False), ("vitals summaries", True)):
+        train, test = kinds[summaries]["train"], kinds[summaries]["test"]
+        if not test:
             print(f"{kind}: none in the test split")
             continue
-        truth = binarise.transform([y for _, y in kind_test])
-        predicted = binarise.transform([p.labels for p in classifier.predict([t for t, _ in kind_test])])
-        print(f"{kind} ({len(kind_train)} trained on, {len(kind_test)} tested)")
-        print(f"  the model:    {scores(truth, predicted, labels)}")
-        if len(kind_train) >= 20:
-            words = bag_of_words().fit([t for t, _ in kind_train], binarise.transform([y for _, y in kind_train]))
-            print(f"  bag of words: {scores(truth, words.predict([t for t, _ in kind_test]), labels)}")
+        notes = [Note(text=e.text, note_id=str(i), labels=e.labels) for i, e in enumerate(test)]
+        model = evaluate(classifier, notes)["test"]
+        print(f"{kind} ({len(train)} trained on, {len(test)} tested)")
+        print(f"  the model:    {scores(model)}")
+        if len(train) >= 20:
+            words = bag_of_words().fit([e.text for e in train], targets_for(train, labels, True))
+            read = classification_metrics(words.predict_proba([e.text for e in test]), targets_for(test, labels, True),
+                                          labels, multi_label=True)
+            print(f"  bag of words: {scores(read)}")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def main() -> None:
     methods = [("logistic regression on the numbers", logistic_pipeline, numbers),
                ("gradient-boosted trees on the numbers", trees, numbers),
                ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object))]
+    regularised = (words, frozen)  # built with a C; the other two take none
     if args.encoder:
         started = time.perf_counter()
         layers = frozen_layer_features(texts, args.max_length)
@@ -131,7 +132,7 @@ def main() -> None:
         folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
         fixed_c = {words: 0.03, frozen: 0.01}  # chosen once, before any split was scored
         for label, build, data in methods:
-            model = build() if build in (logistic_pipeline, trees) else build(fixed_c[build])
+            model = build(fixed_c[build]) if build in regularised else build()
             scores = cross_val_score(model, data, y, cv=folds, scoring="roc_auc")
             print(f"{label}: AUROC {scores.mean():.3f} (folds {scores.min():.3f}-{scores.max():.3f})")
         return
@@ -150,7 +151,7 @@ def main() -> None:
         test = np.array([row_of_text[e.text] for e in splits.test])
         print(f"split {seed}: {len(fit)} stays fitted, {len(test)} test stays ({y[test].sum()} deaths)")
         for label, build, data in methods:
-            model = build() if build in (logistic_pipeline, trees) else build(None)
+            model = build(None) if build in regularised else build()
             model.fit(data[fit], y[fit])
             auroc = roc_auc_score(y[test], model.predict_proba(data[test])[:, 1])
             print(f"  {label}: AUROC {auroc:.3f}", flush=True)
