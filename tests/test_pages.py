@@ -375,6 +375,8 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     assert any("NEWS2 3 (low-medium band)" in m for m in alerts)
     summary = at.code[0].value
     assert summary.startswith("NEWS2 max") and "heart rate median" in summary and " 0 /min" not in summary
+    # The served model learned from notes only: its score for a summary is flagged as untested.
+    assert "was trained on no vitals summaries" in _texts(at, "warning")
     [b for b in at.button if b.label == "Score and explain this summary"][0].click().run()
     assert dash.run_jobs() == 1
     at.run()
@@ -383,6 +385,32 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     with transaction(dash.factory) as s:
         note = s.scalars(select(NoteRow).where(NoteRow.source == "vitals summary")).one()
         assert note.text == summary and at.session_state["case_id"] == note.id
+
+
+def test_the_vitals_page_says_how_many_summaries_the_served_model_learned_from(dash, notes, monkeypatch):
+    import json
+
+    from healthmon.vitals.synthetic import synthetic_vitals_notes
+
+    summaries = synthetic_vitals_notes(40, seed=5)
+    version = train(list(notes) + summaries, TrainArgs(mode="head", max_steps=2),
+                    out_dir=dash.settings.data_dir / "with-summaries", settings=dash.settings,
+                    progress=False).version_dir
+    monkeypatch.setenv("HEALTHMON_ACTIVE_MODEL", str(version))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    # Counted here from the stored training split (the stratified split keeps about 70 %), not
+    # through the page's own helper.
+    summary_texts = {note.text for note in summaries}
+    lines = (version / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    learned = sum(json.loads(line)["text"] in summary_texts for line in lines)
+    assert 0 < learned < len(summaries)
+
+    at = dash.page("Vitals", "cli")
+    _upload_bedside(at)
+    assert not at.exception
+    assert f"The served model ({version.name}) was trained on {learned} vitals summaries." in _texts(at, "caption")
+    assert "was trained on no vitals summaries" not in _texts(at, "warning")
 
 
 def test_a_fhir_bundle_on_the_vitals_page_sends_its_notes_to_scoring(dash):

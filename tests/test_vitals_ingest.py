@@ -319,10 +319,16 @@ def test_a_version_trained_without_vitals_summaries_is_told_apart(tmp_path):
     assert not any(looks_like_vitals_summary(text) for text in notes)
     for note in ("Heart rate 88, BP 150/95 today; heart rate 92 later; glucose 130.",
                  "Overnight: oliguric; urine output 25 mL/h; potassium highest 5.9, repleted per protocol.",
-                 "potassium highest 5.9; plan repeat BMP in the morning."):
+                 "potassium highest 5.9; plan repeat BMP in the morning.",
+                 "urine output total 900 mL since midnight; creatinine highest 2.1, rising."):
         assert not looks_like_vitals_summary(note), note
     for summary in ("heart rate median 78 /min, normal, rising.", "age 70, older, male; medical ICU.",
-                    "on supplemental oxygen; NEWS2 max 3 (low, partial); consciousness V at worst."):
+                    "on supplemental oxygen; NEWS2 max 3 (low, partial); consciousness V at worst.",
+                    # The ICU sentence as written until 2026-11-28 (ranges, urine output as a total):
+                    # versions trained on it did see summaries.
+                    "age 54, female; surgical ICU; NEWS2 max 5 (medium, partial); consciousness C at worst; "
+                    "heart rate median 73 /min (58-86), normal, rising; GCS lowest 14, low; "
+                    "urine output total 6500 mL, normal; potassium highest 4.4, normal."):
         assert looks_like_vitals_summary(summary), summary
 
     from healthmon.model.card import ModelCard

@@ -276,10 +276,12 @@ def summarise_vitals(vitals: pd.DataFrame, *, descriptors: dict[str, float] | No
 
 # The leads every phrase of the sentence above starts with. A text is a summary only if every
 # "; "-separated phrase starts with one of them: a clinical note that happens to say
-# "potassium highest 5.9" has other phrases too, and is not counted as one.
+# "potassium highest 5.9" has other phrases too, and is not counted as one. Sentences written
+# before 2026-11-29 gave urine output as a total ("urine output total 6500 mL, normal"); they
+# still count, or a version trained on them would be shown as having seen no summary.
 _MEASURE_LEAD = re.compile(
     r"(?:" + "|".join(re.escape(m.words) for m in MEASURES if m.statistic != "rate")
-    + r") (?:median|highest|lowest) -?\d|urine output \d[\d.]* mL/h(?:,|$)"
+    + r") (?:median|highest|lowest) -?\d|urine output (?:\d[\d.]* mL/h|total \d[\d.]* mL)(?:,|$)"
 )
 _OTHER_LEAD = re.compile(
     r"age \d+(?:,|$)|NEWS2 max \d+ \(|consciousness [ACVPU] at worst$|"
