@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("--lookback", default="4h", type=_duration,
                         help="how old a parameter's latest value may be for NEWS2 (e.g. 1h, 4h, 90min)")
     vitals.add_argument("--patient-id", help="the patient of a CSV without a patient column (needed to --store it)")
+    vitals.add_argument("--date-order", choices=["day/month", "month/day"], default=None,
+                        help="how to read a CSV's dates such as 03/04/2026 where the file does not show it "
+                             "(default day/month, reported as ambiguous)")
     vitals.add_argument("--cuffless-bp", action="store_true", help="BP from a cuffless wearable (trend only)")
     vitals.add_argument("--store", action="store_true", help="also store the readings in the database")
 
@@ -535,7 +538,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
 
-    data = read_device_paths(args.paths, patient_id=args.patient_id)
+    data = read_device_paths(args.paths, patient_id=args.patient_id, date_order=args.date_order)
     if args.store and data.needs_patient_id:
         raise IngestError("a patient for every reading before storing", "a CSV without a patient column",
                           "pass --patient-id ID (or add a patient column)")

@@ -15,6 +15,7 @@ from healthmon.ui.resources import active_model_dir, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
 from healthmon.vitals.assess import assess_patient
 from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
+from healthmon.vitals.ingest import DATE_ORDERS
 from healthmon.vitals.news2 import RESPONSES
 from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
 from healthmon.vitals.text import summaries_in_training_data
@@ -32,8 +33,8 @@ source = st.radio("Readings", ["Upload files", "Stored readings"], horizontal=Tr
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the files ...")
-def _read(files: tuple[tuple[str, bytes], ...], patient_id: str | None) -> DeviceData:
-    return read_device_files(list(files), patient_id=patient_id)
+def _read(files: tuple[tuple[str, bytes], ...], patient_id: str | None, date_order: str) -> DeviceData:
+    return read_device_files(list(files), patient_id=patient_id, date_order=date_order)
 
 
 data: DeviceData | None = None
@@ -44,13 +45,17 @@ if source == "Upload files":
     contents = tuple((u.name, u.getvalue()) for u in uploads)
     given = st.session_state.get("vitals_patient_id", "").strip() or None
     try:
-        data = _read(contents, given)
+        data = _read(contents, given, st.session_state.get("vitals_date_order", DATE_ORDERS[0]))
     except HealthmonError as exc:
         show_error(exc)
         st.stop()
     if data.needs_patient_id or given:
         st.text_input("Patient id for this file (it has no patient column)", key="vitals_patient_id",
                       help="Needed before storing: without it two people's files of the same name would merge.")
+    if data.ambiguous_dates:
+        # Offered only where the file cannot tell: 03/04/2026 is 3 April in the UK, 4 March in the US.
+        st.radio("Dates such as 03/04/2026 in this file are", DATE_ORDERS, horizontal=True, key="vitals_date_order",
+                 help="Nothing in the file shows the order (no day over 12). Check one reading you know.")
     for line in data.summary:
         st.caption(plain(line))
     if data.rejected:
@@ -96,9 +101,16 @@ else:
 
 options = st.columns(4)
 patient = options[0].selectbox("Patient", patients)
-fitbit = data is not None and data.fmt == "fitbit"
+vitals = data.frame if data is not None else load_vitals(factory, patient)
+# Only a ward charts consciousness, oxygen and respiration rate; readings without any of them
+# (a wearable's heart rate and SpO2, a home cuff, a Fitbit) default to home, so that NEWS2 comes
+# with its "applied outside its setting" caveat unless the clinician says otherwise.
+ward_charted = vitals.loc[vitals["patient_id"] == patient, "parameter"].isin(
+    ["consciousness", "on_oxygen", "respiration_rate"]).any()
 setting = options[1].radio("Where were the readings taken?", ["hospital", "home"], horizontal=True,
-                           index=1 if fitbit else 0)
+                           index=0 if ward_charted else 1, key=f"vitals_setting:{patient}",
+                           help="Preset from the readings: hospital where consciousness, oxygen or respiration "
+                                "rate were charted, else home")
 scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True,
                          help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
@@ -107,7 +119,6 @@ cuffless = more[0].checkbox("Blood pressure from a cuffless wearable", help="Sta
 windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "everything": None}
 window = more[1].selectbox("Summary for the classifier covers", list(windows), index=1,
                            help="Alerts always use the whole history their baselines need")
-vitals = data.frame if data is not None else load_vitals(factory, patient)
 descriptors = data.descriptors.get(patient) if data is not None else stored_descriptors(factory, patient)
 try:
     result = assess_patient(vitals, patient, setting=setting, spo2_scale=scale, lookback=lookback,
@@ -167,9 +178,11 @@ if result.not_alerted:
 figure = vitals_figure(result.vitals, result.news2, result.alerts)
 if figure is not None:
     st.plotly_chart(figure)
+    # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.
     st.caption("Green bands: the range the summary calls normal (NEWS2 zero-point bands; blood pressure 111-139 / "
-               "60-89 mmHg). Red crosses: artefacts, shown but never scored. Diamonds: the readings behind an alert "
-               "(hover for which).")
+               "60-89 mmHg, below the ESC/ESH threshold of 140/90, where ACC/AHA 2017 already counts 130-139 / "
+               "80-89 as stage 1 hypertension, as the category above does). Red crosses: artefacts, shown but never "
+               "scored. Diamonds: the readings behind an alert (hover for which).")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

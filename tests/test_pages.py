@@ -368,6 +368,7 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     at.run()  # the next interaction: the stored readings are now offered
     [r for r in at.radio if r.label == "Readings"][0].set_value("Stored readings").run()
     assert not at.exception and at.selectbox[0].value == HOSTILE_PATIENT
+    assert [r for r in at.radio if r.label == "Where were the readings taken?"][0].value == "hospital"  # AVPU, O2
     assert {m.label for m in at.metric} >= {"Latest NEWS2", "Clinical risk", "Blood pressure (mean)"}
     # Alert sentences are escaped markdown: compare them unescaped.
     alerts = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if "**] · " in m.value]
@@ -385,6 +386,24 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     with transaction(dash.factory) as s:
         note = s.scalars(select(NoteRow).where(NoteRow.source == "vitals summary")).one()
         assert note.text == summary and at.session_state["case_id"] == note.id
+
+
+def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_picks(dash):
+    at = dash.page("Vitals", "cli")
+    assert not [r for r in at.radio if r.label.startswith("Dates such as")]
+    at.file_uploader[0].upload("home.csv", b"date,patient,pulse\n03/04/2026,p1,70\n05/04/2026,p1,72\n",
+                               "text/csv").run()
+    assert not at.exception
+    # A pulse alone is not ward charting: NEWS2 is preset to home, with its out-of-setting caveat.
+    assert [r for r in at.radio if r.label == "Where were the readings taken?"][0].value == "home"
+    assert "outside the setting it was validated in" in _texts(at, "warning")
+    order = [r for r in at.radio if r.label.startswith("Dates such as")][0]
+    assert order.value == "day/month" and "read as day/month; confirm the order" in _texts(at, "caption")
+    scored_at = [m for m in at.metric if m.label == "Scored at"]
+    assert scored_at[0].value == "05 Apr 00:00"  # 5 April, the later of 3 and 5 April
+    order.set_value("month/day").run()
+    assert not at.exception and "read as month/day; confirm the order" in _texts(at, "caption")
+    assert [m for m in at.metric if m.label == "Scored at"][0].value == "04 May 00:00"  # 4 March and 4 May
 
 
 def test_the_vitals_page_says_how_many_summaries_the_served_model_learned_from(dash, notes, monkeypatch):

@@ -83,13 +83,18 @@ def test_every_mapped_loinc_code_lands_on_its_parameter_in_canonical_units():
         observation("55423-8", valueInteger=500, time="2026-03-01T09:00:00Z"),
         observation("4548-4", 6.1, "%", display="Hemoglobin A1c/Hemoglobin.total in Blood"),
         observation("72166-2", valueCodeableConcept=concept("266919005", "Never smoker", "http://snomed.info/sct")),
+        observation("8889-8", 74, "/min", time="2026-03-01T09:00:00Z"),
+        observation("8331-1", 36.8, "Cel", time="2026-03-01T09:00:00Z"),
+        observation("8328-7", 36.5, "Cel", time="2026-03-01T10:00:00Z"),
+        observation("8333-7", 37.9, "Cel", time="2026-03-01T11:00:00Z"),
+        observation("8332-9", 38.2, "Cel", time="2026-03-01T12:00:00Z"),
     ), "vitals.ndjson")
     frame, report = data.frame, data.report
     assert list(frame.columns) == COLUMNS and str(frame["time"].dt.tz) == "UTC"
     assert set(frame.parameter) == set(VITAL_CODES.values()) | {"lab:Hemoglobin A1c/Hemoglobin.total in Blood"}
     p1 = values(frame[frame.patient_id == "p1"])
-    assert p1["heart_rate"] == [72] and p1["respiration_rate"] == [16] and p1["spo2"] == [97, 95]
-    assert p1["temperature"] == [pytest.approx(37.0)]
+    assert p1["heart_rate"] == [72, 74] and p1["respiration_rate"] == [16] and p1["spo2"] == [97, 95]
+    assert p1["temperature"] == [pytest.approx(37.0), 36.8, 36.5, 37.9, 38.2]  # body, oral, axilla, ear, rectal
     assert p1["systolic_bp"] == [131, 120, 118] and p1["diastolic_bp"] == [79, 80, 76]
     assert p1["weight"] == [pytest.approx(69.85, abs=0.01), 70.0] and p1["steps"] == [8000, 500]
     assert p1["lab:Hemoglobin A1c/Hemoglobin.total in Blood"] == [6.1]
@@ -105,7 +110,30 @@ def test_every_mapped_loinc_code_lands_on_its_parameter_in_canonical_units():
                                   "temperature: 1 value(s) in [degF] converted to °C",
                                   "weight: 1 value(s) in [lb_av] converted to kg",
                                   "weight: 1 value(s) in g converted to kg"]
-    assert report.resources_read == {"Observation": 17} and report.rejected == []
+    assert report.resources_read == {"Observation": 22} and report.rejected == []
+
+
+def test_supplemental_oxygen_from_the_pulse_oximetry_components_sets_the_news2_oxygen_row():
+    def pulse_ox(time: str, **components: tuple[float, str]) -> dict:
+        parts = [{"code": concept(code), "valueQuantity": quantity(value, unit)}
+                 for code, (value, unit) in components.items()]
+        return observation("59408-5", 94, "%", time=time, component=parts)
+
+    data = read_fhir(ndjson(
+        pulse_ox("2026-03-01T08:00:00Z", **{"3151-8": (0, "L/min")}),  # the flow is off: air
+        pulse_ox("2026-03-01T09:00:00Z", **{"3151-8": (2, "L/min"), "3150-0": (28, "%")}),
+        pulse_ox("2026-03-01T10:00:00Z", **{"3150-0": (21, "%")}),  # room air
+        pulse_ox("2026-03-01T11:00:00Z", **{"3151-8": (2, "mL/s")}),  # a unit it cannot judge
+    ), "oximeter.ndjson")
+    oxygen = data.frame[data.frame.parameter == "on_oxygen"]
+    assert oxygen["value"].iloc[:4].tolist() == [0.0, 1.0, 1.0, 0.0] and not oxygen["artefact"].iloc[:4].any()
+    assert oxygen["artefact"].iloc[4] and "not an oxygen flow in L/min" in data.report.flagged[0][2]
+    # The numbers themselves are kept, and the oxygen makes a NEWS2 score on scale 1 two points higher.
+    assert values(data.frame)["lab:Inhaled oxygen flow rate"] == [0, 2, 2]
+    from healthmon.vitals.series import news2_over_time
+
+    points = news2_over_time(data.frame, lookback="30min").set_index("time")["points_air_or_oxygen"]
+    assert points.tolist()[:3] == [0, 2, 0]
 
 
 def test_implausible_values_and_unknown_units_are_flagged_and_a_missing_bp_component_is_allowed():
@@ -180,8 +208,9 @@ def test_document_references_become_notes_and_bad_attachments_are_counted():
 
     text = "Chief complaint: polyuria.\nHbA1c 8.9 %."
     encoded = base64.b64encode(text.encode()).decode()
-    data = read_fhir(ndjson(document("d1", encoded), document("d2", "not base64!!"),
-                            document("d3", encoded, "application/pdf"), document("d4", "////")), "notes.ndjson")
+    payload = ndjson(document("d1", encoded), document("d2", "not base64!!"), document("d3", encoded, "application/pdf"),
+                     document("d4", "////"))
+    data = read_fhir(payload, "notes.ndjson")
     notes = data.notes
     assert [(n.note_id, n.patient_id, n.text, n.source, n.line) for n in notes.notes] == [
         ("d1", "p1", text, "notes.ndjson", 1)]
@@ -191,6 +220,15 @@ def test_document_references_become_notes_and_bad_attachments_are_counted():
     assert "Base64 decoding error" in reasons[2]  # refused by the library: the resource is rejected too
     assert "'application/pdf' is not text/plain" in reasons[3] and "not utf-8 text" in reasons[4]
     assert [where for where, _ in data.report.rejected] == ["notes.ndjson line 2"]
+    # The upload's report lists every refusal once: the resource the library refused, and the
+    # attachments that are not text (on the Vitals page and in the CLI, not only on the Notes page).
+    from healthmon.vitals.formats import read_device_files
+
+    device = read_device_files({"notes.ndjson": payload})
+    assert [where for where, _ in device.rejected] == ["notes.ndjson line 2", "notes.ndjson line 3",
+                                                       "notes.ndjson line 4"]
+    assert "'application/pdf' is not text/plain" in device.rejected[1][1]
+    assert "1 note(s) from DocumentReference, 2 attachment(s) not readable as a note." in device.summary[1]
 
 
 def test_conditions_keep_snomed_code_onset_and_status_and_displays_map_to_labels():

@@ -51,6 +51,77 @@ def test_a_file_without_time_or_vitals_columns_says_what_to_rename():
         read_vitals_csv(b"time,comment\n2026-01-01,hello\n")
 
 
+def _march(frame: pd.DataFrame) -> list[str]:
+    return [f"{t:%Y-%m-%d %H:%M}" for t in frame.loc[frame.parameter == "heart_rate", "time"]]
+
+
+def test_numeric_dates_are_read_in_one_order_for_the_whole_file():
+    # A per-cell guess reads 12/03 as 3 December and 13/03 as 13 March in the same file.
+    uk = read_vitals_csv(b"date,pulse\n12/03/2026 08:00,70\n13/03/2026 08:00,72\n", "uk.csv", patient_id="p")
+    assert _march(uk.frame) == ["2026-03-12 08:00", "2026-03-13 08:00"]
+    assert "dates read as day/month, as line 3 ('13/03/2026 08:00') shows" in uk.report.conversions
+    assert not uk.report.ambiguous_dates
+    us = read_vitals_csv(b"date,pulse\n03/12/2026,70\n03/13/2026,72\n", "us.csv", patient_id="p", date_order="day/month")
+    assert _march(us.frame) == ["2026-03-12 00:00", "2026-03-13 00:00"]  # the file shows its order; it wins
+    dotted = read_vitals_csv(b"date,pulse\n13.03.26 08:00,70\n", "de.csv", patient_id="p")
+    assert _march(dotted.frame) == ["2026-03-13 08:00"]
+    # Nothing in the file decides: day/month unless the caller says otherwise, and reported as ambiguous.
+    ambiguous = b"date,pulse\n03/04/2026,70\n"
+    default = read_vitals_csv(ambiguous, "a.csv", patient_id="p")
+    assert _march(default.frame) == ["2026-04-03 00:00"] and default.report.ambiguous_dates
+    assert any("could be day/month or month/day: read as day/month" in c for c in default.report.conversions)
+    assert _march(read_vitals_csv(ambiguous, "a.csv", patient_id="p", date_order="month/day").frame) == [
+        "2026-03-04 00:00"]
+    # ISO dates are not numeric day/month dates and are read as they are.
+    assert _march(read_vitals_csv(b"time,pulse\n2026-03-04T08:00,70\n", "iso.csv", patient_id="p").frame) == [
+        "2026-03-04 08:00"]
+    with pytest.raises(IngestError, match=r"line 2 '13/03/2026' \(day first\) and line 3 '03/14/2026'"):
+        read_vitals_csv(b"date,pulse\n13/03/2026,70\n03/14/2026,72\n", "mixed.csv", patient_id="p")
+    with pytest.raises(IngestError, match="day/month"):
+        read_vitals_csv(ambiguous, "a.csv", date_order="dd/mm")
+
+
+def test_a_date_column_and_a_time_column_are_joined_and_a_time_without_a_date_is_rejected():
+    joined = read_vitals_csv(b"Date,Time,Pulse\n2025-01-01,08:00,70\n2025-01-02,21:30:15,71\n", "split.csv",
+                             patient_id="p")
+    assert _march(joined.frame) == ["2025-01-01 08:00", "2025-01-02 21:30"]
+    assert joined.report.columns["date"] == "Date" and joined.report.ignored_columns == []
+    # A time of day alone would otherwise be given today's date, silently.
+    alone = read_vitals_csv(b"time,pulse\n08:00,70\n2026-03-01 09:00,71\n", "clock.csv", patient_id="p")
+    assert alone.report.rows_rejected == 1 and alone.report.rejected == [(2, "time '08:00' has no date: add a date column")]
+    assert _march(alone.frame) == ["2026-03-01 09:00"]
+
+
+def test_a_row_with_a_blank_patient_is_rejected_not_filed_under_an_empty_id():
+    data = read_vitals_csv(b"time,patient,pulse\n2026-03-01 08:00,p1,70\n2026-03-01 09:00, ,71\n", "ward.csv")
+    assert data.report.rows_rejected == 1 and "blank patient id" in data.report.rejected[0][1]
+    assert set(data.frame.patient_id) == {"p1"}
+
+
+def test_spreadsheet_encodings_are_read_and_said_and_unreadable_bytes_refused():
+    text = "timestamp,patient,temp °F,pulse\n2026-03-01 08:00,p1,98.6,70\n"
+    windows = read_vitals_csv(text.encode("cp1252"), "excel.csv")
+    assert windows.report.columns["temperature"] == "temp °F"
+    assert dict(zip(windows.frame.parameter, windows.frame.value))["temperature"] == pytest.approx(37.0)
+    assert any("read as Windows-1252" in c for c in windows.report.conversions)
+    utf16 = read_vitals_csv(text.encode("utf-16"), "excel16.csv")
+    assert len(utf16.frame) == 2 and "read as UTF-16 text" in utf16.report.conversions
+    with pytest.raises(IngestError, match="CSV UTF-8"):
+        read_vitals_csv(b"time,pulse\n2026-03-01,\x81\x8d\n", "binary.csv", patient_id="p")
+
+
+def test_units_guessed_from_values_are_said_and_a_cold_patient_is_not_an_artefact():
+    data = read_vitals_csv(b"time,patient,temp,glucose,weight\n2026-03-01 08:00,p1,28.4,5.2,80\n", "w.csv")
+    values = dict(zip(data.frame.parameter, data.frame.value))
+    # 28.4 C is accidental hypothermia, not an artefact: it keeps its 3 NEWS2 points.
+    assert values["temperature"] == 28.4 and not data.frame.artefact.any()
+    assert values["glucose"] == pytest.approx(93.7, abs=0.1) and values["weight"] == 80
+    said = " | ".join(data.report.conversions)
+    assert "glucose 'glucose' has no unit in its name: read as mmol/L (median 5.2)" in said
+    assert "weight 'weight' has no unit in its name: read as kg" in said
+    assert "temperature" not in said  # Celsius by its values: nothing converted
+
+
 def test_news2_over_time_uses_the_latest_value_within_the_look_back():
     data = read_vitals_csv(CSV.encode(), "ward.csv")
     scores = news2_over_time(data.frame, lookback="90min")
@@ -111,7 +182,7 @@ def test_a_physionet_record_maps_vitals_keeps_labs_and_lists_bad_lines():
 
     record = ("Time,Parameter,Value\n00:00,RecordID,132539\n00:00,Age,54\n00:00,Weight,-1\n"
               "00:07,GCS,15\n00:07,HR,73\n00:07,NISysABP,147\n00:07,Temp,35.1\n00:07,Urine,900\n"
-              "01:37,GCS,11\n01:37,FiO2,0.5\n01:37,SaO2,104\n01:37,HR,xx\n")
+              "01:37,GCS,11\n01:37,FiO2,0.5\n01:37,SaO2,104\n01:37,HR,xx\n25:99,HR,80\n-1:10,HR,80\n")
     stay = read_physionet_record(record, "132539.txt")
     assert stay.record_id == "132539" and stay.descriptors == {"RecordID": 132539, "Age": 54}
     at = {(p, t.strftime("%H:%M")): v for p, t, v in zip(stay.frame.parameter, stay.frame.time, stay.frame.value)}
@@ -119,7 +190,8 @@ def test_a_physionet_record_maps_vitals_keeps_labs_and_lists_bad_lines():
     assert at[("consciousness", "00:07")] == 0 and at[("consciousness", "01:37")] == 2  # GCS 11 -> Voice
     assert at[("on_oxygen", "01:37")] == 1 and at[("lab:Urine", "00:07")] == 900 and at[("lab:FiO2", "01:37")] == 0.5
     assert stay.frame.loc[stay.frame.parameter == "spo2", "artefact"].tolist() == [True]  # SaO2 104 %: flagged
-    assert stay.rejected == [(13, "unreadable line '01:37,HR,xx'")]
+    assert stay.rejected == [(13, "unreadable line '01:37,HR,xx'"), (14, "unreadable line '25:99,HR,80'"),
+                             (15, "unreadable line '-1:10,HR,80'")]
     with pytest.raises(IngestError, match="Time,Parameter,Value"):
         read_physionet_record("RecordID,Age\n1,2\n", "bad.txt")
 
@@ -169,6 +241,11 @@ def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
                            "parameter": "heart_rate", "value": [70, 71, 72, 84, 86, 88], "artefact": False,
                            "source": "t"})
     assert summarise_vitals(rising) == "heart rate median 78 /min, normal, rising."
+    # A median hides the reading that matters most: the latest is said where its band differs.
+    jump = rising.assign(value=[70, 72, 71, 70, 73, 128])
+    assert summarise_vitals(jump) == "heart rate median 72 /min, normal, latest 128, high."
+    settled = rising.assign(value=[128, 124, 118, 72, 70, 71])
+    assert summarise_vitals(settled) == "heart rate median 95 /min, high, falling, latest 71, normal."
 
 
 ICU_RECORD = """Time,Parameter,Value

@@ -36,6 +36,8 @@ def test_every_band_edge_of_the_news2_chart(row, value, points):
 PRINTED = {
     "respiration_rate": [(0, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, 80, 3)],
     "spo2_scale1": [(0, 91, 3), (92, 93, 2), (94, 95, 1), (96, 100, 0)],
+    "spo2_scale2_air": [(0, 83, 3), (84, 85, 2), (86, 87, 1), (88, 100, 0)],
+    "spo2_scale2_oxygen": [(0, 83, 3), (84, 85, 2), (86, 87, 1), (88, 92, 0), (93, 94, 1), (95, 96, 2), (97, 100, 3)],
     "systolic_bp": [(30, 90, 3), (91, 100, 2), (101, 110, 1), (111, 219, 0), (220, 300, 3)],
     "heart_rate": [(10, 40, 3), (41, 50, 1), (51, 90, 0), (91, 110, 1), (111, 130, 2), (131, 300, 3)],
     "temperature": [(250, 350, 3), (351, 360, 1), (361, 380, 0), (381, 390, 1), (391, 450, 2)],
@@ -85,8 +87,10 @@ def test_aggregate_bands_and_the_three_in_one_parameter_rule():
     assert (five.total, five.band) == (5, "medium")
     six = _full(respiration_rate=22, heart_rate=112, temperature=39.5)
     assert (six.total, six.band) == (6, "medium")
-    seven = _full(respiration_rate=25, heart_rate=112, temperature=38.5, on_oxygen=True)
-    assert (seven.total, seven.band, seven.monitoring) == (8, "high", "continuous monitoring")
+    seven = _full(respiration_rate=25, heart_rate=112, temperature=38.5, spo2=95)  # 3 + 2 + 1 + 1
+    assert (seven.total, seven.band, seven.monitoring) == (7, "high", "continuous monitoring")
+    eight = _full(respiration_rate=25, heart_rate=112, temperature=38.5, on_oxygen=True)
+    assert (eight.total, eight.band) == (8, "high")
     assert _full(respiration_rate=25, heart_rate=112, temperature=38.5).total == 6
 
 
@@ -98,9 +102,18 @@ def test_oxygen_scores_two_and_scale_two_treats_high_saturation_on_oxygen_as_a_r
     assert _full(spo2=90, on_oxygen=True, spo2_scale=1).points["spo2"] == 3
 
 
-@pytest.mark.parametrize("letter,points", [("A", 0), ("C", 3), ("V", 3), ("P", 3), ("U", 3), ("alert", 0)])
+@pytest.mark.parametrize("letter,points", [("A", 0), ("C", 3), ("V", 3), ("P", 3), ("U", 3), ("alert", 0),
+                                           ("a", 0), ("new confusion", 3), ("Confused", 3), ("voice", 3),
+                                           ("pain", 3), ("unresponsive", 3)])
 def test_acvpu(letter, points):
     assert _full(consciousness=letter).points["consciousness"] == points
+
+
+@pytest.mark.parametrize("word", ["agitated", "awake", "asleep", "AV", "drowsy"])
+def test_a_consciousness_word_is_not_read_by_its_first_letter(word):
+    # "agitated" is not Alert (0 points): it may be new confusion (3); the caller must say which.
+    with pytest.raises(VitalsError, match="ACVPU"):
+        _full(consciousness=word)
 
 
 def test_missing_parameters_are_allowed_and_named_and_home_readings_carry_the_setting_caveat():
@@ -150,6 +163,8 @@ def test_hypertensive_crisis_is_strictly_above_180_or_120(reading, crisis):
 @pytest.mark.parametrize("reading,category", [
     ((129, 79), "elevated"), ((130, 79), "stage 1 hypertension"), ((134, 84), "stage 1 hypertension"),
     ((135, 80), "stage 2 hypertension"), ((128, 85), "stage 2 hypertension"),
+    ((119, 79), "normal"), ((119, 80), "stage 1 hypertension"), ((120, 79), "elevated"), ((119, 84), "stage 1 hypertension"),
+    ((119, 85), "stage 2 hypertension"),
 ])
 def test_home_readings_use_the_home_thresholds(reading, category):
     assert classify_bp([reading, reading], setting="home").category == category
@@ -170,6 +185,12 @@ def test_readings_are_averaged_and_single_or_cuffless_readings_are_flagged():
     ((159, 99), "grade 1 hypertension"), ((160, 95), "grade 2 hypertension"), ((179, 109), "grade 2 hypertension"),
     ((180, 95), "grade 3 hypertension"), ((150, 110), "grade 3 hypertension"),
     ((145, 85), "isolated systolic hypertension (grade 1 hypertension)"),
+    # Diastolic edges alone, and the isolated-systolic edge (>= 140 with < 90).
+    ((119, 80), "normal"), ((119, 84), "normal"), ((119, 85), "high normal"), ((119, 89), "high normal"),
+    ((119, 90), "grade 1 hypertension"), ((119, 99), "grade 1 hypertension"), ((119, 100), "grade 2 hypertension"),
+    ((119, 109), "grade 2 hypertension"), ((119, 110), "grade 3 hypertension"),
+    ((140, 89), "isolated systolic hypertension (grade 1 hypertension)"),
+    ((165, 85), "isolated systolic hypertension (grade 2 hypertension)"),
 ])
 def test_esc_esh_grades(reading, grade):
     assert esc_grade([reading]) == grade

@@ -59,10 +59,16 @@ CONDITION_COLUMNS = ["patient_id", "code", "display", "onset", "clinical_status"
 # LOINC code -> healthmon parameter (canonical unit in ingest.UNITS).
 VITAL_CODES = {
     "8867-4": "heart_rate",
+    "8889-8": "heart_rate",  # by pulse oximetry (a wearable's or a finger probe's)
     "9279-1": "respiration_rate",
     "59408-5": "spo2",  # by pulse oximetry
     "2708-6": "spo2",  # arterial; the same parameter, as in the PhysioNet reader
     "8310-5": "temperature",
+    # The same temperature taken at a named site; NEWS2 does not distinguish them.
+    "8331-1": "temperature",  # oral
+    "8328-7": "temperature",  # axillary
+    "8333-7": "temperature",  # tympanic membrane
+    "8332-9": "temperature",  # rectal
     "8480-6": "systolic_bp",
     "8462-4": "diastolic_bp",
     "29463-7": "weight",
@@ -71,6 +77,10 @@ VITAL_CODES = {
     "41950-7": "steps",  # per 24 h
     "55423-8": "steps",  # step count
 }
+# Supplemental oxygen, the NEWS2 "air or oxygen" row: US Core's pulse-oximetry Observation carries
+# these as components. Oxygen is given where the inspired concentration is above room air (21 %)
+# or a flow is running. (LOINC code -> (units accepted, lower-cased; above this means oxygen)).
+OXYGEN_CODES = {"3150-0": ({"%"}, 21.0), "3151-8": ({"l/min", "l/min{o2}", "litre/min", "liter/min"}, 0.0)}
 BP_PANELS = {"85354-9", "55284-4"}
 BP_COMPONENTS = {"8480-6": "systolic", "8462-4": "diastolic"}
 
@@ -383,6 +393,9 @@ class _Reader:
             if part_code in VITAL_CODES:
                 vitals += 1
                 self.vital(VITAL_CODES[part_code], value, unit, patient, time, where)
+            elif part_code in OXYGEN_CODES:
+                vitals += 1
+                self.oxygen(part_code, part_display, value, unit, patient, time, where)
             else:
                 self.lab(part_code, part_display, value, unit, patient, time, where)
         (self.mapped if vitals else self.unmapped)[key] += 1
@@ -408,6 +421,20 @@ class _Reader:
             self.report.flagged.append((str(where), parameter,
                                         problem or f"{value:g} {UNITS[parameter]} is implausible"))
         self.rows.append((patient, time, parameter, value, artefact, f"fhir:{where.source}"))
+
+    def oxygen(self, code: str, display: str | None, value: float, unit: str, patient: str, time: pd.Timestamp,
+               where: _Where) -> None:
+        units, room_air = OXYGEN_CODES[code]
+        self.lab(code, display or {"3150-0": "Inhaled oxygen concentration"}.get(code, "Inhaled oxygen flow rate"),
+                 value, unit, patient, time, where)  # the number itself, kept as read
+        self.report.values_read += 1
+        if unit.lower() not in units or value < 0:
+            self.report.values_flagged += 1
+            self.report.flagged.append((str(where), "on_oxygen", f"{value:g} {unit or '(no unit)'} is not an "
+                                        f"oxygen {'concentration in %' if code == '3150-0' else 'flow in L/min'}"))
+            self.rows.append((patient, time, "on_oxygen", float("nan"), True, f"fhir:{where.source}"))
+            return
+        self.rows.append((patient, time, "on_oxygen", float(value > room_air), False, f"fhir:{where.source}"))
 
     def lab(self, code: str | None, display: str | None, value: float, unit: str, patient: str,
             time: pd.Timestamp, where: _Where) -> None:

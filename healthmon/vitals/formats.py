@@ -38,6 +38,7 @@ class DeviceData:
     conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
     descriptors: dict[str, dict[str, float]] = field(default_factory=dict)  # PhysioNet: per record
     needs_patient_id: bool = False  # a CSV without a patient column: the file name stands in, not storable
+    ambiguous_dates: bool = False  # a CSV's 03/04/2026 read in the caller's (or the default) order
 
 
 def detect_format(name: str, head: bytes) -> str:
@@ -53,13 +54,15 @@ def detect_format(name: str, head: bytes) -> str:
 
 
 def read_device_files(files: dict[str, bytes] | Sequence[tuple[str, bytes]], *,
-                      patient_id: str | None = None) -> DeviceData:
+                      patient_id: str | None = None, date_order: str | None = None) -> DeviceData:
     """Read uploaded files ({name: contents} or (name, contents) pairs) of one format into one table.
 
     Args:
         patient_id: the patient of a generic CSV that has no patient column. Without it the
             rows carry the file name and ``DeviceData.needs_patient_id`` is set: such
             readings can be scored but must not be stored.
+        date_order: a generic CSV's numeric dates where the file does not show its order
+            ("day/month" or "month/day"; see ``read_vitals_csv``).
 
     Raises:
         IngestError: no files, two files of the same name, files of different formats, or a
@@ -81,7 +84,7 @@ def read_device_files(files: dict[str, bytes] | Sequence[tuple[str, bytes]], *,
         raise IngestError("files of one format per upload", found, "upload each format on its own")
     fmt = formats.pop()
     if fmt == "csv":
-        return _csv(files, patient_id)
+        return _csv(files, patient_id, date_order)
     return {"physionet": _physionet, "fitbit": _fitbit, "fhir": _fhir}[fmt](files)
 
 
@@ -95,10 +98,11 @@ def _vitals_report_summary(report, what: str) -> list[str]:  # noqa: ANN001 - a 
     return lines + list(report.conversions)
 
 
-def _csv(files: dict[str, bytes], patient_id: str | None) -> DeviceData:
-    frames, summary, rejected, flagged, reports, unnamed = [], [], [], [], {}, []
+def _csv(files: dict[str, bytes], patient_id: str | None, date_order: str | None) -> DeviceData:
+    frames, summary, rejected, flagged, reports, unnamed, ambiguous = [], [], [], [], {}, [], False
     for name, data in files.items():
-        read = read_vitals_csv(data, name, patient_id=patient_id)
+        read = read_vitals_csv(data, name, patient_id=patient_id, date_order=date_order)
+        ambiguous = ambiguous or read.report.ambiguous_dates
         if read.report.patient_from_file_name:
             unnamed.append(name)
         frames.append(read.frame)
@@ -109,7 +113,7 @@ def _csv(files: dict[str, bytes], patient_id: str | None) -> DeviceData:
     if unnamed:
         summary.append(f"No patient column in {', '.join(unnamed)}: give the patient id to store these readings.")
     return DeviceData(pd.concat(frames, ignore_index=True)[COLUMNS], "csv", summary, rejected, flagged, reports,
-                      needs_patient_id=bool(unnamed))
+                      needs_patient_id=bool(unnamed), ambiguous_dates=ambiguous)
 
 
 def _fitbit(files: dict[str, bytes]) -> DeviceData:
@@ -159,16 +163,24 @@ def _fhir(files: dict[str, bytes]) -> DeviceData:
     read = read_fhir_bytes(files)
     report = read.report
     types = ", ".join(f"{n} {kind}" for kind, n in sorted(report.resources_read.items()))
+    # A DocumentReference whose attachment cannot be read as text (a PDF, a URL only) is
+    # refused by the notes' own rules: listed with the resources refused, not lost between the two.
+    # (A resource the FHIR library refused is in both lists: listed once.)
+    refused_resources = {where for where, _ in report.rejected}
+    notes_refused = [(where, why) for where, why in (row.reason.split(": ", 1) for row in read.notes.report.rejected)
+                     if where not in refused_resources]
     summary = [f"Read {sum(report.resources_read.values())} FHIR resource(s) ({types}); {report.resources_rejected} "
                f"rejected. {report.values_read} Observation value(s) read, {report.values_flagged} flagged as artefacts.",
                f"{report.patients} patient(s), {report.conditions} condition(s), {len(read.notes.notes)} note(s) "
-               "from DocumentReference."]
+               f"from DocumentReference" + (f", {len(notes_refused)} attachment(s) not readable as a note" if notes_refused
+                                            else "") + "."]
     summary += list(report.conversions) + list(report.warnings)
-    return DeviceData(read.frame, "fhir", summary, list(report.rejected), list(report.flagged), asdict(report),
-                      notes=read.notes, conditions=read.conditions)
+    return DeviceData(read.frame, "fhir", summary, list(report.rejected) + notes_refused, list(report.flagged),
+                      asdict(report), notes=read.notes, conditions=read.conditions)
 
 
-def read_device_paths(paths: list[str | Path], *, patient_id: str | None = None) -> DeviceData:
+def read_device_paths(paths: list[str | Path], *, patient_id: str | None = None,
+                      date_order: str | None = None) -> DeviceData:
     """The same for files on disk (the CLI); a folder means every file in it."""
     files: list[tuple[str, bytes]] = []
     for path in map(Path, paths):
@@ -181,4 +193,4 @@ def read_device_paths(paths: list[str | Path], *, patient_id: str | None = None)
             if not member.is_file():
                 raise IngestError("an existing file or folder", str(member), "check the path")
             files.append((member.name, member.read_bytes()))
-    return read_device_files(files, patient_id=patient_id)
+    return read_device_files(files, patient_id=patient_id, date_order=date_order)

@@ -3,8 +3,14 @@
 Output is one long table (:data:`COLUMNS`): one row per patient, time and parameter, with
 the value in healthmon's canonical unit and an ``artefact`` flag. Flagged values are kept
 (so nothing read is lost and the report can point at them) but never scored. The report
-says what was read, converted, flagged and rejected; a row whose time cannot be read is
-rejected with its line number, a blank cell is simply a parameter not measured.
+says what was read, converted, flagged and rejected; a row whose time cannot be read (or
+whose patient cell is blank) is rejected with its line number, a blank value cell is simply a
+parameter not measured.
+
+Dates written with slashes or dots (03/04/2026) are read in one order for the whole file:
+the order the file itself shows (a first number over 12 is a day), else day/month (this tool
+is built around a UK score) unless the caller says month/day, and the report says which. A
+time of day alone (08:00) needs a date column beside it; it is never given today's date.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ UNITS = {"heart_rate": "/min", "systolic_bp": "mmHg", "diastolic_bp": "mmHg", "s
          "glucose": "mg/dL", "weight": "kg"}
 ALIASES = {
     "time": ["timestamp", "time", "datetime", "date", "measured_at", "charttime", "recorded_at", "activitydate"],
+    # A date in its own column beside a time of day ("date,time,pulse"): the two are joined.
+    "date": ["date", "activitydate", "measurement_date", "day"],
     "patient_id": ["patient_id", "patient", "subject_id", "subject", "mrn", "id"],
     "heart_rate": ["heart_rate", "hr", "pulse", "bpm", "heartrate", "pulse_rate"],
     "systolic_bp": ["systolic_bp", "sbp", "systolic", "sys", "bp_systolic", "nisysabp", "sysabp"],
@@ -42,8 +50,10 @@ ALIASES = {
 }
 # Values outside these (canonical units) are artefacts: a heart rate of 0 or 400, SpO2 over
 # 100 %, negative steps.
+# The lower limits are below what a living patient can be measured at, not below what is
+# normal: 28 °C (accidental hypothermia) is real and must keep its 3 NEWS2 points.
 PLAUSIBLE = {"heart_rate": (20, 300), "systolic_bp": (40, 300), "diastolic_bp": (20, 200), "spo2": (50, 100),
-             "respiration_rate": (3, 80), "temperature": (30.0, 45.0), "steps": (0, 100_000),
+             "respiration_rate": (3, 80), "temperature": (25.0, 45.0), "steps": (0, 100_000),
              "sleep_minutes": (0, 1440), "glucose": (10, 1500), "weight": (1, 400)}
 MMOL_TO_MG_DL = 18.016  # glucose, 180.16 g/mol
 LB_TO_KG = 0.45359237
@@ -65,6 +75,9 @@ class VitalsReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     flagged: list[tuple[int, str, str]] = field(default_factory=list)  # (line, parameter, why)
     ignored_columns: list[str] = field(default_factory=list)
+    # Dates such as 03/04/2026 with nothing in the file to tell day/month from month/day:
+    # read in the caller's order, and a person should confirm it.
+    ambiguous_dates: bool = False
     # No patient column and no patient id given: the rows carry the file name as a stand-in,
     # which must not be stored (two people's "export.csv" would merge).
     patient_from_file_name: bool = False
@@ -91,20 +104,84 @@ def _map_columns(header: list[str]) -> dict[str, str]:
     return found
 
 
-def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: str | None = None) -> VitalsData:
+DATE_ORDERS = ("day/month", "month/day")
+_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?!\d)(.*)$", re.DOTALL)
+_TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[ap]\.?m\.?)?\s*$", re.IGNORECASE)
+
+
+def _decode(data: bytes, report: VitalsReport) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), UTF-16 with one, else
+    Windows-1252, the encoding of a spreadsheet saved as "CSV" on Windows ("°F" in a header)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        report.conversions.append("read as UTF-16 text")
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            raise IngestError("a text CSV in UTF-8 (or UTF-16, or Windows-1252)",
+                              f"bytes that are none of those (first bad byte at position {exc.start})",
+                              "save the file again as 'CSV UTF-8'") from exc
+        report.conversions.append("not UTF-8: read as Windows-1252 (a spreadsheet's CSV export); check that names "
+                                  "and units read as written")
+        return text
+
+
+def _times(cells: pd.Series, date_order: str | None, report: VitalsReport) -> pd.Series:
+    """Timestamps (UTC) for the time cells; NaT where a cell cannot be read. Numeric dates
+    (03/04/2026, 13.03.26) are rewritten as ISO in one order for the whole file, because a
+    parser that guesses per cell reads 12/03 as 3 December and 13/03 as 13 March side by side."""
+    parts = cells.str.extract(_NUMERIC_DATE)
+    numeric = parts[0].notna()
+    if numeric.any():
+        first, second = parts.loc[numeric, 0].astype(int), parts.loc[numeric, 1].astype(int)
+        day_first_shown, month_first_shown = first.gt(12).any(), second.gt(12).any()
+        if day_first_shown and month_first_shown:
+            day_line, month_line = int(first.gt(12).idxmax()) + 2, int(second.gt(12).idxmax()) + 2
+            raise IngestError("dates in one order (day/month or month/day) throughout the file",
+                              f"line {day_line} {cells.iloc[day_line - 2]!r} (day first) and line {month_line} "
+                              f"{cells.iloc[month_line - 2]!r} (month first)",
+                              "write the dates as YYYY-MM-DD, or correct the rows in the other order")
+        if day_first_shown or month_first_shown:
+            order = "day/month" if day_first_shown else "month/day"
+            line = int((first if day_first_shown else second).gt(12).idxmax()) + 2
+            report.conversions.append(f"dates read as {order}, as line {line} ({cells.iloc[line - 2].strip()!r}) "
+                                      "shows")
+        else:
+            order = date_order or "day/month"
+            report.ambiguous_dates = True
+            example = cells[numeric].iloc[0].strip()
+            report.conversions.append(f"dates such as {example!r} could be day/month or month/day: read as {order}"
+                                      + ("" if date_order else " (the default)") + "; confirm the order")
+        day, month = (first, second) if order == "day/month" else (second, first)
+        year = parts.loc[numeric, 2].map(lambda y: y if len(y) == 4 else f"20{y}")
+        iso = (year + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format) + parts.loc[numeric, 3])
+        cells = cells.where(~numeric, iso)
+    return pd.to_datetime(cells, errors="coerce", utc=True, format="mixed")
+
+
+def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: str | None = None,
+                    date_order: str | None = None) -> VitalsData:
     """Read a wide vitals CSV (a time column plus any vitals columns); see the module docstring.
 
     Args:
         patient_id: used when the file has no patient column (one patient's device export).
+        date_order: "day/month" or "month/day" for numeric dates the file leaves ambiguous
+            (none: day/month, reported as ambiguous). A file that shows its order keeps it.
     """
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise IngestError("a date order of 'day/month' or 'month/day'", repr(date_order), "pass one of those")
+    report = VitalsReport(source=name)
+    text = _decode(data, report) if isinstance(data, bytes) else data
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise IngestError("a comma-separated file with a header row", f"{name}: {exc}",
                           "export the device data as CSV (one row per time point)") from exc
     mapping = _map_columns(list(raw.columns))
-    report = VitalsReport(source=name, rows_read=len(raw), columns=mapping)
+    report.rows_read, report.columns = len(raw), mapping
     if "time" not in mapping:
         raise IngestError("a time column (timestamp, time, datetime, date ...)",
                           f"columns {', '.join(raw.columns) or '(none)'}", "add or rename the time column")
@@ -112,22 +189,38 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     if not measured:
         raise IngestError("at least one vitals column (heart rate, blood pressure, SpO2, ...)",
                           f"columns {', '.join(raw.columns)}", "rename the columns or see the README for the aliases")
+    time_cells = raw[mapping["time"]]
+    time_only = time_cells.str.match(_TIME_OF_DAY)
+    date_column = mapping.get("date")
+    if date_column is not None and (date_column == mapping["time"] or not time_only.any()):
+        del mapping["date"]  # the one column is the time, or the time column carries its own date
+    elif date_column is not None:
+        time_cells = raw[date_column].str.strip() + " " + time_cells.str.strip()
+        time_only = pd.Series(False, index=time_cells.index)
     report.ignored_columns = [c for c in raw.columns if c not in mapping.values()]
-    times = pd.to_datetime(raw[mapping["time"]], errors="coerce", utc=True, format="mixed")
+    times = _times(time_cells.where(~time_only, ""), date_order, report)
     patients = raw[mapping["patient_id"]] if "patient_id" in mapping else pd.Series([patient_id or name] * len(raw))
     report.patient_from_file_name = "patient_id" not in mapping and not patient_id
+    # Each unit decided once per column, from its name or its values (not once per cell).
+    units = {canonical: _unit(canonical, mapping[canonical], raw[mapping[canonical]], report) for canonical in measured}
     rows = []
     for index in range(len(raw)):
         line = index + 2  # header is line 1
         if pd.isna(times.iloc[index]):
             report.rows_rejected += 1
-            report.rejected.append((line, f"unreadable time {raw[mapping['time']].iloc[index]!r}"))
+            cell = raw[mapping["time"]].iloc[index]
+            report.rejected.append((line, f"time {cell!r} has no date: add a date column" if time_only.iloc[index]
+                                    else f"unreadable time {cell!r}"))
+            continue
+        if not str(patients.iloc[index]).strip():
+            report.rows_rejected += 1
+            report.rejected.append((line, "blank patient id: whose readings these are is unknown"))
             continue
         for canonical in measured:
             cell = raw[mapping[canonical]].iloc[index].strip()
             if not cell:
                 continue
-            for parameter, value, problem in _parse(canonical, cell, mapping[canonical], raw[mapping[canonical]]):
+            for parameter, value, problem in _parse(canonical, cell, units[canonical]):
                 report.values_read += 1
                 artefact = problem is not None or implausible(parameter, value)
                 if artefact:
@@ -135,7 +228,6 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
                     report.flagged.append((line, parameter, problem or f"{value:g} {UNITS[parameter]} is implausible"))
                 rows.append((str(patients.iloc[index]), times.iloc[index], parameter,
                              value if problem is None else float("nan"), artefact, name))
-    report.conversions = sorted(_conversions(mapping, raw))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return VitalsData(frame.sort_values(["patient_id", "time", "parameter"], kind="stable").reset_index(drop=True), report)
 
@@ -148,38 +240,48 @@ def implausible(parameter: str, value: float) -> bool:
     return not low <= value <= high
 
 
-def _fahrenheit(column: str, values: pd.Series) -> bool:
+def _median(values: pd.Series) -> float | None:
+    numbers = pd.to_numeric(values.str.replace(",", ".", regex=False), errors="coerce").dropna()
+    return float(numbers.median()) if len(numbers) else None
+
+
+def _unit(canonical: str, column: str, values: pd.Series, report: VitalsReport) -> tuple[float, float]:
+    """(scale, offset) to the canonical unit for one column, said in the report where it is a
+    conversion or a guess (a column whose name gives no unit)."""
     norm = _norm(column)
-    if norm.endswith(("_f", "fahrenheit")):
-        return True
-    if norm.endswith(("_c", "celsius")):
-        return False
-    numbers = pd.to_numeric(values, errors="coerce").dropna()
-    return bool(len(numbers)) and float(numbers.median()) > 50  # no living patient is 50 °C; 95-105 °F is normal
+    if canonical == "temperature":
+        median = _median(values)
+        if norm.endswith(("_f", "fahrenheit")) or (not norm.endswith(("_c", "celsius"))
+                                                    and median is not None and median > 50):
+            # No living patient is 50 °C; 95-105 °F is normal.
+            why = "" if norm.endswith(("_f", "fahrenheit")) else f" (no unit in its name; median {median:g})"
+            report.conversions.append(f"temperature '{column}' read as °F{why}, converted to °C")
+            return 5 / 9, -160 / 9
+    if canonical == "glucose":
+        median = _median(values)
+        if "mmol" in norm:
+            report.conversions.append(f"glucose '{column}' read as mmol/L, converted to mg/dL (x {MMOL_TO_MG_DL})")
+            return MMOL_TO_MG_DL, 0.0
+        if "mg" not in norm and median is not None:
+            # 35 mmol/L is extreme and 35 mg/dL rare, so the median decides; a column of a few
+            # readings can still be read wrongly, hence the report and the hint.
+            unit = "mmol/L" if median < 35 else "mg/dL"
+            report.conversions.append(
+                f"glucose '{column}' has no unit in its name: read as {unit} (median {median:g})"
+                + (f", converted to mg/dL (x {MMOL_TO_MG_DL})" if unit == "mmol/L" else "")
+                + "; name it glucose_mgdl or glucose_mmol to say which")
+            return (MMOL_TO_MG_DL, 0.0) if unit == "mmol/L" else (1.0, 0.0)
+    if canonical == "weight":
+        if norm.endswith(("lb", "lbs", "pounds")):
+            report.conversions.append(f"weight '{column}' read as lb, converted to kg")
+            return LB_TO_KG, 0.0
+        if not norm.endswith(("kg", "kilograms")):
+            report.conversions.append(f"weight '{column}' has no unit in its name: read as kg; name it weight_lb "
+                                      "for pounds")
+    return 1.0, 0.0
 
 
-def _mmol(column: str, values: pd.Series) -> bool:
-    norm = _norm(column)
-    if "mmol" in norm:
-        return True
-    if "mg" in norm:
-        return False
-    numbers = pd.to_numeric(values, errors="coerce").dropna()
-    return bool(len(numbers)) and float(numbers.median()) < 35  # 35 mmol/L is extreme; 35 mg/dL is rare
-
-
-def _conversions(mapping: dict[str, str], raw: pd.DataFrame) -> list[str]:
-    notes = []
-    if "temperature" in mapping and _fahrenheit(mapping["temperature"], raw[mapping["temperature"]]):
-        notes.append(f"temperature '{mapping['temperature']}' read as °F, converted to °C")
-    if "glucose" in mapping and _mmol(mapping["glucose"], raw[mapping["glucose"]]):
-        notes.append(f"glucose '{mapping['glucose']}' read as mmol/L, converted to mg/dL (x {MMOL_TO_MG_DL})")
-    if "weight" in mapping and _norm(mapping["weight"]).endswith(("lb", "lbs", "pounds")):
-        notes.append(f"weight '{mapping['weight']}' read as lb, converted to kg")
-    return notes
-
-
-def _parse(canonical: str, cell: str, column: str, values: pd.Series):  # noqa: ANN202 - yields (parameter, value, problem)
+def _parse(canonical: str, cell: str, unit: tuple[float, float]):  # noqa: ANN202 - yields (parameter, value, problem)
     if canonical == "blood_pressure":
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*", cell)
         if match is None:
@@ -208,10 +310,7 @@ def _parse(canonical: str, cell: str, column: str, values: pd.Series):  # noqa: 
     except ValueError:
         yield canonical, float("nan"), f"{canonical.replace('_', ' ')} {cell!r} is not a number"
         return
-    if canonical == "temperature" and _fahrenheit(column, values):
-        value = round((value - 32) * 5 / 9, 2)
-    elif canonical == "glucose" and _mmol(column, values):
-        value = round(value * MMOL_TO_MG_DL, 1)
-    elif canonical == "weight" and _norm(column).endswith(("lb", "lbs", "pounds")):
-        value = round(value * LB_TO_KG, 2)
+    scale, offset = unit
+    if (scale, offset) != (1.0, 0.0):
+        value = round(value * scale + offset, 2 if canonical != "glucose" else 1)
     yield canonical, value, None

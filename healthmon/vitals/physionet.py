@@ -61,6 +61,8 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
         try:
             clock, parameter, raw_value = line.split(",")
             hours, minutes = clock.split(":")
+            if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2 and int(minutes) < 60):
+                raise ValueError(clock)  # "25:99" is not 26:39, it is a broken line
             moment = ADMISSION + pd.Timedelta(hours=int(hours), minutes=int(minutes))
             value = float(raw_value)
         except ValueError:

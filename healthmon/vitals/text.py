@@ -3,8 +3,8 @@ classifier can learn from, score and explain device data: its attributions then 
 words such as "high" (above the reference range), "low" (below it), "normal" (within it) or
 "very high"/"very low" (in the band clinical scores give the most points).
 
-    "heart rate median 104 /min, high, rising; SpO2 median 93 %, low; GCS lowest 3, very low,
-     latest 15, normal; ..."
+    "heart rate median 104 /min, high, rising, latest 135, very high; SpO2 median 93 %, low;
+     GCS lowest 3, very low, latest 15, normal; ..."
 
 The sentence is written from a small table of numbers (:func:`window_features`) and from
 nothing else, so a baseline model can be given exactly the information the text carries
@@ -28,7 +28,8 @@ from healthmon.vitals.news2 import news2_band
 class Measure:
     """One phrase of the sentence: which parameter, which statistic and its reference range.
 
-    ``statistic`` is ``median`` (with a trend when there are enough readings), ``min`` or
+    ``statistic`` is ``median`` (with a trend when there are enough readings, and the latest
+    value where that is in another band than the median), ``min`` or
     ``max`` (the worst value of a lab, "lowest"/"highest", followed by the latest value where
     that is in another band) or ``rate`` (a volume per hour, e.g. urine output). The words
     "very low"/"low"/"normal"/"high"/"very high" are judged on the printed value against
@@ -124,6 +125,8 @@ def _statistics(values: pd.Series, times: pd.Series, measure: Measure) -> dict[s
         # reads poorly; the NEWS2 maximum (one total, at its worst time point) and the trend
         # word carry part of what it said about the worst heart rate, BP, SpO2 and temperature.
         stats = {f"{key}.median": float(values.median()), f"{key}.count": float(len(values))}
+        if len(values) > 1:
+            stats[f"{key}.latest"] = float(values.iloc[-1])
         if len(values) >= TREND_MIN_READINGS:
             half = len(values) // 2
             first, last = float(values.iloc[:half].median()), float(values.iloc[half:].median())
@@ -230,9 +233,18 @@ def _phrase(features: dict[str, float], measure: Measure) -> str | None:
         return None
     shown = _fmt(median, measure.decimals)
     phrase = f"{measure.words} median {shown}{unit}"
-    phrase += _judgement(float(shown), measure)  # judged as printed: "90 /min, high" would contradict itself
+    band = _judgement(float(shown), measure)  # judged as printed: "90 /min, high" would contradict itself
     trend = features.get(f"{key}.trend", 0.0)
-    return phrase + (", rising" if trend > 0 else ", falling" if trend < 0 else "")
+    phrase += band + (", rising" if trend > 0 else ", falling" if trend < 0 else "")
+    latest = features.get(f"{key}.latest")
+    if latest is not None:
+        now = _fmt(latest, measure.decimals)
+        # A median hides the reading that matters most where it differs: a week at 71 /min ending
+        # at 128 is not "heart rate 71, normal" (NEWS2, too, scores the latest value). Said only
+        # where the latest is in another band, as for the labs.
+        if _judgement(float(now), measure) != band:
+            phrase += f", latest {now}{_judgement(float(now), measure)}"
+    return phrase
 
 
 def _age_band(age: float) -> str:
