@@ -542,6 +542,10 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     if args.store and data.needs_patient_id:
         raise IngestError("a patient for every reading before storing", "a CSV without a patient column",
                           "pass --patient-id ID (or add a patient column)")
+    if args.store and data.ambiguous_dates and args.date_order is None:
+        # A stored date is part of the reading: guessing it would file readings a month apart.
+        raise IngestError("a date order before storing dates such as 03/04/2026", "dates that fit either order",
+                          "pass --date-order day/month or --date-order month/day")
     for line in data.summary:
         print(f"  {line}", file=sys.stderr)
     for where, why in data.rejected[:20]:

@@ -4,6 +4,8 @@ the sentence the classifier reads, which can be scored and explained like a note
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -43,19 +45,26 @@ if source == "Upload files":
     if not uploads:
         st.stop()
     contents = tuple((u.name, u.getvalue()) for u in uploads)
+    # Choices about one upload (its date order, its setting) belong to that upload: the next
+    # file must not inherit them.
+    upload_key = hashlib.sha256(repr([(n, hashlib.sha256(d).hexdigest()) for n, d in contents]).encode()).hexdigest()[:16]
+    date_order_key = f"vitals_date_order:{upload_key}"
     given = st.session_state.get("vitals_patient_id", "").strip() or None
     try:
-        data = _read(contents, given, st.session_state.get("vitals_date_order", DATE_ORDERS[0]))
+        data = _read(contents, given, st.session_state.get(date_order_key))
     except HealthmonError as exc:
         show_error(exc)
         st.stop()
     if data.needs_patient_id or given:
         st.text_input("Patient id for this file (it has no patient column)", key="vitals_patient_id",
                       help="Needed before storing: without it two people's files of the same name would merge.")
+    order_unknown = False
     if data.ambiguous_dates:
         # Offered only where the file cannot tell: 03/04/2026 is 3 April in the UK, 4 March in the US.
-        st.radio("Dates such as 03/04/2026 in this file are", DATE_ORDERS, horizontal=True, key="vitals_date_order",
-                 help="Nothing in the file shows the order (no day over 12). Check one reading you know.")
+        # Nothing is stored until someone says which: a stored date is part of the reading.
+        order_unknown = st.radio("Dates such as 03/04/2026 in this file are", DATE_ORDERS, index=None, horizontal=True,
+                                 key=date_order_key, help="Nothing in the file shows the order (no day over 12). "
+                                 "Check one reading you know. Shown as day/month until you choose.") is None
     for line in data.summary:
         st.caption(plain(line))
     if data.rejected:
@@ -65,8 +74,9 @@ if source == "Upload files":
         with st.expander(f"{len(data.flagged)} value(s) flagged as artefacts (kept, never scored)"):
             st.dataframe(pd.DataFrame(data.flagged, columns=["where", "parameter", "why"]), hide_index=True)
     if user.can("vitals.upload") and len(data.frame) and not data.needs_patient_id:
-        if st.button(f"Store these {len(data.frame)} readings", help="Each reading is stored once; artefacts are "
-                     "stored flagged. Uploading the same file again stores nothing twice."):
+        if st.button(f"Store these {len(data.frame)} readings", disabled=order_unknown,
+                     help="Choose the date order above first" if order_unknown else "Each reading is stored once; "
+                     "artefacts are stored flagged. Uploading the same file again stores nothing twice."):
             try:
                 result = store_vitals(factory, user, data.frame, source=", ".join(n for n, _ in contents),
                                       fmt=data.fmt, report=data.report)
@@ -108,7 +118,8 @@ vitals = data.frame if data is not None else load_vitals(factory, patient)
 ward_charted = vitals.loc[vitals["patient_id"] == patient, "parameter"].isin(
     ["consciousness", "on_oxygen", "respiration_rate"]).any()
 setting = options[1].radio("Where were the readings taken?", ["hospital", "home"], horizontal=True,
-                           index=0 if ward_charted else 1, key=f"vitals_setting:{patient}",
+                           index=0 if ward_charted else 1,
+                           key=f"vitals_setting:{upload_key if data is not None else 'stored'}:{patient}",
                            help="Preset from the readings: hospital where consciousness, oxygen or respiration "
                                 "rate were charted, else home")
 scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True,

@@ -115,6 +115,14 @@ def test_vitals_prints_one_assessment_per_patient_and_stores_each_reading_once(t
     assert "stored 0 new reading(s); 23 already stored" in again.stderr and len(again.stdout.splitlines()) == 1
     unknown = run_cli(["vitals", str(readings), "--patient", "p9"], settings)
     assert unknown.returncode == 2 and "no readings for p9" in unknown.stderr
+    # 03/04/2026 fits either order: scored as day/month and said, but stored only with the order given.
+    ambiguous = tmp_path / "cuff.csv"
+    ambiguous.write_text("date,patient,sbp,dbp\n03/04/2026,p3,150,95\n", encoding="utf-8")
+    refused = run_cli(["vitals", str(ambiguous), "--store"], settings)
+    assert refused.returncode == 2 and "--date-order day/month or --date-order month/day" in refused.stderr
+    stored = run_cli(["vitals", str(ambiguous), "--store", "--date-order", "month/day"], settings)
+    assert stored.returncode == 0 and "read as month/day; confirm the order" in stored.stderr
+    assert "stored 2 new reading(s)" in stored.stderr
 
 
 def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_and_fhir(tmp_path, settings, notes_csv):

@@ -398,12 +398,19 @@ def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_
     assert [r for r in at.radio if r.label == "Where were the readings taken?"][0].value == "home"
     assert "outside the setting it was validated in" in _texts(at, "warning")
     order = [r for r in at.radio if r.label.startswith("Dates such as")][0]
-    assert order.value == "day/month" and "read as day/month; confirm the order" in _texts(at, "caption")
+    assert order.value is None and "read as day/month (the default); confirm the order" in _texts(at, "caption")
     scored_at = [m for m in at.metric if m.label == "Scored at"]
     assert scored_at[0].value == "05 Apr 00:00"  # 5 April, the later of 3 and 5 April
+    # A stored date is part of the reading: nothing is stored until someone says the order.
+    store = [b for b in at.button if b.label.startswith("Store these")][0]
+    assert store.disabled
     order.set_value("month/day").run()
     assert not at.exception and "read as month/day; confirm the order" in _texts(at, "caption")
     assert [m for m in at.metric if m.label == "Scored at"][0].value == "04 May 00:00"  # 4 March and 4 May
+    assert not [b for b in at.button if b.label.startswith("Store these")][0].disabled
+    # Another file does not inherit this one's order.
+    at.file_uploader[0].upload("other.csv", b"date,patient,pulse\n03/04/2026,p2,70\n", "text/csv").run()
+    assert [r for r in at.radio if r.label.startswith("Dates such as")][0].value is None
 
 
 def test_the_vitals_page_says_how_many_summaries_the_served_model_learned_from(dash, notes, monkeypatch):

@@ -121,19 +121,27 @@ def test_supplemental_oxygen_from_the_pulse_oximetry_components_sets_the_news2_o
 
     data = read_fhir(ndjson(
         pulse_ox("2026-03-01T08:00:00Z", **{"3151-8": (0, "L/min")}),  # the flow is off: air
-        pulse_ox("2026-03-01T09:00:00Z", **{"3151-8": (2, "L/min"), "3150-0": (28, "%")}),
-        pulse_ox("2026-03-01T10:00:00Z", **{"3150-0": (21, "%")}),  # room air
-        pulse_ox("2026-03-01T11:00:00Z", **{"3151-8": (2, "mL/s")}),  # a unit it cannot judge
+        # Flow on beside a concentration of 21 %: oxygen, whichever component comes first.
+        pulse_ox("2026-03-01T09:00:00Z", **{"3151-8": (2, "L/min"), "3150-0": (21, "%")}),
+        pulse_ox("2026-03-01T10:00:00Z", **{"3150-0": (21, "%"), "3151-8": (2, "L/min")}),
+        pulse_ox("2026-03-01T11:00:00Z", **{"3150-0": (21, "%")}),  # room air
+        pulse_ox("2026-03-01T12:00:00Z", **{"3151-8": (2, "mL/s")}),  # a unit it cannot judge
+        pulse_ox("2026-03-01T13:00:00Z", **{"3150-0": (0.4, "%")}),  # a fraction written as a percentage
     ), "oximeter.ndjson")
     oxygen = data.frame[data.frame.parameter == "on_oxygen"]
+    assert len(oxygen) == 6  # one row per Observation
     assert oxygen["value"].iloc[:4].tolist() == [0.0, 1.0, 1.0, 0.0] and not oxygen["artefact"].iloc[:4].any()
-    assert oxygen["artefact"].iloc[4] and "not an oxygen flow in L/min" in data.report.flagged[0][2]
-    # The numbers themselves are kept, and the oxygen makes a NEWS2 score on scale 1 two points higher.
-    assert values(data.frame)["lab:Inhaled oxygen flow rate"] == [0, 2, 2]
+    assert oxygen["artefact"].iloc[4:].all()
+    assert [why for _, parameter, why in data.report.flagged if parameter == "on_oxygen"] == [
+        "2 mL/s is not an oxygen flow in L/min", "0.4 % is not an oxygen concentration of 21-100 %"]
+    # The numbers themselves are kept (and counted once each: 6 SpO2 + 8 oxygen numbers), and the
+    # oxygen makes a NEWS2 score on scale 1 two points higher.
+    assert values(data.frame)["lab:Inhaled oxygen flow rate"] == [0, 2, 2, 2]
+    assert data.report.values_read == 6 + 8
     from healthmon.vitals.series import news2_over_time
 
     points = news2_over_time(data.frame, lookback="30min").set_index("time")["points_air_or_oxygen"]
-    assert points.tolist()[:3] == [0, 2, 0]
+    assert points.tolist()[:4] == [0, 2, 2, 0]
 
 
 def test_implausible_values_and_unknown_units_are_flagged_and_a_missing_bp_component_is_allowed():

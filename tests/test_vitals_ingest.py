@@ -86,10 +86,45 @@ def test_a_date_column_and_a_time_column_are_joined_and_a_time_without_a_date_is
                              patient_id="p")
     assert _march(joined.frame) == ["2025-01-01 08:00", "2025-01-02 21:30"]
     assert joined.report.columns["date"] == "Date" and joined.report.ignored_columns == []
-    # A time of day alone would otherwise be given today's date, silently.
-    alone = read_vitals_csv(b"time,pulse\n08:00,70\n2026-03-01 09:00,71\n", "clock.csv", patient_id="p")
-    assert alone.report.rows_rejected == 1 and alone.report.rejected == [(2, "time '08:00' has no date: add a date column")]
-    assert _march(alone.frame) == ["2026-03-01 09:00"]
+    # Spreadsheets fill the date on a day's first row only, or leave a time blank: those rows are
+    # rejected, not dated 0001-01-01 or midnight. A full date-time in the time column is kept as it is.
+    gaps = read_vitals_csv(b"date,time,pulse\n2026-03-04,08:00,70\n,12:00,71\n2026-03-04,,72\n"
+                           b"2026-03-04,2026-03-05 08:00,73\n", "gaps.csv", patient_id="p")
+    assert _march(gaps.frame) == ["2026-03-04 08:00", "2026-03-05 08:00"]
+    assert gaps.report.rejected == [(3, "no date in column 'date' for this time"), (4, "blank time in column 'time'")]
+    # A study-day or weekday column is not a date: the joined cell is named in the rejection.
+    days = read_vitals_csv(b"day,time,pulse\n1,08:00,70\nMonday,09:00,71\n", "days.csv", patient_id="p")
+    assert days.frame.empty and [line for line, _ in days.report.rejected] == [2, 3]
+    assert "'1 08:00' (columns 'day' + 'time') reads as 1-01-01 08:00" in days.report.rejected[0][1]
+    assert "unreadable time 'Monday 09:00' (columns 'day' + 'time')" == days.report.rejected[1][1]
+    # A column named for a date and time is preferred to a time-of-day column beside it.
+    both = read_vitals_csv(b"datetime,time,pulse\n2026-03-04 08:00,08:00,70\n", "both.csv", patient_id="p")
+    assert _march(both.frame) == ["2026-03-04 08:00"] and both.report.ignored_columns == ["time"]
+
+
+@pytest.mark.parametrize("cell", ["08:00", "08:00Z", "08:00+01:00", "08:00 UTC", "8 PM", "8:30am", "T08:00"])
+def test_a_time_of_day_without_a_date_is_rejected_never_given_todays_date(cell):
+    data = read_vitals_csv(f"time,pulse\n{cell},70\n2026-03-01 09:00,71\n".encode(), "clock.csv", patient_id="p")
+    assert data.report.rejected == [(2, "time of day with no date: add a date column, or write the date in 'time'")]
+    assert _march(data.frame) == ["2026-03-01 09:00"]
+
+
+@pytest.mark.parametrize("cell,why", [
+    ("0800", "reads as 800-01-01 00:00, not a date between 1990 and tomorrow"),  # a time read as a year
+    ("3/4/99", "reads as 2099-04-03 00:00"),  # a two-digit year read as 20yy
+    ("46085.33", "a spreadsheet's serial day number; format the column as date and time"),
+])
+def test_a_time_that_cannot_be_a_reading_is_rejected_with_what_to_do(cell, why):
+    data = read_vitals_csv(f"time,pulse\n{cell},70\n".encode(), "odd.csv", patient_id="p")
+    assert data.frame.empty and why in data.report.rejected[0][1]
+
+
+def test_semicolon_and_tab_separated_files_are_read_and_said():
+    semicolons = read_vitals_csv(b"time;pulse;temp\n2026-03-04 08:00;70;37,5\n", "eu.csv", patient_id="p")
+    assert dict(zip(semicolons.frame.parameter, semicolons.frame.value)) == {"heart_rate": 70, "temperature": 37.5}
+    assert "columns separated by ';'" in semicolons.report.conversions
+    tabs = read_vitals_csv("time\tpulse\n2026-03-04 08:00\t70\n".encode("utf-16"), "unicode.txt", patient_id="p")
+    assert len(tabs.frame) == 1 and "columns separated by tabs" in tabs.report.conversions
 
 
 def test_a_row_with_a_blank_patient_is_rejected_not_filed_under_an_empty_id():

@@ -104,7 +104,8 @@ def test_oxygen_scores_two_and_scale_two_treats_high_saturation_on_oxygen_as_a_r
 
 @pytest.mark.parametrize("letter,points", [("A", 0), ("C", 3), ("V", 3), ("P", 3), ("U", 3), ("alert", 0),
                                            ("a", 0), ("new confusion", 3), ("Confused", 3), ("voice", 3),
-                                           ("pain", 3), ("unresponsive", 3)])
+                                           ("pain", 3), ("unresponsive", 3), ("Verbal", 3), ("responds to pain", 3),
+                                           ("unconscious", 3)])
 def test_acvpu(letter, points):
     assert _full(consciousness=letter).points["consciousness"] == points
 

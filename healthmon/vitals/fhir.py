@@ -81,6 +81,7 @@ VITAL_CODES = {
 # these as components. Oxygen is given where the inspired concentration is above room air (21 %)
 # or a flow is running. (LOINC code -> (units accepted, lower-cased; above this means oxygen)).
 OXYGEN_CODES = {"3150-0": ({"%"}, 21.0), "3151-8": ({"l/min", "l/min{o2}", "litre/min", "liter/min"}, 0.0)}
+OXYGEN_NAMES = {"3150-0": "Inhaled oxygen concentration", "3151-8": "Inhaled oxygen flow rate"}
 BP_PANELS = {"85354-9", "55284-4"}
 BP_COMPONENTS = {"8480-6": "systolic", "8462-4": "diastolic"}
 
@@ -388,16 +389,19 @@ class _Reader:
         if not readings:
             self.not_numeric[key] += 1
             return
-        vitals = 0
+        vitals, oxygen = 0, []
         for part_code, part_display, value, unit in readings:
             if part_code in VITAL_CODES:
                 vitals += 1
                 self.vital(VITAL_CODES[part_code], value, unit, patient, time, where)
             elif part_code in OXYGEN_CODES:
                 vitals += 1
-                self.oxygen(part_code, part_display, value, unit, patient, time, where)
+                self.lab(part_code, part_display or OXYGEN_NAMES[part_code], value, unit, patient, time, where)
+                oxygen.append((part_code, value, unit))
             else:
                 self.lab(part_code, part_display, value, unit, patient, time, where)
+        if oxygen:
+            self.oxygen(oxygen, patient, time, where)
         (self.mapped if vitals else self.unmapped)[key] += 1
         if code in BP_PANELS:
             present = {c for c, *_ in readings}
@@ -422,19 +426,27 @@ class _Reader:
                                         problem or f"{value:g} {UNITS[parameter]} is implausible"))
         self.rows.append((patient, time, parameter, value, artefact, f"fhir:{where.source}"))
 
-    def oxygen(self, code: str, display: str | None, value: float, unit: str, patient: str, time: pd.Timestamp,
-               where: _Where) -> None:
-        units, room_air = OXYGEN_CODES[code]
-        self.lab(code, display or {"3150-0": "Inhaled oxygen concentration"}.get(code, "Inhaled oxygen flow rate"),
-                 value, unit, patient, time, where)  # the number itself, kept as read
-        self.report.values_read += 1
-        if unit.lower() not in units or value < 0:
-            self.report.values_flagged += 1
-            self.report.flagged.append((str(where), "on_oxygen", f"{value:g} {unit or '(no unit)'} is not an "
-                                        f"oxygen {'concentration in %' if code == '3150-0' else 'flow in L/min'}"))
-            self.rows.append((patient, time, "on_oxygen", float("nan"), True, f"fhir:{where.source}"))
+    def oxygen(self, parts: list[tuple[str, float, str]], patient: str, time: pd.Timestamp, where: _Where) -> None:
+        """One "air or oxygen" row for an Observation, whatever its components say between them:
+        oxygen where any of them shows it (a flow of 2 L/min beside 21 % is still oxygen). The
+        numbers themselves are kept as labs by the caller; this row is derived from them."""
+        judged, problems = [], []
+        for code, value, unit in parts:
+            units, room_air = OXYGEN_CODES[code]
+            concentration = code == "3150-0"
+            # A concentration under room air's 21 % is a fraction written as a percentage (0.4 "%").
+            if unit.lower() not in units or value < 0 or (concentration and not 21 <= value <= 100):
+                problems.append(f"{value:g} {unit or '(no unit)'} is not an oxygen "
+                                f"{'concentration of 21-100 %' if concentration else 'flow in L/min'}")
+            else:
+                judged.append(value > room_air)
+        if judged:
+            self.report.warnings += [f"{where}: {problem}; oxygen judged from the other component" for problem in problems]
+            self.rows.append((patient, time, "on_oxygen", float(any(judged)), False, f"fhir:{where.source}"))
             return
-        self.rows.append((patient, time, "on_oxygen", float(value > room_air), False, f"fhir:{where.source}"))
+        self.report.values_flagged += 1
+        self.report.flagged.append((str(where), "on_oxygen", "; ".join(problems)))
+        self.rows.append((patient, time, "on_oxygen", float("nan"), True, f"fhir:{where.source}"))
 
     def lab(self, code: str | None, display: str | None, value: float, unit: str, patient: str,
             time: pd.Timestamp, where: _Where) -> None:

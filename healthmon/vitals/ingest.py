@@ -7,10 +7,12 @@ says what was read, converted, flagged and rejected; a row whose time cannot be 
 whose patient cell is blank) is rejected with its line number, a blank value cell is simply a
 parameter not measured.
 
-Dates written with slashes or dots (03/04/2026) are read in one order for the whole file:
-the order the file itself shows (a first number over 12 is a day), else day/month (this tool
-is built around a UK score) unless the caller says month/day, and the report says which. A
-time of day alone (08:00) needs a date column beside it; it is never given today's date.
+Dates written with slashes, dots or dashes (03/04/2026) are read in one order for the whole
+file: the order the file itself shows (a first number over 12 is a day), else day/month (this
+tool is built around a UK score) unless the caller says month/day, and the report says which;
+such a file is stored only once a person has said the order (``VitalsReport.ambiguous_dates``).
+A time of day alone (08:00) needs a date column beside it; it is never given today's date, and
+a time that reads as before 1990 or after tomorrow is rejected as misread.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ UNITS = {"heart_rate": "/min", "systolic_bp": "mmHg", "diastolic_bp": "mmHg", "s
          "temperature": "°C", "consciousness": "ACVPU", "on_oxygen": "yes/no", "steps": "steps", "sleep_minutes": "min",
          "glucose": "mg/dL", "weight": "kg"}
 ALIASES = {
-    "time": ["timestamp", "time", "datetime", "date", "measured_at", "charttime", "recorded_at", "activitydate"],
+    # Names that promise a date and a time come before "time", which is often a time of day.
+    "time": ["timestamp", "datetime", "date_time", "measured_at", "charttime", "recorded_at", "time", "date",
+             "activitydate"],
     # A date in its own column beside a time of day ("date,time,pulse"): the two are joined.
     "date": ["date", "activitydate", "measurement_date", "day"],
     "patient_id": ["patient_id", "patient", "subject_id", "subject", "mrn", "id"],
@@ -57,8 +61,9 @@ PLAUSIBLE = {"heart_rate": (20, 300), "systolic_bp": (40, 300), "diastolic_bp": 
              "sleep_minutes": (0, 1440), "glucose": (10, 1500), "weight": (1, 400)}
 MMOL_TO_MG_DL = 18.016  # glucose, 180.16 g/mol
 LB_TO_KG = 0.45359237
-ACVPU_WORDS = {"alert": "A", "confusion": "C", "confused": "C", "new confusion": "C", "voice": "V", "pain": "P",
-               "unresponsive": "U"}
+ACVPU_WORDS = {"alert": "A", "confusion": "C", "confused": "C", "new confusion": "C", "voice": "V", "verbal": "V",
+               "responds to voice": "V", "pain": "P", "painful": "P", "responds to pain": "P", "unresponsive": "U",
+               "unconscious": "U"}
 YES = {"1", "true", "yes", "y", "o2", "oxygen"}
 NO = {"0", "false", "no", "n", "air", "room air", "ra"}
 
@@ -106,7 +111,13 @@ def _map_columns(header: list[str]) -> dict[str, str]:
 
 DATE_ORDERS = ("day/month", "month/day")
 _NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?!\d)(.*)$", re.DOTALL)
-_TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[ap]\.?m\.?)?\s*$", re.IGNORECASE)
+# A time of day with no date: 08:00, 8:00:15.5, T08:00, 08:00Z, 08:00+01:00, 8 PM, 8:30am.
+_TIME_OF_DAY = re.compile(r"^\s*(?:T?\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[ap]\.?m\.?)?|\d{1,2}\s*[ap]\.?m\.?)"
+                          r"\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})?\s*$", re.IGNORECASE)
+_SPREADSHEET_SERIAL = re.compile(r"^\s*\d{5}(?:\.\d+)?\s*$")
+# A reading dated before this, or after tomorrow, is a misread time (a year 0001 or 0800 from a
+# bare time), never a measurement.
+EARLIEST_READING = pd.Timestamp("1990-01-01", tz="UTC")
 
 
 def _decode(data: bytes, report: VitalsReport) -> str:
@@ -162,6 +173,43 @@ def _times(cells: pd.Series, date_order: str | None, report: VitalsReport) -> pd
     return pd.to_datetime(cells, errors="coerce", utc=True, format="mixed")
 
 
+def _time_column(raw: pd.DataFrame, mapping: dict[str, str], date_order: str | None,
+                 report: VitalsReport) -> tuple[pd.Series, pd.Series]:
+    """Each row's time (UTC) and, where it cannot be trusted, why ("" where it can). A time of
+    day is joined to the date column's cell on its row; one without a date is rejected, never
+    given today's date."""
+    time_column, date_column = mapping["time"], mapping.get("date")
+    cells = raw[time_column].str.strip()
+    time_only = cells.str.match(_TIME_OF_DAY)
+    if date_column is None or date_column == time_column or not time_only.any():
+        mapping.pop("date", None)  # the one column is the time, or the time column carries its own date
+        date_column = None
+    problems = pd.Series("", index=raw.index, dtype=object)
+    if date_column is not None:
+        dates = raw[date_column].str.strip()
+        joined = time_only & dates.ne("")
+        problems[time_only & dates.eq("")] = f"no date in column '{date_column}' for this time"
+        cells = cells.where(~joined, dates + " " + cells)
+        time_only = time_only & ~joined
+    else:
+        joined = pd.Series(False, index=raw.index)
+        problems[time_only] = f"time of day with no date: add a date column, or write the date in '{time_column}'"
+    problems[cells.eq("") & problems.eq("")] = f"blank time in column '{time_column}'"
+    times = _times(cells.where(problems.eq(""), ""), date_order, report)
+    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    for index in raw.index[problems.eq("")]:
+        moment, cell = times.loc[index], cells.loc[index]
+        where = f" (columns '{date_column}' + '{time_column}')" if joined.loc[index] else ""
+        if pd.isna(moment):
+            hint = (": a spreadsheet's serial day number; format the column as date and time before exporting"
+                    if _SPREADSHEET_SERIAL.match(cell) else "")
+            problems.loc[index] = f"unreadable time {cell!r}{where}{hint}"
+        elif not EARLIEST_READING <= moment <= latest:
+            problems.loc[index] = (f"time {cell!r}{where} reads as {moment:%Y-%m-%d %H:%M}, not a date between 1990 "
+                                   "and tomorrow: write the full date and time")
+    return times, problems
+
+
 def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: str | None = None,
                     date_order: str | None = None) -> VitalsData:
     """Read a wide vitals CSV (a time column plus any vitals columns); see the module docstring.
@@ -175,8 +223,14 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
         raise IngestError("a date order of 'day/month' or 'month/day'", repr(date_order), "pass one of those")
     report = VitalsReport(source=name)
     text = _decode(data, report) if isinstance(data, bytes) else data
+    # Spreadsheets in locales with a decimal comma write ";", and "Unicode text" exports use
+    # tabs: the header row, which holds no free text, says which.
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    separator = max((",", ";", "\t"), key=header.count)  # a tie (a one-column header) keeps ","
+    if separator != ",":
+        report.conversions.append(f"columns separated by {'tabs' if separator == chr(9) else repr(separator)}")
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=separator)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise IngestError("a comma-separated file with a header row", f"{name}: {exc}",
                           "export the device data as CSV (one row per time point)") from exc
@@ -189,16 +243,8 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     if not measured:
         raise IngestError("at least one vitals column (heart rate, blood pressure, SpO2, ...)",
                           f"columns {', '.join(raw.columns)}", "rename the columns or see the README for the aliases")
-    time_cells = raw[mapping["time"]]
-    time_only = time_cells.str.match(_TIME_OF_DAY)
-    date_column = mapping.get("date")
-    if date_column is not None and (date_column == mapping["time"] or not time_only.any()):
-        del mapping["date"]  # the one column is the time, or the time column carries its own date
-    elif date_column is not None:
-        time_cells = raw[date_column].str.strip() + " " + time_cells.str.strip()
-        time_only = pd.Series(False, index=time_cells.index)
+    times, problems = _time_column(raw, mapping, date_order, report)
     report.ignored_columns = [c for c in raw.columns if c not in mapping.values()]
-    times = _times(time_cells.where(~time_only, ""), date_order, report)
     patients = raw[mapping["patient_id"]] if "patient_id" in mapping else pd.Series([patient_id or name] * len(raw))
     report.patient_from_file_name = "patient_id" not in mapping and not patient_id
     # Each unit decided once per column, from its name or its values (not once per cell).
@@ -206,11 +252,9 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     rows = []
     for index in range(len(raw)):
         line = index + 2  # header is line 1
-        if pd.isna(times.iloc[index]):
+        if problems.iloc[index]:
             report.rows_rejected += 1
-            cell = raw[mapping["time"]].iloc[index]
-            report.rejected.append((line, f"time {cell!r} has no date: add a date column" if time_only.iloc[index]
-                                    else f"unreadable time {cell!r}"))
+            report.rejected.append((line, problems.iloc[index]))
             continue
         if not str(patients.iloc[index]).strip():
             report.rows_rejected += 1
