@@ -192,8 +192,10 @@ if figure is not None:
     # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.
     st.caption("Green bands: the range the summary calls normal (NEWS2 zero-point bands; blood pressure 111-139 / "
                "60-89 mmHg, below the ESC/ESH threshold of 140/90, where ACC/AHA 2017 already counts 130-139 / "
-               "80-89 as stage 1 hypertension, as the category above does). Red crosses: artefacts, shown but never "
-               "scored. Diamonds: the readings behind an alert (hover for which).")
+               "80-89 as stage 1 hypertension, as the category above does). Grey dashed line: the patient's own usual "
+               "value, the median of their readings in the 28 days before (from the third reading on), which the "
+               "trend alerts compare with. Red crosses: artefacts, shown but never scored. Diamonds: the readings "
+               "behind an alert (hover for which).")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -556,6 +556,9 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     markers = [t for t in figure.data if t.name and t.name.startswith("alert: ")]
     # The jump sits on the heart-rate line; the red flag it causes (3 NEWS2 points) on the NEWS2 bars.
     assert {t.name: list(t.y) for t in markers} == {"alert: hr_jump": [140], "alert: news2_red_flag": [3]}
+    # The patient's own usual value (the median of the readings before, from the third one on).
+    usual = [t for t in figure.data if t.name == "usual (28-day median)"]
+    assert len(usual) == 1 and list(usual[0].y) == [71.0, 70.5, 71.0, 71.5]  # before 03:00 ... 06:00
     hostile = result.alerts.assign(message="<b>x</b>")
     escaped = vitals_figure(result.vitals, result.news2, hostile)
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]
