@@ -203,9 +203,10 @@ def test_a_broken_fitbit_file_is_refused_or_its_bad_rows_listed(tmp_path):
     with pytest.raises(IngestError, match="merged.csv"):
         read_fitbit(tmp_path)
     (tmp_path / "sleepDay_merged.csv").write_text("Id,SleepDay,TotalMinutesAsleep\n1,4/12/2016,300\n1,garbage,x\n"
-                                                  "2,4/13/2016,-5\n")
+                                                  "2,4/13/2016,-5\n,4/14/2016,400\n")
     data = read_fitbit(tmp_path)
-    assert data.report.rows_rejected == 1 and data.report.rejected[0][0] == 3
+    assert data.report.rows_rejected == 2 and data.report.rejected[0][0] == 3
+    assert data.report.rejected[1] == (5, "sleepDay_merged.csv: blank Id (whose day this is is unknown)")
     assert data.frame["artefact"].tolist() == [False, True]  # -5 minutes asleep is flagged, not dropped
     (tmp_path / "weightLogInfo_merged.csv").write_text("Id,When,Kg\n1,x,1\n")
     with pytest.raises(IngestError, match="WeightKg"):

@@ -67,10 +67,12 @@ def read_fitbit_files(files: dict[str, bytes], *, source: str = "upload") -> Vit
         raw = raw[~duplicated]
         times = pd.to_datetime(raw[time_column], errors="coerce", format="mixed", utc=True)
         values = pd.to_numeric(raw[value_column], errors="coerce")
-        bad = times.isna() | values.isna()
+        no_id = raw["Id"].str.strip().eq("")
+        bad = times.isna() | values.isna() | no_id
         for index in raw.index[bad]:
             report.rows_rejected += 1
-            report.rejected.append((int(index) + 2, f"{name}: unreadable {time_column} or {value_column}"))
+            report.rejected.append((int(index) + 2, f"{name}: blank Id (whose day this is is unknown)"
+                                    if no_id[index] else f"{name}: unreadable {time_column} or {value_column}"))
         low, high = PLAUSIBLE[parameter]
         part = pd.DataFrame({"patient_id": raw["Id"][~bad], "time": times[~bad], "parameter": parameter,
                              "value": values[~bad].astype(float), "source": f"fitbit:{name}"})
