@@ -164,16 +164,17 @@ def vitals_figure(vitals, news2, alerts=None) -> go.Figure | None:  # noqa: ANN0
             fig.add_trace(go.Scatter(x=bad["time"], y=bad["value"], mode="markers", showlegend=False,
                                      marker={"symbol": "x", "color": ALERT, "size": 9}, name="artefact (not scored)"),
                           row=row, col=1)
-        usual = rolling_baseline(vitals, parameter).dropna(subset=["baseline"])
+        # The median only: the chart is drawn on every rerun of the page, and the rolling spread
+        # would cost about a minute for a month of minute readings.
+        usual = rolling_baseline(vitals, parameter, spread=False).dropna(subset=["baseline"])
         if len(usual):
             # The patient's own usual value, against which the trend alerts judge a reading: a
             # shift that stays inside the population's band can still be far from this line.
             fig.add_trace(go.Scatter(
                 x=usual["time"], y=usual["baseline"], mode="lines", showlegend=False, name=BASELINE_NAME,
-                line={"color": "#7f8c8d", "dash": "dash", "width": 1.5},
-                customdata=usual[["low", "high", "n"]].to_numpy(),
-                hovertemplate="%{x}<br>usual %{y:.4g} (%{customdata[0]:.4g}-%{customdata[1]:.4g}, "
-                              "median of %{customdata[2]} readings in the 28 days before)<extra></extra>"),
+                line={"color": "#7f8c8d", "dash": "dash", "width": 1.5}, customdata=usual["n"].to_numpy(),
+                hovertemplate="%{x}<br>usual %{y:.4g} (median of %{customdata} readings in the 28 days before)"
+                              "<extra></extra>"),
                 row=row, col=1)
         if parameter in NORMAL_BANDS:
             # After the traces: plotly skips shapes on subplots that are still empty.

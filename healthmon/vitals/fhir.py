@@ -145,6 +145,9 @@ class FhirReport:
     resources_read: dict[str, int] = field(default_factory=dict)  # resourceType -> count, rejected ones included
     resources_rejected: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    # DocumentReference attachments that are not text (a PDF, a URL only): the resource was read,
+    # the note was not. (where, why)
+    attachments_rejected: list[tuple[str, str]] = field(default_factory=list)
     observations_mapped: dict[str, int] = field(default_factory=dict)  # LOINC code -> count
     observations_unmapped: dict[str, int] = field(default_factory=dict)  # kept under lab:
     observations_not_numeric: dict[str, int] = field(default_factory=dict)
@@ -478,6 +481,7 @@ class _Reader:
             label = f"DocumentReference/{document.id or '?'} attachment {number}"
             if problem:
                 self.note_rejected.append(RejectedRow(where.number, f"{where}: {label}: {problem}"))
+                self.report.attachments_rejected.append((str(where), f"{label}: {problem}"))
                 continue
             note_id = (document.id or f"{where.source}:{where.number}") + (f"#{number}" if several else "")
             self.notes.append(Note(text=text, note_id=note_id, patient_id=patient, source=where.source,

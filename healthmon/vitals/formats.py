@@ -163,19 +163,15 @@ def _fhir(files: dict[str, bytes]) -> DeviceData:
     read = read_fhir_bytes(files)
     report = read.report
     types = ", ".join(f"{n} {kind}" for kind, n in sorted(report.resources_read.items()))
-    # A DocumentReference whose attachment cannot be read as text (a PDF, a URL only) is
-    # refused by the notes' own rules: listed with the resources refused, not lost between the two.
-    # (A resource the FHIR library refused is in both lists: listed once.)
-    refused_resources = {where for where, _ in report.rejected}
-    notes_refused = [(where, why) for where, why in (row.reason.split(": ", 1) for row in read.notes.report.rejected)
-                     if where not in refused_resources]
     summary = [f"Read {sum(report.resources_read.values())} FHIR resource(s) ({types}); {report.resources_rejected} "
                f"rejected. {report.values_read} Observation value(s) read, {report.values_flagged} flagged as artefacts.",
                f"{report.patients} patient(s), {report.conditions} condition(s), {len(read.notes.notes)} note(s) "
-               f"from DocumentReference" + (f", {len(notes_refused)} attachment(s) not readable as a note" if notes_refused
-                                            else "") + "."]
+               f"from DocumentReference" + (f", {len(report.attachments_rejected)} attachment(s) not readable as a note"
+                                            if report.attachments_rejected else "") + "."]
     summary += list(report.conversions) + list(report.warnings)
-    return DeviceData(read.frame, "fhir", summary, list(report.rejected) + notes_refused, list(report.flagged),
+    # Attachments that are not text are listed beside the refused resources, not only in the notes' report.
+    return DeviceData(read.frame, "fhir", summary, list(report.rejected) + list(report.attachments_rejected),
+                      list(report.flagged),
                       asdict(report), notes=read.notes, conditions=read.conditions)
 
 

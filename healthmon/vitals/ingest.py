@@ -64,6 +64,15 @@ LB_TO_KG = 0.45359237
 ACVPU_WORDS = {"alert": "A", "confusion": "C", "confused": "C", "new confusion": "C", "voice": "V", "verbal": "V",
                "responds to voice": "V", "pain": "P", "painful": "P", "responds to pain": "P", "unresponsive": "U",
                "unconscious": "U"}
+
+
+def acvpu_letter(text: str) -> str:
+    """The ACVPU letter a cell or argument means ("V", "verbal", "new confusion"), or "" where it
+    means none: a word is never read by its first letter ("agitated" is not A, Alert)."""
+    word = text.strip()
+    return word.upper() if len(word) == 1 else ACVPU_WORDS.get(word.lower(), "")
+
+
 YES = {"1", "true", "yes", "y", "o2", "oxygen"}
 NO = {"0", "false", "no", "n", "air", "room air", "ra"}
 
@@ -197,14 +206,15 @@ def _time_column(raw: pd.DataFrame, mapping: dict[str, str], date_order: str | N
     problems[cells.eq("") & problems.eq("")] = f"blank time in column '{time_column}'"
     times = _times(cells.where(problems.eq(""), ""), date_order, report)
     latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
-    for index in raw.index[problems.eq("")]:
+    failed = problems.eq("") & (times.isna() | times.lt(EARLIEST_READING) | times.gt(latest))
+    for index in raw.index[failed]:
         moment, cell = times.loc[index], cells.loc[index]
         where = f" (columns '{date_column}' + '{time_column}')" if joined.loc[index] else ""
         if pd.isna(moment):
             hint = (": a spreadsheet's serial day number; format the column as date and time before exporting"
                     if _SPREADSHEET_SERIAL.match(cell) else "")
             problems.loc[index] = f"unreadable time {cell!r}{where}{hint}"
-        elif not EARLIEST_READING <= moment <= latest:
+        else:
             problems.loc[index] = (f"time {cell!r}{where} reads as {moment:%Y-%m-%d %H:%M}, not a date between 1990 "
                                    "and tomorrow: write the full date and time")
     return times, problems
@@ -293,20 +303,19 @@ def _unit(canonical: str, column: str, values: pd.Series, report: VitalsReport) 
     """(scale, offset) to the canonical unit for one column, said in the report where it is a
     conversion or a guess (a column whose name gives no unit)."""
     norm = _norm(column)
-    if canonical == "temperature":
-        median = _median(values)
-        if norm.endswith(("_f", "fahrenheit")) or (not norm.endswith(("_c", "celsius"))
-                                                    and median is not None and median > 50):
-            # No living patient is 50 °C; 95-105 °F is normal.
-            why = "" if norm.endswith(("_f", "fahrenheit")) else f" (no unit in its name; median {median:g})"
+    if canonical == "temperature" and not norm.endswith(("_c", "celsius")):
+        named = norm.endswith(("_f", "fahrenheit"))
+        median = None if named else _median(values)
+        if named or (median is not None and median > 50):  # no living patient is 50 °C; 95-105 °F is normal
+            why = "" if named else f" (no unit in its name; median {median:g})"
             report.conversions.append(f"temperature '{column}' read as °F{why}, converted to °C")
             return 5 / 9, -160 / 9
     if canonical == "glucose":
-        median = _median(values)
+        median = None if "mmol" in norm or "mg" in norm else _median(values)
         if "mmol" in norm:
             report.conversions.append(f"glucose '{column}' read as mmol/L, converted to mg/dL (x {MMOL_TO_MG_DL})")
             return MMOL_TO_MG_DL, 0.0
-        if "mg" not in norm and median is not None:
+        if median is not None:
             # 35 mmol/L is extreme and 35 mg/dL rare, so the median decides; a column of a few
             # readings can still be read wrongly, hence the report and the hint.
             unit = "mmol/L" if median < 35 else "mg/dL"
@@ -335,8 +344,7 @@ def _parse(canonical: str, cell: str, unit: tuple[float, float]):  # noqa: ANN20
         yield "diastolic_bp", float(match.group(2)), None
         return
     if canonical == "consciousness":
-        word = cell.strip().lower()
-        letter = ACVPU_WORDS.get(word, word.upper()[:1] if len(word) == 1 else "")
+        letter = acvpu_letter(cell)
         if letter not in "ACVPU" or not letter:
             yield canonical, float("nan"), f"consciousness {cell!r} is not A, C, V, P or U"
         else:

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
 
 from healthmon.errors import HealthmonError
-from healthmon.vitals.ingest import ACVPU_WORDS
+from healthmon.vitals.ingest import acvpu_letter
 
 INF = math.inf
 
@@ -168,10 +168,7 @@ def score_news2(
     if on_oxygen is not None:
         points["air_or_oxygen"] = OXYGEN_POINTS if on_oxygen else 0
     if consciousness is not None:
-        # A letter or a whole word: "agitated" or "awake" must not pass as A (Alert) on their
-        # first letter, when new confusion scores 3.
-        text = str(consciousness).strip()
-        letter = text.upper() if len(text) == 1 else ACVPU_WORDS.get(text.lower(), "")
+        letter = acvpu_letter(str(consciousness))  # "agitated" is not A: new confusion scores 3
         if letter not in ACVPU:
             raise VitalsError("a consciousness level among A, C, V, P, U (ACVPU)", repr(consciousness),
                               "record Alert, new Confusion, responds to Voice, to Pain, or Unresponsive")

@@ -239,11 +239,12 @@ def _phrase(features: dict[str, float], measure: Measure) -> str | None:
     latest = features.get(f"{key}.latest")
     if latest is not None:
         now = _fmt(latest, measure.decimals)
+        now_band = _judgement(float(now), measure)
         # A median hides the reading that matters most where it differs: a week at 71 /min ending
         # at 128 is not "heart rate 71, normal" (NEWS2, too, scores the latest value). Said only
         # where the latest is in another band, as for the labs.
-        if _judgement(float(now), measure) != band:
-            phrase += f", latest {now}{_judgement(float(now), measure)}"
+        if now_band != band:
+            phrase += f", latest {now}{now_band}"
     return phrase
 
 
