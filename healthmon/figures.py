@@ -138,9 +138,16 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
                 "glucose": "glucose mg/dL", "weight": "weight kg", "steps": "steps", "sleep_minutes": "sleep min"}
 
 
-def vitals_figure(vitals, news2, alerts=None) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
+# On NEWS2's SpO2 scale 2 (a prescribed 88-92 % target, e.g. hypercapnic respiratory failure)
+# 96-100 is not this patient's normal: 88-92 is the target the scale scores as zero points.
+SPO2_SCALE2_TARGET = (88, 92)
+
+
+def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
     """Each measured vital over time with its normal band, artefacts as crosses, NEWS2 below
     (bars coloured by band, each parameter's points in the hover), and alert markers.
+
+    ``spo2_scale`` 2 draws the prescribed 88-92 % target as SpO2's band instead of 96-100.
 
     ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
@@ -178,7 +185,7 @@ def vitals_figure(vitals, news2, alerts=None) -> go.Figure | None:  # noqa: ANN0
                 row=row, col=1)
         if parameter in NORMAL_BANDS:
             # After the traces: plotly skips shapes on subplots that are still empty.
-            low, high = NORMAL_BANDS[parameter]
+            low, high = SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
             fig.add_hrect(y0=low, y1=high, fillcolor="#27ae60", opacity=0.12, line_width=0, layer="below",
                           row=row, col=1)
     if len(news2):

@@ -186,16 +186,18 @@ if result.not_alerted:
         for line in result.not_alerted:
             st.caption(plain(line))
 
-figure = vitals_figure(result.vitals, result.news2, result.alerts)
+figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale)
 if figure is not None:
     st.plotly_chart(figure)
     # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.
     st.caption("Green bands: the range the summary calls normal (NEWS2 zero-point bands; blood pressure 111-139 / "
                "60-89 mmHg, below the ESC/ESH threshold of 140/90, where ACC/AHA 2017 already counts 130-139 / "
-               "80-89 as stage 1 hypertension, as the category above does). Grey dashed line: the patient's own usual "
-               "value, the median of their readings in the 28 days before (from the third reading on), which the "
-               "trend alerts compare with. Red crosses: artefacts, shown but never scored. Diamonds: the readings "
-               "behind an alert (hover for which).")
+               "80-89 as stage 1 hypertension, as the category above does"
+               + ("; SpO2 on scale 2: the prescribed 88-92 % target, where the summary's words still call 96-100 "
+                  "normal" if scale == 2 else "")
+               + "). Grey dashed line: the patient's own usual value, the median of their readings in the 28 days "
+               "before (from the third reading on), which the trend alerts compare with. Red crosses: artefacts, "
+               "shown but never scored. Diamonds: the readings behind an alert (hover for which).")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

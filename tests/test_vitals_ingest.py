@@ -565,6 +565,23 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]
 
 
+def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
+    from healthmon.figures import vitals_figure
+    from healthmon.vitals.assess import assess_patient
+
+    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{s}\n" for h, s in enumerate([89, 90, 88, 91]))
+    data = read_vitals_csv(("timestamp,patient,spo2\n" + rows).encode(), "copd.csv")
+    result = assess_patient(data.frame, "p1", spo2_scale=2)
+
+    def spo2_band(figure):
+        (shape,) = [s for s in figure.layout.shapes if s.type == "rect"]  # SpO2 is the only vital here
+        return shape.y0, shape.y1
+
+    assert spo2_band(vitals_figure(result.vitals, result.news2, spo2_scale=2)) == (88, 92)
+    assert spo2_band(vitals_figure(result.vitals, result.news2)) == (96, 100)
+    assert result.latest_news2["points_spo2"] == 0  # scale 2 on air scores 88-92 as zero points, as the band says
+
+
 def test_one_crisis_reading_is_named_even_when_the_weeks_mean_is_normal():
     from healthmon.vitals.assess import assess_patient
 
