@@ -6,7 +6,12 @@
     the band words alone say), and, with ``--encoder``,
   * logistic regression on the frozen base encoder's mean-pooled hidden states, one layer at a
     time (what the encoder carries before any fine-tuning; the classifier's head reads only
-    the last layer's [CLS] position through BERT's pooler).
+    the last layer's [CLS] position through BERT's pooler), and, with ``--phrases``,
+  * the same frozen encoder reading each "; "-separated phrase of the sentence on its own
+    (its own [CLS] ... [SEP]), the phrase vectors averaged per stay: a linear model on that
+    mean, and a small network scoring each phrase and averaging the scores (an additive
+    model over phrases, so each phrase's contribution can be a non-linear function of its
+    number). Only on ``--splits``: it needs a validation set to stop on.
 
 By default this is 5-fold cross-validation (two repeats) over all 3,000 stays, so it trains
 nothing on a single split and does not tune to one: use it to check a change to
@@ -18,6 +23,7 @@ cross-validation inside the fitted stays, never on the test stays.
 
     python benchmarks/physionet_features_cv.py                        # ~3 min on 2 CPU cores
     python benchmarks/physionet_features_cv.py --splits 2 3 --encoder  # ~6 min
+    python benchmarks/physionet_features_cv.py --splits 0 1 2 3 --phrases  # ~23 min
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +69,88 @@ def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 3
     return np.concatenate(pooled)
 
 
+def summary_phrases(text: str) -> list[str]:
+    """The sentence's phrases (``features_text`` joins them with "; " and ends with ".")."""
+    return [p for p in text.removesuffix(".").split("; ") if p]
+
+
+def frozen_phrase_vectors(texts: list[str], layers: tuple[int, ...] = (6, 4)) -> tuple[np.ndarray, list[list[int]]]:
+    """Each distinct phrase encoded alone, mean-pooled at ``layers``: (phrases, len(layers),
+    hidden), and the rows of each text's phrases."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from healthmon.config import bundled_base_model_dir
+    from healthmon.model.pooling import masked_mean
+
+    distinct = sorted({p for text in texts for p in summary_phrases(text)})
+    row = {p: k for k, p in enumerate(distinct)}
+    folder = str(bundled_base_model_dir())
+    tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    pooled = []
+    with torch.inference_mode():
+        for start in range(0, len(distinct), 256):
+            batch = tokenizer(distinct[start:start + 256], padding=True, truncation=True, max_length=64,
+                              return_tensors="pt")
+            hidden_states = encoder(**batch, output_hidden_states=True).hidden_states
+            pooled.append(torch.stack([masked_mean(hidden_states[k], batch["attention_mask"]) for k in layers], 1).numpy())
+    return np.concatenate(pooled), [[row[p] for p in summary_phrases(text)] for text in texts]
+
+
+def additive_phrase_model(vectors: np.ndarray, members: list[list[int]], y: np.ndarray, train: np.ndarray,
+                          validation: np.ndarray, hidden: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+    """A network scoring each phrase vector (384 -> 32 -> 1), a stay's logit the mean of its
+    phrases' scores plus a bias; stopped on ``validation`` log-loss (10 epochs' patience).
+    Settings fixed once, before any split was scored. Returns the stays' logits by row."""
+    import torch
+
+    torch.manual_seed(0)
+    phrase_rows = np.concatenate([members[r] for r in train])
+    x = torch.tensor((vectors - vectors[phrase_rows].mean(0)) / (vectors[phrase_rows].std(0) + 1e-6),
+                     dtype=torch.float32)
+    score = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(),
+                                torch.nn.Linear(hidden, 1))
+    bias = torch.nn.Parameter(torch.zeros(1))
+    optimiser = torch.optim.AdamW([*score.parameters(), bias], lr=1e-3, weight_decay=1e-3)
+    target = torch.tensor(y, dtype=torch.float32)
+    loss_of = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def logits(rows: np.ndarray) -> torch.Tensor:
+        per_phrase = score(x).squeeze(-1)
+        return torch.stack([per_phrase[members[r]].mean() for r in rows]) + bias
+
+    best, best_state, waited = float("inf"), None, 0
+    for epoch in range(200):
+        score.train()
+        order = np.random.RandomState(epoch).permutation(train)
+        for start in range(0, len(order), 64):
+            rows = order[start:start + 64]
+            loss = loss_of(logits(rows), target[rows])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        score.eval()
+        with torch.no_grad():
+            validation_loss = loss_of(logits(validation), target[validation]).item()
+        if validation_loss < best - 1e-4:
+            best, waited = validation_loss, 0
+            best_state = ([p.detach().clone() for p in score.parameters()], bias.detach().clone())
+        else:
+            waited += 1
+            if waited >= 10:
+                break
+    with torch.no_grad():
+        for parameter, kept in zip(score.parameters(), best_state[0]):
+            parameter.copy_(kept)
+        bias.copy_(best_state[1])
+    score.eval()
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return logits(rows).numpy()
+    return predict
+
+
 def main() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.feature_extraction.text import CountVectorizer
@@ -82,7 +171,11 @@ def main() -> None:
                         help="score on the test stays of physionet_bench.py --seeds ... instead of cross-validating")
     parser.add_argument("--encoder", action="store_true", help="add the frozen encoder's layers (~3 min to encode)")
     parser.add_argument("--max-length", type=int, default=288, help="tokens per summary for --encoder")
+    parser.add_argument("--phrases", action="store_true",
+                        help="add the frozen encoder reading each phrase alone (with --splits; ~1 min to encode)")
     args = parser.parse_args()
+    if args.phrases and args.splits is None:
+        parser.error("--phrases needs --splits: its network stops on each split's validation stays")
     folder = Path(args.shared) / "physionet2012"
     if not (folder / "set-a.tar.gz").is_file():
         raise SystemExit(f"{folder}/set-a.tar.gz not found: set --shared or HEALTHMON_SHARED_DATA_DIR")
@@ -127,6 +220,15 @@ def main() -> None:
         print(f"frozen encoder: {layers.shape[1] - 1} layers encoded in {time.perf_counter() - started:.0f} s")
         methods += [(f"frozen encoder, layer {k} mean-pooled" if k else "frozen encoder, embeddings mean-pooled",
                      frozen, layers[:, k]) for k in range(layers.shape[1])]
+    phrase_layers = (6, 4)
+    if args.phrases:
+        started = time.perf_counter()
+        phrase_vectors, members = frozen_phrase_vectors(texts, phrase_layers)
+        print(f"frozen encoder, phrase by phrase: {len(phrase_vectors)} distinct phrases "
+              f"({np.mean([len(m) for m in members]):.1f} per stay) encoded in {time.perf_counter() - started:.0f} s")
+        for k, layer in enumerate(phrase_layers):
+            stay_means = np.stack([phrase_vectors[m, k].mean(0) for m in members])
+            methods.append((f"frozen encoder phrase by phrase, layer {layer}, linear on the mean", frozen, stay_means))
 
     if args.splits is None:
         folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
@@ -155,6 +257,14 @@ def main() -> None:
             model.fit(data[fit], y[fit])
             auroc = roc_auc_score(y[test], model.predict_proba(data[test])[:, 1])
             print(f"  {label}: AUROC {auroc:.3f}", flush=True)
+        if args.phrases:
+            train = np.array([row_of_text[e.text] for e in splits.train])
+            validation = np.array([row_of_text[e.text] for e in splits.validation])
+            for k, layer in enumerate(phrase_layers):
+                predict = additive_phrase_model(phrase_vectors[:, k], members, y, train, validation)
+                auroc = roc_auc_score(y[test], predict(test))
+                print(f"  frozen encoder phrase by phrase, layer {layer}, additive network over phrases: "
+                      f"AUROC {auroc:.3f}", flush=True)
 
 
 if __name__ == "__main__":
