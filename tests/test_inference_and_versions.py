@@ -52,9 +52,22 @@ def test_long_notes_are_scored_over_every_window(version, settings):
     assert sum(pred.probabilities.values()) == pytest.approx(1.0)
 
 
+def test_a_note_its_windows_do_not_cover_is_refused_not_scored_in_part(version, settings):
+    from healthmon.model.classifier import _check_windows_cover_notes
+
+    clf = Classifier.from_pretrained(version, settings=settings, precision="fp32")
+    long_note = " ".join(f"word{i} glucose" for i in range(200))
+    windows = encode_windows(clf.tokenizer, [long_note, "short"], clf.card.max_length, clf.card.window_stride)
+    # What transformers 5.17 returned: the first window and one overflow window, nothing after.
+    kept = [0, 1, len(windows.input_ids) - 1]
+    with pytest.raises(ModelError, match=r"1 note\(s\) cut short \(note 1: \d+ of \d+ tokens"):
+        _check_windows_cover_notes(clf.tokenizer, [long_note, "short"], [windows.input_ids[k] for k in kept],
+                                   windows.note_index[kept])
+
+
 def test_int8_option_keeps_scores_close_and_the_fp32_model_untouched(version, settings):
     fp32 = Classifier.from_pretrained(version, settings=settings, precision="fp32")
-    int8 = Classifier(fp32.model, fp32.tokenizer, fp32.card, precision="int8")
+    int8 = Classifier(fp32.model, fp32.tokenizer, fp32.card, precision="int8", device="cpu")  # int8 is CPU-only
     texts = ["glucose 240 mg/dL", "biopsy adenocarcinoma", "amlodipine"]
     drift = np.abs(fp32.predict_proba(texts) - int8.predict_proba(texts)).max()
     assert drift < 0.05

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from healthmon.config import Settings
 from healthmon.model.classifier import Classifier
@@ -69,6 +70,11 @@ def test_torchrun_two_processes_write_one_normal_version(tmp_path):
     out = tmp_path / "ddp-version"
     env = {**os.environ, "HEALTHMON_DATA_DIR": str(tmp_path / "data"), "HEALTHMON_MAX_LENGTH": "64",
            "OMP_NUM_THREADS": "1"}
+    if torch.cuda.device_count() < 2:
+        # Two processes need two GPUs under NCCL (refused otherwise: check_one_gpu_per_process);
+        # with fewer, the GPUs are hidden and DDP runs on the CPU with gloo, which every machine
+        # can. HEALTHMON_DEVICE=cpu alone was not enough on a one-GPU machine: a gloo barrier failed.
+        env["CUDA_VISIBLE_DEVICES"] = ""
     # Whole epochs, so per-epoch evaluation, best-checkpoint reloading and early stopping
     # all run under DDP too.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from healthmon.errors import ConfigError, ModelError, TrainingError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
@@ -146,3 +147,18 @@ def test_bad_base_model_and_bad_lora_targets_are_config_errors(settings, notes, 
         train(notes, TrainArgs(max_steps=1), settings=Settings(data_dir=tmp_path, base_model=str(empty)), progress=False)
     with pytest.raises(ConfigError, match="query"):
         train(notes, TrainArgs(max_steps=1, lora_target_modules=("qkv_proj",)), settings=settings, progress=False)
+
+
+def test_torchrun_with_more_processes_than_gpus_is_refused_before_training(monkeypatch):
+    from healthmon.training.trainer import check_one_gpu_per_process
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as refused:
+        check_one_gpu_per_process(torch.device("cuda"))
+    message = str(refused.value)
+    assert "2 processes on this machine and 1 GPU(s) visible" in message
+    assert "--nproc_per_node=1" in message and "CUDA_VISIBLE_DEVICES=" in message
+    check_one_gpu_per_process(torch.device("cpu"))  # gloo on the CPU: any number of processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    check_one_gpu_per_process(torch.device("cuda"))  # one process, one GPU

@@ -55,11 +55,31 @@ def encode_windows(
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
-    return Windows(
-        input_ids=enc["input_ids"],
-        note_index=np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64),
-        offsets=enc["offset_mapping"],
-    )
+    note_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+    _check_windows_cover_notes(tokenizer, texts, enc["input_ids"], note_index)
+    return Windows(input_ids=enc["input_ids"], note_index=note_index, offsets=enc["offset_mapping"])
+
+
+def _check_windows_cover_notes(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                               window_ids: list[list[int]], note_index: np.ndarray) -> None:
+    """Refuse to score a note whose windows miss some of its tokens. transformers 5.17 returns
+    one overflow window only (a 400-token note came back as 64 + 21 tokens, seen on a GPU
+    machine's install), so the rest of a long note would be scored as if it were not there."""
+    whole = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]  # untruncated
+    lengths = np.array([len(ids) for ids in whole])
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    covered = np.bincount(note_index, weights=[len(ids) - specials for ids in window_ids], minlength=len(texts))
+    short = np.flatnonzero(covered < lengths)
+    if short.size:
+        import transformers
+
+        first = int(short[0])
+        raise ModelError(
+            "windows covering every token of each note",
+            f"{short.size} note(s) cut short (note {first + 1}: {int(covered[first])} of {lengths[first]} tokens "
+            f"in its windows) by transformers {transformers.__version__}",
+            "install the transformers version requirements.txt pins",
+        )
 
 
 def aggregate_windows(
@@ -112,6 +132,10 @@ class Classifier:
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
         self.batch_size = batch_size
+        if next(model.parameters()).device != self.device:
+            # .to() moves a module in place: a classifier on another device (int8 on the CPU
+            # beside a GPU one) would take the caller's model away from under it. Seen on a GPU.
+            model = copy.deepcopy(model)
         model = model.to(self.device).eval()
         # Explanations need gradients, which int8 dynamic-quantized layers do not have.
         self.float_model = model

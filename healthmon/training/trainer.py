@@ -160,6 +160,19 @@ class _ProgressCallback(TrainerCallback):
         self.report(min(state.global_step / total, 1.0), f"training step {state.global_step} of {total}")
 
 
+def check_one_gpu_per_process(device: torch.device) -> None:
+    """Under torchrun on CUDA each process needs a GPU of its own: NCCL refuses two ranks on
+    one device ("Duplicate GPU detected"), after the model and data are already loaded."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if device.type == "cuda" and processes > torch.cuda.device_count():
+        raise ConfigError(
+            "one GPU per training process under torchrun",
+            f"{processes} processes on this machine and {torch.cuda.device_count()} GPU(s) visible",
+            f"use --nproc_per_node={torch.cuda.device_count()}, or hide the GPUs (CUDA_VISIBLE_DEVICES= torchrun ...) "
+            "to train on the CPU with gloo",
+        )
+
+
 def train(
     notes: Sequence[Note],
     args: TrainArgs | None = None,
@@ -209,6 +222,7 @@ def train(
         initialise_from_version(model, Path(parent))
     tokenizer = load_tokenizer(settings.base_model)
     device = pick_device(settings.device)
+    check_one_gpu_per_process(device)
     card_stub = ModelCard(
         labels=splits.labels,
         problem_type=problem_type,
