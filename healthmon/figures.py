@@ -139,7 +139,8 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 
 
 # On NEWS2's SpO2 scale 2 (a prescribed 88-92 % target, e.g. hypercapnic respiratory failure)
-# 96-100 is not this patient's normal: 88-92 is the target the scale scores as zero points.
+# 96-100 is not this patient's normal: 88-92 is the target, which the scale scores 0 (on air,
+# 93 and above also score 0; on oxygen they score 1-3).
 SPO2_SCALE2_TARGET = (88, 92)
 
 

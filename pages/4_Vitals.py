@@ -193,8 +193,8 @@ if figure is not None:
     st.caption("Green bands: the range the summary calls normal (NEWS2 zero-point bands; blood pressure 111-139 / "
                "60-89 mmHg, below the ESC/ESH threshold of 140/90, where ACC/AHA 2017 already counts 130-139 / "
                "80-89 as stage 1 hypertension, as the category above does"
-               + ("; SpO2 on scale 2: the prescribed 88-92 % target, where the summary's words still call 96-100 "
-                  "normal" if scale == 2 else "")
+               + ("; SpO2 on scale 2: the prescribed 88-92 % target (NEWS2 also scores 93 % and above 0 on air, "
+                  "1-3 on oxygen), where the summary's words still call 96-100 normal" if scale == 2 else "")
                + "). Grey dashed line: the patient's own usual value, the median of their readings in the 28 days "
                "before (from the third reading on), which the trend alerts compare with. Red crosses: artefacts, "
                "shown but never scored. Diamonds: the readings behind an alert (hover for which).")

@@ -569,7 +569,7 @@ def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
     from healthmon.figures import vitals_figure
     from healthmon.vitals.assess import assess_patient
 
-    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{s}\n" for h, s in enumerate([89, 90, 88, 91]))
+    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{s}\n" for h, s in enumerate([90, 91, 88, 89]))
     data = read_vitals_csv(("timestamp,patient,spo2\n" + rows).encode(), "copd.csv")
     result = assess_patient(data.frame, "p1", spo2_scale=2)
 
@@ -579,7 +579,9 @@ def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
 
     assert spo2_band(vitals_figure(result.vitals, result.news2, spo2_scale=2)) == (88, 92)
     assert spo2_band(vitals_figure(result.vitals, result.news2)) == (96, 100)
-    assert result.latest_news2["points_spo2"] == 0  # scale 2 on air scores 88-92 as zero points, as the band says
+    # 89 % is inside the scale-2 band and scores 0 there; on scale 1 it scores 3 points.
+    assert result.latest_news2["value_spo2"] == 89 and result.latest_news2["points_spo2"] == 0
+    assert assess_patient(data.frame, "p1").latest_news2["points_spo2"] == 3
 
 
 def test_one_crisis_reading_is_named_even_when_the_weeks_mean_is_normal():
