@@ -132,9 +132,15 @@ class Classifier:
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
         self.batch_size = batch_size
-        if next(model.parameters()).device != self.device:
-            # .to() moves a module in place: a classifier on another device (int8 on the CPU
-            # beside a GPU one) would take the caller's model away from under it. Seen on a GPU.
+        held_on = next(model.parameters()).device
+        # .to() moves a module in place: a classifier on another device (int8 on the CPU beside a
+        # GPU one) took the GPU classifier's model away from under it (seen on an H200). A model
+        # already on an accelerator is copied instead; one on the CPU (every fresh load) is moved.
+        # torch.device("cuda") and a parameter's "cuda:0" are one place: indexes compared only
+        # where both name one.
+        elsewhere = held_on.type != self.device.type or (
+            None not in (held_on.index, self.device.index) and held_on.index != self.device.index)
+        if held_on.type != "cpu" and elsewhere:
             model = copy.deepcopy(model)
         model = model.to(self.device).eval()
         # Explanations need gradients, which int8 dynamic-quantized layers do not have.
