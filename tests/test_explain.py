@@ -337,7 +337,8 @@ def test_weights_never_require_grad_during_and_are_restored_after(tiny):
 
 
 def test_int8_versions_are_explained_through_their_float_model(pooled):
-    # int8 is CPU-only (dynamic quantisation); on a GPU machine the float model stays on the GPU.
+    # int8 is CPU-only (dynamic quantisation): asked for on the CPU, not left to "auto", which
+    # picks the GPU where there is one and refuses int8 there.
     int8 = Classifier(pooled.model, pooled.tokenizer, pooled.card, name="pooled-int8", precision="int8", device="cpu")
     e = explain(int8, "glucose 240 mg/dL", faithfulness=False)
     # The float model's score (what was integrated), close to the int8 one served.

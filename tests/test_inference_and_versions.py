@@ -58,11 +58,15 @@ def test_a_note_its_windows_do_not_cover_is_refused_not_scored_in_part(version, 
     clf = Classifier.from_pretrained(version, settings=settings, precision="fp32")
     long_note = " ".join(f"word{i} glucose" for i in range(200))
     windows = encode_windows(clf.tokenizer, [long_note, "short"], clf.card.max_length, clf.card.window_stride)
-    # What transformers 5.17 returned: the first window and one overflow window, nothing after.
-    kept = [0, 1, len(windows.input_ids) - 1]
-    with pytest.raises(ModelError, match=r"1 note\(s\) cut short \(note 1: \d+ of \d+ tokens"):
-        _check_windows_cover_notes(clf.tokenizer, [long_note, "short"], [windows.input_ids[k] for k in kept],
-                                   windows.note_index[kept])
+    stride = min(clf.card.window_stride, clf.card.max_length // 2)
+    everything = list(range(len(windows.input_ids)))
+    _check_windows_cover_notes(clf.tokenizer, [long_note, "short"], windows.input_ids, windows.note_index, stride)
+    # What transformers 5.17 returned (the first window and one overflow window), and the
+    # smallest loss: only the long note's last window missing.
+    for kept in ([0, 1, everything[-1]], everything[:-2] + everything[-1:]):
+        with pytest.raises(ModelError, match=r"1 note\(s\) of 2 cut short \(one has \d+ of its 729 tokens"):
+            _check_windows_cover_notes(clf.tokenizer, [long_note, "short"], [windows.input_ids[k] for k in kept],
+                                       windows.note_index[kept], stride)
 
 
 def test_int8_option_keeps_scores_close_and_the_fp32_model_untouched(version, settings):

@@ -47,28 +47,34 @@ def encode_windows(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, stride: int
 ) -> Windows:
     """Tokenize notes into windows of at most ``max_length`` tokens sharing ``stride`` tokens."""
+    stride = min(stride, max_length // 2)
     enc = tokenizer(
         list(texts),
         truncation=True,
         max_length=max_length,
-        stride=min(stride, max_length // 2),
+        stride=stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
     note_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-    _check_windows_cover_notes(tokenizer, texts, enc["input_ids"], note_index)
+    _check_windows_cover_notes(tokenizer, texts, enc["input_ids"], note_index, stride)
     return Windows(input_ids=enc["input_ids"], note_index=note_index, offsets=enc["offset_mapping"])
 
 
 def _check_windows_cover_notes(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
-                               window_ids: list[list[int]], note_index: np.ndarray) -> None:
+                               window_ids: list[list[int]], note_index: np.ndarray, stride: int) -> None:
     """Refuse to score a note whose windows miss some of its tokens. transformers 5.17 returns
-    one overflow window only (a 400-token note came back as 64 + 21 tokens, seen on a GPU
-    machine's install), so the rest of a long note would be scored as if it were not there."""
+    one overflow window only (a 729-token note came back as 64 + 21 tokens, seen on a GPU
+    machine's install), so the rest of a long note would be scored as if it were not there.
+
+    Each window after a note's first repeats the ``stride`` tokens before it, so a note's
+    windows hold ``sum(content) - stride * (windows - 1)`` of its tokens."""
     whole = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]  # untruncated
     lengths = np.array([len(ids) for ids in whole])
     specials = tokenizer.num_special_tokens_to_add(pair=False)
-    covered = np.bincount(note_index, weights=[len(ids) - specials for ids in window_ids], minlength=len(texts))
+    content = np.bincount(note_index, weights=[len(ids) - specials for ids in window_ids], minlength=len(texts))
+    windows = np.bincount(note_index, minlength=len(texts))
+    covered = content - stride * np.maximum(windows - 1, 0)
     short = np.flatnonzero(covered < lengths)
     if short.size:
         import transformers
@@ -76,8 +82,8 @@ def _check_windows_cover_notes(tokenizer: PreTrainedTokenizerBase, texts: Sequen
         first = int(short[0])
         raise ModelError(
             "windows covering every token of each note",
-            f"{short.size} note(s) cut short (note {first + 1}: {int(covered[first])} of {lengths[first]} tokens "
-            f"in its windows) by transformers {transformers.__version__}",
+            f"{short.size} note(s) of {len(texts)} cut short (one has {int(covered[first])} of its {lengths[first]} "
+            f"tokens in its windows) by transformers {transformers.__version__}",
             "install the transformers version requirements.txt pins",
         )
 
@@ -102,6 +108,13 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float, multi_label
     scaled = torch.as_tensor(logits, dtype=torch.float64) / temperature
     probs = torch.sigmoid(scaled) if multi_label else torch.softmax(scaled, dim=-1)
     return probs.numpy()
+
+
+def _placed(device: torch.device) -> torch.device:
+    """``cuda`` as the index .to() would use (the current device), so it compares with ``cuda:N``."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class Classifier:
@@ -132,15 +145,11 @@ class Classifier:
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
         self.batch_size = batch_size
-        held_on = next(model.parameters()).device
         # .to() moves a module in place: a classifier on another device (int8 on the CPU beside a
         # GPU one) took the GPU classifier's model away from under it (seen on an H200). A model
         # already on an accelerator is copied instead; one on the CPU (every fresh load) is moved.
-        # torch.device("cuda") and a parameter's "cuda:0" are one place: indexes compared only
-        # where both name one.
-        elsewhere = held_on.type != self.device.type or (
-            None not in (held_on.index, self.device.index) and held_on.index != self.device.index)
-        if held_on.type != "cpu" and elsewhere:
+        held_on = _placed(next(model.parameters()).device)
+        if held_on.type != "cpu" and held_on != _placed(self.device):
             model = copy.deepcopy(model)
         model = model.to(self.device).eval()
         # Explanations need gradients, which int8 dynamic-quantized layers do not have.

@@ -168,8 +168,8 @@ def check_one_gpu_per_process(device: torch.device) -> None:
         raise ConfigError(
             "one GPU per training process under torchrun",
             f"{processes} processes on this machine and {torch.cuda.device_count()} GPU(s) visible",
-            f"use --nproc_per_node={torch.cuda.device_count()}, or hide the GPUs (CUDA_VISIBLE_DEVICES= torchrun ...) "
-            "to train on the CPU with gloo",
+            f"use --nproc_per_node={torch.cuda.device_count()}, or train on the CPU with gloo: hide the GPUs "
+            "(CUDA_VISIBLE_DEVICES= torchrun ...) with HEALTHMON_DEVICE auto or cpu",
         )
 
 
@@ -212,6 +212,8 @@ def train(
     target = Path(out_dir) if out_dir else settings.resolved_models_dir / new_version_name(args.mode, splits.fingerprint)
     check_target_free(target)
 
+    device = pick_device(settings.device)
+    check_one_gpu_per_process(device)  # before the model loads
     set_seed(seed)
     pooling = _resolved_pooling(args)
     args = replace(args, pooling=pooling)  # the card's train_args record what was used, not "unset"
@@ -221,8 +223,6 @@ def train(
         parent = str(Path(args.init_from).resolve())
         initialise_from_version(model, Path(parent))
     tokenizer = load_tokenizer(settings.base_model)
-    device = pick_device(settings.device)
-    check_one_gpu_per_process(device)
     card_stub = ModelCard(
         labels=splits.labels,
         problem_type=problem_type,
