@@ -69,32 +69,15 @@ def frozen_layer_features(texts: list[str], max_length: int, batch_size: int = 3
     return np.concatenate(pooled)
 
 
-def summary_phrases(text: str) -> list[str]:
-    """The sentence's phrases (``features_text`` joins them with "; " and ends with ".")."""
-    return [p for p in text.removesuffix(".").split("; ") if p]
-
-
 def frozen_phrase_vectors(texts: list[str], layers: tuple[int, ...] = (6, 4)) -> tuple[np.ndarray, list[list[int]]]:
     """Each distinct phrase encoded alone, mean-pooled at ``layers``: (phrases, len(layers),
     hidden), and the rows of each text's phrases."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from healthmon.config import bundled_base_model_dir
-    from healthmon.model.pooling import masked_mean
+    from healthmon.vitals.text import summary_phrases
 
     distinct = sorted({p for text in texts for p in summary_phrases(text)})
     row = {p: k for k, p in enumerate(distinct)}
-    folder = str(bundled_base_model_dir())
-    tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-    pooled = []
-    with torch.inference_mode():
-        for start in range(0, len(distinct), 256):
-            batch = tokenizer(distinct[start:start + 256], padding=True, truncation=True, max_length=64,
-                              return_tensors="pt")
-            hidden_states = encoder(**batch, output_hidden_states=True).hidden_states
-            pooled.append(torch.stack([masked_mean(hidden_states[k], batch["attention_mask"]) for k in layers], 1).numpy())
-    return np.concatenate(pooled), [[row[p] for p in summary_phrases(text)] for text in texts]
+    vectors = frozen_layer_features(distinct, max_length=64, batch_size=256)[:, list(layers)]
+    return vectors, [[row[p] for p in summary_phrases(text)] for text in texts]
 
 
 def additive_phrase_model(vectors: np.ndarray, members: list[list[int]], y: np.ndarray, train: np.ndarray,

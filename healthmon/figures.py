@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from healthmon.types import Prediction
+from healthmon.vitals.news2 import zero_point_band
 from healthmon.vitals.text import VITALS as VITAL_MEASURES
 from healthmon.vitals.trends import rolling_baseline
 
@@ -141,7 +142,7 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 # On NEWS2's SpO2 scale 2 (a prescribed 88-92 % target, e.g. hypercapnic respiratory failure)
 # 96-100 is not this patient's normal: 88-92 is the target, which the scale scores 0 (on air,
 # 93 and above also score 0; on oxygen they score 1-3).
-SPO2_SCALE2_TARGET = (88, 92)
+SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
 def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient

@@ -83,6 +83,18 @@ def band_points(parameter: str, value: float) -> int:
     raise AssertionError("the last band is unbounded")  # pragma: no cover
 
 
+def zero_point_band(row: str) -> tuple[float, float]:
+    """The lowest and highest charted values a chart row scores 0 for: (88, 92) for SpO2 scale 2
+    on oxygen, the prescribed target."""
+    step = 10.0 ** -DECIMALS.get(row.split("_scale")[0], 0)
+    below = -INF
+    for upper, points in NEWS2_BANDS[row]:
+        if points == 0:
+            return below + step, upper
+        below = upper
+    raise AssertionError(f"{row} has no zero-point band")  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class News2:
     """A NEWS2 score with its working shown.

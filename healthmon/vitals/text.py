@@ -302,13 +302,18 @@ _OTHER_LEAD = re.compile(
 )
 
 
+def summary_phrases(text: str) -> list[str]:
+    """The phrases of :func:`features_text`'s sentence (joined with "; ", ended with ".")."""
+    return text.removesuffix(".").split("; ")
+
+
 def looks_like_vitals_summary(text: str) -> bool:
     """Whether ``text`` is :func:`features_text`'s sentence rather than a clinical note."""
     if text == "no usable vitals.":
         return True
     if not text.endswith("."):
         return False
-    phrases = text[:-1].split("; ")
+    phrases = summary_phrases(text)
     measured = [_MEASURE_LEAD.match(p) is not None for p in phrases]
     if not all(m or _OTHER_LEAD.match(p) for m, p in zip(measured, phrases)):
         return False
