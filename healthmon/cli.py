@@ -32,6 +32,12 @@ def _add_columns(parser: argparse.ArgumentParser, *, labels: bool) -> None:
         parser.add_argument("--label-separator", default="|", help="separator between labels in one cell")
 
 
+def _add_spo2_scale(parser: argparse.ArgumentParser) -> None:
+    # One scale for the score, the chart and the advice: the same reading scores 0 or 3 between them.
+    parser.add_argument("--spo2-scale", type=int, choices=[1, 2], default=1,
+                        help="NEWS2 SpO2 scale: 2 only for a prescribed 88-92%% target (e.g. hypercapnic failure)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m healthmon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("paths", nargs="+")
     vitals.add_argument("--patient", action="append", default=[], help="only these patients (repeatable)")
     vitals.add_argument("--setting", choices=["hospital", "home"], help="default: home for Fitbit, else hospital")
-    vitals.add_argument("--spo2-scale", type=int, choices=[1, 2], default=1)
+    _add_spo2_scale(vitals)
     vitals.add_argument("--lookback", default="4h", type=_duration,
                         help="how old a parameter's latest value may be for NEWS2 (e.g. 1h, 4h, 90min)")
     vitals.add_argument("--patient-id", help="the patient of a CSV without a patient column (needed to --store it)")
@@ -163,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     advice.add_argument("--patient", required=True, help="patient id (as in the notes' patient_id or the vitals)")
     advice.add_argument("--setting", choices=["hospital", "home"], default="hospital",
                         help="NEWS2 setting and blood-pressure thresholds")
+    _add_spo2_scale(advice)
     advice.add_argument("--birth-date", type=_date, help="record the birth date (YYYY-MM-DD) for the age-based rules")
     advice.add_argument("--sex", choices=["female", "male"], help="record the sex for the sex-based rules")
     advice.add_argument("--draft", action="store_true", help="store a draft for each fired rule not already on file")
@@ -178,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--patient", required=True)
     report.add_argument("--out", required=True, help="file to write; its suffix picks the format (.html, .pdf, .json)")
     report.add_argument("--setting", choices=["hospital", "home"], default="hospital")
+    _add_spo2_scale(report)
     report.add_argument("--by", default=None, help="name printed as the report's author (default: your login name)")
     report.add_argument("--no-explain", action="store_true",
                         help="only show explanations already stored (default: compute missing ones with the model "
@@ -604,7 +612,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
                           "no --as", "add --as with your account name")
     if args.birth_date or args.sex:
         set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
-    snapshot = patient_snapshot(factory, args.patient, setting=args.setting)
+    snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
     result = evaluate(_rules(settings), snapshot.findings)
     if args.draft:
         draft_advice(factory, args.actor, snapshot, result)
@@ -649,7 +657,8 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             from healthmon.advice.patient import patient_snapshot
             from healthmon.report.fhir import fhir_json
 
-            out.write_text(fhir_json(patient_snapshot(factory, args.patient, setting=args.setting)), encoding="utf-8")
+            out.write_text(fhir_json(patient_snapshot(factory, args.patient, setting=args.setting,
+                                                        spo2_scale=args.spo2_scale)), encoding="utf-8")
         else:
             from healthmon.model.classifier import Classifier
             from healthmon.report import build_report, write_report
@@ -659,7 +668,8 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
             report = build_report(factory, args.patient, generated_by=args.by or f"{getpass.getuser()} (cli)",
                                   rules=_rules(settings), rules_path=settings.advice_rules,
-                                  load_classifier=None if args.no_explain else load, setting=args.setting)
+                                  load_classifier=None if args.no_explain else load, setting=args.setting,
+                                  spo2_scale=args.spo2_scale)
             write_report(report, out)
     except OSError as exc:
         raise IngestError("a writable path for --out", f"{out}: {exc.strerror}", "choose a file in a writable folder") from exc

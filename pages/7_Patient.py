@@ -33,15 +33,17 @@ if not patients:
     st.stop()
 linked = st.query_params.get("patient", "")
 default = patients.index(linked) if linked in patients else 0
-left, right = st.columns([3, 1])
+left, middle, right = st.columns([3, 1, 1])
 patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
-setting = right.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
-                      help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
+setting = middle.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
+                       help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
+scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key="patient_spo2_scale",
+                    help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
 st.query_params["patient"] = patient_id
 
 try:
     rules = get_rules(str(settings.advice_rules) if settings.advice_rules else None)
-    snapshot = patient_snapshot(factory, patient_id, setting=setting)
+    snapshot = patient_snapshot(factory, patient_id, setting=setting, spo2_scale=scale)
     result = evaluate(rules, snapshot.findings)
     items = patient_advice(factory, patient_id)
 except HealthmonError as exc:
@@ -161,15 +163,16 @@ if st.button("Prepare the report", key="prepare_report"):
     try:
         with st.spinner("Explaining the scores and laying out the report ..."):
             report = build_report(factory, patient_id, generated_by=user.name, rules=rules,
-                                  rules_path=settings.advice_rules, setting=setting,
+                                  rules_path=settings.advice_rules, setting=setting, spo2_scale=scale,
                                   load_classifier=lambda folder: get_classifier(folder))
             page = render_html(report).encode()
-            st.session_state["patient_report"] = (patient_id, page, None)
-            st.session_state["patient_report"] = (patient_id, page, render_pdf(report))
+            # The setting and scale change the scores in it: a report prepared under others is not offered.
+            st.session_state["patient_report"] = (patient_id, page, None, (setting, scale))
+            st.session_state["patient_report"] = (patient_id, page, render_pdf(report), (setting, scale))
     except HealthmonError as exc:
         show_error(exc)  # without Pango the PDF fails; the HTML prepared above is still offered
 prepared = st.session_state.get("patient_report")
-if prepared and prepared[0] == patient_id:
+if prepared and prepared[0] == patient_id and prepared[3] == (setting, scale):
     stem = f"healthmon-report-{''.join(c if c.isalnum() or c in '-_' else '_' for c in patient_id)}"
     downloads = st.columns(3)
     if prepared[2] is not None:

@@ -235,6 +235,29 @@ def test_fhir_export_validates_round_trips_and_reads_back_through_the_ingest(db)
     assert fhir_bundle(snapshot) == bundle  # same ids on a second export
 
 
+def test_on_spo2_scale_2_the_report_and_its_fhir_export_score_and_draw_the_prescribed_target(db, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn = []
+    shade = Axes.axhspan
+    monkeypatch.setattr(Axes, "axhspan", lambda ax, low, high, **kw: drawn.append((low, high)) or shade(ax, low, high, **kw))
+    when = datetime(2026, 3, 6, 9, 30, tzinfo=timezone.utc)
+    usual = build_report(db, "P-7", generated_by="dr-lee", now=when)
+    bands_scale_1, drawn[:] = list(drawn), []
+    prescribed = build_report(db, "P-7", generated_by="dr-lee", spo2_scale=2, now=when)
+    # The last evening's SpO2 of 93 % on air scores 2 on scale 1 and 0 on scale 2 (NEWS2 7 -> 5).
+    assert usual.snapshot.findings.news2_total == 7 and prescribed.snapshot.findings.news2_total == 5
+    assert prescribed.snapshot.vitals.latest_news2["points_spo2"] == 0
+    assert (96, 100) in bands_scale_1 and (88, 92) not in bands_scale_1
+    assert (88, 92) in drawn and (96, 100) not in drawn
+    page = render_html(prescribed)
+    assert "SpO2 scored on scale 2 (a prescribed 88-92 % target)" in page
+    assert "except SpO2: the prescribed 88-92 % target of scale 2" in page
+    assert "SpO2 scored on scale 1." in render_html(usual) and "except SpO2" not in render_html(usual)
+    news2 = fhir_bundle(prescribed.snapshot)["entry"][-1]["resource"]
+    assert news2["valueInteger"] == 5 and {"text": "SpO2 scored on scale 2 (a prescribed 88-92 % target)."} in news2["note"]
+
+
 def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):
     clinician = _signed_in(db, "dr-lee")
     rules = load_rules()

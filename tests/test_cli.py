@@ -163,6 +163,11 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
     assert [e["resource"]["resourceType"] for e in json.loads(bundle.read_text())["entry"]] == [
         "Patient", "RiskAssessment", "Observation"]
+    # SpO2 93 % on air: 2 points on scale 1, none on scale 2 (a prescribed 88-92 % target).
+    assert run_cli(["report", "--patient", "P-9", "--out", str(bundle), "--spo2-scale", "2"], settings).returncode == 0
+    assert json.loads(bundle.read_text())["entry"][-1]["resource"]["valueInteger"] == 5
+    on_scale_2 = json.loads(run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2"], settings).stdout)
+    assert "news2-high" not in {f["rule"] for f in on_scale_2["fired"]}
     swapped = run_cli(["advice", "--patient", "P-9", "--edit", "new wording", str(news2_id), "--as", "dr-kay"], settings)
     assert swapped.returncode == 2 and "an advice id (a whole number)" in swapped.stderr
     again = run_cli(["advice", "--patient", "P-9", "--dismiss", str(news2_id), "changed my mind", "--as", "dr-kay"], settings)

@@ -7,6 +7,7 @@ run when the test calls the worker (HEALTHMON_WORKER=external), so each step is 
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
@@ -370,6 +371,14 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
     assert not at.exception and at.selectbox[0].value == HOSTILE_PATIENT
     assert [r for r in at.radio if r.label == "Where were the readings taken?"][0].value == "hospital"  # AVPU, O2
     assert {m.label for m in at.metric} >= {"Latest NEWS2", "Clinical risk", "Blood pressure (mean)"}
+
+    def bands():
+        shapes = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+        return {(s["y0"], s["y1"]) for s in shapes if s["type"] == "rect"}
+    assert (96, 100) in bands() and (88, 92) not in bands()  # SpO2's band on scale 1
+    [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(2).run()
+    assert (88, 92) in bands() and (96, 100) not in bands() and "SpO2 on scale 2: the prescribed 88-92 % target" in _texts(at, "caption")
+    [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(1).run()
     # Alert sentences are escaped markdown: compare them unescaped.
     alerts = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if "**] · " in m.value]
     assert any("Heart rate 140 /min" in m for m in alerts)  # the jump, naming its reading
@@ -558,6 +567,12 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     page = prepared[1].decode()
     assert "P-&lt;b&gt;1&lt;/b&gt;" in page and "<b>1</b>" not in page  # a hostile patient id, escaped
     assert "Repeat the HbA1c in 2 weeks." in page and "NEWS2 7 or more" in page
+    assert {b.proto.label for b in at.get("download_button")} >= {"Download PDF", "Download HTML"}
+    # SpO2 93 % on air scores 2 on scale 1 and 0 on scale 2; the report prepared on scale 1 is
+    # then out of date, and is no longer offered.
+    [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(2).run()
+    assert not at.exception and {m.label: m.value for m in at.metric}["NEWS2"] == "5"
+    assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download")]
     with transaction(dash.factory) as s:
         actions = s.scalars(select(AuditEntry.action).where(AuditEntry.entity == "advice")).all()
         assert actions.count("advice.approved") == 1 and actions.count("advice.edited") == 1

@@ -33,6 +33,7 @@ class PatientSnapshot:
     setting: str
     findings: PatientFindings
     taken_at: datetime
+    spo2_scale: int = 1  # NEWS2's SpO2 scale the vitals were scored on (2: a prescribed 88-92 % target)
 
 
 def list_patients(factory: sessionmaker[Session]) -> list[str]:
@@ -50,7 +51,7 @@ def _age(born: date, on: date) -> float:
 
 
 def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting: str = "hospital",
-                     lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
+                     spo2_scale: int = 1, lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
     """Everything stored about one patient and the facts the advice rules read.
 
     Risk per label is the highest calibrated probability over the patient's scored notes
@@ -85,8 +86,8 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
                 risk_source[label] = f"case #{case.note_id}, model {case.version}{reviewed}"
     vitals_table = load_vitals(factory, patient_id)
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
-    assessment = (assess_patient(vitals_table, patient_id, setting=setting, lookback=lookback,
-                                 descriptors=descriptors) if len(vitals_table) else None)
+    assessment = (assess_patient(vitals_table, patient_id, setting=setting, spo2_scale=spo2_scale,
+                                 lookback=lookback, descriptors=descriptors) if len(vitals_table) else None)
     age, age_source = None, ""
     if born is not None:
         age, age_source = _age(born, now.date()), "birth date"
@@ -96,7 +97,8 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
         sex = "female" if descriptors["Gender"] == 0 else "male"
     findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
                                setting=setting if assessment is not None else None, **_vitals_facts(assessment))
-    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now)
+    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now,
+                           spo2_scale)
 
 
 ALERT_WINDOW = pd.Timedelta(days=14)  # alerts older than this before the latest reading are history, not findings

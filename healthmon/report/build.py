@@ -110,7 +110,7 @@ def _section(factory: sessionmaker[Session], case: CaseView,
 def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_by: str,
                  rules: tuple[Rule, ...] | None = None, rules_path: str | Path | None = None,
                  load_classifier: Callable[[str], Classifier] | None = None, setting: str = "hospital",
-                 now: datetime | None = None) -> PatientReport:
+                 spo2_scale: int = 1, now: datetime | None = None) -> PatientReport:
     """Gather one patient's report.
 
     Args:
@@ -118,16 +118,19 @@ def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_b
         load_classifier: given, explanations never computed are computed (and stored) with
             the version that scored each note; without it only stored explanations are shown.
         setting: ``hospital`` or ``home``, for NEWS2 and the blood-pressure thresholds.
+        spo2_scale: NEWS2's SpO2 scale (2 only for a prescribed 88-92 % target), for the
+            score and the chart's SpO2 band; the report says which scale it used.
     """
     now = now or datetime.now(timezone.utc)
     rules_path = Path(rules_path) if rules_path else DEFAULT_RULES
     rules = rules if rules is not None else load_rules(rules_path)
-    snapshot = patient_snapshot(factory, patient_id, setting=setting, now=now)
+    snapshot = patient_snapshot(factory, patient_id, setting=setting, spo2_scale=spo2_scale, now=now)
     result = evaluate(rules, snapshot.findings)
     stored = patient_advice(factory, patient_id)
     sections = tuple(_section(factory, case, load_classifier) for case in snapshot.cases[:MAX_CASES])
     vitals = snapshot.vitals
-    chart = vitals_svg(vitals.vitals, vitals.news2, vitals.alerts) if vitals is not None else None
+    chart = (vitals_svg(vitals.vitals, vitals.news2, vitals.alerts, spo2_scale=spo2_scale)
+             if vitals is not None else None)
     return PatientReport(
         snapshot=snapshot, sections=sections, older_cases=max(0, len(snapshot.cases) - MAX_CASES), advice=result,
         approved=tuple(sorted((a for a in stored if a.status in ("approved", "edited")),

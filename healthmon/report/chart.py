@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, VITAL_TITLES
+from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, SPO2_SCALE2_TARGET, VITAL_TITLES
 
 BAND_COLOURS = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
 MAX_PANELS = 6  # beyond this a printed page gets unreadable; the most clinically used vitals come first
@@ -27,8 +27,12 @@ PANELS = (("heart_rate",), ("systolic_bp", "diastolic_bp"), ("spo2",), ("respira
           ("glucose",), ("weight",), ("steps",), ("sleep_minutes",))
 
 
-def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame | None = None) -> str | None:
+def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame | None = None, *,
+               spo2_scale: int = 1) -> str | None:
     """An SVG document of one patient's vitals over time, or None when nothing is plottable.
+
+    ``spo2_scale`` 2 shades the prescribed 88-92 % target as SpO2's band, as the dashboard's
+    chart does, so a filed report never shows a scale-2 patient's target as below normal.
 
     Text in the SVG (axis titles) comes from healthmon's own tables, never from the upload, and
     matplotlib escapes what it writes, so the SVG can be inlined in the report as it is.
@@ -49,7 +53,8 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
             values = vitals[vitals["parameter"] == parameter]
             good, bad = values[~values["artefact"]], values[values["artefact"]]
             if parameter in NORMAL_BANDS and len(panel) == 1:
-                ax.axhspan(*NORMAL_BANDS[parameter], color="#27ae60", alpha=0.10, linewidth=0)
+                band = SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
+                ax.axhspan(*band, color="#27ae60", alpha=0.10, linewidth=0)
             elif parameter in NORMAL_BANDS:  # two overlapping bands would shade the whole panel: the upper limits instead
                 ax.axhline(NORMAL_BANDS[parameter][1], color="#27ae60", linewidth=0.8, linestyle=style)
             ax.plot(good["time"], good["value"], style, marker="o", markersize=2.5, linewidth=1, color=ACCENT)

@@ -91,8 +91,12 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
                                         + (", 3 points in a single parameter" if latest["red_flag"] else "")}],
             "component": components,
         }
+        # Which SpO2 scale was used changes the points for the same reading: a receiving system must see it.
+        notes = [{"text": "SpO2 scored on scale 2 (a prescribed 88-92 % target)." if snapshot.spo2_scale == 2
+                  else "SpO2 scored on scale 1."}]
         if not latest["complete"]:
-            observation["note"] = [{"text": f"Partial score: not measured: {latest['missing']}."}]
+            notes.insert(0, {"text": f"Partial score: not measured: {latest['missing']}."})
+        observation["note"] = notes
         entries.append({"fullUrl": _urn("news2", snapshot.patient_id, latest["time"].isoformat()),
                         "resource": observation})
     bundle = {"resourceType": "Bundle", "type": "collection", "timestamp": _instant(snapshot.taken_at),
