@@ -69,6 +69,28 @@ def test_a_note_its_windows_do_not_cover_is_refused_not_scored_in_part(version, 
                                        windows.note_index[kept], stride)
 
 
+def test_a_tokenizer_that_returns_one_overflow_window_is_refused_when_the_version_loads(version, settings):
+    clf = Classifier.from_pretrained(version, settings=settings, precision="fp32")
+
+    class OneOverflowWindow:  # what transformers 5.17's tokenizer returned: a note's first two windows only
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, texts, **kwargs):
+            encoded = self.inner(texts, **kwargs)
+            if not kwargs.get("return_overflowing_tokens"):
+                return encoded
+            notes = list(encoded["overflow_to_sample_mapping"])
+            kept = [k for k, note in enumerate(notes) if notes[:k].count(note) < 2]
+            return {key: [encoded[key][k] for k in kept] for key in encoded.keys()}
+
+    with pytest.raises(ModelError, match=r"windows covering every token of each note.*cut short"):
+        Classifier(clf.float_model, OneOverflowWindow(clf.tokenizer), clf.card, device="cpu")
+
+
 def test_int8_option_keeps_scores_close_and_the_fp32_model_untouched(version, settings):
     fp32 = Classifier.from_pretrained(version, settings=settings, precision="fp32")
     int8 = Classifier(fp32.model, fp32.tokenizer, fp32.card, precision="int8", device="cpu")  # int8 is CPU-only

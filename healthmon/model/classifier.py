@@ -141,6 +141,9 @@ class Classifier:
     ) -> None:
         self.card = card
         self.name = name
+        # A tokenizer that cuts long notes short (transformers 5.17) is refused when the version
+        # loads, so the dashboard says so at start rather than on the first long note of a shift.
+        encode_windows(tokenizer, [" ".join(["note"] * 3 * card.max_length)], card.max_length, card.window_stride)
         self.tokenizer = tokenizer
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
