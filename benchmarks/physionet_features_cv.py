@@ -2,8 +2,15 @@
   * logistic regression on the numbers (``window_features``, as ``physionet_bench.py`` fits it),
   * gradient-boosted trees on the same numbers (what a reader that is not linear could add:
     the margin a text classifier needs to beat logistic regression has to come from there),
+  * the same boosting with stumps (trees of depth 1): an additive model, one step function per
+    number and no interactions, which says how much of the trees' margin a reader scoring each
+    phrase on its own could reach,
   * a bag-of-words logistic regression on the sentence's words with the numbers dropped (what
-    the band words alone say), and, with ``--encoder``,
+    the band words alone say),
+  * the same with one more word per number naming its fifth among the fitted stays (edges fitted
+    without labels, inside each fold): whether finer steps than the band words, read linearly,
+    reach what the stumps reach. A probe of how fine the sentence's bands would need to be, not
+    a sentence healthmon writes. And, with ``--encoder``,
   * logistic regression on the frozen base encoder's mean-pooled hidden states, one layer at a
     time (what the encoder carries before any fine-tuning; the classifier's head reads only
     the last layer's [CLS] position through BERT's pooler), and, with ``--phrases``,
@@ -134,7 +141,43 @@ def additive_phrase_model(vectors: np.ndarray, members: list[list[int]], y: np.n
     return predict
 
 
+def _rows(data, rows: np.ndarray):  # noqa: ANN001, ANN202 - an array or a frame
+    return data.iloc[rows] if hasattr(data, "iloc") else data[rows]
+
+
+class FifthWords:
+    """Each number of a stay as a word naming its fifth (``age_q0`` ... ``age_q4``) among the
+    stays it was fitted on; missing numbers give no word. Edges are fitted without labels.
+    A scikit-learn transformer (fit / transform / get_params), so it refits inside each fold."""
+
+    def __init__(self, names: tuple[str, ...] = ()) -> None:
+        self.names = names
+
+    def get_params(self, deep: bool = True) -> dict:  # noqa: ARG002
+        return {"names": self.names}
+
+    def set_params(self, **params: object) -> "FifthWords":
+        self.names = params.get("names", self.names)
+        return self
+
+    def fit(self, x: np.ndarray, y: object = None) -> "FifthWords":  # noqa: ARG002
+        x = np.asarray(x, dtype=float)
+        # Columns with fewer than three values (flags, ICU type) are already words or band words.
+        self.edges_ = [np.nanpercentile(column, [20, 40, 60, 80]) if len(np.unique(column[~np.isnan(column)])) >= 3
+                       else None for column in x.T]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        tags = ["".join(ch for ch in name if ch.isalnum()) for name in self.names]
+        return np.array([" ".join(f"{tag}_q{int(np.searchsorted(edges, value))}"
+                                  for tag, edges, value in zip(tags, self.edges_, row)
+                                  if edges is not None and not np.isnan(value))
+                         for row in np.asarray(x, dtype=float)], dtype=object)
+
+
 def main() -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
@@ -182,6 +225,13 @@ def main() -> None:
         return make_pipeline(CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3),
                              regression(c))
 
+    def words_and_fifths(c: float | None):  # noqa: ANN202
+        # The data is a frame: the sentence in "text", the numbers in the other columns.
+        return make_pipeline(ColumnTransformer([
+            ("words", CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3), "text"),
+            ("fifths", make_pipeline(FifthWords(tuple(names)), CountVectorizer(token_pattern=r"\S+", binary=True)),
+             list(names))]), regression(c))
+
     def frozen(c: float | None):  # noqa: ANN202
         return make_pipeline(StandardScaler(), regression(c))
 
@@ -192,11 +242,20 @@ def main() -> None:
                                               min_samples_leaf=40, l2_regularization=1.0,
                                               early_stopping=False, random_state=0)
 
+    def stumps():  # noqa: ANN202
+        # The trees' settings with depth 1 (twice the rounds, since a stump learns less per
+        # round): fixed once, not tuned.
+        return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=600, max_depth=1, min_samples_leaf=40,
+                                              l2_regularization=1.0, early_stopping=False, random_state=0)
+
     numbers = feature_matrix(stays, names)
     methods = [("logistic regression on the numbers", logistic_pipeline, numbers),
                ("gradient-boosted trees on the numbers", trees, numbers),
-               ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object))]
-    regularised = (words, frozen)  # built with a C; the other two take none
+               ("boosted stumps on the numbers (additive, no interactions)", stumps, numbers),
+               ("bag of words on the sentence (numbers dropped)", words, np.array(texts, dtype=object)),
+               ("bag of words plus each number's fifth as a word", words_and_fifths,
+                pd.DataFrame(numbers, columns=names).assign(text=texts))]
+    regularised = (words, words_and_fifths, frozen)  # built with a C; the others take none
     if args.encoder:
         started = time.perf_counter()
         layers = frozen_layer_features(texts, args.max_length)
@@ -215,7 +274,7 @@ def main() -> None:
 
     if args.splits is None:
         folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=2, random_state=0)
-        fixed_c = {words: 0.03, frozen: 0.01}  # chosen once, before any split was scored
+        fixed_c = {words: 0.03, words_and_fifths: 0.03, frozen: 0.01}  # chosen once, before any split was scored
         for label, build, data in methods:
             model = build(fixed_c[build]) if build in regularised else build()
             scores = cross_val_score(model, data, y, cv=folds, scoring="roc_auc")
@@ -237,8 +296,8 @@ def main() -> None:
         print(f"split {seed}: {len(fit)} stays fitted, {len(test)} test stays ({y[test].sum()} deaths)")
         for label, build, data in methods:
             model = build(None) if build in regularised else build()
-            model.fit(data[fit], y[fit])
-            auroc = roc_auc_score(y[test], model.predict_proba(data[test])[:, 1])
+            model.fit(_rows(data, fit), y[fit])
+            auroc = roc_auc_score(y[test], model.predict_proba(_rows(data, test))[:, 1])
             print(f"  {label}: AUROC {auroc:.3f}", flush=True)
         if args.phrases:
             train = np.array([row_of_text[e.text] for e in splits.train])
