@@ -7,8 +7,8 @@
     phrase on its own could reach,
   * a bag-of-words logistic regression on the sentence's words with the numbers dropped (what
     the band words alone say),
-  * the same with one more word per number naming its fifth among the fitted stays (edges fitted
-    without labels, inside each fold): whether finer steps than the band words, read linearly,
+  * the same with one more word per number the sentence prints naming its fifth among the fitted
+    stays (edges fitted without labels, inside each fold): whether finer steps than the band words, read linearly,
     reach what the stumps reach. A probe of how fine the sentence's bands would need to be, not
     a sentence healthmon writes. And, with ``--encoder``,
   * logistic regression on the frozen base encoder's mean-pooled hidden states, one layer at a
@@ -45,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -145,20 +146,25 @@ def _rows(data, rows: np.ndarray):  # noqa: ANN001, ANN202 - an array or a frame
     return data.iloc[rows] if hasattr(data, "iloc") else data[rows]
 
 
-class FifthWords:
+def printed_numbers(names: list[str]) -> list[str]:
+    """The numbers of ``window_features`` that the sentence prints whenever they are there: not
+    the reading counts, nor a latest value or a second direction of a lab, which it prints only
+    where their band differs or is abnormal (the logistic regression is given those too)."""
+    from healthmon.vitals.text import MEASURES
+
+    always_latest = {f"{m.parameter}.latest" for m in MEASURES if m.always_latest}
+    sometimes = {f"{m.parameter}.{m.statistic}" for m in MEASURES if m.only_if_abnormal}
+    return [n for n in names if not n.endswith(".count") and n not in sometimes
+            and (not n.endswith(".latest") or n in always_latest)]
+
+
+class FifthWords(BaseEstimator, TransformerMixin):
     """Each number of a stay as a word naming its fifth (``age_q0`` ... ``age_q4``) among the
-    stays it was fitted on; missing numbers give no word. Edges are fitted without labels.
-    A scikit-learn transformer (fit / transform / get_params), so it refits inside each fold."""
+    stays it was fitted on; missing numbers give no word. Edges are fitted without labels, and
+    refitted inside each fold."""
 
     def __init__(self, names: tuple[str, ...] = ()) -> None:
         self.names = names
-
-    def get_params(self, deep: bool = True) -> dict:  # noqa: ARG002
-        return {"names": self.names}
-
-    def set_params(self, **params: object) -> "FifthWords":
-        self.names = params.get("names", self.names)
-        return self
 
     def fit(self, x: np.ndarray, y: object = None) -> "FifthWords":  # noqa: ARG002
         x = np.asarray(x, dtype=float)
@@ -229,8 +235,8 @@ def main() -> None:
         # The data is a frame: the sentence in "text", the numbers in the other columns.
         return make_pipeline(ColumnTransformer([
             ("words", CountVectorizer(token_pattern=r"[A-Za-z]+", ngram_range=(1, 3), binary=True, min_df=3), "text"),
-            ("fifths", make_pipeline(FifthWords(tuple(names)), CountVectorizer(token_pattern=r"\S+", binary=True)),
-             list(names))]), regression(c))
+            ("fifths", make_pipeline(FifthWords(tuple(printed)), CountVectorizer(token_pattern=r"\S+", binary=True)),
+             printed)]), regression(c))
 
     def frozen(c: float | None):  # noqa: ANN202
         return make_pipeline(StandardScaler(), regression(c))
@@ -249,6 +255,7 @@ def main() -> None:
                                               l2_regularization=1.0, early_stopping=False, random_state=0)
 
     numbers = feature_matrix(stays, names)
+    printed = printed_numbers(names)
     methods = [("logistic regression on the numbers", logistic_pipeline, numbers),
                ("gradient-boosted trees on the numbers", trees, numbers),
                ("boosted stumps on the numbers (additive, no interactions)", stumps, numbers),

@@ -122,7 +122,8 @@ setting = options[1].radio("Where were the readings taken?", ["hospital", "home"
                            key=f"vitals_setting:{upload_key if data is not None else 'stored'}:{patient}",
                            help="Preset from the readings: hospital where consciousness, oxygen or respiration "
                                 "rate were charted, else home")
-scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True,
+# Per patient: a prescribed 88-92 % target belongs to one patient, and must not carry over to the next.
+scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True, key=f"vitals_spo2_scale:{patient}",
                          help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
@@ -141,7 +142,7 @@ except HealthmonError as exc:
 latest = result.latest_news2
 cols = st.columns(4)
 if latest is not None:
-    cols[0].metric("Latest NEWS2", int(latest["total"]), help="Royal College of Physicians, 2017")
+    cols[0].metric("Latest NEWS2", int(latest["total"]), help=f"Royal College of Physicians, 2017; SpO2 scale {scale}")
     cols[1].metric("Clinical risk", latest["band"])
     cols[2].metric("Scored at", f"{latest['time']:%d %b %H:%M}", help=f"{latest['time']:%Y-%m-%d %H:%M} UTC")
 if result.bp is not None:

@@ -37,7 +37,8 @@ left, middle, right = st.columns([3, 1, 1])
 patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
 setting = middle.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
                        help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
-scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key="patient_spo2_scale",
+# Per patient: a prescribed 88-92 % target belongs to one patient, and must not carry over to the next.
+scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key=f"patient_spo2_scale:{patient_id}",
                     help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
 st.query_params["patient"] = patient_id
 
@@ -76,7 +77,8 @@ cols[0].metric("Highest risk", f"{top[0][1]:.0%}" if top else "-",
                help="Calibrated probability, highest over the patient's scored notes.")
 cols[0].caption(plain(top[0][0] if top else "no scored notes"))
 cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total)
-cols[1].caption(plain(f"{facts.news2_band} band" if facts.news2_band else "no vitals"))
+cols[1].caption(plain((f"{facts.news2_band} band" + (", SpO2 scale 2" if scale == 2 else ""))
+                      if facts.news2_band else "no vitals"))
 cols[2].metric("Blood pressure", "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f}")
 cols[2].caption(plain(facts.bp_category or "no paired readings"))
 cols[3].metric("Alerts", len(facts.alerts))
@@ -104,7 +106,7 @@ if "advice_error" in st.session_state:
 # compare would otherwise leave drafts from both settings behind.
 new = undrafted(factory, patient_id, result)
 if result.advice:
-    st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting): "
+    st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting, SpO2 scale {scale}): "
                       + ", ".join(a.rule.id for a in result.advice) + "."))
 if new and st.button(f"Draft advice for {len(new)} new finding(s)", type="primary", key="draft_advice"):
     try:
@@ -172,7 +174,7 @@ if st.button("Prepare the report", key="prepare_report"):
     except HealthmonError as exc:
         show_error(exc)  # without Pango the PDF fails; the HTML prepared above is still offered
 prepared = st.session_state.get("patient_report")
-if prepared and prepared[0] == patient_id and prepared[3] == (setting, scale):
+if prepared and prepared[0] == patient_id and prepared[3:] == ((setting, scale),):
     stem = f"healthmon-report-{''.join(c if c.isalnum() or c in '-_' else '_' for c in patient_id)}"
     downloads = st.columns(3)
     if prepared[2] is not None:

@@ -254,8 +254,17 @@ def test_on_spo2_scale_2_the_report_and_its_fhir_export_score_and_draw_the_presc
     assert "SpO2 scored on scale 2 (a prescribed 88-92 % target)" in page
     assert "except SpO2: the prescribed 88-92 % target of scale 2" in page
     assert "SpO2 scored on scale 1." in render_html(usual) and "except SpO2" not in render_html(usual)
-    news2 = fhir_bundle(prescribed.snapshot)["entry"][-1]["resource"]
+    scale_2, scale_1 = fhir_bundle(prescribed.snapshot)["entry"][-1], fhir_bundle(usual.snapshot)["entry"][-1]
+    news2 = scale_2["resource"]
     assert news2["valueInteger"] == 5 and {"text": "SpO2 scored on scale 2 (a prescribed 88-92 % target)."} in news2["note"]
+    assert news2["method"]["text"] == "NEWS2 (RCP 2017), SpO2 scale 2"
+    assert scale_2["fullUrl"] != scale_1["fullUrl"]  # two scores of one time point are two resources
+    # Advice fired on a scale-2 score says so, so an approved "NEWS2 5" is never read as a scale-1 score.
+    news2_triggers = [t.describe() for a in prescribed.advice.advice for t in a.triggers if t.fact.startswith("news2.")]
+    assert news2_triggers and all(t.endswith(", SpO2 scale 2") for t in news2_triggers)
+    assert not [t for a in usual.advice.advice for t in a.triggers if "scale" in t.describe()]
+    with pytest.raises(AdviceError, match="SpO2 scale 1 or 2"):
+        patient_snapshot(db, "P-7", spo2_scale=3)
 
 
 def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):

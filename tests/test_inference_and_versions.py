@@ -90,6 +90,15 @@ def test_a_tokenizer_that_returns_one_overflow_window_is_refused_when_the_versio
     with pytest.raises(ModelError, match=r"windows covering every token of each note.*cut short"):
         Classifier(clf.float_model, OneOverflowWindow(clf.tokenizer), clf.card, device="cpu")
 
+    class SlowTokenizer(OneOverflowWindow):  # a Python tokenizer: no offsets, as transformers raises for one
+        def __call__(self, texts, **kwargs):
+            if kwargs.get("return_offsets_mapping"):
+                raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+            return self.inner(texts, **kwargs)
+
+    with pytest.raises(ModelError, match=r"a fast tokenizer .*SlowTokenizer: NotImplementedError"):
+        Classifier(clf.float_model, SlowTokenizer(clf.tokenizer), clf.card, device="cpu")
+
 
 def test_int8_option_keeps_scores_close_and_the_fp32_model_untouched(version, settings):
     fp32 = Classifier.from_pretrained(version, settings=settings, precision="fp32")

@@ -572,6 +572,8 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     # then out of date, and is no longer offered.
     [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(2).run()
     assert not at.exception and {m.label: m.value for m in at.metric}["NEWS2"] == "5"
+    assert "medium band, SpO2 scale 2" in _texts(at, "caption")
+    assert "rule(s) fire on these findings (hospital setting, SpO2 scale 2)" in _texts(at, "markdown")
     assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download")]
     with transaction(dash.factory) as s:
         actions = s.scalars(select(AuditEntry.action).where(AuditEntry.entity == "advice")).all()

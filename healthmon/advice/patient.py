@@ -63,6 +63,9 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     Raises:
         AdviceError: no patient with that id.
     """
+    if spo2_scale not in (1, 2):
+        raise AdviceError("SpO2 scale 1 or 2", repr(spo2_scale),
+                          "use scale 2 only for a prescribed 88-92 % target, otherwise 1")
     now = now or datetime.now(timezone.utc)
     with transaction(factory) as s:
         patient = s.scalar(select(Patient).where(Patient.external_id == patient_id))
@@ -96,7 +99,7 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     if sex is None and descriptors and descriptors.get("Gender") in (0, 1):
         sex = "female" if descriptors["Gender"] == 0 else "male"
     findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
-                               setting=setting if assessment is not None else None, **_vitals_facts(assessment))
+                               setting=setting if assessment is not None else None, **_vitals_facts(assessment, spo2_scale))
     return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now,
                            spo2_scale)
 
@@ -104,7 +107,7 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
 ALERT_WINDOW = pd.Timedelta(days=14)  # alerts older than this before the latest reading are history, not findings
 
 
-def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
+def _vitals_facts(assessment: VitalsAssessment | None, spo2_scale: int = 1) -> dict:
     if assessment is None:
         return {}
     facts: dict = {}
@@ -112,7 +115,11 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
     if latest is not None:
         facts.update(news2_total=int(latest["total"]), news2_band=str(latest["band"]),
                      news2_red_flag=bool(latest["red_flag"]), news2_complete=bool(latest["complete"]),
-                     news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial"))
+                     # The scale is part of the finding: a 7 on scale 1 may be a 5 on scale 2, and an
+                     # approved advice's trigger must say which it was. Scale 1 keeps the old text, so
+                     # advice already drafted is not drafted again.
+                     news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial")
+                     + (", SpO2 scale 2" if spo2_scale == 2 else ""))
     if assessment.bp is not None:
         pairs = assessment.bp_readings
         window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")

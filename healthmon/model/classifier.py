@@ -88,6 +88,18 @@ def _check_windows_cover_notes(tokenizer: PreTrainedTokenizerBase, texts: Sequen
         )
 
 
+def check_tokenizer_windows(tokenizer: PreTrainedTokenizerBase, card: ModelCard) -> None:
+    """Refuse a tokenizer that cannot window long notes, when a version loads: one that cuts them
+    short (transformers 5.17), or a slow one without offsets or overflow windows. The dashboard then
+    says so at start rather than on the first long note of a shift."""
+    try:
+        encode_windows(tokenizer, [" ".join(["note"] * 3 * card.max_length)], card.max_length, card.window_stride)
+    except (NotImplementedError, KeyError) as exc:  # a slow (Python) tokenizer: no offsets, no overflow mapping
+        raise ModelError("a fast tokenizer (offsets and overflow windows)",
+                         f"{type(tokenizer).__name__}: {exc.__class__.__name__} {exc}",
+                         "install the `tokenizers` package requirements.txt pins and reload the version") from exc
+
+
 def aggregate_windows(
     window_logits: np.ndarray, note_index: np.ndarray, weights: np.ndarray, n_notes: int, multi_label: bool
 ) -> np.ndarray:
@@ -141,9 +153,7 @@ class Classifier:
     ) -> None:
         self.card = card
         self.name = name
-        # A tokenizer that cuts long notes short (transformers 5.17) is refused when the version
-        # loads, so the dashboard says so at start rather than on the first long note of a shift.
-        encode_windows(tokenizer, [" ".join(["note"] * 3 * card.max_length)], card.max_length, card.window_stride)
+        check_tokenizer_windows(tokenizer, card)
         self.tokenizer = tokenizer
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
@@ -195,6 +205,7 @@ class Classifier:
                 f"none usable in {folder} ({exc.__class__.__name__})",
                 "retrain the version; tokenizer files are written beside card.json",
             ) from exc
+        check_tokenizer_windows(tokenizer, card)  # before the weights load: a broken install fails fast
         model = load_version_model(folder, card)
         return cls(
             model,

@@ -84,6 +84,7 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "status": "final" if latest["complete"] else "preliminary",
             "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
             "code": {"coding": [NEWS2_CODE], "text": "NEWS2 total score"},
+            "method": {"text": f"NEWS2 (RCP 2017), SpO2 scale {snapshot.spo2_scale}"},
             "subject": {"reference": patient_ref},
             "effectiveDateTime": _instant(latest["time"].to_pydatetime()),
             "valueInteger": int(latest["total"]),
@@ -97,7 +98,9 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
         if not latest["complete"]:
             notes.insert(0, {"text": f"Partial score: not measured: {latest['missing']}."})
         observation["note"] = notes
-        entries.append({"fullUrl": _urn("news2", snapshot.patient_id, latest["time"].isoformat()),
+        # Scale 1 and scale 2 give two scores for one time point: two resources, never one id for both.
+        scored = latest["time"].isoformat() + (":spo2-scale-2" if snapshot.spo2_scale == 2 else "")
+        entries.append({"fullUrl": _urn("news2", snapshot.patient_id, scored),
                         "resource": observation})
     bundle = {"resourceType": "Bundle", "type": "collection", "timestamp": _instant(snapshot.taken_at),
               "entry": entries}
