@@ -145,6 +145,11 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
+def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
+    """The band drawn behind ``parameter`` (one of ``NORMAL_BANDS``), on the given SpO2 scale."""
+    return SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
+
+
 def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
     """Each measured vital over time with its normal band, artefacts as crosses, NEWS2 below
     (bars coloured by band, each parameter's points in the hover), and alert markers.
@@ -187,7 +192,7 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figu
                 row=row, col=1)
         if parameter in NORMAL_BANDS:
             # After the traces: plotly skips shapes on subplots that are still empty.
-            low, high = SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
+            low, high = normal_band(parameter, spo2_scale)
             fig.add_hrect(y0=low, y1=high, fillcolor="#27ae60", opacity=0.12, line_width=0, layer="below",
                           row=row, col=1)
     if len(news2):

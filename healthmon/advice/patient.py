@@ -33,7 +33,6 @@ class PatientSnapshot:
     setting: str
     findings: PatientFindings
     taken_at: datetime
-    spo2_scale: int = 1  # NEWS2's SpO2 scale the vitals were scored on (2: a prescribed 88-92 % target)
 
 
 def list_patients(factory: sessionmaker[Session]) -> list[str]:
@@ -99,15 +98,14 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     if sex is None and descriptors and descriptors.get("Gender") in (0, 1):
         sex = "female" if descriptors["Gender"] == 0 else "male"
     findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
-                               setting=setting if assessment is not None else None, **_vitals_facts(assessment, spo2_scale))
-    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now,
-                           spo2_scale)
+                               setting=setting if assessment is not None else None, **_vitals_facts(assessment))
+    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now)
 
 
 ALERT_WINDOW = pd.Timedelta(days=14)  # alerts older than this before the latest reading are history, not findings
 
 
-def _vitals_facts(assessment: VitalsAssessment | None, spo2_scale: int = 1) -> dict:
+def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
     if assessment is None:
         return {}
     facts: dict = {}
@@ -119,7 +117,7 @@ def _vitals_facts(assessment: VitalsAssessment | None, spo2_scale: int = 1) -> d
                      # approved advice's trigger must say which it was. Scale 1 keeps the old text, so
                      # advice already drafted is not drafted again.
                      news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial")
-                     + (", SpO2 scale 2" if spo2_scale == 2 else ""))
+                     + (", SpO2 scale 2" if assessment.spo2_scale == 2 else ""))
     if assessment.bp is not None:
         pairs = assessment.bp_readings
         window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")

@@ -129,7 +129,7 @@ def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_b
     stored = patient_advice(factory, patient_id)
     sections = tuple(_section(factory, case, load_classifier) for case in snapshot.cases[:MAX_CASES])
     vitals = snapshot.vitals
-    chart = (vitals_svg(vitals.vitals, vitals.news2, vitals.alerts, spo2_scale=spo2_scale)
+    chart = (vitals_svg(vitals.vitals, vitals.news2, vitals.alerts, spo2_scale=vitals.spo2_scale)
              if vitals is not None else None)
     return PatientReport(
         snapshot=snapshot, sections=sections, older_cases=max(0, len(snapshot.cases) - MAX_CASES), advice=result,

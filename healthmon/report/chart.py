@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, SPO2_SCALE2_TARGET, VITAL_TITLES
+from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, VITAL_TITLES, normal_band
 
 BAND_COLOURS = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
 MAX_PANELS = 6  # beyond this a printed page gets unreadable; the most clinically used vitals come first
@@ -53,8 +53,7 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
             values = vitals[vitals["parameter"] == parameter]
             good, bad = values[~values["artefact"]], values[values["artefact"]]
             if parameter in NORMAL_BANDS and len(panel) == 1:
-                band = SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
-                ax.axhspan(*band, color="#27ae60", alpha=0.10, linewidth=0)
+                ax.axhspan(*normal_band(parameter, spo2_scale), color="#27ae60", alpha=0.10, linewidth=0)
             elif parameter in NORMAL_BANDS:  # two overlapping bands would shade the whole panel: the upper limits instead
                 ax.axhline(NORMAL_BANDS[parameter][1], color="#27ae60", linewidth=0.8, linestyle=style)
             ax.plot(good["time"], good["value"], style, marker="o", markersize=2.5, linewidth=1, color=ACCENT)

@@ -71,7 +71,8 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
                       + (f" Reviewed label(s): {', '.join(case.final_labels) or '(none)'}." if reviewed else "")}],
         }
         entries.append({"fullUrl": _urn("case", snapshot.patient_id, case.note_id), "resource": assessment})
-    latest = snapshot.vitals.latest_news2 if snapshot.vitals is not None else None
+    vitals = snapshot.vitals
+    latest = vitals.latest_news2 if vitals is not None else None
     if latest is not None:
         components = []
         for name, points in sorted(news2_points(latest).items()):
@@ -84,7 +85,7 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "status": "final" if latest["complete"] else "preliminary",
             "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
             "code": {"coding": [NEWS2_CODE], "text": "NEWS2 total score"},
-            "method": {"text": f"NEWS2 (RCP 2017), SpO2 scale {snapshot.spo2_scale}"},
+            "method": {"text": f"NEWS2 (RCP 2017), SpO2 scale {vitals.spo2_scale}"},
             "subject": {"reference": patient_ref},
             "effectiveDateTime": _instant(latest["time"].to_pydatetime()),
             "valueInteger": int(latest["total"]),
@@ -93,13 +94,12 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "component": components,
         }
         # Which SpO2 scale was used changes the points for the same reading: a receiving system must see it.
-        notes = [{"text": "SpO2 scored on scale 2 (a prescribed 88-92 % target)." if snapshot.spo2_scale == 2
-                  else "SpO2 scored on scale 1."}]
+        notes = [{"text": f"SpO2 scored on {vitals.spo2_scale_words}."}]
         if not latest["complete"]:
             notes.insert(0, {"text": f"Partial score: not measured: {latest['missing']}."})
         observation["note"] = notes
         # Scale 1 and scale 2 give two scores for one time point: two resources, never one id for both.
-        scored = latest["time"].isoformat() + (":spo2-scale-2" if snapshot.spo2_scale == 2 else "")
+        scored = latest["time"].isoformat() + (":spo2-scale-2" if vitals.spo2_scale == 2 else "")
         entries.append({"fullUrl": _urn("news2", snapshot.patient_id, scored),
                         "resource": observation})
     bundle = {"resourceType": "Bundle", "type": "collection", "timestamp": _instant(snapshot.taken_at),

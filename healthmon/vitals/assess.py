@@ -33,6 +33,12 @@ class VitalsAssessment:
     summary: str  # the sentence for the classifier
     bp_readings: tuple[tuple[pd.Timestamp, float, float], ...] = ()  # (time, systolic, diastolic) the category averaged
     not_alerted: tuple[str, ...] = ()  # readings a rule set aside (a heart-rate rise during activity), and why
+    spo2_scale: int = 1  # NEWS2's SpO2 scale the scores were computed on (2: a prescribed 88-92 % target)
+
+    @property
+    def spo2_scale_words(self) -> str:
+        """The scale as the report and the FHIR export name it."""
+        return "scale 2 (a prescribed 88-92 % target)" if self.spo2_scale == 2 else "scale 1"
 
     @property
     def latest_news2(self) -> dict | None:
@@ -91,4 +97,4 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
         window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
                             summarise_vitals(window, descriptors=descriptors, news2=window_news2), tuple(timed),
-                            tuple(report.not_alerted))
+                            tuple(report.not_alerted), spo2_scale)
