@@ -34,8 +34,10 @@ def _add_columns(parser: argparse.ArgumentParser, *, labels: bool) -> None:
 
 def _add_spo2_scale(parser: argparse.ArgumentParser) -> None:
     # One scale for the score, the chart and the advice: the same reading scores 0 or 3 between them.
-    parser.add_argument("--spo2-scale", type=int, choices=[1, 2], default=1,
-                        help="NEWS2 SpO2 scale: 2 only for a prescribed 88-92%% target (e.g. hypercapnic failure)")
+    parser.add_argument("--spo2-scale", type=int, choices=[1, 2], default=None,
+                        help="NEWS2 SpO2 scale for this run: 2 only for a prescribed 88-92%% target (e.g. "
+                             "hypercapnic failure); default: the scale recorded for the patient "
+                             "(advice --record-spo2-scale), or 1 where none was")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spo2_scale(advice)
     advice.add_argument("--birth-date", type=_date, help="record the birth date (YYYY-MM-DD) for the age-based rules")
     advice.add_argument("--sex", choices=["female", "male"], help="record the sex for the sex-based rules")
+    advice.add_argument("--record-spo2-scale", type=int, choices=[1, 2],
+                        help="record the patient's NEWS2 SpO2 scale for every later score (2: a prescribed 88-92%% "
+                             "target, needs --reason; 1: withdraw it)")
+    advice.add_argument("--reason", default="", help="why scale 2 applies (with --record-spo2-scale)")
     advice.add_argument("--draft", action="store_true", help="store a draft for each fired rule not already on file")
     advice.add_argument("--approve", type=int, action="append", default=[], metavar="ID", help="approve advice ID as drafted")
     advice.add_argument("--edit", nargs=2, action="append", default=[], metavar=("ID", "TEXT"),
@@ -542,6 +548,7 @@ def _duration(text: str) -> str:
 
 
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
+    from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
     from healthmon.vitals.assess import assess_patient
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
@@ -574,8 +581,13 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
         raise IngestError("patients present in the files", f"no readings for {', '.join(missing)}",
                           "check --patient against the files' patient ids")
     setting = args.setting or ("home" if data.fmt == "fitbit" else "hospital")
+    # A stored patient with a prescribed 88-92 % target is scored on it here too: the same file
+    # must not give NEWS2 7 in a script and 5 on the dashboard.
+    factory = _factory(settings)
     for patient in patients:
-        result = assess_patient(data.frame, patient, setting=setting, spo2_scale=args.spo2_scale,
+        recorded = recorded_spo2_scale(factory, patient)
+        scale = args.spo2_scale or (recorded.scale if recorded is not None else 1)
+        result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
                                 lookback=args.lookback, cuffless_bp=args.cuffless_bp,
                                 descriptors=data.descriptors.get(patient))
         latest = result.latest_news2
@@ -587,6 +599,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
                                                   "crisis_readings": list(result.bp_crisis), "note": result.bp_note},
             "alerts": [{k: a[k] for k in ("time", "severity", "rule_id", "message")}
                        for a in result.alerts.to_dict("records")],
+            "spo2_scale": {"scale": scale, "basis": spo2_scale_basis(scale, recorded)},
             "checks_not_possible": list(result.skipped), "summary": result.summary,
         }, default=str))
     return 0
@@ -603,15 +616,21 @@ def _rules(settings: Settings):  # noqa: ANN202
 def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.engine import evaluate
     from healthmon.advice.patient import patient_snapshot
-    from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics
+    from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics, set_spo2_scale
 
     factory = _factory(settings)
-    deciding = args.draft or args.approve or args.edit or args.dismiss or args.birth_date or args.sex
+    deciding = (args.draft or args.approve or args.edit or args.dismiss or args.birth_date or args.sex
+                or args.record_spo2_scale)
     if deciding and not args.actor:
-        raise IngestError("--as NAME (an active clinician or admin) to record demographics or draft or decide advice",
-                          "no --as", "add --as with your account name")
+        raise IngestError("--as NAME (an active clinician or admin) to record demographics or an SpO2 scale, or to "
+                          "draft or decide advice", "no --as", "add --as with your account name")
+    if args.reason and not args.record_spo2_scale:
+        raise IngestError("--reason together with --record-spo2-scale", "--reason alone",
+                          "add --record-spo2-scale 2 (or 1)")
     if args.birth_date or args.sex:
         set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
+    if args.record_spo2_scale:
+        set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
     snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
     result = evaluate(_rules(settings), snapshot.findings)
     if args.draft:
@@ -633,7 +652,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
     facts["risk"] = {label: round(p, 4) for label, p in facts.get("risk", {}).items()}
     print(json.dumps({
-        "patient": args.patient, "facts": facts,
+        "patient": args.patient, "spo2_scale": snapshot.spo2_scale_sentence or None, "facts": facts,
         "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,
                    "fired_by": [t["text"] for t in a.trigger_dicts()], "source": a.rule.source} for a in result.advice],
         "not_checked": {rule: list(facts_) for rule, facts_ in result.unknown.items()},

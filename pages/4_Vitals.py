@@ -9,6 +9,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
 from healthmon.errors import HealthmonError
 from healthmon.figures import vitals_figure
 from healthmon.jobs import enqueue, get_job
@@ -122,9 +123,13 @@ setting = options[1].radio("Where were the readings taken?", ["hospital", "home"
                            key=f"vitals_setting:{upload_key if data is not None else 'stored'}:{patient}",
                            help="Preset from the readings: hospital where consciousness, oxygen or respiration "
                                 "rate were charted, else home")
-# Per patient: a prescribed 88-92 % target belongs to one patient, and must not carry over to the next.
+# Per patient, preset from the scale on record for a stored patient: a prescribed 88-92 % target
+# belongs to one patient, and must not carry over to the next. It is recorded on the Patient page.
+recorded = recorded_spo2_scale(factory, patient)
 scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True, key=f"vitals_spo2_scale:{patient}",
-                         help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
+                         index=recorded.scale - 1 if recorded else 0,
+                         help="Preset from the scale recorded on the Patient page. Scale 2 only for patients with a "
+                              "prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
 cuffless = more[0].checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")
@@ -139,6 +144,8 @@ except HealthmonError as exc:
     show_error(exc)
     st.stop()
 
+if recorded is not None or scale == 2:
+    st.caption(plain(f"SpO2 scale {scale}: {spo2_scale_basis(scale, recorded)}."))
 latest = result.latest_news2
 cols = st.columns(4)
 if latest is not None:
@@ -195,7 +202,7 @@ if figure is not None:
                "60-89 mmHg, below the ESC/ESH threshold of 140/90, where ACC/AHA 2017 already counts 130-139 / "
                "80-89 as stage 1 hypertension, as the category above does"
                + ("; SpO2 on scale 2: the prescribed 88-92 % target (NEWS2 also scores 93 % and above 0 on air, "
-                  "1-3 on oxygen), where the summary's words still call 96-100 normal" if scale == 2 else "")
+                  "1-3 on oxygen), which the summary's words also judge against" if scale == 2 else "")
                + "). Grey dashed line: the patient's own usual value, the median of their readings in the 28 days "
                "before (from the third reading on), which the trend alerts compare with. Red crosses: artefacts, "
                "shown but never scored. Diamonds: the readings behind an alert (hover for which).")

@@ -8,9 +8,10 @@ from datetime import date
 import streamlit as st
 
 from healthmon.advice.engine import evaluate
-from healthmon.advice.patient import list_patients, patient_snapshot
+from healthmon.advice.patient import list_patients, patient_snapshot, recorded_spo2_scale
 from healthmon.advice.rules import URGENCIES
-from healthmon.advice.store import AdviceView, decide_advice, draft_advice, patient_advice, set_demographics, undrafted
+from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, draft_advice, patient_advice,
+                                    set_demographics, set_spo2_scale, undrafted)
 from healthmon.errors import HealthmonError
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_json
@@ -37,9 +38,18 @@ left, middle, right = st.columns([3, 1, 1])
 patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
 setting = middle.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
                        help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
-# Per patient: a prescribed 88-92 % target belongs to one patient, and must not carry over to the next.
-scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key=f"patient_spo2_scale:{patient_id}",
-                    help="Scale 2 only for patients with a prescribed 88-92% target (e.g. hypercapnic failure)")
+# Per patient, preset from the scale on record: a prescribed 88-92 % target belongs to one
+# patient, and must not carry over to the next. Switching it here looks at the other scale for
+# this view only; recording it (below) changes it everywhere.
+try:
+    recorded = recorded_spo2_scale(factory, patient_id)
+except HealthmonError as exc:
+    show_error(exc)
+    st.stop()
+scale_key = f"patient_spo2_scale:{patient_id}"
+scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key=scale_key, index=recorded.scale - 1 if recorded else 0,
+                    help="Preset from the scale on record. Scale 2 only for patients with a prescribed 88-92% target "
+                         "(e.g. hypercapnic failure)")
 st.query_params["patient"] = patient_id
 
 try:
@@ -68,6 +78,26 @@ with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not 
                 st.rerun()
             except HealthmonError as exc:
                 show_error(exc)
+
+with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none recorded (scored on scale 1)"),
+                 expanded=scale != (recorded.scale if recorded else 1)):
+    st.caption(plain(snapshot.spo2_scale_sentence or "No vitals stored: no NEWS2 to score.") + " Scale 2 is for a "
+               "target of 88-92 % prescribed by a competent clinical decision-maker (RCP 2017), e.g. for confirmed "
+               "hypercapnic respiratory failure; recording it here makes every page, the CLI and the report use it.")
+    if user.can("advice.decide"):
+        with st.form("spo2_scale"):
+            chosen = st.radio("Record scale", [1, 2], horizontal=True, index=scale - 1)
+            reason = st.text_input("Reason (needed for scale 2)", value=recorded.reason if recorded else "",
+                                   max_chars=SPO2_REASON_MAX)
+            if st.form_submit_button("Record SpO2 scale"):
+                try:
+                    set_spo2_scale(factory, user, patient_id, chosen, reason=reason)
+                except HealthmonError as exc:
+                    show_error(exc)
+                else:
+                    st.session_state.pop(scale_key, None)  # the switch above follows the new record
+                    st.session_state.pop("patient_report", None)
+                    st.rerun()
 
 facts = snapshot.findings
 cols = st.columns(4)

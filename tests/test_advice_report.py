@@ -251,12 +251,16 @@ def test_on_spo2_scale_2_the_report_and_its_fhir_export_score_and_draw_the_presc
     assert (96, 100) in bands_scale_1 and (88, 92) not in bands_scale_1
     assert (88, 92) in drawn and (96, 100) not in drawn
     page = render_html(prescribed)
-    assert "SpO2 scored on scale 2 (a prescribed 88-92 % target)" in page
+    # Nothing is on record for P-7: scale 2 here is a choice for this report, and it says so.
+    chosen = ("SpO2 scored on scale 2 (a prescribed 88-92 % target); no prescribed target on record; "
+              "chosen for this view.")
+    assert chosen in page
     assert "except SpO2: the prescribed 88-92 % target of scale 2" in page
-    assert "SpO2 scored on scale 1." in render_html(usual) and "except SpO2" not in render_html(usual)
+    assert "SpO2 scored on scale 1; no prescribed target on record." in render_html(usual)
+    assert "except SpO2" not in render_html(usual)
     scale_2, scale_1 = fhir_bundle(prescribed.snapshot)["entry"][-1], fhir_bundle(usual.snapshot)["entry"][-1]
     news2 = scale_2["resource"]
-    assert news2["valueInteger"] == 5 and {"text": "SpO2 scored on scale 2 (a prescribed 88-92 % target)."} in news2["note"]
+    assert news2["valueInteger"] == 5 and {"text": chosen} in news2["note"]
     assert news2["method"]["text"] == "NEWS2 (RCP 2017), SpO2 scale 2"
     assert scale_2["fullUrl"] != scale_1["fullUrl"]  # two scores of one time point are two resources
     # Advice fired on a scale-2 score says so, so an approved "NEWS2 5" is never read as a scale-1 score.
@@ -265,6 +269,50 @@ def test_on_spo2_scale_2_the_report_and_its_fhir_export_score_and_draw_the_presc
     assert not [t for a in usual.advice.advice for t in a.triggers if "scale" in t.describe()]
     with pytest.raises(AdviceError, match="SpO2 scale 1 or 2"):
         patient_snapshot(db, "P-7", spo2_scale=3)
+
+
+def test_a_recorded_spo2_scale_is_used_everywhere_until_withdrawn_and_every_change_is_audited(db):
+    from healthmon.advice.patient import recorded_spo2_scale
+    from healthmon.advice.store import set_spo2_scale
+
+    when = datetime(2026, 3, 6, 9, 30, tzinfo=timezone.utc)
+    clinician = _signed_in(db, "dr-lee")
+    with pytest.raises(AdviceError, match="the reason for a prescribed 88-92 % target"):
+        set_spo2_scale(db, clinician, "P-7", 2, reason="  ")
+    with pytest.raises(AdviceError, match="SpO2 scale 1 or 2"):
+        set_spo2_scale(db, clinician, "P-7", 3, reason="x")
+    with pytest.raises(AdviceError, match="a stored patient"):
+        set_spo2_scale(db, clinician, "nobody", 2, reason="x")
+    annotator = _signed_in(db, "ann")
+    with pytest.raises(PermissionDenied):
+        set_spo2_scale(db, annotator, "P-7", 2, reason="hypercapnic respiratory failure")
+    assert recorded_spo2_scale(db, "P-7") is None  # nothing refused was stored
+
+    set_spo2_scale(db, clinician, "P-7", 2, reason="hypercapnic respiratory failure on blood gas <b>")
+    recorded = recorded_spo2_scale(db, "P-7")
+    assert (recorded.scale, recorded.set_by, recorded.set_at.tzinfo) == (2, "dr-lee", timezone.utc)
+    # No scale given: the report, the advice and the FHIR export all use the one on record.
+    report = build_report(db, "P-7", generated_by="dr-lee", now=when)
+    assert report.snapshot.vitals.spo2_scale == 2 and report.snapshot.findings.news2_total == 5
+    sentence = report.snapshot.spo2_scale_sentence
+    assert sentence.startswith("SpO2 scored on scale 2 (a prescribed 88-92 % target); scale 2 recorded by dr-lee on ")
+    assert sentence.endswith(": hypercapnic respiratory failure on blood gas <b>.")
+    page = render_html(report)
+    assert "blood gas &lt;b&gt;." in page and "blood gas <b>" not in page  # free text is escaped
+    assert {"text": sentence} in fhir_bundle(report.snapshot)["entry"][-1]["resource"]["note"]
+    # Looking at scale 1 for one view does not change the record, and says what is on record.
+    override = patient_snapshot(db, "P-7", spo2_scale=1, now=when)
+    assert override.findings.news2_total == 7
+    assert "; chosen for this view; on record: scale 2 recorded by dr-lee" in override.spo2_scale_sentence
+    assert recorded_spo2_scale(db, "P-7").scale == 2
+
+    set_spo2_scale(db, "dr-lee", "P-7", 1)  # withdrawn (the CLI passes a name); no reason needed
+    assert patient_snapshot(db, "P-7", now=when).findings.news2_total == 7
+    with db() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "patient.spo2_scale")
+                            .order_by(AuditEntry.id)).all()
+        assert [(e.before["spo2_scale"], e.after["spo2_scale"]) for e in entries] == [(None, 2), (2, 1)]
+        assert entries[0].after["reason"] == "hypercapnic respiratory failure on blood gas <b>"
 
 
 def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):

@@ -168,6 +168,21 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert json.loads(bundle.read_text())["entry"][-1]["resource"]["valueInteger"] == 5
     on_scale_2 = json.loads(run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2"], settings).stdout)
     assert "news2-high" not in {f["rule"] for f in on_scale_2["fired"]}
+    # Recorded once, the prescribed target is what every later command scores on by default.
+    unexplained = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--as", "dr-kay"], settings)
+    assert unexplained.returncode == 2 and "the reason for a prescribed 88-92 % target" in unexplained.stderr
+    recorded = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--reason", "hypercapnic failure",
+                        "--as", "dr-kay"], settings)
+    assert recorded.returncode == 0, recorded.stderr
+    assert "scale 2 recorded by dr-kay on " in json.loads(recorded.stdout)["spo2_scale"]
+    assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
+    assert json.loads(bundle.read_text())["entry"][-1]["resource"]["valueInteger"] == 5
+    scored = json.loads(run_cli(["vitals", str(vitals)], settings).stdout)
+    assert scored["news2"]["total"] == 5 and scored["spo2_scale"]["scale"] == 2
+    assert scored["spo2_scale"]["basis"].endswith(": hypercapnic failure")
+    assert "SpO2 target 88-92 %" in scored["summary"]
+    looked = json.loads(run_cli(["vitals", str(vitals), "--spo2-scale", "1"], settings).stdout)
+    assert looked["news2"]["total"] == 7 and looked["spo2_scale"]["basis"].startswith("chosen for this view; on record")
     swapped = run_cli(["advice", "--patient", "P-9", "--edit", "new wording", str(news2_id), "--as", "dr-kay"], settings)
     assert swapped.returncode == 2 and "an advice id (a whole number)" in swapped.stderr
     again = run_cli(["advice", "--patient", "P-9", "--dismiss", str(news2_id), "changed my mind", "--as", "dr-kay"], settings)

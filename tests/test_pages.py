@@ -575,6 +575,26 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert "medium band, SpO2 scale 2" in _texts(at, "caption")
     assert "rule(s) fire on these findings (hospital setting, SpO2 scale 2)" in _texts(at, "markdown")
     assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download")]
+    assert "no prescribed target on record; chosen for this view" in _texts(at, "caption")
     with transaction(dash.factory) as s:
         actions = s.scalars(select(AuditEntry.action).where(AuditEntry.entity == "advice")).all()
         assert actions.count("advice.approved") == 1 and actions.count("advice.edited") == 1
+
+    # Recording the target: scale 2 needs a reason; once recorded, every page opens on it.
+    [r for r in at.radio if r.label == "Record scale"][0].set_value(2)
+    [b for b in at.button if b.label == "Record SpO2 scale"][0].click().run()
+    assert "the reason for a prescribed 88-92 % target" in _texts(at, "error")
+    [r for r in at.radio if r.label == "Record scale"][0].set_value(2)
+    [t for t in at.text_input if t.label.startswith("Reason")][0].input("hypercapnic failure <i>x</i>")
+    [b for b in at.button if b.label == "Record SpO2 scale"][0].click().run()
+    assert not at.exception and not _texts(at, "error")
+    fresh = dash.page("Patient", "cli")
+    assert [r for r in fresh.radio if r.label == "SpO2 scale"][0].value == 2
+    assert {m.label: m.value for m in fresh.metric}["NEWS2"] == "5"
+    assert ": hypercapnic failure <i>x</i>." in _texts(fresh, "caption")  # shown as text, not markup
+    vitals = dash.page("Vitals", "cli")
+    [r for r in vitals.radio if r.label == "Readings"][0].set_value("Stored readings").run()
+    vitals.selectbox[0].set_value(patient).run()
+    assert [r for r in vitals.radio if r.label == "SpO2 scale"][0].value == 2
+    assert "SpO2 scale 2: scale 2 recorded by cli on " in _texts(vitals, "caption")
+    assert [m for m in vitals.metric if m.label == "Latest NEWS2"][0].value == "5"

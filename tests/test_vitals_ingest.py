@@ -284,6 +284,29 @@ def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
     assert summarise_vitals(settled) == "heart rate median 95 /min, high, falling, latest 71, normal."
 
 
+
+@pytest.mark.parametrize(("spo2", "on_oxygen", "word"), [
+    (83, False, "very low"), (84, False, "low"), (87, False, "low"), (88, False, "normal"), (92, False, "normal"),
+    # On air NEWS2 scale 2 scores 93 % and above 0: not "high". On oxygen it scores 1-3 (97 %+ is 3).
+    (95, False, "normal"), (99, False, "normal"), (93, True, "high"), (96, True, "high"), (97, True, "very high"),
+])
+def test_on_spo2_scale_2_the_summary_judges_spo2_against_the_prescribed_target(spo2, on_oxygen, word):
+    from healthmon.vitals.assess import assess_patient
+    from healthmon.vitals.text import looks_like_vitals_summary
+
+    times = pd.date_range("2026-01-01 08:00", periods=3, freq="h", tz="UTC")
+    rows = [("spo2", spo2)] * 3 + ([("on_oxygen", 1.0)] * 3 if on_oxygen else [])
+    frame = pd.DataFrame({"patient_id": "copd", "time": list(times) * (len(rows) // 3),
+                          "parameter": [p for p, _ in rows], "value": [v for _, v in rows], "artefact": False,
+                          "source": "t"})
+    scale2 = assess_patient(frame, "copd", spo2_scale=2).summary
+    assert f"SpO2 target 88-92 %; SpO2 median {spo2} %, {word}" in scale2 and looks_like_vitals_summary(scale2)
+    # The NEWS2 maximum in the same sentence is on the same scale, so the two cannot disagree.
+    assert "NEWS2 max" in scale2
+    scale1 = assess_patient(frame, "copd", spo2_scale=1).summary
+    assert "target" not in scale1 and f"SpO2 median {spo2} %, " in scale1
+
+
 ICU_RECORD = """Time,Parameter,Value
 00:00,RecordID,900001
 00:00,Age,71

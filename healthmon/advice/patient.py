@@ -16,9 +16,50 @@ from healthmon.advice.engine import PatientFindings
 from healthmon.advice.rules import AdviceError
 from healthmon.cases import CaseView, case_detail
 from healthmon.storage.db import transaction
-from healthmon.storage.models import Case, NoteRow, Patient, VitalReading
+from healthmon.storage.models import Case, NoteRow, Patient, VitalReading, as_utc
 from healthmon.vitals.assess import VitalsAssessment, assess_patient
 from healthmon.vitals.store import load_vitals, stored_descriptors
+
+
+@dataclass(frozen=True)
+class SpO2Prescription:
+    """A clinician's record of the NEWS2 SpO2 scale a patient is scored on: 2 for a prescribed
+    88-92 % target (e.g. hypercapnic respiratory failure), or 1 again where that was withdrawn."""
+
+    scale: int
+    reason: str
+    set_by: str
+    set_at: datetime  # UTC
+
+    @property
+    def words(self) -> str:
+        return (f"scale {self.scale} recorded by {self.set_by} on {self.set_at:%Y-%m-%d %H:%M} UTC"
+                + (f": {self.reason}" if self.reason else ""))
+
+
+def _prescription(patient: Patient) -> SpO2Prescription | None:
+    if patient.spo2_scale is None:
+        return None
+    return SpO2Prescription(patient.spo2_scale, patient.spo2_scale_reason or "", patient.spo2_scale_set_by or "",
+                            as_utc(patient.spo2_scale_set_at))
+
+
+def recorded_spo2_scale(factory: sessionmaker[Session], patient_id: str) -> SpO2Prescription | None:
+    """The scale recorded for a stored patient; None where none was recorded or the patient is
+    not stored (both are scored on scale 1)."""
+    with transaction(factory) as s:
+        patient = s.scalar(select(Patient).where(Patient.external_id == str(patient_id)))
+        return None if patient is None else _prescription(patient)
+
+
+def spo2_scale_basis(used: int, recorded: SpO2Prescription | None) -> str:
+    """Why a score used the scale it did, for the pages, the report and the FHIR export: a
+    scale chosen for one view and the one on record must never be confused."""
+    if recorded is None:
+        return "no prescribed target on record" + ("; chosen for this view" if used == 2 else "")
+    if recorded.scale == used:
+        return recorded.words
+    return f"chosen for this view; on record: {recorded.words}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +74,15 @@ class PatientSnapshot:
     setting: str
     findings: PatientFindings
     taken_at: datetime
+    spo2_prescription: SpO2Prescription | None = None  # as recorded; the scale used is on ``vitals``
+
+    @property
+    def spo2_scale_sentence(self) -> str:
+        """Which SpO2 scale NEWS2 used and on what basis, as the report and the FHIR export say it."""
+        if self.vitals is None:
+            return ""
+        return (f"SpO2 scored on {self.vitals.spo2_scale_words}; "
+                f"{spo2_scale_basis(self.vitals.spo2_scale, self.spo2_prescription)}.")
 
 
 def list_patients(factory: sessionmaker[Session]) -> list[str]:
@@ -50,7 +100,7 @@ def _age(born: date, on: date) -> float:
 
 
 def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting: str = "hospital",
-                     spo2_scale: int = 1, lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
+                     spo2_scale: int | None = None, lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
     """Everything stored about one patient and the facts the advice rules read.
 
     Risk per label is the highest calibrated probability over the patient's scored notes
@@ -59,10 +109,14 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     Vitals facts describe the patient's latest readings: the latest NEWS2, the blood
     pressure of the last week of readings, and alerts from the last 14 days of readings.
 
+    ``spo2_scale`` None (the default) scores SpO2 on the scale recorded for the patient
+    (:func:`healthmon.advice.store.set_spo2_scale`), or scale 1 where none was; 1 or 2 overrides
+    it for this snapshot, and :attr:`PatientSnapshot.spo2_scale_sentence` then says so.
+
     Raises:
-        AdviceError: no patient with that id.
+        AdviceError: no patient with that id, or a scale other than 1 or 2.
     """
-    if spo2_scale not in (1, 2):
+    if spo2_scale is not None and spo2_scale not in (1, 2):
         raise AdviceError("SpO2 scale 1 or 2", repr(spo2_scale),
                           "use scale 2 only for a prescribed 88-92 % target, otherwise 1")
     now = now or datetime.now(timezone.utc)
@@ -71,7 +125,7 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {patient_id!r}",
                               "store notes with a patient_id column, or vitals for that patient, first")
-        born, sex = patient.birth_date, patient.sex
+        born, sex, prescription = patient.birth_date, patient.sex, _prescription(patient)
         note_ids = s.scalars(select(NoteRow.id).join(Case, Case.note_id == NoteRow.id)
                              .where(NoteRow.patient_id == patient.id, Case.prediction_id.is_not(None))
                              .order_by(NoteRow.id.desc())).all()
@@ -86,6 +140,8 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
                 risk[label] = float(probability)
                 reviewed = ", confirmed by review" if case.final_labels is not None else ""
                 risk_source[label] = f"case #{case.note_id}, model {case.version}{reviewed}"
+    if spo2_scale is None:
+        spo2_scale = prescription.scale if prescription is not None else 1
     vitals_table = load_vitals(factory, patient_id)
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
     assessment = (assess_patient(vitals_table, patient_id, setting=setting, spo2_scale=spo2_scale,
@@ -99,7 +155,8 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
         sex = "female" if descriptors["Gender"] == 0 else "male"
     findings = PatientFindings(patient_id=patient_id, risk=risk, risk_source=risk_source, age=age, sex=sex,
                                setting=setting if assessment is not None else None, **_vitals_facts(assessment))
-    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now)
+    return PatientSnapshot(patient_id, born, sex, age, age_source, cases, assessment, setting, findings, now,
+                           prescription)
 
 
 ALERT_WINDOW = pd.Timedelta(days=14)  # alerts older than this before the latest reading are history, not findings

@@ -257,3 +257,35 @@ def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patie
             patient.sex = sex
         audit(s, actor, "patient.demographics", "patient", patient.id, before,
               {"birth_date": str(patient.birth_date) if patient.birth_date else None, "sex": patient.sex})
+
+
+SPO2_REASON_MAX = 500
+
+
+def set_spo2_scale(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, scale: int, *,
+                   reason: str = "") -> None:
+    """Record the NEWS2 SpO2 scale a patient is scored on from now on, everywhere: 2 for a
+    prescribed 88-92 % target, 1 to withdraw it. RCP 2017 reserves scale 2 for a target set by a
+    competent clinical decision-maker (confirmed hypercapnic respiratory failure) and asks for
+    it to be documented, so scale 2 needs a reason. Clinicians and admins only; audited, with
+    the scale it replaced."""
+    if scale not in (1, 2):
+        raise AdviceError("SpO2 scale 1 or 2", repr(scale), "use scale 2 only for a prescribed 88-92 % target, else 1")
+    reason = (reason or "").strip()
+    if scale == 2 and not reason:
+        raise AdviceError("the reason for a prescribed 88-92 % target (e.g. hypercapnic respiratory failure on "
+                          "blood gas)", "no reason", "say why scale 2 applies; it is shown beside every score")
+    if len(reason) > SPO2_REASON_MAX:
+        raise AdviceError(f"a reason of at most {SPO2_REASON_MAX} characters", f"{len(reason)} characters",
+                          "shorten it; the full history belongs in the notes")
+    with transaction(factory) as s:
+        actor = _decider(s, user).name
+        patient = s.scalar(select(Patient).where(Patient.external_id == patient_id))
+        if patient is None:
+            raise AdviceError("a stored patient", f"no patient {patient_id!r}", "store the patient's data first")
+        before = {"spo2_scale": patient.spo2_scale, "reason": patient.spo2_scale_reason,
+                  "set_by": patient.spo2_scale_set_by}
+        patient.spo2_scale, patient.spo2_scale_reason = scale, reason
+        patient.spo2_scale_set_by, patient.spo2_scale_set_at = actor, utcnow()
+        audit(s, actor, "patient.spo2_scale", "patient", patient.id, before,
+              {"spo2_scale": scale, "reason": reason, "patient": patient_id})

@@ -110,7 +110,7 @@ def _section(factory: sessionmaker[Session], case: CaseView,
 def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_by: str,
                  rules: tuple[Rule, ...] | None = None, rules_path: str | Path | None = None,
                  load_classifier: Callable[[str], Classifier] | None = None, setting: str = "hospital",
-                 spo2_scale: int = 1, now: datetime | None = None) -> PatientReport:
+                 spo2_scale: int | None = None, now: datetime | None = None) -> PatientReport:
     """Gather one patient's report.
 
     Args:
@@ -119,7 +119,8 @@ def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_b
             the version that scored each note; without it only stored explanations are shown.
         setting: ``hospital`` or ``home``, for NEWS2 and the blood-pressure thresholds.
         spo2_scale: NEWS2's SpO2 scale (2 only for a prescribed 88-92 % target), for the
-            score and the chart's SpO2 band; the report says which scale it used.
+            score and the chart's SpO2 band; None: the patient's recorded scale (1 where none
+            was recorded). The report says which scale it used and why.
     """
     now = now or datetime.now(timezone.utc)
     rules_path = Path(rules_path) if rules_path else DEFAULT_RULES

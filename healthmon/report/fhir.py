@@ -94,7 +94,7 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "component": components,
         }
         # Which SpO2 scale was used changes the points for the same reading: a receiving system must see it.
-        notes = [{"text": f"SpO2 scored on {vitals.spo2_scale_words}."}]
+        notes = [{"text": snapshot.spo2_scale_sentence}]
         if not latest["complete"]:
             notes.insert(0, {"text": f"Partial score: not measured: {latest['missing']}."})
         observation["note"] = notes

@@ -102,6 +102,14 @@ class Patient(Base):
     # Demographics, where a clinician or an import supplied them: the advice rules use age and sex.
     birth_date: Mapped[date | None] = mapped_column(Date)
     sex: Mapped[str | None] = mapped_column(String(10))
+    # NEWS2's SpO2 scale as a clinician recorded it: 2 for a prescribed 88-92 % target (RCP 2017
+    # asks for that decision to be made by a competent clinician and recorded). None: never
+    # recorded, scored on scale 1. Kept with who, when and why, so every page, the CLI and the
+    # report score this patient alike without anyone remembering to switch.
+    spo2_scale: Mapped[int | None] = mapped_column(Integer)
+    spo2_scale_reason: Mapped[str | None] = mapped_column(Text)
+    spo2_scale_set_by: Mapped[str | None] = mapped_column(String(120))
+    spo2_scale_set_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class NoteRow(Base):

@@ -96,5 +96,6 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
         start = mine["time"].max() - pd.Timedelta(summary_window)
         window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
-                            summarise_vitals(window, descriptors=descriptors, news2=window_news2), tuple(timed),
+                            summarise_vitals(window, descriptors=descriptors, news2=window_news2, spo2_scale=spo2_scale),
+                            tuple(timed),
                             tuple(report.not_alerted), spo2_scale)

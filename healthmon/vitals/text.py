@@ -113,6 +113,13 @@ LABS = (
     Measure("lab:K", "potassium", "", "max", None, 5.0, very_high=6.0),
 )
 MEASURES = VITALS + LABS
+# SpO2 for a patient with a prescribed 88-92 % target (NEWS2 scale 2; RCP 2017, chart 2): the
+# target is "normal", so 89 % is not called low while NEWS2 scores it 0. Below 84 scores 3 points
+# ("very low"). Above 92 scores points only on supplemental oxygen (over-oxygenation risks
+# hypercapnia; 97 and above scores 3), and 0 on air, where it is not called high.
+SPO2_SCALE2_ON_OXYGEN = Measure("spo2", "SpO2", UNITS["spo2"], "median", 88, 92, very_low=84, very_high=96)
+SPO2_SCALE2_ON_AIR = Measure("spo2", "SpO2", UNITS["spo2"], "median", 88, None, very_low=84)
+SPO2_TARGET_PHRASE = "SpO2 target 88-92 %"  # said on scale 2, so the sentence explains its own "normal"
 ICU_TYPES = {1: "coronary care unit", 2: "cardiac surgery recovery unit", 3: "medical ICU", 4: "surgical ICU"}
 TREND_MIN_READINGS = 4
 TREND_FRACTION = 0.05  # halves whose medians differ by more than 5 % of the median are a trend
@@ -147,11 +154,13 @@ def _statistics(values: pd.Series, times: pd.Series, measure: Measure) -> dict[s
 
 
 def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | None = None,
-                    news2: pd.DataFrame | None = None) -> dict[str, float]:
+                    news2: pd.DataFrame | None = None, spo2_scale: int = 1) -> dict[str, float]:
     """The numbers the sentence is written from; a feature that was not measured is absent.
 
     ``descriptors`` (PhysioNet's Age, Gender, ICUType) and ``news2`` (rows of
-    :func:`healthmon.vitals.series.news2_over_time`) are optional.
+    :func:`healthmon.vitals.series.news2_over_time`) are optional. ``spo2_scale`` 2 (a
+    prescribed 88-92 % target) is recorded as ``spo2_scale``; scale 1 adds nothing, so
+    sentences written before the scale was known are unchanged.
     """
     clean = vitals[~vitals["artefact"].astype(bool)].dropna(subset=["value"]).sort_values("time", kind="stable")
     groups = dict(tuple(clean.groupby("parameter", sort=False)))
@@ -173,6 +182,8 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
         features["ventilated"] = float(by_parameter["lab:MechVent"].max() > 0)
     if "on_oxygen" in by_parameter:
         features["on_oxygen"] = float(by_parameter["on_oxygen"].max() > 0)
+    if spo2_scale == 2:
+        features["spo2_scale"] = 2.0
     if news2 is not None and len(news2):
         worst = news2.loc[news2["total"].idxmax()]
         features["news2.max"] = float(worst["total"])
@@ -277,14 +288,20 @@ def features_text(features: dict[str, float]) -> str:
     worst = features.get("consciousness.worst", 0.0)
     if worst > 0:
         phrases.append(f"consciousness {'ACVPU'[int(worst)]} at worst")
-    phrases += [p for p in (_phrase(features, m) for m in MEASURES) if p]
+    measures = MEASURES
+    if features.get("spo2_scale") == 2:
+        phrases.append(SPO2_TARGET_PHRASE)
+        spo2 = SPO2_SCALE2_ON_OXYGEN if features.get("on_oxygen") else SPO2_SCALE2_ON_AIR
+        measures = tuple(spo2 if m.parameter == "spo2" else m for m in MEASURES)
+    phrases += [p for p in (_phrase(features, m) for m in measures) if p]
     return "; ".join(phrases) + "." if phrases else "no usable vitals."
 
 
 def summarise_vitals(vitals: pd.DataFrame, *, descriptors: dict[str, float] | None = None,
-                     news2: pd.DataFrame | None = None) -> str:
-    """One patient's window of vitals (the long table) as text; see the module docstring."""
-    return features_text(window_features(vitals, descriptors=descriptors, news2=news2))
+                     news2: pd.DataFrame | None = None, spo2_scale: int = 1) -> str:
+    """One patient's window of vitals (the long table) as text; see the module docstring.
+    ``spo2_scale`` 2 judges SpO2 against the prescribed 88-92 % target and says so."""
+    return features_text(window_features(vitals, descriptors=descriptors, news2=news2, spo2_scale=spo2_scale))
 
 
 # The leads every phrase of the sentence above starts with. A text is a summary only if every
@@ -298,7 +315,7 @@ _MEASURE_LEAD = re.compile(
 )
 _OTHER_LEAD = re.compile(
     r"age \d+(?:,|$)|NEWS2 max \d+ \(|consciousness [ACVPU] at worst$|"
-    r"mechanically ventilated$|on supplemental oxygen$|(?:" + "|".join(re.escape(t) for t in ICU_TYPES.values()) + r")$"
+    r"mechanically ventilated$|on supplemental oxygen$|" + re.escape(SPO2_TARGET_PHRASE) + r"$|(?:" + "|".join(re.escape(t) for t in ICU_TYPES.values()) + r")$"
 )
 
 
