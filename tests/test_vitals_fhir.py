@@ -144,6 +144,41 @@ def test_supplemental_oxygen_from_the_pulse_oximetry_components_sets_the_news2_o
     assert points.tolist()[:4] == [0, 2, 2, 0]
 
 
+def test_uk_core_acvpu_observations_give_the_news2_consciousness_level_and_an_unknown_answer_is_flagged():
+    snomed = "http://snomed.info/sct"
+
+    def acvpu(time: str, answer: str | None, text: str | None = None) -> dict:
+        resource = observation("1104441000000107", time=time, display="ACVPU scale score")
+        resource["code"] = concept("1104441000000107", "ACVPU scale score", system=snomed)
+        if answer is not None or text is not None:
+            resource["valueCodeableConcept"] = ({**concept(answer, system=snomed), **({"text": text} if text else {})}
+                                                if answer else {"text": text})
+        else:
+            resource["dataAbsentReason"] = {"text": "not assessed"}
+        return resource
+
+    answers = ["248234008", "130987000", "300202002", "450847001", "422768004"]  # A, C, V, P, U
+    data = read_fhir(ndjson(
+        *(acvpu(f"2026-03-01T0{hour}:00:00Z", code) for hour, code in enumerate(answers)),
+        acvpu("2026-03-01T05:00:00Z", None, "Responds to voice"),  # text only: the level it names
+        acvpu("2026-03-01T06:00:00Z", "1234567", "agitated"),  # names no level: flagged, not read as A
+        acvpu("2026-03-01T07:00:00Z", None),  # not assessed
+    ), "ward.ndjson")
+    levels = data.frame[data.frame.parameter == "consciousness"]
+    assert levels["value"].iloc[:6].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 2.0] and not levels["artefact"].iloc[:6].any()
+    assert math.isnan(levels["value"].iloc[6]) and levels["artefact"].iloc[6] and len(levels) == 7
+    assert [why for _, parameter, why in data.report.flagged if parameter == "consciousness"] == [
+        "ACVPU answer 1234567 'agitated' is not Alert, new Confusion, Voice, Pain or Unresponsive "
+        "(SNOMED 248234008, 130987000, 300202002, 450847001, 422768004)"]
+    assert data.report.observations_mapped == {"1104441000000107": 7}
+    assert data.report.observations_not_numeric == {"1104441000000107": 1}
+    assert data.report.values_read == 7 and data.report.values_flagged == 1
+    from healthmon.vitals.series import news2_over_time
+
+    points = news2_over_time(data.frame, lookback="30min")["points_consciousness"].tolist()
+    assert points[:6] == [0, 3, 3, 3, 3, 3]  # anything but Alert scores 3 (RCP 2017)
+
+
 def test_implausible_values_and_unknown_units_are_flagged_and_a_missing_bp_component_is_allowed():
     data = read_fhir(bundle(
         observation("8867-4", 400, "/min"),

@@ -14,6 +14,9 @@ no readable FHIR resource at all raises :class:`~healthmon.errors.IngestError`.
   :data:`UNIT_CONVERSIONS` and reported; a unit that cannot be converted is flagged and
   its value left empty, as in the CSV reader. Values outside ``PLAUSIBLE`` are kept with
   ``artefact=True`` and are never scored.
+* **Consciousness.** An ACVPU Observation (SNOMED CT :data:`ACVPU_CODE`, the UK Core NEWS2
+  profile) is read from its coded answer (:data:`ACVPU_ANSWERS`), or its text where the code is
+  another; an answer naming no level is flagged, like any implausible value.
 * **Labs and everything else numeric** (HbA1c 4548-4, cholesterol, body height, BMI ...)
   are kept as given under ``lab:<LOINC display>`` (the code's text, or the code itself,
   when there is no display), like the PhysioNet reader's ``lab:NAME``, so nothing
@@ -50,7 +53,7 @@ from pydantic import ValidationError
 
 from healthmon.errors import IngestError
 from healthmon.types import IngestReport, IngestResult, Note, RejectedRow
-from healthmon.vitals.ingest import COLUMNS, LB_TO_KG, MMOL_TO_MG_DL, UNITS, implausible
+from healthmon.vitals.ingest import COLUMNS, LB_TO_KG, MMOL_TO_MG_DL, UNITS, acvpu_letter, implausible
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -82,6 +85,12 @@ VITAL_CODES = {
 # or a flow is running. (LOINC code -> (units accepted, lower-cased; above this means oxygen)).
 OXYGEN_CODES = {"3150-0": ({"%"}, 21.0), "3151-8": ({"l/min", "l/min{o2}", "litre/min", "liter/min"}, 0.0)}
 OXYGEN_NAMES = {"3150-0": "Inhaled oxygen concentration", "3151-8": "Inhaled oxygen flow rate"}
+# NEWS2's level of consciousness as UK Core / CareConnect send it: an Observation coded SNOMED CT
+# 1104441000000107 (ACVPU scale score) whose valueCodeableConcept is one of the ACVPU value set's
+# SNOMED answers. An answer outside the set is read from its text where that names a level
+# ("Voice", "new confusion"), else flagged; never guessed from a first letter.
+ACVPU_CODE = "1104441000000107"
+ACVPU_ANSWERS = {"248234008": "A", "130987000": "C", "300202002": "V", "450847001": "P", "422768004": "U"}
 BP_PANELS = {"85354-9", "55284-4"}
 BP_COMPONENTS = {"8480-6": "systolic", "8462-4": "diastolic"}
 
@@ -148,7 +157,7 @@ class FhirReport:
     # DocumentReference attachments that are not text (a PDF, a URL only): the resource was read,
     # the note was not. (where, why)
     attachments_rejected: list[tuple[str, str]] = field(default_factory=list)
-    observations_mapped: dict[str, int] = field(default_factory=dict)  # LOINC code -> count
+    observations_mapped: dict[str, int] = field(default_factory=dict)  # LOINC (or ACVPU SNOMED) code -> count
     observations_unmapped: dict[str, int] = field(default_factory=dict)  # kept under lab:
     observations_not_numeric: dict[str, int] = field(default_factory=dict)
     values_read: int = 0
@@ -386,6 +395,9 @@ class _Reader:
             self.readings(obs, patient, time, where)
 
     def readings(self, obs: Any, patient: str, time: pd.Timestamp, where: _Where) -> None:
+        if _coding(obs.code, SNOMED)[0] == ACVPU_CODE:
+            self.consciousness(obs, patient, time, where)
+            return
         code, display = _coding(obs.code, LOINC)
         key = code or display or "(no code)"
         readings = list(_numbers(obs))
@@ -428,6 +440,25 @@ class _Reader:
             self.report.flagged.append((str(where), parameter,
                                         problem or f"{value:g} {UNITS[parameter]} is implausible"))
         self.rows.append((patient, time, parameter, value, artefact, f"fhir:{where.source}"))
+
+    def consciousness(self, obs: Any, patient: str, time: pd.Timestamp, where: _Where) -> None:
+        """One ACVPU row (0 Alert ... 4 Unresponsive, as the CSV reader writes it)."""
+        if obs.valueCodeableConcept is None:
+            self.not_numeric[ACVPU_CODE] += 1  # a dataAbsentReason: no level was assessed
+            return
+        answer, text = _coding(obs.valueCodeableConcept, SNOMED)
+        letter = ACVPU_ANSWERS.get(answer or "") or acvpu_letter(text or "")
+        self.mapped[ACVPU_CODE] += 1
+        self.report.values_read += 1
+        if letter:
+            self.rows.append((patient, time, "consciousness", float("ACVPU".index(letter)), False, f"fhir:{where.source}"))
+            return
+        self.report.values_flagged += 1
+        self.report.flagged.append((str(where), "consciousness",
+                                    f"ACVPU answer {answer or '(no SNOMED code)'} {text or ''!r} is not Alert, new "
+                                    "Confusion, Voice, Pain or Unresponsive (SNOMED 248234008, 130987000, 300202002, "
+                                    "450847001, 422768004)"))
+        self.rows.append((patient, time, "consciousness", float("nan"), True, f"fhir:{where.source}"))
 
     def oxygen(self, parts: list[tuple[str, float, str]], patient: str, time: pd.Timestamp, where: _Where) -> None:
         """One "air or oxygen" row for an Observation, whatever its components say between them:

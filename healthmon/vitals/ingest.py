@@ -63,7 +63,7 @@ MMOL_TO_MG_DL = 18.016  # glucose, 180.16 g/mol
 LB_TO_KG = 0.45359237
 ACVPU_WORDS = {"alert": "A", "confusion": "C", "confused": "C", "new confusion": "C", "voice": "V", "verbal": "V",
                "responds to voice": "V", "pain": "P", "painful": "P", "responds to pain": "P", "unresponsive": "U",
-               "unconscious": "U"}
+               "unconscious": "U", "mentally alert": "A", "acute confusion": "C"}  # the last two: SNOMED's wording
 
 
 def acvpu_letter(text: str) -> str:
