@@ -547,6 +547,30 @@ def _duration(text: str) -> str:
     return text
 
 
+def _records_for_vitals(settings: Settings, *, store: bool):  # noqa: ANN202
+    """(session factory or None, why the record could not be read or ""), for the recorded
+    SpO2 scales. Scoring files must work without a database: a SQLite file that does not
+    exist yet holds no record and is not created, and an unreachable database is said in
+    each line's basis (and on stderr) rather than stopping the scores. Storing needs it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.resolved_database_url)
+    except ArgumentError:  # _factory says what is wrong with it
+        url = None
+    local = url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if not store and local and not Path(url.database).exists():
+        return None, ""
+    try:
+        return _factory(settings), ""
+    except HealthmonError as exc:
+        if store:
+            raise
+        print(f"  the recorded SpO2 scales could not be read: {exc}", file=sys.stderr)
+        return None, "no record read (database unavailable); scored on the scale given or 1"
+
+
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
     from healthmon.vitals.assess import assess_patient
@@ -570,8 +594,9 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     for kind, count in (("rejected", len(data.rejected)), ("flagged", len(data.flagged))):
         if count > 20:
             print(f"  ... and {count - 20} more {kind}", file=sys.stderr)
+    factory, unreadable = _records_for_vitals(settings, store=args.store)
     if args.store:
-        stored = store_vitals(_factory(settings), "cli", data.frame, source=", ".join(map(str, args.paths)),
+        stored = store_vitals(factory, "cli", data.frame, source=", ".join(map(str, args.paths)),
                               fmt=data.fmt, report=data.report)
         print(f"  stored {stored.stored} new reading(s); {stored.duplicates} already stored; {stored.unreadable} "
               "unreadable value(s) kept in the upload's report only", file=sys.stderr)
@@ -583,9 +608,8 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     setting = args.setting or ("home" if data.fmt == "fitbit" else "hospital")
     # A stored patient with a prescribed 88-92 % target is scored on it here too: the same file
     # must not give NEWS2 7 in a script and 5 on the dashboard.
-    factory = _factory(settings)
     for patient in patients:
-        recorded = recorded_spo2_scale(factory, patient)
+        recorded = recorded_spo2_scale(factory, patient) if factory is not None else None
         scale = args.spo2_scale or (recorded.scale if recorded is not None else 1)
         result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
                                 lookback=args.lookback, cuffless_bp=args.cuffless_bp,
@@ -599,7 +623,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
                                                   "crisis_readings": list(result.bp_crisis), "note": result.bp_note},
             "alerts": [{k: a[k] for k in ("time", "severity", "rule_id", "message")}
                        for a in result.alerts.to_dict("records")],
-            "spo2_scale": {"scale": scale, "basis": spo2_scale_basis(scale, recorded)},
+            "spo2_scale": {"scale": scale, "basis": unreadable or spo2_scale_basis(scale, recorded)},
             "checks_not_possible": list(result.skipped), "summary": result.summary,
         }, default=str))
     return 0
@@ -652,7 +676,9 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
     facts["risk"] = {label: round(p, 4) for label, p in facts.get("risk", {}).items()}
     print(json.dumps({
-        "patient": args.patient, "spo2_scale": snapshot.spo2_scale_sentence or None, "facts": facts,
+        "patient": args.patient, "spo2_scale": snapshot.spo2_scale_sentence or None,
+        "spo2_scale_on_record": snapshot.spo2_prescription.words if snapshot.spo2_prescription else None,
+        "facts": facts,
         "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,
                    "fired_by": [t["text"] for t in a.trigger_dicts()], "source": a.rule.source} for a in result.advice],
         "not_checked": {rule: list(facts_) for rule, facts_ in result.unknown.items()},

@@ -64,7 +64,7 @@ except HealthmonError as exc:
 with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not None else "Demographics: age unknown",
                  expanded=snapshot.age is None):
     st.caption("The screening rules read age and sex; without them they are listed as not checked.")
-    with st.form("demographics"):
+    with st.form(f"demographics:{patient_id}"):  # per patient: nothing typed carries over to the next
         known = st.checkbox("Birth date known", value=snapshot.birth_date is not None)
         born = st.date_input("Birth date", value=snapshot.birth_date or date(1970, 1, 1), min_value=date(1890, 1, 1),
                              max_value=date.today())
@@ -85,17 +85,24 @@ with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none 
                "target of 88-92 % prescribed by a competent clinical decision-maker (RCP 2017), e.g. for confirmed "
                "hypercapnic respiratory failure; recording it here makes every page, the CLI and the report use it.")
     if user.can("advice.decide"):
-        with st.form("spo2_scale"):
-            chosen = st.radio("Record scale", [1, 2], horizontal=True, index=scale - 1)
-            reason = st.text_input("Reason (needed for scale 2)", value=recorded.reason if recorded else "",
-                                   max_chars=SPO2_REASON_MAX)
+        # Per patient, and the reason starts empty: a reason on record belongs to that decision, and
+        # must not be stored again against a withdrawal or another patient's target.
+        with st.form(f"spo2_scale:{patient_id}"):
+            chosen = st.radio("Record scale", [1, 2], horizontal=True, index=scale - 1,
+                              key=f"spo2_scale_record:{patient_id}")
+            reason = st.text_input("Reason (needed for scale 2)", max_chars=SPO2_REASON_MAX,
+                                   key=f"spo2_scale_reason:{patient_id}",
+                                   help="e.g. hypercapnic respiratory failure on blood gas; for scale 1, why the "
+                                        "target was withdrawn (optional)")
             if st.form_submit_button("Record SpO2 scale"):
                 try:
                     set_spo2_scale(factory, user, patient_id, chosen, reason=reason)
                 except HealthmonError as exc:
                     show_error(exc)
                 else:
-                    st.session_state.pop(scale_key, None)  # the switch above follows the new record
+                    # The switch above follows the new record; the form starts afresh.
+                    for key in (scale_key, f"spo2_scale_record:{patient_id}", f"spo2_scale_reason:{patient_id}"):
+                        st.session_state.pop(key, None)
                     st.session_state.pop("patient_report", None)
                     st.rerun()
 

@@ -25,6 +25,7 @@ from healthmon.advice.patient import list_patients, patient_snapshot
 from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics
 from healthmon.auth import PermissionDenied
 from healthmon.config import Settings
+from healthmon.escaping import escape_markdown
 from healthmon.model.classifier import Classifier
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_bundle, fhir_json
@@ -260,7 +261,7 @@ def test_on_spo2_scale_2_the_report_and_its_fhir_export_score_and_draw_the_presc
     assert "except SpO2" not in render_html(usual)
     scale_2, scale_1 = fhir_bundle(prescribed.snapshot)["entry"][-1], fhir_bundle(usual.snapshot)["entry"][-1]
     news2 = scale_2["resource"]
-    assert news2["valueInteger"] == 5 and {"text": chosen} in news2["note"]
+    assert news2["valueInteger"] == 5 and {"text": escape_markdown(chosen)} in news2["note"]
     assert news2["method"]["text"] == "NEWS2 (RCP 2017), SpO2 scale 2"
     assert scale_2["fullUrl"] != scale_1["fullUrl"]  # two scores of one time point are two resources
     # Advice fired on a scale-2 score says so, so an approved "NEWS2 5" is never read as a scale-1 score.
@@ -299,7 +300,9 @@ def test_a_recorded_spo2_scale_is_used_everywhere_until_withdrawn_and_every_chan
     assert sentence.endswith(": hypercapnic respiratory failure on blood gas <b>.")
     page = render_html(report)
     assert "blood gas &lt;b&gt;." in page and "blood gas <b>" not in page  # free text is escaped
-    assert {"text": sentence} in fhir_bundle(report.snapshot)["entry"][-1]["resource"]["note"]
+    # FHIR's Annotation.text is markdown: the clinician's text arrives literal, not as markup.
+    exported = fhir_bundle(report.snapshot)["entry"][-1]["resource"]["note"]
+    assert {"text": escape_markdown(sentence)} in exported and r"blood gas \<b\>\." in exported[-1]["text"]
     # Looking at scale 1 for one view does not change the record, and says what is on record.
     override = patient_snapshot(db, "P-7", spo2_scale=1, now=when)
     assert override.findings.news2_total == 7

@@ -101,6 +101,11 @@ def test_vitals_prints_one_assessment_per_patient_and_stores_each_reading_once(t
                         "2026-03-01 08:00,p1,112,182/124,91,25,38.6,A,yes\n"
                         "2026-03-01 09:00,p2,70,118/76,98,14,36.8,A,air\n"
                         "2026-03-01 10:00,p1,abc,181/122,92,24,38.4,V,yes\n", encoding="utf-8")
+    # Scoring a file needs no database, and creates none; nothing can be on record yet.
+    scored = run_cli(["vitals", str(readings), "--patient", "p2"], settings)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["spo2_scale"] == {"scale": 1, "basis": "no prescribed target on record"}
+    assert not (settings.data_dir / "healthmon.db").exists()
     first = run_cli(["vitals", str(readings), "--store"], settings)
     assert first.returncode == 0, first.stderr
     lines = {row["patient_id"]: row for row in map(json.loads, first.stdout.strip().splitlines())}
@@ -175,6 +180,9 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
                         "--as", "dr-kay"], settings)
     assert recorded.returncode == 0, recorded.stderr
     assert "scale 2 recorded by dr-kay on " in json.loads(recorded.stdout)["spo2_scale"]
+    assert json.loads(recorded.stdout)["spo2_scale_on_record"].endswith(": hypercapnic failure")
+    alone = run_cli(["advice", "--patient", "P-9", "--reason", "x", "--as", "dr-kay"], settings)
+    assert alone.returncode == 2 and "--reason together with --record-spo2-scale" in alone.stderr
     assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
     assert json.loads(bundle.read_text())["entry"][-1]["resource"]["valueInteger"] == 5
     scored = json.loads(run_cli(["vitals", str(vitals)], settings).stdout)

@@ -591,10 +591,17 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     fresh = dash.page("Patient", "cli")
     assert [r for r in fresh.radio if r.label == "SpO2 scale"][0].value == 2
     assert {m.label: m.value for m in fresh.metric}["NEWS2"] == "5"
-    assert ": hypercapnic failure <i>x</i>." in _texts(fresh, "caption")  # shown as text, not markup
+    assert ": hypercapnic failure <i>x</i>." in _texts(fresh, "caption")
+    assert any(r"hypercapnic failure \<i\>x\</i\>" in c.value for c in fresh.caption)  # escaped, not markup
     vitals = dash.page("Vitals", "cli")
     [r for r in vitals.radio if r.label == "Readings"][0].set_value("Stored readings").run()
     vitals.selectbox[0].set_value(patient).run()
     assert [r for r in vitals.radio if r.label == "SpO2 scale"][0].value == 2
     assert "SpO2 scale 2: scale 2 recorded by cli on " in _texts(vitals, "caption")
     assert [m for m in vitals.metric if m.label == "Latest NEWS2"][0].value == "5"
+    # Withdrawn on the page: scale 1 again, and the scale-2 reason is not carried into the new record.
+    [r for r in fresh.radio if r.label == "Record scale"][0].set_value(1)
+    [b for b in fresh.button if b.label == "Record SpO2 scale"][0].click().run()
+    assert not fresh.exception and {m.label: m.value for m in fresh.metric}["NEWS2"] == "7"
+    assert [r for r in fresh.radio if r.label == "SpO2 scale"][0].value == 1
+    assert "scale 1 recorded by cli on " in _texts(fresh, "caption") and "<i>x" not in _texts(fresh, "caption")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 
 from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
 from healthmon.storage.db import (
@@ -91,6 +91,34 @@ def test_upgrading_an_existing_database_keeps_and_backfills_its_reviews(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT label_key, text FROM reviews JOIN notes ON notes.id = reviews.note_id")).one() == (
             "cancer|diabetes", "old note")
+
+
+def test_downgrading_past_the_patient_columns_keeps_the_patients_and_what_points_at_them(engine):
+    from alembic import command
+    from alembic.config import Config
+
+    from healthmon.storage.db import MIGRATIONS
+
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO patients (external_id, created_at, sex, spo2_scale, spo2_scale_reason) "
+                          "VALUES ('p1', CURRENT_TIMESTAMP, 'female', 2, 'hypercapnic failure')"))
+        conn.execute(text("INSERT INTO notes (patient_id, external_id, text, source, content_hash, deidentified, "
+                          "gold_labels, created_at) VALUES (1, 'n1', 'kept note', 'x', 'h', false, '[]', CURRENT_TIMESTAMP)"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")  # through 0007 (SpO2 scale) and 0006 (demographics)
+    assert current_revision(engine) == "0005"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT patients.external_id, notes.text FROM patients JOIN notes ON notes.patient_id = patients.id")
+                            ).one() == ("p1", "kept note")
+        columns = {c["name"] for c in inspect(engine).get_columns("patients")}
+        assert not columns & {"sex", "spo2_scale", "spo2_scale_reason", "spo2_scale_set_by", "spo2_scale_set_at"}
+    upgrade(engine)  # and back up: the columns return empty
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT spo2_scale FROM patients")).one() == (None,)
 
 
 def test_at_most_one_version_is_active(db):

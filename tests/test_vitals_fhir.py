@@ -162,17 +162,24 @@ def test_uk_core_acvpu_observations_give_the_news2_consciousness_level_and_an_un
         *(acvpu(f"2026-03-01T0{hour}:00:00Z", code) for hour, code in enumerate(answers)),
         acvpu("2026-03-01T05:00:00Z", None, "Responds to voice"),  # text only: the level it names
         acvpu("2026-03-01T06:00:00Z", "1234567", "agitated"),  # names no level: flagged, not read as A
-        acvpu("2026-03-01T07:00:00Z", None),  # not assessed
+        acvpu("2026-03-01T07:00:00Z", None),  # not assessed (a dataAbsentReason)
+        {**acvpu("2026-03-01T08:00:00Z", None, "x"), "valueCodeableConcept": None, "valueString": "P"},
+        acvpu("2026-03-01T09:00:00Z", None, "N"),  # one letter, but not a level
+        {**acvpu("2026-03-01T10:00:00Z", None, "x"), "valueCodeableConcept": None, "valueInteger": 2},
     ), "ward.ndjson")
     levels = data.frame[data.frame.parameter == "consciousness"]
     assert levels["value"].iloc[:6].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 2.0] and not levels["artefact"].iloc[:6].any()
-    assert math.isnan(levels["value"].iloc[6]) and levels["artefact"].iloc[6] and len(levels) == 7
+    assert levels["value"].iloc[7] == 3.0 and not levels["artefact"].iloc[7]  # valueString "P"
+    unread = levels.iloc[[6, 8, 9]]
+    assert unread["value"].isna().all() and unread["artefact"].all() and len(levels) == 10
+    naming = "is not Alert, new Confusion, Voice, Pain or Unresponsive (SNOMED 248234008, 130987000, 300202002, " \
+             "450847001, 422768004)"
     assert [why for _, parameter, why in data.report.flagged if parameter == "consciousness"] == [
-        "ACVPU answer 1234567 'agitated' is not Alert, new Confusion, Voice, Pain or Unresponsive "
-        "(SNOMED 248234008, 130987000, 300202002, 450847001, 422768004)"]
-    assert data.report.observations_mapped == {"1104441000000107": 7}
+        f"ACVPU answer 1234567 'agitated' {naming}", f"ACVPU answer (no SNOMED code) 'N' {naming}",
+        f"an ACVPU Observation with neither a coded answer, a text answer nor a dataAbsentReason {naming}"]
+    assert data.report.observations_mapped == {"1104441000000107": 10}
     assert data.report.observations_not_numeric == {"1104441000000107": 1}
-    assert data.report.values_read == 7 and data.report.values_flagged == 1
+    assert data.report.values_read == 10 and data.report.values_flagged == 3
     from healthmon.vitals.series import news2_over_time
 
     points = news2_over_time(data.frame, lookback="30min")["points_consciousness"].tolist()

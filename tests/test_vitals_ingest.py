@@ -284,13 +284,15 @@ def test_vitals_become_a_short_deterministic_sentence_without_artefacts():
     assert summarise_vitals(settled) == "heart rate median 95 /min, high, falling, latest 71, normal."
 
 
-
-@pytest.mark.parametrize(("spo2", "on_oxygen", "word"), [
-    (83, False, "very low"), (84, False, "low"), (87, False, "low"), (88, False, "normal"), (92, False, "normal"),
-    # On air NEWS2 scale 2 scores 93 % and above 0: not "high". On oxygen it scores 1-3 (97 %+ is 3).
-    (95, False, "normal"), (99, False, "normal"), (93, True, "high"), (96, True, "high"), (97, True, "very high"),
+@pytest.mark.parametrize(("spo2", "on_oxygen", "word", "news2"), [
+    (83, False, "very low", 3), (84, False, "low", 2), (87, False, "low", 1), (88, False, "normal", 0),
+    (92, False, "normal", 0),
+    # On air NEWS2 scale 2 scores 93 % and above 0: not "high". On oxygen it scores 1-3 (97 %+ is 3),
+    # and the oxygen itself 2.
+    (95, False, "normal", 0), (99, False, "normal", 0), (93, True, "high", 1 + 2), (96, True, "high", 2 + 2),
+    (97, True, "very high", 3 + 2),
 ])
-def test_on_spo2_scale_2_the_summary_judges_spo2_against_the_prescribed_target(spo2, on_oxygen, word):
+def test_on_spo2_scale_2_the_summary_judges_spo2_against_the_prescribed_target(spo2, on_oxygen, word, news2):
     from healthmon.vitals.assess import assess_patient
     from healthmon.vitals.text import looks_like_vitals_summary
 
@@ -300,11 +302,26 @@ def test_on_spo2_scale_2_the_summary_judges_spo2_against_the_prescribed_target(s
                           "parameter": [p for p, _ in rows], "value": [v for _, v in rows], "artefact": False,
                           "source": "t"})
     scale2 = assess_patient(frame, "copd", spo2_scale=2).summary
-    assert f"SpO2 target 88-92 %; SpO2 median {spo2} %, {word}" in scale2 and looks_like_vitals_summary(scale2)
+    assert f"SpO2 target 88-92 %; SpO2 median {spo2} %, {word}." in scale2 and looks_like_vitals_summary(scale2)
     # The NEWS2 maximum in the same sentence is on the same scale, so the two cannot disagree.
-    assert "NEWS2 max" in scale2
+    assert scale2.startswith(f"{'on supplemental oxygen; ' if on_oxygen else ''}NEWS2 max {news2} (")
     scale1 = assess_patient(frame, "copd", spo2_scale=1).summary
     assert "target" not in scale1 and f"SpO2 median {spo2} %, " in scale1
+
+
+def test_on_spo2_scale_2_the_words_follow_the_oxygen_now_and_need_an_spo2_reading():
+    from healthmon.vitals.assess import assess_patient
+
+    times = pd.date_range("2026-01-01 08:00", periods=3, freq="h", tz="UTC")
+    # Oxygen for two readings, then back on air at 96 %: NEWS2 now scores the SpO2 0, so it is not "high".
+    weaned = pd.DataFrame({"patient_id": "copd", "time": list(times) * 2, "artefact": False, "source": "t",
+                           "parameter": ["spo2"] * 3 + ["on_oxygen"] * 3, "value": [96, 96, 96, 1.0, 1.0, 0.0]})
+    result = assess_patient(weaned, "copd", spo2_scale=2)
+    assert "SpO2 median 96 %, normal." in result.summary and result.latest_news2["points_spo2"] == 0
+    # Without an SpO2 reading there is nothing for the target to explain.
+    pulse = pd.DataFrame({"patient_id": "copd", "time": times, "parameter": "heart_rate", "value": [80, 82, 84],
+                          "artefact": False, "source": "t"})
+    assert "target" not in assess_patient(pulse, "copd", spo2_scale=2).summary
 
 
 ICU_RECORD = """Time,Parameter,Value

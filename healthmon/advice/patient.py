@@ -29,12 +29,13 @@ class SpO2Prescription:
     scale: int
     reason: str
     set_by: str
-    set_at: datetime  # UTC
+    set_at: datetime | None  # UTC; None only where the row was edited by hand
 
     @property
     def words(self) -> str:
-        return (f"scale {self.scale} recorded by {self.set_by} on {self.set_at:%Y-%m-%d %H:%M} UTC"
-                + (f": {self.reason}" if self.reason else ""))
+        when = f" on {self.set_at:%Y-%m-%d %H:%M} UTC" if self.set_at is not None else ""
+        return f"scale {self.scale} recorded by {self.set_by or 'an unknown user'}{when}" + (
+            f": {self.reason}" if self.reason else "")
 
 
 def _prescription(patient: Patient) -> SpO2Prescription | None:

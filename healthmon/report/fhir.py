@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from healthmon import __version__
 from healthmon.advice.patient import PatientSnapshot
 from healthmon.errors import ModelError
+from healthmon.escaping import escape_markdown
 from healthmon.vitals.series import news2_points
 
 NAMESPACE = uuid.UUID("6f1d4a52-6a4e-4f43-9a0e-3c1f5d2b7e11")  # healthmon's own uuid5 namespace
@@ -94,7 +95,8 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
             "component": components,
         }
         # Which SpO2 scale was used changes the points for the same reading: a receiving system must see it.
-        notes = [{"text": snapshot.spo2_scale_sentence}]
+        # Annotation.text is markdown, and the sentence carries a clinician's free-text reason.
+        notes = [{"text": escape_markdown(snapshot.spo2_scale_sentence)}]
         if not latest["complete"]:
             notes.insert(0, {"text": f"Partial score: not measured: {latest['missing']}."})
         observation["note"] = notes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -10,14 +9,13 @@ import streamlit as st
 
 from healthmon.cases import CaseView
 from healthmon.errors import HealthmonError
+from healthmon.escaping import escape_markdown
 from healthmon.explain import to_html, to_html_page, to_json
 from healthmon.auth import SignedIn
 from healthmon.jobs import KINDS, JobView, cancel, recent_jobs
 from healthmon.model.card import ModelCard
 from healthmon.types import Explanation, IngestReport, Prediction
 from healthmon.ui.resources import get_database
-
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def plain(text: str) -> str:
@@ -26,7 +24,7 @@ def plain(text: str) -> str:
     Streamlit never renders raw HTML here, but markdown such as ``![](http://...)`` in a
     CSV header would still load a remote image inside an error message.
     """
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    return escape_markdown(text)
 
 
 def show_error(exc: Exception) -> None:

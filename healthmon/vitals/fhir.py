@@ -443,21 +443,27 @@ class _Reader:
 
     def consciousness(self, obs: Any, patient: str, time: pd.Timestamp, where: _Where) -> None:
         """One ACVPU row (0 Alert ... 4 Unresponsive, as the CSV reader writes it)."""
-        if obs.valueCodeableConcept is None:
-            self.not_numeric[ACVPU_CODE] += 1  # a dataAbsentReason: no level was assessed
+        if obs.valueCodeableConcept is not None:
+            answer, text = _coding(obs.valueCodeableConcept, SNOMED)
+        elif obs.valueString is not None:
+            answer, text = None, obs.valueString
+        elif obs.dataAbsentReason is not None:
+            self.not_numeric[ACVPU_CODE] += 1  # no level was assessed, and the Observation says so
             return
-        answer, text = _coding(obs.valueCodeableConcept, SNOMED)
+        else:  # a value of another type (a number, a boolean), or none without saying why
+            answer, text = None, None
         letter = ACVPU_ANSWERS.get(answer or "") or acvpu_letter(text or "")
         self.mapped[ACVPU_CODE] += 1
         self.report.values_read += 1
         if letter:
             self.rows.append((patient, time, "consciousness", float("ACVPU".index(letter)), False, f"fhir:{where.source}"))
             return
+        given = (f"ACVPU answer {answer or '(no SNOMED code)'} {text or ''!r}" if answer or text
+                 else "an ACVPU Observation with neither a coded answer, a text answer nor a dataAbsentReason")
         self.report.values_flagged += 1
         self.report.flagged.append((str(where), "consciousness",
-                                    f"ACVPU answer {answer or '(no SNOMED code)'} {text or ''!r} is not Alert, new "
-                                    "Confusion, Voice, Pain or Unresponsive (SNOMED 248234008, 130987000, 300202002, "
-                                    "450847001, 422768004)"))
+                                    f"{given} is not Alert, new Confusion, Voice, Pain or Unresponsive (SNOMED "
+                                    "248234008, 130987000, 300202002, 450847001, 422768004)"))
         self.rows.append((patient, time, "consciousness", float("nan"), True, f"fhir:{where.source}"))
 
     def oxygen(self, parts: list[tuple[str, float, str]], patient: str, time: pd.Timestamp, where: _Where) -> None:

@@ -70,7 +70,8 @@ def acvpu_letter(text: str) -> str:
     """The ACVPU letter a cell or argument means ("V", "verbal", "new confusion"), or "" where it
     means none: a word is never read by its first letter ("agitated" is not A, Alert)."""
     word = text.strip()
-    return word.upper() if len(word) == 1 else ACVPU_WORDS.get(word.lower(), "")
+    letter = word.upper() if len(word) == 1 else ACVPU_WORDS.get(word.lower(), "")
+    return letter if letter and letter in "ACVPU" else ""  # "N", "?" or "1" name no level
 
 
 YES = {"1", "true", "yes", "y", "o2", "oxygen"}

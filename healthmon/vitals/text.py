@@ -159,8 +159,9 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
 
     ``descriptors`` (PhysioNet's Age, Gender, ICUType) and ``news2`` (rows of
     :func:`healthmon.vitals.series.news2_over_time`) are optional. ``spo2_scale`` 2 (a
-    prescribed 88-92 % target) is recorded as ``spo2_scale``; scale 1 adds nothing, so
-    sentences written before the scale was known are unchanged.
+    prescribed 88-92 % target) is recorded as ``spo2_scale``, with the latest air/oxygen
+    reading as ``on_oxygen.latest``; scale 1 adds nothing, so sentences written before the
+    scale was known are unchanged.
     """
     clean = vitals[~vitals["artefact"].astype(bool)].dropna(subset=["value"]).sort_values("time", kind="stable")
     groups = dict(tuple(clean.groupby("parameter", sort=False)))
@@ -184,6 +185,10 @@ def window_features(vitals: pd.DataFrame, *, descriptors: dict[str, float] | Non
         features["on_oxygen"] = float(by_parameter["on_oxygen"].max() > 0)
     if spo2_scale == 2:
         features["spo2_scale"] = 2.0
+        if "on_oxygen" in by_parameter:
+            # Which scale-2 words apply depends on the oxygen now, as NEWS2's latest score does:
+            # a patient back on air at 96 % is not "high".
+            features["on_oxygen.latest"] = float(by_parameter["on_oxygen"].iloc[-1] > 0)
     if news2 is not None and len(news2):
         worst = news2.loc[news2["total"].idxmax()]
         features["news2.max"] = float(worst["total"])
@@ -288,12 +293,16 @@ def features_text(features: dict[str, float]) -> str:
     worst = features.get("consciousness.worst", 0.0)
     if worst > 0:
         phrases.append(f"consciousness {'ACVPU'[int(worst)]} at worst")
-    measures = MEASURES
-    if features.get("spo2_scale") == 2:
-        phrases.append(SPO2_TARGET_PHRASE)
-        spo2 = SPO2_SCALE2_ON_OXYGEN if features.get("on_oxygen") else SPO2_SCALE2_ON_AIR
-        measures = tuple(spo2 if m.parameter == "spo2" else m for m in MEASURES)
-    phrases += [p for p in (_phrase(features, m) for m in measures) if p]
+    scale_2 = features.get("spo2_scale") == 2
+    spo2 = SPO2_SCALE2_ON_OXYGEN if features.get("on_oxygen.latest") else SPO2_SCALE2_ON_AIR
+    for measure in MEASURES:
+        if scale_2 and measure.parameter == "spo2":
+            measure = spo2
+        phrase = _phrase(features, measure)
+        if phrase and scale_2 and measure.parameter == "spo2":
+            phrases.append(SPO2_TARGET_PHRASE)  # beside the value it explains; absent without one
+        if phrase:
+            phrases.append(phrase)
     return "; ".join(phrases) + "." if phrases else "no usable vitals."
 
 

@@ -57,6 +57,8 @@ def downgrade() -> None:
     op.drop_index("ix_advice_items_patient_rule", table_name="advice_items")
     op.drop_index("ix_advice_items_patient_status", table_name="advice_items")
     op.drop_table("advice_items")
-    with op.batch_alter_table("patients") as batch:
+    # In place (SQLite >= 3.35 drops a column itself): batch mode's default copies the table and
+    # drops the original, which the foreign keys of notes, readings and advice refuse.
+    with op.batch_alter_table("patients", recreate="never") as batch:
         batch.drop_column("sex")
         batch.drop_column("birth_date")

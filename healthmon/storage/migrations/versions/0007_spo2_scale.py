@@ -28,7 +28,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("patients") as batch:
+    # In place (SQLite >= 3.35 drops a column itself): batch mode's default copies the table and
+    # drops the original, which the foreign keys of notes, readings and advice refuse.
+    with op.batch_alter_table("patients", recreate="never") as batch:
         batch.drop_column("spo2_scale_set_at")
         batch.drop_column("spo2_scale_set_by")
         batch.drop_column("spo2_scale_reason")
