@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head-init", choices=["random", "probe"], default="random",
                        help="probe: fit the head as a logistic regression on the frozen encoder first (LP-FT)")
     train.add_argument("--pooling", choices=["cls", "mean"], default=None,
-                       help="what the head reads: BERT's pooled [CLS] vector (default for a new model) or the "
-                            "mean of the tokens (all-MiniLM's own pooling); continuing a version keeps its pooling")
+                       help="what the head reads: BERT's pooled [CLS] vector or the mean of the tokens; default for "
+                            "a new model: the base's own (mean for the bundled all-MiniLM, a sentence encoder "
+                            "trained with mean pooling; cls otherwise); continuing a version keeps its pooling")
     train.add_argument("--max-length", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lora-r", type=int, default=16)

@@ -4,6 +4,7 @@ reload in each weights format, continue, explain) keeping it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +88,30 @@ def test_a_continued_version_keeps_its_parents_pooling_and_a_switch_is_refused(s
     assert not (settings.data_dir / "switched").exists()
 
 
-def test_a_new_model_reads_the_pooled_cls_vector_unless_asked(settings, notes):
+def test_a_new_model_reads_the_mean_where_its_base_was_trained_for_one(settings, notes, tiny_base_model, tmp_path):
+    import shutil
+
+    from healthmon.config import bundled_base_model_dir
+    from healthmon.model.pooling import base_model_pooling
+
+    assert base_model_pooling(str(bundled_base_model_dir())) == "mean"  # all-MiniLM-L6-v2's 1_Pooling says so
+    assert base_model_pooling(str(tiny_base_model)) == "cls"  # no sentence-transformers pooling file
+    assert base_model_pooling("some-org/a-hub-id") == "cls"
+    encoder = Path(shutil.copytree(tiny_base_model, tmp_path / "sentence-encoder"))
+    (encoder / "1_Pooling").mkdir()
+    (encoder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    on_encoder = settings.model_copy(update={"base_model": str(encoder)})
+    default = train(notes, TrainArgs(mode="lora", max_steps=1, batch_size=8, calibrate=False),
+                    out_dir=settings.data_dir / "encoder-default", settings=on_encoder, progress=False)
+    assert default.card.pooling == "mean" and default.card.train_args["pooling"] == "mean"
+    reloaded = Classifier.from_pretrained(default.version_dir, settings=on_encoder).model
+    assert any(isinstance(module, MeanPooledBertForSequenceClassification) for module in reloaded.modules())
+    asked = train(notes, TrainArgs(mode="lora", pooling="cls", max_steps=1, batch_size=8, calibrate=False),
+                  out_dir=settings.data_dir / "encoder-cls", settings=on_encoder, progress=False)
+    assert asked.card.pooling == "cls"
+
+
+def test_a_new_model_on_a_base_without_a_mean_pooling_file_reads_the_pooled_cls_vector(settings, notes):
     from transformers import BertForSequenceClassification
 
     result = train(notes, TrainArgs(mode="full", max_steps=1, batch_size=8, calibrate=False),

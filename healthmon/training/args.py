@@ -52,8 +52,9 @@ class TrainArgs:
             logistic regression on the frozen encoder's features first, then fine-tune:
             :mod:`healthmon.training.probe`); not with ``init_from``, which keeps its parent's head.
         pooling: what the head reads: ``cls`` (BERT's pooled [CLS] vector) or ``mean`` (the
-            masked mean of the last layer, :mod:`healthmon.model.pooling`). None: ``cls`` for a
-            new model, the parent's pooling when continuing one.
+            masked mean of the last layer, :mod:`healthmon.model.pooling`). None: the base
+            model's own for a new model (``mean`` for the bundled all-MiniLM-L6-v2, see
+            :func:`~healthmon.model.pooling.base_model_pooling`), the parent's when continuing one.
     """
 
     mode: Mode = "lora"

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 import healthmon
-from healthmon.config import Settings
+from healthmon.config import Settings, resolve_base_model
 from healthmon.errors import ConfigError, ModelError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier, calibrated_probabilities
@@ -44,6 +44,7 @@ from healthmon.model.loading import (
     new_module_names,
     quiet_transformers,
 )
+from healthmon.model.pooling import base_model_pooling
 from healthmon.model.versions import atomic_version_dir, check_target_free, new_version_name
 from healthmon.training.args import TrainArgs, auto_epochs
 from healthmon.training.calibration import fit_temperature, tune_thresholds
@@ -215,7 +216,7 @@ def train(
     device = pick_device(settings.device)
     check_one_gpu_per_process(device)  # before the model loads
     set_seed(seed)
-    pooling = _resolved_pooling(args)
+    pooling = _resolved_pooling(args, settings.base_model)
     args = replace(args, pooling=pooling)  # the card's train_args record what was used, not "unset"
     model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout, pooling=pooling)
     parent = ""
@@ -458,10 +459,11 @@ def _parent_labels(args: TrainArgs) -> tuple[str, ...]:
     return ModelCard.load(args.init_from).labels if args.init_from else ()
 
 
-def _resolved_pooling(args: TrainArgs) -> str:
-    """The head's pooling: as asked, else the parent's when continuing, else [CLS]."""
+def _resolved_pooling(args: TrainArgs, base_model: str) -> str:
+    """The head's pooling: as asked, else the parent's when continuing, else the base model's
+    own (:func:`~healthmon.model.pooling.base_model_pooling`: mean for the bundled base)."""
     if not args.init_from:
-        return args.pooling or "cls"
+        return args.pooling or base_model_pooling(resolve_base_model(base_model))
     inherited = ModelCard.load(args.init_from).pooling
     if args.pooling and args.pooling != inherited:
         raise ConfigError(
