@@ -138,6 +138,8 @@ class Classifier:
         card: the version's card (labels, problem type, temperature, thresholds).
         name: version name shown to users and stored with predictions.
         device / precision / batch_size: see :class:`healthmon.config.Settings`.
+        tokenizer_checked: :func:`check_tokenizer_windows` already passed for this tokenizer
+            and card (``from_pretrained`` runs it before loading the weights); else it runs here.
     """
 
     def __init__(
@@ -150,10 +152,12 @@ class Classifier:
         device: str = "auto",
         precision: str = "fp32",
         batch_size: int = 8,
+        tokenizer_checked: bool = False,
     ) -> None:
         self.card = card
         self.name = name
-        check_tokenizer_windows(tokenizer, card)
+        if not tokenizer_checked:  # from_pretrained checks before the weights load
+            check_tokenizer_windows(tokenizer, card)
         self.tokenizer = tokenizer
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device, card.metrics.get("precision_check", {}).get("bf16"))
@@ -215,6 +219,7 @@ class Classifier:
             device=device or settings.device,
             precision=precision or settings.precision,
             batch_size=batch_size or settings.batch_size,
+            tokenizer_checked=True,
         )
 
     @property

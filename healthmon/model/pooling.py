@@ -23,6 +23,8 @@ rebuilt as a [CLS] one.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,9 +99,6 @@ def base_model_pooling(base_model_dir: str) -> str:
     says ``pooling_mode_mean_tokens``, as the bundled all-MiniLM-L6-v2's does), else ``cls``, the
     head the base's own ``AutoModelForSequenceClassification`` reads. A hub id or a folder without
     that file is ``cls``: nothing says it was trained for a mean."""
-    import json
-    from pathlib import Path
-
     folder = Path(base_model_dir)
     try:
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text(encoding="utf-8"))

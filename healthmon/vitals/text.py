@@ -296,13 +296,11 @@ def features_text(features: dict[str, float]) -> str:
     scale_2 = features.get("spo2_scale") == 2
     spo2 = SPO2_SCALE2_ON_OXYGEN if features.get("on_oxygen.latest") else SPO2_SCALE2_ON_AIR
     for measure in MEASURES:
-        if scale_2 and measure.parameter == "spo2":
-            measure = spo2
-        phrase = _phrase(features, measure)
-        if phrase and scale_2 and measure.parameter == "spo2":
-            phrases.append(SPO2_TARGET_PHRASE)  # beside the value it explains; absent without one
+        on_target = scale_2 and measure.parameter == "spo2"
+        phrase = _phrase(features, spo2 if on_target else measure)
         if phrase:
-            phrases.append(phrase)
+            # The target stands beside the value it explains, and is absent without one.
+            phrases += [SPO2_TARGET_PHRASE, phrase] if on_target else [phrase]
     return "; ".join(phrases) + "." if phrases else "no usable vitals."
 
 
