@@ -655,7 +655,11 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     if args.birth_date or args.sex:
         set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
     if args.record_spo2_scale:
-        set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
+        set_aside = set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
+        if set_aside:
+            print(f"set aside {len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale "
+                  f"(ids {', '.join(map(str, set_aside))}); add --draft to draft on scale {args.record_spo2_scale}",
+                  file=sys.stderr)
     snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
     result = evaluate(_rules(settings), snapshot.findings)
     if args.draft:
@@ -684,7 +688,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
                    "fired_by": [t["text"] for t in a.trigger_dicts()], "source": a.rule.source} for a in result.advice],
         "not_checked": {rule: list(facts_) for rule, facts_ in result.unknown.items()},
         "stored": [{"id": i.id, "rule": i.rule_id, "status": i.status, "decided_by": i.decided_by,
-                    "decided_at": i.decided_at, "text": i.text} for i in patient_advice(factory, args.patient)],
+                    "decided_at": i.decided_at, "text": i.text, "note": i.decision_note or None} for i in patient_advice(factory, args.patient)],
     }, indent=2, default=str))
     return 0
 

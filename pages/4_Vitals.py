@@ -13,7 +13,7 @@ from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
 from healthmon.errors import HealthmonError
 from healthmon.figures import vitals_figure
 from healthmon.jobs import enqueue, get_job
-from healthmon.ui.components import job_status, plain, show_error
+from healthmon.ui.components import job_status, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import active_model_dir, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
 from healthmon.vitals.assess import assess_patient
@@ -126,10 +126,9 @@ setting = options[1].radio("Where were the readings taken?", ["hospital", "home"
 # Per patient, preset from the scale on record for a stored patient: a prescribed 88-92 % target
 # belongs to one patient, and must not carry over to the next. It is recorded on the Patient page.
 recorded = recorded_spo2_scale(factory, patient)
-scale = options[2].radio("SpO2 scale", [1, 2], horizontal=True, key=f"vitals_spo2_scale:{patient}",
-                         index=recorded.scale - 1 if recorded else 0,
-                         help="Preset from the scale recorded on the Patient page. Scale 2 only for patients with a "
-                              "prescribed 88-92% target (e.g. hypercapnic failure)")
+scale = spo2_scale_switch(options[2], key=f"vitals_spo2_scale:{patient}", recorded=recorded,
+                          help="Preset from the scale recorded on the Patient page. Scale 2 only for patients with a "
+                               "prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
 cuffless = more[0].checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")

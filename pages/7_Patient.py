@@ -15,7 +15,7 @@ from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, 
 from healthmon.errors import HealthmonError
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_json
-from healthmon.ui.components import plain, show_error
+from healthmon.ui.components import plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
 from healthmon.ui.session import page_setup
 
@@ -47,9 +47,9 @@ except HealthmonError as exc:
     show_error(exc)
     st.stop()
 scale_key = f"patient_spo2_scale:{patient_id}"
-scale = right.radio("SpO2 scale", [1, 2], horizontal=True, key=scale_key, index=recorded.scale - 1 if recorded else 0,
-                    help="Preset from the scale on record. Scale 2 only for patients with a prescribed 88-92% target "
-                         "(e.g. hypercapnic failure)")
+scale = spo2_scale_switch(right, key=scale_key, recorded=recorded,
+                          help="Preset from the scale on record. Scale 2 only for patients with a prescribed 88-92% "
+                               "target (e.g. hypercapnic failure)")
 st.query_params["patient"] = patient_id
 
 try:
@@ -96,12 +96,17 @@ with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none 
                                         "target was withdrawn (optional)")
             if st.form_submit_button("Record SpO2 scale"):
                 try:
-                    set_spo2_scale(factory, user, patient_id, chosen, reason=reason)
+                    set_aside = set_spo2_scale(factory, user, patient_id, chosen, reason=reason)
                 except HealthmonError as exc:
                     show_error(exc)
                 else:
+                    if set_aside:
+                        st.session_state["spo2_set_aside"] = (
+                            f"{len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale were set "
+                            f"aside (listed under Superseded drafts); draft again on scale {chosen} below.")
                     # The switch above follows the new record; the form starts afresh.
-                    for key in (scale_key, f"spo2_scale_record:{patient_id}", f"spo2_scale_reason:{patient_id}"):
+                    for key in (scale_key, f"{scale_key}:preset_from", f"spo2_scale_record:{patient_id}",
+                                f"spo2_scale_reason:{patient_id}"):
                         st.session_state.pop(key, None)
                     st.session_state.pop("patient_report", None)
                     st.rerun()
@@ -137,6 +142,8 @@ def _decide(item: AdviceView, decision: str, *, text: str | None = None, note: s
 st.subheader("Advice")
 st.caption("Each finding that fires a rule is a draft until you approve it (as written or edited) or dismiss it. "
            "Only approved advice goes into the report.")
+if "spo2_set_aside" in st.session_state:
+    st.info(plain(st.session_state.pop("spo2_set_aside")))
 if "advice_error" in st.session_state:
     st.error(plain(st.session_state.pop("advice_error")), icon="🚫")
 # Drafting is a clinician's action, not a side effect of looking: switching the setting to
@@ -186,10 +193,12 @@ for item in current:
             st.caption(plain(f"{STATUS_WORDS[item.status]} by {item.decided_by} at {when}"
                              + (f": {item.decision_note}" if item.decision_note else "")))
 if superseded:
-    with st.expander(f"Superseded drafts ({len(superseded)}): replaced by a newer draft of the same rule"):
+    with st.expander(f"Superseded drafts ({len(superseded)}): replaced by a newer draft of the same rule, or set "
+                     "aside when another SpO2 scale was recorded"):
         for item in superseded:
             st.markdown(plain(f"{item.title}, drafted {item.created_at:%Y-%m-%d %H:%M} UTC: "
-                              + "; ".join(t["text"] for t in item.triggers)))
+                              + "; ".join(t["text"] for t in item.triggers)
+                              + (f" ({item.decision_note})" if item.decision_note else "")))
 if result.unknown:
     with st.expander(f"Not checked for want of data ({len(result.unknown)} rule(s))"):
         for rule_id, missing in sorted(result.unknown.items()):

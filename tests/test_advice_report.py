@@ -318,6 +318,53 @@ def test_a_recorded_spo2_scale_is_used_everywhere_until_withdrawn_and_every_chan
         assert entries[0].after["reason"] == "hypercapnic respiratory failure on blood gas <b>"
 
 
+def test_recording_another_spo2_scale_sets_aside_pending_drafts_its_news2_no_longer_supports(db):
+    from healthmon.advice.store import set_spo2_scale, trigger_spo2_scale
+
+    # A trigger's text drops a detail its neighbour already showed; the stored detail always has it.
+    assert trigger_spo2_scale({"fact": "news2.total", "detail": "scored 2026-03-05 20:00 UTC, SpO2 scale 2"}) == 2
+    assert trigger_spo2_scale({"fact": "news2.total", "detail": "scored 2026-03-05 20:00 UTC, partial"}) == 1
+    assert trigger_spo2_scale({"fact": "bp.crisis", "detail": "SpO2 scale 2"}) is None
+
+    clinician = _signed_in(db, "dr-lee")
+    rules = load_rules()
+
+    def draft() -> dict:
+        snapshot = patient_snapshot(db, "P-7")
+        return {i.id: i for i in draft_advice(db, clinician, snapshot, evaluate(rules, snapshot.findings))}
+
+    def news2_scales(item) -> set:  # noqa: ANN001
+        return {trigger_spo2_scale(t) for t in item.triggers} - {None}
+
+    on_scale_1 = draft()  # NEWS2 7 on scale 1
+    news2_drafts = {i for i, item in on_scale_1.items() if news2_scales(item) == {1}}
+    others = {i for i, item in on_scale_1.items() if not news2_scales(item)}
+    assert news2_drafts and others
+    decided = next(iter(others))
+    decide_advice(db, clinician, decided, "approved", seen_version=0)
+
+    set_aside = set_spo2_scale(db, clinician, "P-7", 2, reason="hypercapnic respiratory failure")
+    assert set(set_aside) == news2_drafts  # only the drafts whose score changed with the scale
+    after = {i.id: i for i in patient_advice(db, "P-7")}
+    for i in news2_drafts:
+        assert after[i].status == "superseded" and after[i].version == 1
+        assert after[i].decision_note == "set aside: fired by a NEWS2 scored on SpO2 scale 1; scale 2 recorded by dr-lee"
+    assert after[decided].status == "approved"  # decided advice is history: untouched
+    assert all(after[i].status == "draft" for i in others - {decided})  # not NEWS2: still pending
+    with db() as s:
+        audited = s.scalars(select(AuditEntry).where(AuditEntry.action == "advice.superseded")).all()
+        assert {int(e.entity_id) for e in audited} == news2_drafts
+        assert all(e.after["reason"].startswith("set aside: fired by a NEWS2") for e in audited)
+    with pytest.raises(AdviceError, match="it is already superseded"):  # no one approves a set-aside draft
+        decide_advice(db, clinician, min(news2_drafts), "approved", seen_version=1)
+
+    on_scale_2 = draft()  # NEWS2 5 on the recorded scale 2
+    new_news2 = {i for i, item in on_scale_2.items() if item.status == "draft" and news2_scales(item) == {2}}
+    assert new_news2
+    assert set_spo2_scale(db, clinician, "P-7", 2, reason="still hypercapnic") == []  # same scale: nothing moves
+    assert set(set_spo2_scale(db, "dr-lee", "P-7", 1)) == new_news2  # withdrawn: the scale-2 drafts go aside
+
+
 def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):
     clinician = _signed_in(db, "dr-lee")
     rules = load_rules()

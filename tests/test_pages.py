@@ -605,3 +605,12 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert not fresh.exception and {m.label: m.value for m in fresh.metric}["NEWS2"] == "7"
     assert [r for r in fresh.radio if r.label == "SpO2 scale"][0].value == 1
     assert "scale 1 recorded by cli on " in _texts(fresh, "caption") and "<i>x" not in _texts(fresh, "caption")
+    # The Vitals page open in another session follows the new record on its next rerun, and says so.
+    vitals.run()
+    assert [r for r in vitals.radio if r.label == "SpO2 scale"][0].value == 1
+    assert [m for m in vitals.metric if m.label == "Latest NEWS2"][0].value == "7"
+    assert "The SpO2 scale on record changed since this view was opened: now scale 1 recorded by cli" in _texts(vitals, "info")
+    # A scale chosen for this view stands while the record does not change.
+    [r for r in vitals.radio if r.label == "SpO2 scale"][0].set_value(2).run()
+    vitals.run()
+    assert [r for r in vitals.radio if r.label == "SpO2 scale"][0].value == 2 and not _texts(vitals, "info")

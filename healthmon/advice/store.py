@@ -262,13 +262,27 @@ def set_demographics(factory: sessionmaker[Session], user: SignedIn | str, patie
 SPO2_REASON_MAX = 500
 
 
+def trigger_spo2_scale(trigger: dict) -> int | None:
+    """The SpO2 scale a stored NEWS2 trigger was scored on (its detail names scale 2; scale 1
+    triggers kept their original text), or None for a trigger that is not a NEWS2 fact."""
+    if not str(trigger.get("fact", "")).startswith("news2."):
+        return None
+    return 2 if "SpO2 scale 2" in str(trigger.get("detail", "")) else 1
+
+
 def set_spo2_scale(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, scale: int, *,
-                   reason: str = "") -> None:
+                   reason: str = "") -> list[int]:
     """Record the NEWS2 SpO2 scale a patient is scored on from now on, everywhere: 2 for a
     prescribed 88-92 % target, 1 to withdraw it. RCP 2017 reserves scale 2 for a target set by a
     competent clinical decision-maker (confirmed hypercapnic respiratory failure) and asks for
     it to be documented, so scale 2 needs a reason. Clinicians and admins only; audited, with
-    the scale it replaced."""
+    the scale it replaced.
+
+    Pending drafts fired by a NEWS2 scored on the other scale are set aside (``superseded``,
+    audited, the reason in their decision note): their score is wrong for this patient, and a
+    draft that the right scale no longer fires would otherwise wait to be approved. Decided
+    advice is history and stays as it is. Returns the ids of the drafts set aside.
+    """
     if scale not in (1, 2):
         raise AdviceError("SpO2 scale 1 or 2", repr(scale), "use scale 2 only for a prescribed 88-92 % target, else 1")
     reason = (reason or "").strip()
@@ -289,3 +303,15 @@ def set_spo2_scale(factory: sessionmaker[Session], user: SignedIn | str, patient
         patient.spo2_scale_set_by, patient.spo2_scale_set_at = actor, utcnow()
         audit(s, actor, "patient.spo2_scale", "patient", patient.id, before,
               {"spo2_scale": scale, "reason": reason, "patient": patient_id})
+        set_aside = []
+        for item in s.scalars(select(AdviceItem).where(AdviceItem.patient_id == patient.id,
+                                                       AdviceItem.status == "draft")):
+            scored_on = {trigger_spo2_scale(t) for t in item.triggers or ()} - {None}
+            if scored_on and scored_on != {scale}:
+                item.status, item.version = "superseded", item.version + 1
+                item.decision_note = (f"set aside: fired by a NEWS2 scored on SpO2 scale {min(scored_on - {scale})}; "
+                                      f"scale {scale} recorded by {actor}")
+                audit(s, actor, "advice.superseded", "advice", item.id, {"status": "draft"},
+                      {"status": "superseded", "reason": item.decision_note})
+                set_aside.append(item.id)
+        return set_aside

@@ -277,7 +277,8 @@ class VitalReading(Base):
     source: Mapped[str] = mapped_column(String(300), default="")
 
 
-# superseded: a draft replaced by a newer draft of the same rule (new values) before anyone decided on it.
+# superseded: a draft replaced by a newer draft of the same rule (new values) before anyone decided on it,
+# or set aside because its NEWS2 was scored on an SpO2 scale other than the one since recorded.
 ADVICE_STATUSES = ("draft", "approved", "edited", "dismissed", "superseded")
 
 
