@@ -658,8 +658,8 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
         set_aside = set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
         if set_aside:
             print(f"set aside {len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale "
-                  f"(ids {', '.join(map(str, set_aside))}); add --draft to draft on scale {args.record_spo2_scale}",
-                  file=sys.stderr)
+                  f"(ids {', '.join(map(str, set_aside))})"
+                  + ("" if args.draft else f"; add --draft to draft on scale {args.record_spo2_scale}"), file=sys.stderr)
     snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
     result = evaluate(_rules(settings), snapshot.findings)
     if args.draft:

@@ -87,11 +87,15 @@ with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none 
     if user.can("advice.decide"):
         # Per patient, and the reason starts empty: a reason on record belongs to that decision, and
         # must not be stored again against a withdrawal or another patient's target.
+        record_key, reason_key = f"spo2_scale_record:{patient_id}", f"spo2_scale_reason:{patient_id}"
+        if f"spo2_scale_form_reset:{patient_id}" in st.session_state:
+            st.session_state[record_key] = st.session_state.pop(f"spo2_scale_form_reset:{patient_id}")
+            st.session_state[reason_key] = ""
+        elif record_key not in st.session_state:
+            st.session_state[record_key] = scale
         with st.form(f"spo2_scale:{patient_id}"):
-            chosen = st.radio("Record scale", [1, 2], horizontal=True, index=scale - 1,
-                              key=f"spo2_scale_record:{patient_id}")
-            reason = st.text_input("Reason (needed for scale 2)", max_chars=SPO2_REASON_MAX,
-                                   key=f"spo2_scale_reason:{patient_id}",
+            chosen = st.radio("Record scale", [1, 2], horizontal=True, key=record_key)
+            reason = st.text_input("Reason (needed for scale 2)", max_chars=SPO2_REASON_MAX, key=reason_key,
                                    help="e.g. hypercapnic respiratory failure on blood gas; for scale 1, why the "
                                         "target was withdrawn (optional)")
             if st.form_submit_button("Record SpO2 scale"):
@@ -105,9 +109,11 @@ with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none 
                             f"{len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale were set "
                             f"aside (listed under Superseded drafts); draft again on scale {chosen} below.")
                     # The switch above follows the new record; the form starts afresh.
-                    for key in (scale_key, f"{scale_key}:preset_from", f"spo2_scale_record:{patient_id}",
-                                f"spo2_scale_reason:{patient_id}"):
-                        st.session_state.pop(key, None)
+                    # Forgetting which record the switch came from presets it from the new one,
+                    # without the "changed in another session" notice; the form starts afresh on
+                    # the next run (a widget's state can only be written before it is drawn).
+                    st.session_state.pop(f"{scale_key}:preset_from", None)
+                    st.session_state[f"spo2_scale_form_reset:{patient_id}"] = chosen
                     st.session_state.pop("patient_report", None)
                     st.rerun()
 
@@ -152,7 +158,12 @@ new = undrafted(factory, patient_id, result)
 if result.advice:
     st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting, SpO2 scale {scale}): "
                       + ", ".join(a.rule.id for a in result.advice) + "."))
-if new and st.button(f"Draft advice for {len(new)} new finding(s)", type="primary", key="draft_advice"):
+on_record = recorded.scale if recorded else 1
+if new and snapshot.vitals is not None and scale != on_record:
+    # draft_advice refuses it too: a draft must be scored on the patient's recorded scale.
+    st.info(plain(f"Advice is drafted on the SpO2 scale on record (scale {on_record}); this view scores scale "
+                  f"{scale}. Record scale {scale} above to draft on it, or switch back."))
+elif new and st.button(f"Draft advice for {len(new)} new finding(s)", type="primary", key="draft_advice"):
     try:
         draft_advice(factory, user, snapshot, result)
         st.session_state.pop("patient_report", None)

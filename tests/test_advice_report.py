@@ -318,51 +318,66 @@ def test_a_recorded_spo2_scale_is_used_everywhere_until_withdrawn_and_every_chan
         assert entries[0].after["reason"] == "hypercapnic respiratory failure on blood gas <b>"
 
 
-def test_recording_another_spo2_scale_sets_aside_pending_drafts_its_news2_no_longer_supports(db):
+def test_recording_another_spo2_scale_sets_aside_pending_drafts_scored_on_the_other_scale(db):
     from healthmon.advice.store import set_spo2_scale, trigger_spo2_scale
 
     # A trigger's text drops a detail its neighbour already showed; the stored detail always has it.
     assert trigger_spo2_scale({"fact": "news2.total", "detail": "scored 2026-03-05 20:00 UTC, SpO2 scale 2"}) == 2
     assert trigger_spo2_scale({"fact": "news2.total", "detail": "scored 2026-03-05 20:00 UTC, partial"}) == 1
+    assert trigger_spo2_scale({"fact": "alert", "threshold": "news2_high", "detail": "NEWS2 7. SpO2 scale 2."}) == 2
+    assert trigger_spo2_scale({"fact": "alert", "threshold": "weight_gain_3d", "detail": "SpO2 scale 2"}) is None
     assert trigger_spo2_scale({"fact": "bp.crisis", "detail": "SpO2 scale 2"}) is None
 
     clinician = _signed_in(db, "dr-lee")
     rules = load_rules()
 
-    def draft() -> dict:
-        snapshot = patient_snapshot(db, "P-7")
+    def draft(setting: str = "hospital", scale: int | None = None) -> dict:
+        snapshot = patient_snapshot(db, "P-7", setting=setting, spo2_scale=scale)
         return {i.id: i for i in draft_advice(db, clinician, snapshot, evaluate(rules, snapshot.findings))}
 
-    def news2_scales(item) -> set:  # noqa: ANN001
-        return {trigger_spo2_scale(t) for t in item.triggers} - {None}
+    def pending_on(items: dict, scale: int) -> set:
+        return {i for i, item in items.items() if item.status == "draft"
+                and {trigger_spo2_scale(t) for t in item.triggers} - {None} == {scale}}
 
     on_scale_1 = draft()  # NEWS2 7 on scale 1
-    news2_drafts = {i for i, item in on_scale_1.items() if news2_scales(item) == {1}}
-    others = {i for i, item in on_scale_1.items() if not news2_scales(item)}
+    news2_drafts = pending_on(on_scale_1, 1)
+    others = {i for i, item in on_scale_1.items() if i not in news2_drafts}
     assert news2_drafts and others
-    decided = next(iter(others))
-    decide_advice(db, clinician, decided, "approved", seen_version=0)
+    # A scale chosen for one view is not the record: no advice is drafted on it.
+    with pytest.raises(AdviceError, match=r"advice drafted on the SpO2 scale on record \(scale 1\)"):
+        draft(scale=2)
 
     set_aside = set_spo2_scale(db, clinician, "P-7", 2, reason="hypercapnic respiratory failure")
-    assert set(set_aside) == news2_drafts  # only the drafts whose score changed with the scale
+    assert set(set_aside) == news2_drafts  # only the drafts resting on NEWS2
     after = {i.id: i for i in patient_advice(db, "P-7")}
     for i in news2_drafts:
         assert after[i].status == "superseded" and after[i].version == 1
         assert after[i].decision_note == "set aside: fired by a NEWS2 scored on SpO2 scale 1; scale 2 recorded by dr-lee"
-    assert after[decided].status == "approved"  # decided advice is history: untouched
-    assert all(after[i].status == "draft" for i in others - {decided})  # not NEWS2: still pending
+    assert all(after[i].status == "draft" for i in others)  # not NEWS2: still pending
     with db() as s:
         audited = s.scalars(select(AuditEntry).where(AuditEntry.action == "advice.superseded")).all()
         assert {int(e.entity_id) for e in audited} == news2_drafts
         assert all(e.after["reason"].startswith("set aside: fired by a NEWS2") for e in audited)
     with pytest.raises(AdviceError, match="it is already superseded"):  # no one approves a set-aside draft
         decide_advice(db, clinician, min(news2_drafts), "approved", seen_version=1)
+    with pytest.raises(AdviceError, match=r"on record \(scale 2\)"):
+        draft(scale=1)
 
-    on_scale_2 = draft()  # NEWS2 5 on the recorded scale 2
-    new_news2 = {i for i, item in on_scale_2.items() if item.status == "draft" and news2_scales(item) == {2}}
-    assert new_news2
+    hospital = pending_on(draft(), 2)  # NEWS2 5 on the recorded scale 2: news2-medium
+    at_home = pending_on(draft("home"), 2) - hospital  # home readings: the NEWS2 alert rule, scored on scale 2
+    assert hospital and at_home
+    assert all("SpO2 scale 2." in t["detail"] for i in at_home for t in patient_advice_by_id(db, i).triggers
+               if t["fact"] == "alert")
+    approved = min(hospital)
+    decide_advice(db, clinician, approved, "approved", seen_version=0)
     assert set_spo2_scale(db, clinician, "P-7", 2, reason="still hypercapnic") == []  # same scale: nothing moves
-    assert set(set_spo2_scale(db, "dr-lee", "P-7", 1)) == new_news2  # withdrawn: the scale-2 drafts go aside
+    # Withdrawn: the pending scale-2 drafts go aside; the approved one is history and stays.
+    assert set(set_spo2_scale(db, "dr-lee", "P-7", 1)) == (hospital | at_home) - {approved}
+    assert patient_advice_by_id(db, approved).status == "approved"
+
+
+def patient_advice_by_id(db, advice_id: int):  # noqa: ANN001, ANN201
+    return next(i for i in patient_advice(db, "P-7") if i.id == advice_id)
 
 
 def test_new_values_supersede_a_pending_draft_and_a_repeat_crisis_is_drafted_again(db):

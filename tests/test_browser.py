@@ -359,3 +359,63 @@ def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_r
                    check=True)
     shot(page, "patient-approved")
     assert page.dialogs == []
+
+
+def test_the_spo2_switch_follows_a_scale_recorded_elsewhere_and_the_record_form_starts_afresh(browser, dashboard):
+    """What the browser shows, not only what the script returns: a keyed radio keeps the
+    browser's choice unless the page writes its value through session state."""
+    from healthmon.advice.store import set_spo2_scale
+    from healthmon.config import Settings
+    from healthmon.storage.db import make_engine, session_factory
+    from healthmon.vitals.ingest import read_vitals_csv
+    from healthmon.vitals.store import store_vitals
+
+    ward = "timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,p-200,118,150/92,93,23,38.4\n"
+    engine = make_engine(settings=Settings(data_dir=dashboard["data_dir"]))
+    factory = session_factory(engine)
+    store_vitals(factory, "cli", read_vitals_csv(ward.encode(), "ward.csv").frame, source="ward.csv", fmt="csv",
+                 report={})
+    page = open_page(browser, dashboard)
+    sign_in(page, "cli")
+    go(page, "Patient")
+    page.get_by_text("Highest risk").wait_for(timeout=WAIT)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Patient").first.click()
+    page.keyboard.type("p-200")
+    page.get_by_role("option", name="p-200").click(timeout=WAIT)
+    switch = page.locator('[data-testid="stRadio"]').filter(has_text="SpO2 scale").first
+    news2 = page.locator('[data-testid="stMetric"]').filter(has_text="NEWS2").first
+
+    def shows(scale: int, total: str) -> None:
+        switch.locator("input").nth(scale - 1).wait_for(state="attached", timeout=WAIT)
+        page.wait_for_function(
+            "([s, t]) => { const r = [...document.querySelectorAll('[data-testid=\"stRadio\"]')]"
+            ".find(e => e.innerText.startsWith('SpO2 scale'));"
+            " const m = [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+            ".find(e => e.innerText.startsWith('NEWS2'));"
+            " return r && m && r.querySelectorAll('input')[s - 1].checked && m.innerText.includes(t); }",
+            arg=[scale, total], timeout=WAIT)
+
+    shows(1, "7")
+    set_spo2_scale(factory, "cli", "p-200", 2, reason="hypercapnic failure")  # another session records it
+    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
+    shows(2, "5")  # the browser's switch moved with the record, and the score with it
+    page.get_by_text("The SpO2 scale on record changed since this view was opened").wait_for(timeout=WAIT)
+    switch.get_by_text("1", exact=True).click()  # a look at scale 1 for this view only
+    shows(1, "7")
+    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("hospital", exact=True).click()
+    shows(1, "7")  # the view's own choice stands while the record does not change
+    shot(page, "patient-spo2-view")
+    # Withdrawn on this page: the switch and the form follow the new record, the reason is cleared.
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Record scale")
+    form.locator('[data-testid="stRadio"]').get_by_text("1", exact=True).click()
+    form.get_by_role("textbox").fill("target withdrawn after review")
+    form.get_by_role("button", name="Record SpO2 scale").click()
+    page.get_by_text("SpO2 scale: scale 1 recorded by cli").first.wait_for(timeout=WAIT)
+    shows(1, "7")
+    page.get_by_text("SpO2 scale: scale 1 recorded by cli").first.click()  # view and record agree: folded
+    form.get_by_role("textbox").wait_for(timeout=WAIT)
+    shot(page, "patient-spo2-recorded")
+    assert form.get_by_role("textbox").input_value() == ""
+    assert form.locator("input[type=radio]").nth(0).is_checked()
+    engine.dispose()
+    assert page.dialogs == []

@@ -187,7 +187,11 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
         recent = assessment.alerts[assessment.alerts["time"] >= assessment.vitals["time"].max() - ALERT_WINDOW]
         alerts: dict[str, str] = {}
         for row in recent.sort_values("time").to_dict("records"):
-            alerts[str(row["rule_id"])] = str(row["message"])  # the latest alert of each rule
+            message = str(row["message"])  # the latest alert of each rule
+            if str(row["rule_id"]).startswith("news2") and assessment.spo2_scale == 2:
+                # As for news2_time: a trigger scored on scale 2 says so (scale 1 keeps its text).
+                message += " SpO2 scale 2."
+            alerts[str(row["rule_id"])] = message
         if alerts:
             facts["alerts"] = alerts
     return facts

@@ -130,7 +130,8 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
     """Store a draft for each fired rule that needs one (see :func:`_should_draft`).
 
     A newer draft of a rule replaces the older pending one, which is kept as ``superseded``
-    (audited), so a clinician decides on the current values only. A clinician (or an admin)
+    (audited), so a clinician decides on the current values only. NEWS2 must be scored on the
+    SpO2 scale on record (scale 1 where none is), not one chosen for a single view. A clinician (or an admin)
     drafts; the CLI passes the name of one. Two sessions drafting at once store each draft
     once. Returns the patient's advice items, newest first (see :func:`patient_advice`).
     """
@@ -140,6 +141,14 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
         patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
+        on_record = patient.spo2_scale or 1
+        if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record:
+            # A draft scored on a scale chosen for one view would contradict the record, and
+            # recording that scale later would set it aside again.
+            raise AdviceError(f"advice drafted on the SpO2 scale on record (scale {on_record})",
+                              f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, chosen for this view",
+                              f"record scale {snapshot.vitals.spo2_scale} for the patient first (with its reason), "
+                              f"or draft on scale {on_record}")
         by_rule = _items_by_rule(s, snapshot.patient_id)
         for advice in result.advice:
             rule, key = advice.rule, advice.fingerprint
@@ -163,9 +172,7 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
             item = s.get(AdviceItem, new_id)
             for old in earlier:
                 if old.status == "draft":
-                    old.status, old.version = "superseded", old.version + 1
-                    audit(s, actor, "advice.superseded", "advice", old.id, {"status": "draft"},
-                          {"status": "superseded", "by": item.id})
+                    _set_aside(s, actor, old, {"by": item.id})
             earlier.append(item)
             audit(s, actor, "advice.draft", "advice", item.id, None,
                   {"patient": snapshot.patient_id, "rule": rule.id, "triggers": [t["text"] for t in triggers]})
@@ -264,10 +271,31 @@ SPO2_REASON_MAX = 500
 
 def trigger_spo2_scale(trigger: dict) -> int | None:
     """The SpO2 scale a stored NEWS2 trigger was scored on (its detail names scale 2; scale 1
-    triggers kept their original text), or None for a trigger that is not a NEWS2 fact."""
-    if not str(trigger.get("fact", "")).startswith("news2."):
+    triggers kept their original text), or None for a trigger that does not rest on NEWS2. A
+    NEWS2 alert (the home rule's ``alert contains news2_high``) rests on NEWS2 too."""
+    fact = str(trigger.get("fact", ""))
+    if not (fact.startswith("news2.") or (fact == "alert" and str(trigger.get("threshold", "")).startswith("news2"))):
         return None
     return 2 if "SpO2 scale 2" in str(trigger.get("detail", "")) else 1
+
+
+def _set_aside(session: Session, actor: str, item: AdviceItem, after: dict, note: str = "") -> bool:
+    """Move a pending draft to ``superseded`` (audited), unless someone decided on it since it
+    was read: compare-and-swap on its version, so a concurrent approval on PostgreSQL is never
+    overwritten. Returns whether it moved."""
+    values = {"status": "superseded", "version": AdviceItem.version + 1}
+    if note:
+        values["decision_note"] = note
+    moved = session.execute(
+        update(AdviceItem).where(AdviceItem.id == item.id, AdviceItem.version == item.version,
+                                 AdviceItem.status == "draft")
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount == 1
+    session.expire(item)
+    if moved:
+        audit(session, actor, "advice.superseded", "advice", item.id, {"status": "draft"},
+              {"status": "superseded", **after})
+    return moved
 
 
 def set_spo2_scale(factory: sessionmaker[Session], user: SignedIn | str, patient_id: str, scale: int, *,
@@ -305,13 +333,11 @@ def set_spo2_scale(factory: sessionmaker[Session], user: SignedIn | str, patient
               {"spo2_scale": scale, "reason": reason, "patient": patient_id})
         set_aside = []
         for item in s.scalars(select(AdviceItem).where(AdviceItem.patient_id == patient.id,
-                                                       AdviceItem.status == "draft")):
+                                                       AdviceItem.status == "draft")).all():
             scored_on = {trigger_spo2_scale(t) for t in item.triggers or ()} - {None}
             if scored_on and scored_on != {scale}:
-                item.status, item.version = "superseded", item.version + 1
-                item.decision_note = (f"set aside: fired by a NEWS2 scored on SpO2 scale {min(scored_on - {scale})}; "
-                                      f"scale {scale} recorded by {actor}")
-                audit(s, actor, "advice.superseded", "advice", item.id, {"status": "draft"},
-                      {"status": "superseded", "reason": item.decision_note})
-                set_aside.append(item.id)
+                note = (f"set aside: fired by a NEWS2 scored on SpO2 scale {min(scored_on - {scale})}; "
+                        f"scale {scale} recorded by {actor}")
+                if _set_aside(s, actor, item, {"reason": note}, note):
+                    set_aside.append(item.id)
         return set_aside

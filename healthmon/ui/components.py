@@ -39,17 +39,20 @@ def spo2_scale_switch(container, *, key: str, recorded, help: str) -> int:  # no
     session would otherwise not reach a view already open until the patient changed. The switch
     remembers which record it was preset from and starts again from the record when that
     changes, saying so; a choice made for this view stands while the record does not change.
+    The value is set through session state, not ``index``: a keyed radio keeps what the browser
+    shows whatever its index, and only a session-state write reaches the browser.
     """
     preset_from = f"{key}:preset_from"
     record = (recorded.scale, recorded.set_at) if recorded is not None else None
-    if preset_from in st.session_state and st.session_state[preset_from] != record and key in st.session_state:
-        st.info(plain("The SpO2 scale on record changed since this view was opened: now "
-                      + (recorded.words if recorded is not None else "none recorded (scale 1)")
-                      + ". The switch follows it."), icon="ℹ️")
-        del st.session_state[key]
+    seen = st.session_state.get(preset_from, ...)
+    if key not in st.session_state or seen != record:
+        if seen is not ... and seen != record and key in st.session_state:
+            st.info(plain("The SpO2 scale on record changed since this view was opened: now "
+                          + (recorded.words if recorded is not None else "none recorded (scale 1)")
+                          + ". The switch follows it."), icon="ℹ️")
+        st.session_state[key] = recorded.scale if recorded is not None else 1
     st.session_state[preset_from] = record
-    return container.radio("SpO2 scale", [1, 2], horizontal=True, key=key,
-                           index=recorded.scale - 1 if recorded is not None else 0, help=help)
+    return container.radio("SpO2 scale", [1, 2], horizontal=True, key=key, help=help)
 
 
 SYNTHETIC_BANNER = (
