@@ -344,7 +344,7 @@ def test_recording_another_spo2_scale_sets_aside_pending_drafts_scored_on_the_ot
     others = {i for i, item in on_scale_1.items() if i not in news2_drafts}
     assert news2_drafts and others
     # A scale chosen for one view is not the record: no advice is drafted on it.
-    with pytest.raises(AdviceError, match=r"advice drafted on the SpO2 scale on record \(scale 1\)"):
+    with pytest.raises(AdviceError, match=r"advice resting on NEWS2 drafted on the SpO2 scale on record \(scale 1\)"):
         draft(scale=2)
 
     set_aside = set_spo2_scale(db, clinician, "P-7", 2, reason="hypercapnic respiratory failure")
@@ -374,6 +374,20 @@ def test_recording_another_spo2_scale_sets_aside_pending_drafts_scored_on_the_ot
     # Withdrawn: the pending scale-2 drafts go aside; the approved one is history and stays.
     assert set(set_spo2_scale(db, "dr-lee", "P-7", 1)) == (hospital | at_home) - {approved}
     assert patient_advice_by_id(db, approved).status == "approved"
+
+
+def test_advice_that_does_not_rest_on_news2_is_drafted_whatever_scale_the_view_scores(db):
+    from healthmon.advice.store import rests_on_news2
+
+    clinician = _signed_in(db, "dr-lee")
+    cuff = "timestamp,patient,BP\n2026-03-01 08:00,P-BP,186/104\n2026-03-02 08:00,P-BP,150/95\n"
+    store_vitals(db, "dr-lee", read_vitals_csv(cuff.encode(), "cuff.csv").frame, source="cuff.csv", fmt="csv",
+                 report={})
+    snapshot = patient_snapshot(db, "P-BP", setting="home", spo2_scale=2)  # no scale on record: 1
+    result = evaluate(load_rules(), snapshot.findings)
+    assert result.advice and not any(rests_on_news2(a) for a in result.advice)
+    drafted = draft_advice(db, clinician, snapshot, result)
+    assert {i.rule_id for i in drafted} == {a.rule.id for a in result.advice} and "bp-crisis" in {i.rule_id for i in drafted}
 
 
 def patient_advice_by_id(db, advice_id: int):  # noqa: ANN001, ANN201

@@ -174,7 +174,7 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     on_scale_2 = json.loads(run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2"], settings).stdout)
     assert "news2-high" not in {f["rule"] for f in on_scale_2["fired"]}
     viewed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--as", "dr-kay"], settings)
-    assert viewed.returncode == 2 and "advice drafted on the SpO2 scale on record (scale 1)" in viewed.stderr
+    assert viewed.returncode == 2 and "advice resting on NEWS2 drafted on the SpO2 scale on record (scale 1)" in viewed.stderr
     assert "record scale 2 for the patient first" in viewed.stderr
     # Recorded once, the prescribed target is what every later command scores on by default.
     unexplained = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--as", "dr-kay"], settings)

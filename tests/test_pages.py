@@ -575,7 +575,7 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert "medium band, SpO2 scale 2" in _texts(at, "caption")
     assert "rule(s) fire on these findings (hospital setting, SpO2 scale 2)" in _texts(at, "markdown")
     # A scale chosen for this view only: its findings are shown, not drafted.
-    assert "Advice is drafted on the SpO2 scale on record (scale 1); this view scores scale 2." in _texts(at, "info")
+    assert "Advice resting on NEWS2 is drafted on the SpO2 scale on record (scale 1); this view scores scale 2." in _texts(at, "info")
     assert not [b for b in at.button if b.label.startswith("Draft advice for")]
     assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download")]
     assert "no prescribed target on record; chosen for this view" in _texts(at, "caption")

@@ -17,7 +17,7 @@ from types import EllipsisType
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from healthmon.advice.engine import AdviceResult
+from healthmon.advice.engine import Advice, AdviceResult
 from healthmon.advice.patient import PatientSnapshot
 from healthmon.advice.rules import AdviceError, Rule
 from healthmon.auth import SignedIn, require
@@ -141,15 +141,18 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
         patient = s.scalar(select(Patient).where(Patient.external_id == snapshot.patient_id))
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
+        by_rule = _items_by_rule(s, snapshot.patient_id)
         on_record = patient.spo2_scale or 1
-        if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record:
-            # A draft scored on a scale chosen for one view would contradict the record, and
-            # recording that scale later would set it aside again.
-            raise AdviceError(f"advice drafted on the SpO2 scale on record (scale {on_record})",
-                              f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, chosen for this view",
+        if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record and any(
+                rests_on_news2(a) and _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)
+                for a in result.advice):
+            # A NEWS2 draft scored on a scale other than the record would contradict it, and
+            # recording that scale later would set it aside again. Advice that does not rest
+            # on NEWS2 (a blood-pressure crisis, a screening) does not depend on the scale.
+            raise AdviceError(f"advice resting on NEWS2 drafted on the SpO2 scale on record (scale {on_record})",
+                              f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, not the scale on record",
                               f"record scale {snapshot.vitals.spo2_scale} for the patient first (with its reason), "
                               f"or draft on scale {on_record}")
-        by_rule = _items_by_rule(s, snapshot.patient_id)
         for advice in result.advice:
             rule, key = advice.rule, advice.fingerprint
             earlier = by_rule.setdefault(rule.id, [])
@@ -277,6 +280,11 @@ def trigger_spo2_scale(trigger: dict) -> int | None:
     if not (fact.startswith("news2.") or (fact == "alert" and str(trigger.get("threshold", "")).startswith("news2"))):
         return None
     return 2 if "SpO2 scale 2" in str(trigger.get("detail", "")) else 1
+
+
+def rests_on_news2(advice: Advice) -> bool:
+    """Whether a fired advice's triggers include a NEWS2 score (so it depends on the SpO2 scale)."""
+    return any(trigger_spo2_scale(t) is not None for t in advice.trigger_dicts())
 
 
 def _set_aside(session: Session, actor: str, item: AdviceItem, after: dict, note: str = "") -> bool:
