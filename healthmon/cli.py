@@ -573,7 +573,7 @@ def _records_for_vitals(settings: Settings, *, store: bool):  # noqa: ANN202
 
 
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
-    from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
+    from healthmon.advice.patient import recorded_spo2_scale, scale_on_record, spo2_scale_basis
     from healthmon.vitals.assess import assess_patient
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
@@ -611,7 +611,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     # must not give NEWS2 7 in a script and 5 on the dashboard.
     for patient in patients:
         recorded = recorded_spo2_scale(factory, patient) if factory is not None else None
-        scale = args.spo2_scale or (recorded.scale if recorded is not None else 1)
+        scale = args.spo2_scale or scale_on_record(recorded)
         result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
                                 lookback=args.lookback, cuffless_bp=args.cuffless_bp,
                                 descriptors=data.descriptors.get(patient))

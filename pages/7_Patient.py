@@ -8,7 +8,7 @@ from datetime import date
 import streamlit as st
 
 from healthmon.advice.engine import evaluate
-from healthmon.advice.patient import list_patients, patient_snapshot, recorded_spo2_scale
+from healthmon.advice.patient import list_patients, patient_snapshot, recorded_spo2_scale, scale_on_record
 from healthmon.advice.rules import URGENCIES
 from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, draft_advice, patient_advice,
                                     rests_on_news2, set_demographics, set_spo2_scale, undrafted)
@@ -46,6 +46,7 @@ try:
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
+on_record = scale_on_record(recorded)
 scale_key = f"patient_spo2_scale:{patient_id}"
 scale = spo2_scale_switch(right, key=scale_key, recorded=recorded,
                           help="Preset from the scale on record. Scale 2 only for patients with a prescribed 88-92% "
@@ -80,7 +81,7 @@ with st.expander(f"Demographics: age {snapshot.age:.0f}" if snapshot.age is not 
                 show_error(exc)
 
 with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none recorded (scored on scale 1)"),
-                 expanded=scale != (recorded.scale if recorded else 1)):
+                 expanded=scale != on_record):
     st.caption(plain(snapshot.spo2_scale_sentence or "No vitals stored: no NEWS2 to score.") + " Scale 2 is for a "
                "target of 88-92 % prescribed by a competent clinical decision-maker (RCP 2017), e.g. for confirmed "
                "hypercapnic respiratory failure; recording it here makes every page, the CLI and the report use it.")
@@ -108,7 +109,6 @@ with st.expander("SpO2 scale: " + (plain(recorded.words) if recorded else "none 
                         st.session_state["spo2_set_aside"] = (
                             f"{len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale were set "
                             f"aside (listed under Superseded drafts); draft again on scale {chosen} below.")
-                    # The switch above follows the new record; the form starts afresh.
                     # Forgetting which record the switch came from presets it from the new one,
                     # without the "changed in another session" notice; the form starts afresh on
                     # the next run (a widget's state can only be written before it is drawn).
@@ -158,7 +158,6 @@ new = undrafted(factory, patient_id, result)
 if result.advice:
     st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting, SpO2 scale {scale}): "
                       + ", ".join(a.rule.id for a in result.advice) + "."))
-on_record = recorded.scale if recorded else 1
 if scale != on_record and any(rests_on_news2(a) for a in new):
     # draft_advice refuses it too: a NEWS2 draft must be scored on the patient's recorded scale.
     st.info(plain(f"Advice resting on NEWS2 is drafted on the SpO2 scale on record (scale {on_record}); this view "

@@ -38,6 +38,16 @@ class SpO2Prescription:
             f": {self.reason}" if self.reason else "")
 
 
+# How a finding scored on scale 2 says so (trigger details, alert messages); scale-1 findings keep
+# their original text, so their fingerprints did not change. healthmon.advice.store reads it back.
+SCALE_2_MARK = "SpO2 scale 2"
+
+
+def scale_on_record(recorded: SpO2Prescription | None) -> int:
+    """The scale a patient is scored on by default: the recorded one, or 1 where none was."""
+    return recorded.scale if recorded is not None else 1
+
+
 def _prescription(patient: Patient) -> SpO2Prescription | None:
     if patient.spo2_scale is None:
         return None
@@ -142,7 +152,7 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
                 reviewed = ", confirmed by review" if case.final_labels is not None else ""
                 risk_source[label] = f"case #{case.note_id}, model {case.version}{reviewed}"
     if spo2_scale is None:
-        spo2_scale = prescription.scale if prescription is not None else 1
+        spo2_scale = scale_on_record(prescription)
     vitals_table = load_vitals(factory, patient_id)
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
     assessment = (assess_patient(vitals_table, patient_id, setting=setting, spo2_scale=spo2_scale,
@@ -175,7 +185,7 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
                      # approved advice's trigger must say which it was. Scale 1 keeps the old text, so
                      # advice already drafted is not drafted again.
                      news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial")
-                     + (", SpO2 scale 2" if assessment.spo2_scale == 2 else ""))
+                     + (f", {SCALE_2_MARK}" if assessment.spo2_scale == 2 else ""))
     if assessment.bp is not None:
         pairs = assessment.bp_readings
         window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")
@@ -190,7 +200,7 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
             message = str(row["message"])  # the latest alert of each rule
             if str(row["rule_id"]).startswith("news2") and assessment.spo2_scale == 2:
                 # As for news2_time: a trigger scored on scale 2 says so (scale 1 keeps its text).
-                message += " SpO2 scale 2."
+                message += f" {SCALE_2_MARK}."
             alerts[str(row["rule_id"])] = message
         if alerts:
             facts["alerts"] = alerts

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.advice.engine import Advice, AdviceResult
-from healthmon.advice.patient import PatientSnapshot
+from healthmon.advice.patient import SCALE_2_MARK, PatientSnapshot
 from healthmon.advice.rules import AdviceError, Rule
 from healthmon.auth import SignedIn, require
 from healthmon.storage.db import insert_or_skip, transaction
@@ -279,7 +279,7 @@ def trigger_spo2_scale(trigger: dict) -> int | None:
     fact = str(trigger.get("fact", ""))
     if not (fact.startswith("news2.") or (fact == "alert" and str(trigger.get("threshold", "")).startswith("news2"))):
         return None
-    return 2 if "SpO2 scale 2" in str(trigger.get("detail", "")) else 1
+    return 2 if SCALE_2_MARK in str(trigger.get("detail", "")) else 1
 
 
 def rests_on_news2(advice: Advice) -> bool:

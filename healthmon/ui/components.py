@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
+from healthmon.advice.patient import scale_on_record
 from healthmon.cases import CaseView
 from healthmon.errors import HealthmonError
 from healthmon.escaping import escape_markdown
@@ -46,11 +47,11 @@ def spo2_scale_switch(container, *, key: str, recorded, help: str) -> int:  # no
     record = (recorded.scale, recorded.set_at) if recorded is not None else None
     seen = st.session_state.get(preset_from, ...)
     if key not in st.session_state or seen != record:
-        if seen is not ... and seen != record and key in st.session_state:
+        if key in st.session_state and seen is not ...:  # so the record changed under a choice on screen
             st.info(plain("The SpO2 scale on record changed since this view was opened: now "
                           + (recorded.words if recorded is not None else "none recorded (scale 1)")
                           + ". The switch follows it."), icon="ℹ️")
-        st.session_state[key] = recorded.scale if recorded is not None else 1
+        st.session_state[key] = scale_on_record(recorded)
     st.session_state[preset_from] = record
     return container.radio("SpO2 scale", [1, 2], horizontal=True, key=key, help=help)
 
