@@ -640,8 +640,9 @@ def _rules(settings: Settings):  # noqa: ANN202
 
 def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.engine import evaluate
-    from healthmon.advice.patient import patient_snapshot
-    from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics, set_spo2_scale
+    from healthmon.advice.patient import patient_snapshot, scale_on_record
+    from healthmon.advice.store import (check_drafting_scale, decide_advice, draft_advice, patient_advice,
+                                        set_demographics, set_spo2_scale)
 
     factory = _factory(settings)
     deciding = (args.draft or args.approve or args.edit or args.dismiss or args.birth_date or args.sex
@@ -652,6 +653,12 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     if args.reason and not args.record_spo2_scale:
         raise IngestError("--reason together with --record-spo2-scale", "--reason alone",
                           "add --record-spo2-scale 2 (or 1)")
+    if args.draft and args.spo2_scale is not None:
+        # draft_advice would refuse NEWS2 advice scored off the record only after this command's
+        # demographics or scale were stored, and before its decisions: check first, write nothing.
+        preview = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
+        check_drafting_scale(factory, preview, evaluate(_rules(settings), preview.findings),
+                             args.record_spo2_scale or scale_on_record(preview.spo2_prescription))
     if args.birth_date or args.sex:
         set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
     if args.record_spo2_scale:

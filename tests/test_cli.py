@@ -176,6 +176,12 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     viewed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--as", "dr-kay"], settings)
     assert viewed.returncode == 2 and "advice resting on NEWS2 drafted on the SpO2 scale on record (scale 1)" in viewed.stderr
     assert "record scale 2 for the patient first" in viewed.stderr
+    # Refused before anything else the same command asks for is stored: no half-applied command.
+    mixed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--record-spo2-scale", "1",
+                     "--sex", "female", "--as", "dr-kay"], settings)
+    assert mixed.returncode == 2 and "drafted on the SpO2 scale on record (scale 1)" in mixed.stderr
+    unchanged = json.loads(run_cli(["advice", "--patient", "P-9"], settings).stdout)
+    assert unchanged["spo2_scale_on_record"] is None and unchanged["facts"]["sex"] == "male"
     # Recorded once, the prescribed target is what every later command scores on by default.
     unexplained = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--as", "dr-kay"], settings)
     assert unexplained.returncode == 2 and "the reason for a prescribed 88-92 % target" in unexplained.stderr
