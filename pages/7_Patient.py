@@ -230,7 +230,7 @@ if st.button("Prepare the report", key="prepare_report"):
     except HealthmonError as exc:
         show_error(exc)  # without Pango the PDF fails; the HTML prepared above is still offered
 prepared = st.session_state.get("patient_report")
-if prepared and prepared[0] == patient_id and prepared[3:] == ((setting, scale),):
+if prepared and prepared[0] == patient_id and prepared[3] == (setting, scale):
     stem = f"healthmon-report-{''.join(c if c.isalnum() or c in '-_' else '_' for c in patient_id)}"
     downloads = st.columns(3)
     if prepared[2] is not None:
