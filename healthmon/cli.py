@@ -640,9 +640,9 @@ def _rules(settings: Settings):  # noqa: ANN202
 
 def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.engine import evaluate
-    from healthmon.advice.patient import patient_snapshot, scale_on_record
-    from healthmon.advice.store import (check_drafting_scale, decide_advice, draft_advice, patient_advice,
-                                        set_demographics, set_spo2_scale)
+    from healthmon.advice.patient import patient_snapshot
+    from healthmon.advice.store import decide_advice, draft_advice, patient_advice, set_demographics, set_spo2_scale
+    from healthmon.storage.db import unit_of_work
 
     factory = _factory(settings)
     deciding = (args.draft or args.approve or args.edit or args.dismiss or args.birth_date or args.sex
@@ -653,38 +653,43 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     if args.reason and not args.record_spo2_scale:
         raise IngestError("--reason together with --record-spo2-scale", "--reason alone",
                           "add --record-spo2-scale 2 (or 1)")
-    if args.draft and args.spo2_scale is not None:
-        # draft_advice would refuse NEWS2 advice scored off the record only after this command's
-        # demographics or scale were stored, and before its decisions: check first, write nothing.
-        preview = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
-        check_drafting_scale(factory, preview, evaluate(_rules(settings), preview.findings),
-                             args.record_spo2_scale or scale_on_record(preview.spo2_prescription))
-    if args.birth_date or args.sex:
-        set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
-    if args.record_spo2_scale:
-        set_aside = set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
-        if set_aside:
-            print(f"set aside {len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale "
-                  f"(ids {', '.join(map(str, set_aside))})"
-                  + ("" if args.draft else f"; add --draft to draft on scale {args.record_spo2_scale}"), file=sys.stderr)
-    snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
-    result = evaluate(_rules(settings), snapshot.findings)
-    if args.draft:
-        draft_advice(factory, args.actor, snapshot, result)
-    current = {item.id: item.version for item in patient_advice(factory, args.patient)}
-    def advice_id(text: str) -> int:
+    if args.draft and args.record_spo2_scale and args.spo2_scale not in (None, args.record_spo2_scale):
+        raise IngestError("--spo2-scale equal to --record-spo2-scale when drafting (drafts are scored on the scale "
+                          "on record)", f"--record-spo2-scale {args.record_spo2_scale} --spo2-scale {args.spo2_scale}",
+                          "leave out --spo2-scale")
+
+    def parse_id(text: str) -> int:
         if not str(text).isdigit():
             raise IngestError("an advice id (a whole number) after --edit or --dismiss", repr(text),
                               "give the id first, then the text: --edit 12 \"new wording\"")
         return int(text)
 
-    decisions = ([(i, "approved", None, "") for i in args.approve] + [(advice_id(i), "edited", t, "") for i, t in args.edit]
-                 + [(advice_id(i), "dismissed", None, why) for i, why in args.dismiss])
-    for advice_id, decision, text, note in decisions:
-        if advice_id not in current:
-            raise IngestError(f"an advice id of patient {args.patient} ({', '.join(map(str, current)) or 'none stored'})",
-                              str(advice_id), "run `healthmon advice --patient ID` to list them")
-        decide_advice(factory, args.actor, advice_id, decision, seen_version=current[advice_id], text=text, note=note)
+    decisions = ([(i, "approved", None, "") for i in args.approve] + [(parse_id(i), "edited", t, "") for i, t in args.edit]
+                 + [(parse_id(i), "dismissed", None, why) for i, why in args.dismiss])
+    set_aside: list[int] = []
+    # One transaction for everything the command stores: a draft refused (NEWS2 scored off the
+    # record), a scale without its reason or a decision on an id that is not pending rolls back
+    # the demographics, scale and drafts stored before it, so no half-applied command is left.
+    with unit_of_work(factory):
+        if args.birth_date or args.sex:
+            set_demographics(factory, args.actor, args.patient, birth_date=args.birth_date, sex=args.sex)
+        if args.record_spo2_scale:
+            set_aside = set_spo2_scale(factory, args.actor, args.patient, args.record_spo2_scale, reason=args.reason)
+        snapshot = patient_snapshot(factory, args.patient, setting=args.setting, spo2_scale=args.spo2_scale)
+        result = evaluate(_rules(settings), snapshot.findings)
+        if args.draft:
+            draft_advice(factory, args.actor, snapshot, result)
+        current = {item.id: item.version for item in patient_advice(factory, args.patient)}
+        for advice_id, decision, text, note in decisions:
+            if advice_id not in current:
+                raise IngestError(f"an advice id of patient {args.patient} "
+                                  f"({', '.join(map(str, current)) or 'none stored'})",
+                                  str(advice_id), "run `healthmon advice --patient ID` to list them")
+            decide_advice(factory, args.actor, advice_id, decision, seen_version=current[advice_id], text=text, note=note)
+    if set_aside:  # said once the command has committed
+        print(f"set aside {len(set_aside)} pending draft(s) fired by a NEWS2 on the other SpO2 scale "
+              f"(ids {', '.join(map(str, set_aside))})"
+              + ("" if args.draft else f"; add --draft to draft on scale {args.record_spo2_scale}"), file=sys.stderr)
     facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
     facts["risk"] = {label: round(p, 4) for label, p in facts.get("risk", {}).items()}
     print(json.dumps({

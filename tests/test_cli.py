@@ -177,9 +177,18 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert viewed.returncode == 2 and "advice resting on NEWS2 drafted on the SpO2 scale on record (scale 1)" in viewed.stderr
     assert "record scale 2 for the patient first" in viewed.stderr
     # Refused before anything else the same command asks for is stored: no half-applied command.
-    mixed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--record-spo2-scale", "1",
-                     "--sex", "female", "--as", "dr-kay"], settings)
+    mixed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--sex", "female", "--as", "dr-kay"],
+                    settings)
     assert mixed.returncode == 2 and "drafted on the SpO2 scale on record (scale 1)" in mixed.stderr
+    contradictory = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--record-spo2-scale", "1",
+                             "--as", "dr-kay"], settings)
+    assert contradictory.returncode == 2 and "--spo2-scale equal to --record-spo2-scale" in contradictory.stderr
+    no_reason = run_cli(["advice", "--patient", "P-9", "--sex", "female", "--record-spo2-scale", "2", "--as", "dr-kay"],
+                        settings)
+    assert no_reason.returncode == 2 and "the reason for a prescribed 88-92 % target" in no_reason.stderr
+    unknown_id = run_cli(["advice", "--patient", "P-9", "--sex", "female", "--record-spo2-scale", "1", "--approve",
+                          "99999", "--as", "dr-kay"], settings)
+    assert unknown_id.returncode == 2 and "an advice id of patient P-9" in unknown_id.stderr
     unchanged = json.loads(run_cli(["advice", "--patient", "P-9"], settings).stdout)
     assert unchanged["spo2_scale_on_record"] is None and unchanged["facts"]["sex"] == "male"
     # Recorded once, the prescribed target is what every later command scores on by default.

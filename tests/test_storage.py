@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 
 from healthmon.storage.agreement import cohen_kappa, krippendorff_alpha
 from healthmon.storage.db import (
@@ -18,9 +18,10 @@ from healthmon.storage.db import (
     session_factory,
     table_names,
     transaction,
+    unit_of_work,
     upgrade,
 )
-from healthmon.storage.models import AuditEntry, Case, Review
+from healthmon.storage.models import AuditEntry, Case, Review, User
 from healthmon.storage.repository import (
     ReviewConflict,
     StorageError,
@@ -323,3 +324,31 @@ def test_a_user_needs_a_name(db):
     with transaction(db) as s:
         with pytest.raises(StorageError, match="a user name"):
             create_user(s, "  ", "annotator")
+
+
+def test_a_unit_of_work_commits_or_rolls_back_every_transaction_inside_it(db):
+    with transaction(db) as s:
+        create_user(s, "ann", "annotator", password="password-ann")
+    # The store's functions each open transaction(db); inside a unit of work they are one.
+    with pytest.raises(RuntimeError, match="refused"), unit_of_work(db):
+        with transaction(db) as s:
+            create_user(s, "bob", "annotator", password="password-bob")
+            ann = get_user(s, "ann")  # loaded, and kept alive, in the unit's session
+            assert ann.role == "annotator"
+        with transaction(db) as s:
+            # An UPDATE without the ORM (as a compare-and-swap is): the next block must not see
+            # the object it loaded before.
+            s.execute(update(User).where(User.name == "ann").values(role="clinician")
+                      .execution_options(synchronize_session=False))
+        with transaction(db) as s:
+            assert get_user(s, "ann") is ann and ann.role == "clinician" and get_user(s, "bob").role == "annotator"
+        raise RuntimeError("refused")
+    with transaction(db) as s:
+        assert get_user(s, "ann").role == "annotator"
+        with pytest.raises(StorageError):
+            get_user(s, "bob")
+    with unit_of_work(db):
+        with transaction(db) as s:
+            create_user(s, "bob", "annotator", password="password-bob")
+    with transaction(db) as s:
+        assert get_user(s, "bob").role == "annotator"

@@ -125,30 +125,6 @@ def undrafted(factory: sessionmaker[Session], patient_id: str, result: AdviceRes
         return [a for a in result.advice if _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)]
 
 
-def _refuse_news2_off_record(snapshot: PatientSnapshot, result: AdviceResult, on_record: int,
-                             by_rule: dict[str, list[AdviceItem]], now: datetime) -> None:
-    """Refuse drafting where an advice to be drafted rests on a NEWS2 scored on another SpO2 scale
-    than ``on_record``. A NEWS2 draft scored on a scale other than the record would contradict it,
-    and recording that scale later would set it aside again. Advice that does not rest on NEWS2
-    (a blood-pressure crisis, a screening) does not depend on the scale."""
-    if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record and any(
-            rests_on_news2(a) and _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)
-            for a in result.advice):
-        raise AdviceError(f"advice resting on NEWS2 drafted on the SpO2 scale on record (scale {on_record})",
-                          f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, not the scale on record",
-                          f"record scale {snapshot.vitals.spo2_scale} for the patient first (with its reason), "
-                          f"or draft on scale {on_record}")
-
-
-def check_drafting_scale(factory: sessionmaker[Session], snapshot: PatientSnapshot, result: AdviceResult,
-                         on_record: int) -> None:
-    """Raise the :class:`AdviceError` :func:`draft_advice` would raise with ``on_record`` as the
-    scale on record, writing nothing: the CLI checks this before it stores anything else a
-    command asks for, so a refused draft leaves no half-applied command behind."""
-    with transaction(factory) as s:
-        _refuse_news2_off_record(snapshot, result, on_record, _items_by_rule(s, snapshot.patient_id), utcnow())
-
-
 def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot: PatientSnapshot,
                  result: AdviceResult) -> list[AdviceView]:
     """Store a draft for each fired rule that needs one (see :func:`_should_draft`).
@@ -166,7 +142,17 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
         by_rule = _items_by_rule(s, snapshot.patient_id)
-        _refuse_news2_off_record(snapshot, result, patient.spo2_scale or 1, by_rule, now)
+        on_record = patient.spo2_scale or 1
+        if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record and any(
+                rests_on_news2(a) and _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)
+                for a in result.advice):
+            # A NEWS2 draft scored on a scale other than the record would contradict it, and
+            # recording that scale later would set it aside again. Advice that does not rest
+            # on NEWS2 (a blood-pressure crisis, a screening) does not depend on the scale.
+            raise AdviceError(f"advice resting on NEWS2 drafted on the SpO2 scale on record (scale {on_record})",
+                              f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, not the scale on record",
+                              f"record scale {snapshot.vitals.spo2_scale} for the patient first (with its reason), "
+                              f"or draft on scale {on_record}")
         for advice in result.advice:
             rule, key = advice.rule, advice.fingerprint
             earlier = by_rule.setdefault(rule.id, [])

@@ -10,6 +10,7 @@ The schema is only ever created by Alembic migrations (``upgrade``), never by
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
@@ -97,11 +98,42 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# The session of the innermost :func:`unit_of_work`, with the factory it came from.
+_UNIT_OF_WORK: ContextVar[tuple[sessionmaker[Session], Session] | None] = ContextVar("healthmon_unit_of_work",
+                                                                                   default=None)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work commits on success and rolls back on any error."""
-    with factory() as session, session.begin():
-        yield session
+    """A session whose work commits on success and rolls back on any error. Inside
+    :func:`unit_of_work` on the same factory it is that unit's session instead: the work
+    commits or rolls back with the whole unit."""
+    joined = _UNIT_OF_WORK.get()
+    if joined is None or joined[0] is not factory:
+        with factory() as session, session.begin():
+            yield session
+        return
+    session = joined[1]
+    yield session
+    # What a commit would show the next block: its writes flushed, and every object read again
+    # (an UPDATE issued without the ORM, such as a compare-and-swap, leaves loaded objects stale).
+    session.flush()
+    session.expire_all()
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Several store calls as one transaction: each :func:`transaction` on ``factory`` inside
+    (in this thread) joins it, so an error in any of them rolls back what the others wrote.
+    The CLI's ``advice`` command records demographics, a scale, drafts and decisions this way:
+    a refused draft or decision leaves nothing of the command behind. An error raised inside
+    must end the unit (caught and carried on from, it would leave the failed call's writes)."""
+    with transaction(factory) as session:
+        token = _UNIT_OF_WORK.set((factory, session))
+        try:
+            yield session
+        finally:
+            _UNIT_OF_WORK.reset(token)
 
 
 def insert_or_skip(session: Session, table: type, unique_columns: list[str]):  # noqa: ANN201 - the dialect's INSERT
