@@ -127,15 +127,18 @@ def one_round(browser, url: str, csv_path: Path, batch_no: int) -> tuple[float, 
         page.close()
 
 
-def anchors(model: Path, texts: list[str], repeats: int) -> tuple[float, float, float]:
+def anchors(model: Path, batches: list[list[str]]) -> tuple[list[float], list[float], list[float]]:
+    """The library calls behind each timed round, on that round's own notes: predicting its 20
+    notes, and explaining its last (the newest case, the one the Case page opens). Notes differ
+    in length from round to round, so an anchor on one round's note is not the others'."""
     from healthmon.config import Settings
     from healthmon.explain import ExplainOptions, clear_cache, explain
     from healthmon.model.classifier import Classifier
 
     classifier = Classifier.from_pretrained(model, settings=Settings())
-    classifier.predict(texts)  # warm
+    classifier.predict(batches[0])  # warm
     predict, attributions_s, explain_s = [], [], []
-    for _ in range(repeats):
+    for texts in batches:
         t0 = time.perf_counter()
         classifier.predict(texts)
         predict.append(time.perf_counter() - t0)
@@ -147,7 +150,7 @@ def anchors(model: Path, texts: list[str], repeats: int) -> tuple[float, float, 
         t0 = time.perf_counter()
         explain(classifier, texts[-1], options=ExplainOptions(faithfulness=True))
         explain_s.append(time.perf_counter() - t0)
-    return statistics.median(predict), statistics.median(attributions_s), statistics.median(explain_s)
+    return predict, attributions_s, explain_s
 
 
 def main() -> None:
@@ -173,7 +176,7 @@ def main() -> None:
         auth.add_user(s, None, "bench", "clinician", PASSWORD)
     engine.dispose()
     proc, url = _start_server(data_dir, model)
-    rounds = []
+    rounds, batches = [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -185,6 +188,7 @@ def main() -> None:
                       f"open case→highlights {result[1]:.2f} s, re-open {result[2]:.2f} s", flush=True)
                 if round_no:
                     rounds.append(result)
+                    batches.append(texts)
             browser.close()
     finally:
         proc.terminate()
@@ -193,18 +197,25 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     # Anchors after the server's work is done, so the two never share the 2 cores.
-    predict_anchor, attributions_anchor, explain_anchor = anchors(model, texts, args.repeats)
+    predict_anchors, attributions_anchors, explain_anchors = anchors(model, batches)
     shutil.rmtree(work, ignore_errors=True)
     predict_s, case_s, stored_s = (statistics.median(r[i] for r in rounds) for i in range(3))
+    predict_anchor, attributions_anchor, explain_anchor = map(statistics.median, (predict_anchors, attributions_anchors,
+                                                                                explain_anchors))
+    for round_no, (p_s, a_s) in enumerate(zip(predict_anchors, attributions_anchors), start=1):
+        print(f"round {round_no} anchors: predict {p_s:.2f} s, attributions {a_s:.2f} s")
+    # Each round against its own notes' anchor, then the median of those ratios.
+    predict_ratio = statistics.median(r[0] / a for r, a in zip(rounds, predict_anchors))
+    case_ratio = statistics.median(r[1] / a for r, a in zip(rounds, attributions_anchors))
     print()
     print(f"model: {model}  repeats: {args.repeats} (median)")
-    print("| measure | dashboard s | target | library call alone s (anchor) | dashboard / anchor |")
+    print("| measure | dashboard s | target | library call alone s (anchor) | dashboard / anchor, per round |")
     print("|---|---|---|---|---|")
     print(f"| click Predict on 20 notes → table visible | {predict_s:.2f} | ≤ 3 s: {'met' if predict_s <= 3 else 'missed'} "
-          f"| {predict_anchor:.2f} (Classifier.predict, 20 notes) | {predict_s / predict_anchor:.1f}× |")
+          f"| {predict_anchor:.2f} (Classifier.predict, 20 notes) | {predict_ratio:.1f}× |")
     print(f"| open a case → highlighted words visible (explained on open) | {case_s:.2f} | ≤ 2 s: "
           f"{'met' if case_s <= 2 else 'missed'} | {attributions_anchor:.2f} (explain, attributions only; "
-          f"{explain_anchor:.2f} with the faithfulness check) | {case_s / attributions_anchor:.1f}× |")
+          f"{explain_anchor:.2f} with the faithfulness check) | {case_ratio:.1f}× |")
     print(f"| re-open the case (explanation read from the database) | {stored_s:.2f} | ≤ 2 s: "
           f"{'met' if stored_s <= 2 else 'missed'} | – | – |")
 
