@@ -666,6 +666,10 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
 
     decisions = ([(i, "approved", None, "") for i in args.approve] + [(parse_id(i), "edited", t, "") for i, t in args.edit]
                  + [(parse_id(i), "dismissed", None, why) for i, why in args.dismiss])
+    repeated = sorted({i for i, *_ in decisions if sum(d[0] == i for d in decisions) > 1})
+    if repeated:
+        raise IngestError("each advice id in one decision (--approve, --edit or --dismiss)",
+                          f"id {', '.join(map(str, repeated))} more than once", "decide each advice once")
     set_aside: list[int] = []
     # One transaction for everything the command stores: a draft refused (NEWS2 scored off the
     # record), a scale without its reason or a decision on an id that is not pending rolls back

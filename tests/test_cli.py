@@ -195,8 +195,12 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     unexplained = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--as", "dr-kay"], settings)
     assert unexplained.returncode == 2 and "the reason for a prescribed 88-92 % target" in unexplained.stderr
     recorded = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--reason", "hypercapnic failure",
-                        "--as", "dr-kay"], settings)
+                        "--draft", "--as", "dr-kay"], settings)
     assert recorded.returncode == 0, recorded.stderr
+    # Recorded and drafted in one transaction: the draft is scored on the scale just recorded.
+    assert any(i["rule"] == "news2-medium" and i["status"] == "draft" for i in json.loads(recorded.stdout)["stored"])
+    assert any("SpO2 scale 2" in text for f in json.loads(recorded.stdout)["fired"] if f["rule"] == "news2-medium"
+               for text in f["fired_by"])
     assert "scale 2 recorded by dr-kay on " in json.loads(recorded.stdout)["spo2_scale"]
     assert json.loads(recorded.stdout)["spo2_scale_on_record"].endswith(": hypercapnic failure")
     alone = run_cli(["advice", "--patient", "P-9", "--reason", "x", "--as", "dr-kay"], settings)
@@ -211,6 +215,9 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     assert looked["news2"]["total"] == 7 and looked["spo2_scale"]["basis"].startswith("chosen for this view; on record")
     swapped = run_cli(["advice", "--patient", "P-9", "--edit", "new wording", str(news2_id), "--as", "dr-kay"], settings)
     assert swapped.returncode == 2 and "an advice id (a whole number)" in swapped.stderr
+    twice = run_cli(["advice", "--patient", "P-9", "--approve", str(news2_id), "--dismiss", str(news2_id), "no",
+                     "--as", "dr-kay"], settings)
+    assert twice.returncode == 2 and f"id {news2_id} more than once" in twice.stderr
     again = run_cli(["advice", "--patient", "P-9", "--dismiss", str(news2_id), "changed my mind", "--as", "dr-kay"], settings)
     assert again.returncode == 2 and "it is already approved by dr-kay" in again.stderr  # never flips a decision
     wrong = run_cli(["report", "--patient", "P-9", "--out", str(tmp_path / "p9.docx")], settings)
