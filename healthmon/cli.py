@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input or settings (one line on stderr saying what t
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from dataclasses import asdict
 import contextlib
 import json
@@ -666,7 +667,7 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
 
     decisions = ([(i, "approved", None, "") for i in args.approve] + [(parse_id(i), "edited", t, "") for i, t in args.edit]
                  + [(parse_id(i), "dismissed", None, why) for i, why in args.dismiss])
-    repeated = sorted({i for i, *_ in decisions if sum(d[0] == i for d in decisions) > 1})
+    repeated = sorted(i for i, times in Counter(d[0] for d in decisions).items() if times > 1)
     if repeated:
         raise IngestError("each advice id in one decision (--approve, --edit or --dismiss)",
                           f"id {', '.join(map(str, repeated))} more than once", "decide each advice once")

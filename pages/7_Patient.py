@@ -10,8 +10,8 @@ import streamlit as st
 from healthmon.advice.engine import evaluate
 from healthmon.advice.patient import list_patients, patient_snapshot, recorded_spo2_scale, scale_on_record
 from healthmon.advice.rules import URGENCIES
-from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, draft_advice, patient_advice,
-                                    rests_on_news2, set_demographics, set_spo2_scale, undrafted)
+from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, draft_advice, news2_off_record,
+                                    patient_advice, set_demographics, set_spo2_scale, undrafted)
 from healthmon.errors import HealthmonError
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_json
@@ -158,8 +158,7 @@ new = undrafted(factory, patient_id, result)
 if result.advice:
     st.markdown(plain(f"{len(result.advice)} rule(s) fire on these findings ({setting} setting, SpO2 scale {scale}): "
                       + ", ".join(a.rule.id for a in result.advice) + "."))
-if scale != on_record and any(rests_on_news2(a) for a in new):
-    # draft_advice refuses it too: a NEWS2 draft must be scored on the patient's recorded scale.
+if news2_off_record(new, scale, on_record):  # draft_advice would refuse it
     st.info(plain(f"Advice resting on NEWS2 is drafted on the SpO2 scale on record (scale {on_record}); this view "
                   f"scores scale {scale}. Record scale {scale} above to draft on it, or switch back."))
 elif new and st.button(f"Draft advice for {len(new)} new finding(s)", type="primary", key="draft_advice"):

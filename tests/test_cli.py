@@ -176,7 +176,7 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     viewed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--as", "dr-kay"], settings)
     assert viewed.returncode == 2 and "advice resting on NEWS2 drafted on the SpO2 scale on record (scale 1)" in viewed.stderr
     assert "record scale 2 for the patient first" in viewed.stderr
-    # Refused before anything else the same command asks for is stored: no half-applied command.
+    # A refused part refuses the whole command: nothing else it asked for is stored.
     mixed = run_cli(["advice", "--patient", "P-9", "--spo2-scale", "2", "--draft", "--sex", "female", "--as", "dr-kay"],
                     settings)
     assert mixed.returncode == 2 and "drafted on the SpO2 scale on record (scale 1)" in mixed.stderr
@@ -197,12 +197,13 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     recorded = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "2", "--reason", "hypercapnic failure",
                         "--draft", "--as", "dr-kay"], settings)
     assert recorded.returncode == 0, recorded.stderr
+    after_recording = json.loads(recorded.stdout)
     # Recorded and drafted in one transaction: the draft is scored on the scale just recorded.
-    assert any(i["rule"] == "news2-medium" and i["status"] == "draft" for i in json.loads(recorded.stdout)["stored"])
-    assert any("SpO2 scale 2" in text for f in json.loads(recorded.stdout)["fired"] if f["rule"] == "news2-medium"
+    assert any(i["rule"] == "news2-medium" and i["status"] == "draft" for i in after_recording["stored"])
+    assert any("SpO2 scale 2" in text for f in after_recording["fired"] if f["rule"] == "news2-medium"
                for text in f["fired_by"])
-    assert "scale 2 recorded by dr-kay on " in json.loads(recorded.stdout)["spo2_scale"]
-    assert json.loads(recorded.stdout)["spo2_scale_on_record"].endswith(": hypercapnic failure")
+    assert "scale 2 recorded by dr-kay on " in after_recording["spo2_scale"]
+    assert after_recording["spo2_scale_on_record"].endswith(": hypercapnic failure")
     alone = run_cli(["advice", "--patient", "P-9", "--reason", "x", "--as", "dr-kay"], settings)
     assert alone.returncode == 2 and "--reason together with --record-spo2-scale" in alone.stderr
     assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0

@@ -117,12 +117,24 @@ def _items_by_rule(session: Session, patient_id: str) -> dict[str, list[AdviceIt
     return by_rule
 
 
-def undrafted(factory: sessionmaker[Session], patient_id: str, result: AdviceResult) -> list:
+def _draftable(result: AdviceResult, by_rule: dict[str, list[AdviceItem]], now: datetime) -> list[Advice]:
+    # Rule ids are unique, so each rule fires at most once in a result: one pass decides them all.
+    return [a for a in result.advice if _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)]
+
+
+def undrafted(factory: sessionmaker[Session], patient_id: str, result: AdviceResult) -> list[Advice]:
     """The fired advice that :func:`draft_advice` would store now (nothing is written)."""
-    now = utcnow()
     with transaction(factory) as s:
-        by_rule = _items_by_rule(s, patient_id)
-        return [a for a in result.advice if _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)]
+        return _draftable(result, _items_by_rule(s, patient_id), utcnow())
+
+
+def news2_off_record(to_draft: list[Advice], view_scale: int, on_record: int) -> bool:
+    """Whether drafting ``to_draft`` would store advice resting on a NEWS2 scored on another SpO2
+    scale than the one on record, which :func:`draft_advice` refuses (and the Patient page does
+    not offer). A NEWS2 draft scored off the record would contradict it, and recording that scale
+    later would set it aside again. Advice that does not rest on NEWS2 (a blood-pressure crisis,
+    a screening) does not depend on the scale."""
+    return view_scale != on_record and any(rests_on_news2(a) for a in to_draft)
 
 
 def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot: PatientSnapshot,
@@ -142,22 +154,16 @@ def draft_advice(factory: sessionmaker[Session], user: SignedIn | str, snapshot:
         if patient is None:
             raise AdviceError("a stored patient", f"no patient {snapshot.patient_id!r}", "store the patient's data first")
         by_rule = _items_by_rule(s, snapshot.patient_id)
+        to_draft = _draftable(result, by_rule, now)
         on_record = patient.spo2_scale or 1
-        if snapshot.vitals is not None and snapshot.vitals.spo2_scale != on_record and any(
-                rests_on_news2(a) and _should_draft(a.rule, a.fingerprint, by_rule.get(a.rule.id, []), now)
-                for a in result.advice):
-            # A NEWS2 draft scored on a scale other than the record would contradict it, and
-            # recording that scale later would set it aside again. Advice that does not rest
-            # on NEWS2 (a blood-pressure crisis, a screening) does not depend on the scale.
+        if snapshot.vitals is not None and news2_off_record(to_draft, snapshot.vitals.spo2_scale, on_record):
             raise AdviceError(f"advice resting on NEWS2 drafted on the SpO2 scale on record (scale {on_record})",
                               f"NEWS2 scored on scale {snapshot.vitals.spo2_scale}, not the scale on record",
                               f"record scale {snapshot.vitals.spo2_scale} for the patient first (with its reason), "
                               f"or draft on scale {on_record}")
-        for advice in result.advice:
+        for advice in to_draft:
             rule, key = advice.rule, advice.fingerprint
             earlier = by_rule.setdefault(rule.id, [])
-            if not _should_draft(rule, key, earlier, now):
-                continue
             rounds = sum(i.finding_key == key for i in earlier)
             fingerprint = key if rounds == 0 else hashlib.sha256(f"{key}:{rounds}".encode()).hexdigest()
             triggers = advice.trigger_dicts()
