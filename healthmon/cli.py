@@ -686,6 +686,11 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
             draft_advice(factory, args.actor, snapshot, result)
         current = {item.id: item.version for item in patient_advice(factory, args.patient)}
         for advice_id, decision, text, note in decisions:
+            if advice_id in set_aside:  # its status alone ("superseded") would not say that this command did it
+                raise IngestError("a pending draft to approve, edit or dismiss",
+                                  f"advice {advice_id}, set aside by --record-spo2-scale {args.record_spo2_scale} in "
+                                  "this same command (it was fired by a NEWS2 on the other SpO2 scale)",
+                                  "record the scale with --draft first, then decide on the new draft")
             if advice_id not in current:
                 raise IngestError(f"an advice id of patient {args.patient} "
                                   f"({', '.join(map(str, current)) or 'none stored'})",

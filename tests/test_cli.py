@@ -204,6 +204,17 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
                for text in f["fired_by"])
     assert "scale 2 recorded by dr-kay on " in after_recording["spo2_scale"]
     assert after_recording["spo2_scale_on_record"].endswith(": hypercapnic failure")
+    scale_2_draft = next(i["id"] for i in after_recording["stored"]
+                         if i["rule"] == "news2-medium" and i["status"] == "draft")
+    # Withdrawing scale 2 sets that draft aside, so approving it in the same command is refused
+    # with the cause named, and the withdrawal is rolled back with it.
+    withdrawn_and_approved = run_cli(["advice", "--patient", "P-9", "--record-spo2-scale", "1", "--approve",
+                                      str(scale_2_draft), "--as", "dr-kay"], settings)
+    assert withdrawn_and_approved.returncode == 2
+    assert f"advice {scale_2_draft}, set aside by --record-spo2-scale 1 in this same command" in withdrawn_and_approved.stderr
+    still = json.loads(run_cli(["advice", "--patient", "P-9"], settings).stdout)
+    assert still["spo2_scale_on_record"].endswith(": hypercapnic failure")
+    assert next(i for i in still["stored"] if i["id"] == scale_2_draft)["status"] == "draft"
     alone = run_cli(["advice", "--patient", "P-9", "--reason", "x", "--as", "dr-kay"], settings)
     assert alone.returncode == 2 and "--reason together with --record-spo2-scale" in alone.stderr
     assert run_cli(["report", "--patient", "P-9", "--out", str(bundle)], settings).returncode == 0
