@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "NEWS2, blood-pressure category, alerts and the classifier's summary, one JSON line per patient")
     vitals.add_argument("paths", nargs="+")
     vitals.add_argument("--patient", action="append", default=[], help="only these patients (repeatable)")
-    vitals.add_argument("--setting", choices=["hospital", "home"], help="default: home for Fitbit, else hospital")
+    vitals.add_argument("--setting", choices=["hospital", "home"],
+                        help="default, per patient: hospital where the readings chart consciousness, oxygen or "
+                             "respiration rate, else home")
     _add_spo2_scale(vitals)
     vitals.add_argument("--lookback", default="4h", type=_duration,
                         help="how old a parameter's latest value may be for NEWS2 (e.g. 1h, 4h, 90min)")
@@ -165,14 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("--date-order", choices=["day/month", "month/day"], default=None,
                         help="how to read a CSV's dates such as 03/04/2026 where the file does not show it "
                              "(default day/month, reported as ambiguous)")
-    vitals.add_argument("--cuffless-bp", action="store_true", help="BP from a cuffless wearable (trend only)")
+    vitals.add_argument("--cuffless-bp", action="store_true",
+                        help="BP from a cuffless wearable: trend only, never staged (stored as such with --store)")
     vitals.add_argument("--store", action="store_true", help="also store the readings in the database")
 
     advice = sub.add_parser("advice", help="one patient's findings and the advice rules they fire (JSON); "
                             "optionally store drafts, set demographics, approve, edit or dismiss advice")
     advice.add_argument("--patient", required=True, help="patient id (as in the notes' patient_id or the vitals)")
-    advice.add_argument("--setting", choices=["hospital", "home"], default="hospital",
-                        help="NEWS2 setting and blood-pressure thresholds")
+    advice.add_argument("--setting", choices=["hospital", "home"],
+                        help="NEWS2 setting and blood-pressure thresholds (default: hospital where the stored "
+                             "readings chart consciousness, oxygen or respiration rate, else home)")
     _add_spo2_scale(advice)
     advice.add_argument("--birth-date", type=_date, help="record the birth date (YYYY-MM-DD) for the age-based rules")
     advice.add_argument("--sex", choices=["female", "male"], help="record the sex for the sex-based rules")
@@ -192,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="one patient's case report: .html or .pdf, or a FHIR R4 Bundle (.json)")
     report.add_argument("--patient", required=True)
     report.add_argument("--out", required=True, help="file to write; its suffix picks the format (.html, .pdf, .json)")
-    report.add_argument("--setting", choices=["hospital", "home"], default="hospital")
+    report.add_argument("--setting", choices=["hospital", "home"],
+                        help="default: hospital where the stored readings chart consciousness, oxygen or "
+                             "respiration rate, else home")
     _add_spo2_scale(report)
     report.add_argument("--by", default=None, help="name printed as the report's author (default: your login name)")
     report.add_argument("--no-explain", action="store_true",
@@ -575,7 +581,7 @@ def _records_for_vitals(settings: Settings, *, store: bool):  # noqa: ANN202
 
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.patient import recorded_spo2_scale, scale_on_record, spo2_scale_basis
-    from healthmon.vitals.assess import assess_patient
+    from healthmon.vitals.assess import assess_patient, readings_setting
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
 
@@ -599,7 +605,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     factory, unreadable = _records_for_vitals(settings, store=args.store)
     if args.store:
         stored = store_vitals(factory, "cli", data.frame, source=", ".join(map(str, args.paths)),
-                              fmt=data.fmt, report=data.report)
+                              fmt=data.fmt, report=data.report, cuffless_bp=args.cuffless_bp)
         print(f"  stored {stored.stored} new reading(s); {stored.duplicates} already stored; {stored.unreadable} "
               "unreadable value(s) kept in the upload's report only", file=sys.stderr)
     patients = args.patient or list(data.frame["patient_id"].astype(str).value_counts().index)
@@ -607,18 +613,19 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise IngestError("patients present in the files", f"no readings for {', '.join(missing)}",
                           "check --patient against the files' patient ids")
-    setting = args.setting or ("home" if data.fmt == "fitbit" else "hospital")
     # A stored patient with a prescribed 88-92 % target is scored on it here too: the same file
     # must not give NEWS2 7 in a script and 5 on the dashboard.
     for patient in patients:
         recorded = recorded_spo2_scale(factory, patient) if factory is not None else None
         scale = args.spo2_scale or scale_on_record(recorded)
+        setting = args.setting or readings_setting(data.frame, patient)
         result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
                                 lookback=args.lookback, cuffless_bp=args.cuffless_bp,
                                 descriptors=data.descriptors.get(patient))
         latest = result.latest_news2
         print(json.dumps({
             "patient_id": patient, "readings": int(len(result.vitals)),
+            "setting": {"setting": setting, "basis": "given" if args.setting else "preset from the readings"},
             "news2": None if latest is None else {k: latest[k] for k in ("time", "total", "band", "complete",
                                                                          "missing", "caveat")},
             "bp": None if result.bp is None else {**asdict(result.bp), "esc_esh": result.bp_esc,
@@ -703,7 +710,8 @@ def _cmd_advice(args: argparse.Namespace, settings: Settings) -> int:
     facts = {k: v for k, v in vars(snapshot.findings).items() if v not in (None, {}, "") and k != "patient_id"}
     facts["risk"] = {label: round(p, 4) for label, p in facts.get("risk", {}).items()}
     print(json.dumps({
-        "patient": args.patient, "spo2_scale": snapshot.spo2_scale_sentence or None,
+        "patient": args.patient, "setting": snapshot.setting if snapshot.vitals is not None else None,
+        "spo2_scale": snapshot.spo2_scale_sentence or None,
         "spo2_scale_on_record": snapshot.spo2_prescription.words if snapshot.spo2_prescription else None,
         "facts": facts,
         "fired": [{"rule": a.rule.id, "title": a.rule.title, "urgency": a.rule.urgency, "follow_up": a.rule.follow_up,

@@ -150,11 +150,15 @@ def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
     return SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
 
 
-def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figure | None:  # noqa: ANN001 - pandas frames of one patient
+def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1, setting: str = "hospital",  # noqa: ANN001 - pandas frames of one patient
+                  cuffless_bp: bool = False) -> go.Figure | None:
     """Each measured vital over time with its normal band, artefacts as crosses, NEWS2 below
-    (bars coloured by band, each parameter's points in the hover), and alert markers.
+    (bars coloured by band, each parameter's points in the hover), and alert markers; times in UTC.
 
     ``spo2_scale`` 2 draws the prescribed 88-92 % target as SpO2's band instead of 96-100.
+    ``setting`` home and ``cuffless_bp`` title the NEWS2 and blood-pressure panels with what
+    they are (a ward score applied at home; estimates for trends only), so a screenshot of the
+    chart alone says it too.
 
     ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
@@ -163,7 +167,12 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figu
     if not shown:
         return None
     rows = len(shown) + (1 if len(news2) else 0)
-    titles = [VITAL_TITLES[p] for p in shown] + (["NEWS2 (aggregate)"] if len(news2) else [])
+    def title(parameter: str) -> str:
+        cuffless = cuffless_bp and parameter in ("systolic_bp", "diastolic_bp")
+        return VITAL_TITLES[parameter] + (" (cuffless estimate: trend only)" if cuffless else "")
+
+    news2_title = "NEWS2 (aggregate" + ("; a ward score applied at home)" if setting == "home" else ")")
+    titles = [title(p) for p in shown] + ([news2_title] if len(news2) else [])
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.04)
     row_of = {parameter: row for row, parameter in enumerate(shown, start=1)}
     if len(news2):
@@ -215,5 +224,6 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1) -> go.Figu
             marker={"symbol": "diamond-open", "size": 13, "line": {"width": 2},
                     "color": ALERT if alert["severity"] == "high" else "#e67e22"},
             hovertext=html.escape(alert["message"]), hoverinfo="text+x"), row=row, col=1)
-    fig.update_layout(height=170 * rows + 40, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    fig.update_xaxes(title_text="time (UTC)", row=rows, col=1)
+    fig.update_layout(height=170 * rows + 70, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

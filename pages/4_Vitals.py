@@ -20,7 +20,8 @@ from healthmon.vitals.assess import assess_patient
 from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
 from healthmon.vitals.ingest import DATE_ORDERS
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
+from healthmon.vitals.store import (load_vitals, store_vitals, stored_cuffless_bp, stored_descriptors,
+                                    stored_patients)
 from healthmon.vitals.text import summaries_in_training_data
 
 user = page_setup("Vitals")
@@ -50,14 +51,19 @@ if source == "Upload files":
     # file must not inherit them.
     upload_key = hashlib.sha256(repr([(n, hashlib.sha256(d).hexdigest()) for n, d in contents]).encode()).hexdigest()[:16]
     date_order_key = f"vitals_date_order:{upload_key}"
-    given = st.session_state.get("vitals_patient_id", "").strip() or None
+    # The typed patient id too: a second file dragged in (another person's export without a
+    # patient column) must be asked for its own id, not filed under the first one's.
+    patient_id_key = f"vitals_patient_id:{upload_key}"
+    given = st.session_state.get(patient_id_key, "").strip() or None
     try:
         data = _read(contents, given, st.session_state.get(date_order_key))
     except HealthmonError as exc:
         show_error(exc)
         st.stop()
     if data.needs_patient_id or given:
-        st.text_input("Patient id for this file (it has no patient column)", key="vitals_patient_id",
+        st.text_input("Patient id for the readings without a patient column" + (
+                          f" (in all {len(contents)} files: upload another person's files separately)"
+                          if len(contents) > 1 else ""), key=patient_id_key,
                       help="Needed before storing: without it two people's files of the same name would merge.")
     order_unknown = False
     if data.ambiguous_dates:
@@ -66,6 +72,13 @@ if source == "Upload files":
         order_unknown = st.radio("Dates such as 03/04/2026 in this file are", DATE_ORDERS, index=None, horizontal=True,
                                  key=date_order_key, help="Nothing in the file shows the order (no day over 12). "
                                  "Check one reading you know. Shown as day/month until you choose.") is None
+    if order_unknown:
+        st.warning("Dates in these files fit both day/month and month/day: everything below reads them as "
+                   "day/month until you choose above, and nothing can be stored before.")
+    has_bp = data.frame["parameter"].isin(["systolic_bp", "diastolic_bp"]).any()
+    upload_cuffless = has_bp and st.checkbox(
+        "Blood pressure in these files is from a cuffless wearable", key=f"vitals_cuffless:{upload_key}",
+        help="Cuffless estimates are not validated for diagnosis: shown as a trend, never staged, and stored as such.")
     for line in data.summary:
         st.caption(plain(line))
     if data.rejected:
@@ -80,7 +93,7 @@ if source == "Upload files":
                      "artefacts are stored flagged. Uploading the same file again stores nothing twice."):
             try:
                 result = store_vitals(factory, user, data.frame, source=", ".join(n for n, _ in contents),
-                                      fmt=data.fmt, report=data.report)
+                                      fmt=data.fmt, report=data.report, cuffless_bp=bool(upload_cuffless))
             except HealthmonError as exc:
                 show_error(exc)
             else:
@@ -131,7 +144,15 @@ scale = spo2_scale_switch(options[2], key=f"vitals_spo2_scale:{patient}", record
                                "prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
-cuffless = more[0].checkbox("Blood pressure from a cuffless wearable", help="Staged for trends only")
+if data is not None:
+    cuffless = bool(upload_cuffless)
+    more[0].caption("Blood pressure: " + ("cuffless estimates (trend only), as ticked above" if cuffless
+                                          else "cuff readings"))
+else:
+    # Stored readings remember it: one upload marked cuffless keeps the patient's blood pressure trend-only.
+    cuffless = stored_cuffless_bp(factory, patient)
+    more[0].caption("Blood pressure: " + ("stored from an upload marked cuffless: trend only" if cuffless
+                                          else "cuff readings"))
 windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "everything": None}
 window = more[1].selectbox("Summary for the classifier covers", list(windows), index=1,
                            help="Alerts always use the whole history their baselines need")
@@ -150,17 +171,24 @@ cols = st.columns(4)
 if latest is not None:
     cols[0].metric("Latest NEWS2", int(latest["total"]), help=f"Royal College of Physicians, 2017; SpO2 scale {scale}")
     cols[1].metric("Clinical risk", latest["band"])
-    cols[2].metric("Scored at", f"{latest['time']:%d %b %H:%M}", help=f"{latest['time']:%Y-%m-%d %H:%M} UTC")
+    cols[2].metric("Scored at (UTC)", f"{latest['time']:%d %b %H:%M}", help=f"{latest['time']:%Y-%m-%d %H:%M} UTC")
 if result.bp is not None:
     cols[3].metric("Blood pressure (mean)", f"{result.bp.systolic:.0f}/{result.bp.diastolic:.0f}",
                    help=f"mmHg; {result.bp_note}")
-    st.markdown("**Blood pressure category:** " + plain(f"{result.bp.category} ({result.bp.guideline})"))
-    if result.bp_crisis:
-        st.error(plain("Hypertensive crisis range (above 180 and/or 120 mmHg): assess for target-organ damage "
-                       "now. Reading(s): " + "; ".join(result.bp_crisis)))
+    if result.bp.cuffless:
+        st.markdown("**Blood pressure:** " + plain(result.bp.category))
+        if result.bp_crisis:
+            st.warning(plain("Cuffless estimate(s) above 180 and/or 120 mmHg: measure with a validated cuff now. "
+                             "Estimate(s), UTC: " + "; ".join(result.bp_crisis)))
+    else:
+        st.markdown("**Blood pressure category:** " + plain(f"{result.bp.category} ({result.bp.guideline})"))
+        if result.bp_crisis:
+            st.error(plain("Hypertensive crisis range (above 180 and/or 120 mmHg): assess for target-organ damage "
+                           "now. Reading(s), UTC: " + "; ".join(result.bp_crisis)))
     if result.bp.caveat:
         st.caption(plain(f"Blood pressure: {result.bp.caveat}."))
-    grade = f"ESC/ESH 2018: {result.bp_esc}. " if result.bp_esc else "ESC/ESH office grades not applied to home readings. "
+    grade = (f"ESC/ESH 2018: {result.bp_esc}. " if result.bp_esc else "ESC/ESH grades not applied to cuffless "
+             "estimates. " if result.bp.cuffless else "ESC/ESH office grades not applied to home readings. ")
     st.caption(plain(grade + f"{result.bp_note.capitalize()}."))
 if latest is not None:
     band_key = "low (0)" if latest["band"] == "low" and latest["total"] == 0 else latest["band"]
@@ -193,7 +221,8 @@ if result.not_alerted:
         for line in result.not_alerted:
             st.caption(plain(line))
 
-figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale)
+figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale, setting=setting,
+                       cuffless_bp=cuffless)
 if figure is not None:
     st.plotly_chart(figure)
     # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.

@@ -18,6 +18,7 @@ from healthmon.report.fhir import fhir_json
 from healthmon.ui.components import plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
 from healthmon.ui.session import page_setup
+from healthmon.vitals.store import stored_setting
 
 # Streamlit's coloured text, not emoji: a browser without an emoji font shows emoji as empty boxes.
 URGENCY_COLOURS = {"emergency": "red", "urgent": "orange", "soon": "blue", "routine": "green"}
@@ -36,8 +37,20 @@ linked = st.query_params.get("patient", "")
 default = patients.index(linked) if linked in patients else 0
 left, middle, right = st.columns([3, 1, 1])
 patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
-setting = middle.radio("Setting", ["hospital", "home"], horizontal=True, key="patient_setting",
-                       help="NEWS2 is an adult acute-care score; home readings use the home blood-pressure thresholds.")
+# Per patient, preset from the readings as the Vitals page does: a ward patient's choice must not
+# carry over to a wearable's readings (NEWS2 without its out-of-setting caveat, office BP
+# thresholds on home readings), nor a home patient's to the ward (no emergency advice drafted).
+try:
+    preset_setting = stored_setting(factory, patient_id)
+except HealthmonError as exc:
+    show_error(exc)
+    st.stop()
+settings_offered = ["hospital", "home"]
+setting = middle.radio("Setting", settings_offered, horizontal=True, index=settings_offered.index(preset_setting),
+                       key=f"patient_setting:{patient_id}",
+                       help="Preset from the readings: hospital where consciousness, oxygen or respiration rate were "
+                            "charted, else home. NEWS2 is an adult acute-care score; home readings use the home "
+                            "blood-pressure thresholds.")
 # Per patient, preset from the scale on record: a prescribed 88-92 % target belongs to one
 # patient, and must not carry over to the next. Switching it here looks at the other scale for
 # this view only; recording it (below) changes it everywhere.
@@ -124,13 +137,31 @@ top = sorted(facts.risk.items(), key=lambda kv: -kv[1])[:1]
 cols[0].metric("Highest risk", f"{top[0][1]:.0%}" if top else "-",
                help="Calibrated probability, highest over the patient's scored notes.")
 cols[0].caption(plain(top[0][0] if top else "no scored notes"))
-cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total)
-cols[1].caption(plain((f"{facts.news2_band} band" + (", SpO2 scale 2" if scale == 2 else ""))
-                      if facts.news2_band else "no vitals"))
-cols[2].metric("Blood pressure", "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f}")
-cols[2].caption(plain(facts.bp_category or "no paired readings"))
-cols[3].metric("Alerts", len(facts.alerts))
-cols[3].caption(plain(", ".join(facts.alerts) or "none"))
+latest_news2 = snapshot.vitals.latest_news2 if snapshot.vitals is not None else None
+cols[1].metric("NEWS2", "-" if facts.news2_total is None else facts.news2_total,
+               help=plain(f"Royal College of Physicians, 2017; {setting} setting; at {facts.news2_time}")
+               if facts.news2_time else None)
+cols[1].caption(plain((f"{facts.news2_band} band" + ("" if facts.news2_complete else ", partial score")
+                       + (", SpO2 scale 2" if scale == 2 else "")) if facts.news2_band else "no vitals"))
+measured_bp = snapshot.vitals.bp if snapshot.vitals is not None else None
+if measured_bp is not None and measured_bp.cuffless:  # estimates: shown as a trend, kept from the rules
+    bp_value = f"{measured_bp.systolic:.0f}/{measured_bp.diastolic:.0f} mmHg"
+    bp_help, bp_words = "Mean of a cuffless wearable's estimates, not used by the advice rules", measured_bp.category
+else:
+    bp_value = "-" if facts.bp_systolic is None else f"{facts.bp_systolic:.0f}/{facts.bp_diastolic:.0f} mmHg"
+    bp_help = (f"{facts.bp_window}; {'home' if facts.bp_setting == 'home' else 'office'} thresholds"
+               if facts.bp_window else None)
+    bp_words = facts.bp_category or "no paired readings"
+cols[2].metric("Blood pressure", bp_value, help=plain(bp_help) if bp_help else None)
+cols[2].caption(plain(bp_words))
+cols[3].metric("Alerts", len(facts.alerts), help="Trend and NEWS2 alerts from the last 14 days of readings")
+cols[3].caption("listed below" if facts.alerts else "none")
+if latest_news2 is not None and latest_news2["caveat"]:
+    st.warning(plain(f"NEWS2: {latest_news2['caveat']}"))
+if facts.alerts:
+    with st.expander(f"{len(facts.alerts)} alert(s), each with the readings that fired it", expanded=True):
+        for message in facts.alerts.values():
+            st.caption(plain(message))
 st.caption(plain(f"{len(snapshot.cases)} scored note(s); risk per label: "
                  + (", ".join(f"{label} {p:.0%}" for label, p in sorted(facts.risk.items(), key=lambda kv: -kv[1]))
                     or "none")))

@@ -390,6 +390,35 @@ def test_advice_that_does_not_rest_on_news2_is_drafted_whatever_scale_the_view_s
     assert {i.rule_id for i in drafted} == {a.rule.id for a in result.advice} and "bp-crisis" in {i.rule_id for i in drafted}
 
 
+def test_the_setting_is_preset_from_the_readings_and_cuffless_blood_pressure_is_never_staged(db):
+    from healthmon.vitals.bp import CUFFLESS
+    from healthmon.vitals.store import stored_cuffless_bp
+
+    # A watch: heart rate, SpO2 and cuffless blood pressure, two of the estimates above 180/120.
+    watch = "timestamp,patient,hr,SpO2,BP\n" + "".join(
+        f"2026-03-0{day} 08:00,P-W,{hr},96,{bp}\n"
+        for day, (hr, bp) in enumerate([(72, "150/95"), (75, "192/124"), (74, "186/122")], start=1))
+    store_vitals(db, "dr-lee", read_vitals_csv(watch.encode(), "watch.csv").frame, source="watch.csv", fmt="csv",
+                 report={}, cuffless_bp=True)
+    assert stored_cuffless_bp(db, "P-W") and not stored_cuffless_bp(db, "P-7")
+    snapshot = patient_snapshot(db, "P-W")
+    # No consciousness, oxygen or respiration rate charted: home, so NEWS2 says where it was applied.
+    assert snapshot.setting == "home" and "applied to home readings" in snapshot.vitals.latest_news2["caveat"]
+    assert patient_snapshot(db, "P-7").setting == "hospital"  # respiration rate charted: a ward
+    bp = snapshot.vitals.bp
+    assert bp.category == CUFFLESS and not bp.crisis and snapshot.vitals.bp_esc is None
+    assert len(snapshot.vitals.bp_crisis) == 2  # named, for the page to ask for a cuff reading
+    facts = snapshot.findings
+    assert (facts.bp_category, facts.bp_systolic, facts.bp_crisis) == (None, None, None)
+    fired = {a.rule.id for a in evaluate(load_rules(), facts).advice}
+    assert not fired & {"bp-crisis", "bp-stage2", "bp-stage1", "bp-elevated"}
+    # The same estimates from a cuff would be a crisis: it is the upload's mark that holds them back.
+    cuff = watch.replace("P-W", "P-C")
+    store_vitals(db, "dr-lee", read_vitals_csv(cuff.encode(), "cuff.csv").frame, source="cuff.csv", fmt="csv",
+                 report={})
+    assert "bp-crisis" in {a.rule.id for a in evaluate(load_rules(), patient_snapshot(db, "P-C").findings).advice}
+
+
 def patient_advice_by_id(db, advice_id: int):  # noqa: ANN001, ANN201
     return next(i for i in patient_advice(db, "P-7") if i.id == advice_id)
 

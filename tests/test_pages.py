@@ -397,6 +397,35 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
         assert note.text == summary and at.session_state["case_id"] == note.id
 
 
+def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_stored_as_trend_only(dash):
+    from healthmon.vitals.store import stored_cuffless_bp
+
+    at = dash.page("Vitals", "cli")
+    watch = b"timestamp,hr,bp\n2026-03-01 08:00,72,192/124\n2026-03-02 08:00,74,150/95\n"
+    at.file_uploader[0].upload("watch.csv", watch, "text/csv").run()
+    assert not [b for b in at.button if b.label.startswith("Store these")]  # no patient column: an id first
+    [t for t in at.text_input if t.label.startswith("Patient id")][0].input("P-A").run()
+    [c for c in at.checkbox if c.label.startswith("Blood pressure in these files")][0].check().run()
+    assert not at.exception
+    shown = re.sub(r"\\(.)", r"\1", _texts(at, "markdown"))
+    assert "**Blood pressure:** not staged (cuffless estimate: trend only)" in shown
+    assert "Blood pressure category" not in shown
+    assert "measure with a validated cuff now" in _texts(at, "warning") and not _texts(at, "error")
+    [b for b in at.button if b.label.startswith("Store these")][0].click().run()
+    assert stored_cuffless_bp(dash.factory, "P-A")
+    # Another person's export without a patient column is asked for its own id, and is not cuffless.
+    at.file_uploader[0].upload("other.csv", b"timestamp,hr,bp\n2026-03-01 08:00,60,120/80\n", "text/csv").run()
+    assert [t for t in at.text_input if t.label.startswith("Patient id")][0].value == ""
+    assert not [b for b in at.button if b.label.startswith("Store these")]
+    assert not [c for c in at.checkbox if c.label.startswith("Blood pressure in these files")][0].value
+    # Stored, the readings stay trend-only when opened again.
+    stored = dash.page("Vitals", "cli")
+    [r for r in stored.radio if r.label == "Readings"][0].set_value("Stored readings").run()
+    stored.selectbox[0].set_value("P-A").run()
+    assert "stored from an upload marked cuffless: trend only" in _texts(stored, "caption")
+    assert "**Blood pressure:** not staged" in re.sub(r"\\(.)", r"\1", _texts(stored, "markdown"))
+
+
 def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_picks(dash):
     at = dash.page("Vitals", "cli")
     assert not [r for r in at.radio if r.label.startswith("Dates such as")]
@@ -408,14 +437,16 @@ def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_
     assert "outside the setting it was validated in" in _texts(at, "warning")
     order = [r for r in at.radio if r.label.startswith("Dates such as")][0]
     assert order.value is None and "read as day/month (the default); confirm the order" in _texts(at, "caption")
-    scored_at = [m for m in at.metric if m.label == "Scored at"]
+    assert "everything below reads them as day/month until you choose above" in _texts(at, "warning")
+    scored_at = [m for m in at.metric if m.label == "Scored at (UTC)"]
     assert scored_at[0].value == "05 Apr 00:00"  # 5 April, the later of 3 and 5 April
     # A stored date is part of the reading: nothing is stored until someone says the order.
     store = [b for b in at.button if b.label.startswith("Store these")][0]
     assert store.disabled
     order.set_value("month/day").run()
     assert not at.exception and "read as month/day; confirm the order" in _texts(at, "caption")
-    assert [m for m in at.metric if m.label == "Scored at"][0].value == "04 May 00:00"  # 4 March and 4 May
+    assert "until you choose above" not in _texts(at, "warning")
+    assert [m for m in at.metric if m.label == "Scored at (UTC)"][0].value == "04 May 00:00"  # 4 March and 4 May
     assert not [b for b in at.button if b.label.startswith("Store these")][0].disabled
     # Another file does not inherit this one's order.
     at.file_uploader[0].upload("other.csv", b"date,patient,pulse\n03/04/2026,p2,70\n", "text/csv").run()
@@ -542,7 +573,8 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     at = dash.page("Patient", "cli")
     assert not at.exception and at.selectbox[0].value == patient
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92"
+    assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92 mmHg"
+    assert [r for r in at.radio if r.label == "Setting"][0].value == "hospital"  # respiration rate charted: a ward
     assert not [m for m in at.markdown if m.value.startswith(":red[")]  # looking drafts nothing
     [b for b in at.button if b.label.startswith("Draft advice for")][0].click().run()
     titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(":")]
@@ -572,7 +604,7 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     # then out of date, and is no longer offered.
     [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(2).run()
     assert not at.exception and {m.label: m.value for m in at.metric}["NEWS2"] == "5"
-    assert "medium band, SpO2 scale 2" in _texts(at, "caption")
+    assert "medium band, partial score, SpO2 scale 2" in _texts(at, "caption")  # consciousness not charted
     assert "rule(s) fire on these findings (hospital setting, SpO2 scale 2)" in _texts(at, "markdown")
     # A scale chosen for this view only: its findings are shown, not drafted.
     assert "Advice resting on NEWS2 is drafted on the SpO2 scale on record (scale 1); this view scores scale 2." in _texts(at, "info")
@@ -617,3 +649,15 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     [r for r in vitals.radio if r.label == "SpO2 scale"][0].set_value(2).run()
     vitals.run()
     assert [r for r in vitals.radio if r.label == "SpO2 scale"][0].value == 2 and not _texts(vitals, "info")
+
+    # A watch's readings: the setting is preset per patient, and home here does not carry over.
+    watch = "timestamp,patient,hr,SpO2\n2026-03-01 08:00,P-watch,96,95\n2026-03-01 09:00,P-watch,98,95\n"
+    store_vitals(dash.factory, "cli", read_vitals_csv(watch.encode(), "watch.csv").frame, source="watch.csv",
+                 fmt="csv", report={})
+    both = dash.page("Patient", "cli")
+    both.selectbox[0].set_value("P-watch").run()
+    assert not both.exception and [r for r in both.radio if r.label == "Setting"][0].value == "home"
+    assert "NEWS2 is an adult acute-care score; here it is applied to home readings" in _texts(both, "warning")
+    assert "partial score" in _texts(both, "caption")  # no consciousness, oxygen, respiration, temperature, BP
+    both.selectbox[0].set_value(patient).run()
+    assert [r for r in both.radio if r.label == "Setting"][0].value == "hospital"

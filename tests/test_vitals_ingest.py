@@ -145,6 +145,47 @@ def test_spreadsheet_encodings_are_read_and_said_and_unreadable_bytes_refused():
         read_vitals_csv(b"time,pulse\n2026-03-01,\x81\x8d\n", "binary.csv", patient_id="p")
 
 
+def test_rows_whose_fields_do_not_line_up_are_rejected_with_their_line_never_shifted_or_cut():
+    # A separator after every row is harmless; "36,5" in a comma file would have shifted the row
+    # (or, told not to, cut 36.5 to 36). Blank lines and a quoted line break count as lines.
+    trailing = read_vitals_csv(b"timestamp,hr,spo2\n2026-03-01 08:00,80,97,\n2026-03-01 09:00,81,98,\n",
+                               "watch.csv", patient_id="P1")
+    assert list(trailing.frame.value) == [80, 97, 81, 98] and not trailing.report.rejected
+    assert "2 row(s) end with an extra separator: the empty last field ignored" in trailing.report.conversions
+    text = (b'patient,timestamp,temp,comment\nP1,2026-03-01 08:00,36,5,\n\nP1,2026-03-01 09:00,37,"two\nlines"\n'
+            b"P1,2026-03-01 10:00,abc,\n P1 ,2026-03-01 11:00,37.2,\n")
+    data = read_vitals_csv(text, "ward.csv")
+    assert data.report.rejected == [(2, "5 fields where the header has 4: a decimal comma in a comma-separated file, "
+                                        "or a separator inside a cell; quote that cell or separate the columns with ';'")]
+    assert data.report.flagged == [(6, "temperature", "temperature 'abc' is not a number")]  # line 6 in an editor
+    assert list(data.frame.dropna(subset=["value"]).value) == [37.0, 37.2]
+    assert set(data.frame.patient_id) == {"P1"}  # " P1 " is the same patient, not a second one
+    with pytest.raises(IngestError, match="no header row"):
+        read_vitals_csv(b"\n\n", "empty.csv")
+
+
+def test_a_count_with_a_thousands_separator_is_read_as_thousands():
+    data = read_vitals_csv(b'date,steps,temp\n2026-03-01,"12,345","36,6"\n2026-03-02,"9,870","37,0"\n', "a.csv",
+                           patient_id="P1")
+    values = data.frame.groupby("parameter")["value"].apply(list).to_dict()
+    assert values == {"steps": [12345.0, 9870.0], "temperature": [36.6, 37.0]}  # a temperature's comma is a decimal
+    assert "2 steps value(s) such as '12,345' read with a thousands separator" in data.report.conversions
+    semicolons = read_vitals_csv(b"date;steps\n2026-03-01;12.345\n", "b.csv", patient_id="P1")
+    assert list(semicolons.frame.value) == [12345.0]
+
+
+@pytest.mark.parametrize("cells,reads_as", [("5.2", 93.7), ("110\n95", 102.5), ("30", None), ("22\n35", None)])
+def test_glucose_without_a_unit_is_read_only_where_its_values_tell_the_unit(cells, reads_as):
+    text = "date,glucose\n" + "".join(f"2026-03-0{i + 1},{v}\n" for i, v in enumerate(cells.split("\n")))
+    if reads_as is None:  # 30 is a severe hypo in mg/dL and 540 mg/dL in mmol/L: no guess
+        with pytest.raises(IngestError, match="rename the column glucose_mgdl or glucose_mmol") as refused:
+            read_vitals_csv(text.encode(), "g.csv", patient_id="P1")
+        assert "which reads as" in str(refused.value)
+    else:
+        median = read_vitals_csv(text.encode(), "g.csv", patient_id="P1").frame.value.median()
+        assert median == pytest.approx(reads_as, abs=0.1)
+
+
 def test_units_guessed_from_values_are_said_and_a_cold_patient_is_not_an_artefact():
     data = read_vitals_csv(b"time,patient,temp,glucose,weight\n2026-03-01 08:00,p1,28.4,5.2,80\n", "w.csv")
     values = dict(zip(data.frame.parameter, data.frame.value))
@@ -515,6 +556,8 @@ def test_the_format_is_recognised_from_the_contents_and_mixed_uploads_are_refuse
     assert detect_format("ward.csv", b"timestamp,hr\n") == "csv"
     assert detect_format("132539.txt", b"Time,Parameter,Value\n00:00,RecordID,1") == "physionet"
     assert detect_format("dailyActivity_merged (1).csv", b"Id,ActivityDate") == "fitbit"
+    assert detect_format("hourlySteps_merged.csv", b"Id,ActivityHour,StepTotal") == "fitbit"  # refused there, by name
+    assert detect_format("vitals_merged.csv", b"timestamp,hr\n") == "csv"  # not Fitbit's: no Id column
     assert detect_format("export.ndjson", b'{"resourceType":"Patient"}') == "fhir"
     assert detect_format("bundle.txt", b'\xef\xbb\xbf  {"resourceType":"Bundle"') == "fhir"
     with pytest.raises(IngestError, match="files of one format per upload") as refused:
@@ -578,7 +621,7 @@ def test_one_patient_assessment_pairs_bp_lists_swapped_pairs_and_merges_alerts()
     result = assess_patient(data.frame, "p1", setting="home")
     assert result.bp.readings == 6 and result.bp.category == "stage 2 hypertension" and result.bp.setting == "home"
     assert result.bp_crisis == () and result.bp_esc is None  # office grades are not applied to home readings
-    assert "left out (diastolic not below systolic): 2026-03-03 08:00 80/120" in result.bp_note
+    assert "left out (diastolic not below systolic): 2026-03-03 08:00 UTC 80/120" in result.bp_note
     kinds = set(zip(result.alerts["rule_id"], result.alerts["parameter"]))
     assert ("hr_jump", "heart_rate") in kinds
     jump = result.alerts[result.alerts.rule_id == "hr_jump"].iloc[0]
@@ -600,6 +643,10 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     # The patient's own usual value (the median of the readings before, from the third one on).
     usual = [t for t in figure.data if t.name == "usual (28-day median)"]
     assert len(usual) == 1 and list(usual[0].y) == [71.0, 70.5, 71.0, 71.5]  # before 03:00 ... 06:00
+    assert figure.layout.xaxis2.title.text == "time (UTC)"  # the bottom panel's axis, shared by all
+    assert [a.text for a in figure.layout.annotations][-1] == "NEWS2 (aggregate)"
+    at_home = vitals_figure(result.vitals, result.news2, setting="home", cuffless_bp=True)
+    assert [a.text for a in at_home.layout.annotations][-1] == "NEWS2 (aggregate; a ward score applied at home)"
     hostile = result.alerts.assign(message="<b>x</b>")
     escaped = vitals_figure(result.vitals, result.news2, hostile)
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]

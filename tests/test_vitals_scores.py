@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from healthmon.vitals import classify_bp, esc_grade, score_news2
 from healthmon.vitals.news2 import VitalsError, band_points
+from healthmon.vitals.bp import CUFFLESS
 
 # (value, points) on both sides of every printed edge.
 EDGES = {
@@ -175,7 +176,10 @@ def test_home_readings_use_the_home_thresholds(reading, category):
 def test_readings_are_averaged_and_single_or_cuffless_readings_are_flagged():
     assert classify_bp([(150, 85), (120, 75)]).systolic == 135
     assert "one reading only" in classify_bp([(150, 85)]).caveat
-    assert "trends only" in classify_bp([(150, 85), (150, 85)], cuffless=True).caveat
+    cuffless = classify_bp([(190, 125), (190, 125)], cuffless=True)
+    assert "trends only" in cuffless.caveat
+    # Never staged: no category, and no crisis from estimates (the pages ask for a cuff reading).
+    assert (cuffless.category, cuffless.crisis, cuffless.cuffless) == (CUFFLESS, False, True)
     with pytest.raises(VitalsError, match="swapped"):
         classify_bp([(80, 120)])
 
@@ -206,3 +210,22 @@ def test_a_higher_pressure_never_gives_a_lower_category(sbp, dbp, up, setting):
     base = ORDER.index(classify_bp([(sbp, dbp)], setting=setting).category)
     assert ORDER.index(classify_bp([(sbp + up, dbp)], setting=setting).category) >= base
     assert ORDER.index(classify_bp([(sbp + up + 10, dbp + up)], setting=setting).category) >= base
+
+
+def test_on_scale_2_with_oxygen_unrecorded_the_caveat_says_what_the_spo2_points_hang_on():
+    unknown = score_news2(spo2=97, spo2_scale=2)
+    assert unknown.points["spo2"] == 0  # scored on air, as documented
+    assert "SpO2 97 % on scale 2 scores 0 on air, as scored here, but 3 on oxygen (and oxygen itself 2)" in unknown.caveat
+    # Where both rows agree (88-92 %), and where oxygen is recorded, nothing more is said.
+    assert "on scale 2 scores" not in score_news2(spo2=90, spo2_scale=2).caveat
+    assert "on scale 2 scores" not in score_news2(spo2=97, spo2_scale=2, on_oxygen=False).caveat
+
+
+def test_a_news2_alert_names_each_value_as_charted_so_it_agrees_with_its_points():
+    from healthmon.vitals.trends import _news2_reading
+
+    # 35.05 °C is charted 35.1 and scores 1; shown as "35" it would read as a 3-point value.
+    row = {"points_temperature": band_points("temperature", 35.05), "value_temperature": 35.05}
+    assert _news2_reading(row, "points_temperature") == "temperature 35.1 °C: 1"
+    row = {"points_heart_rate": band_points("heart_rate", 50.5), "value_heart_rate": 50.5}
+    assert _news2_reading(row, "points_heart_rate") == "heart rate 51 /min: 0"

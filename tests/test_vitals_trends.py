@@ -84,6 +84,24 @@ def test_the_resting_heart_rate_message_reads_like_the_chart():
     assert detect_alerts(twice, rules=(SHIFTS["hr_resting_up"],)).alerts[0].severity == "medium"  # 2x threshold
 
 
+def test_with_an_even_number_of_recent_days_a_majority_must_have_moved():
+    def week_with_gaps(baseline, recent, parameter="heart_rate"):
+        # 28 days of baseline, then readings on only 4 days of the 7-day window (days 28, 30, 32, 34).
+        days = [readings([v], parameter, start=START + pd.Timedelta(days=28 + 2 * i)) for i, v in enumerate(recent)]
+        return pd.concat([readings([baseline] * 28, parameter), *days], ignore_index=True)
+
+    rule = SHIFTS["hr_resting_up"]
+    # 2 raised days of 4 is not a shift (averaging the middle two would make it 70, exactly 10 up); 3 of 4 is.
+    assert detect_alerts(week_with_gaps(60, [80, 60, 80, 60]), rules=(rule,)).alerts == ()
+    (alert,) = detect_alerts(week_with_gaps(60, [80, 80, 60, 80]), rules=(rule,)).alerts
+    assert alert.current == 80 and alert.message.startswith(
+        "Resting heart rate 7-day median (4 days with readings) 80 /min is 20 /min above")
+    # Falling steps: the middle day nearer the baseline is the higher one, so 2 low days of 4 do not fire.
+    steps = SHIFTS["steps_down"]
+    assert detect_alerts(week_with_gaps(10_000, [2_000, 10_000, 2_000, 10_000], "steps"), rules=(steps,)).alerts == ()
+    assert len(detect_alerts(week_with_gaps(10_000, [2_000, 10_000, 2_000, 2_000], "steps"), rules=(steps,)).alerts) == 1
+
+
 def test_resting_heart_rate_is_the_days_10th_percentile_reading_and_the_alert_points_at_it():
     # Eleven readings a day: one low glitch (40), then 60..69 (or 70..79 in the last week).
     rows = []

@@ -17,8 +17,8 @@ from healthmon.advice.rules import AdviceError
 from healthmon.cases import CaseView, case_detail
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Case, NoteRow, Patient, VitalReading, as_utc
-from healthmon.vitals.assess import VitalsAssessment, assess_patient
-from healthmon.vitals.store import load_vitals, stored_descriptors
+from healthmon.vitals.assess import VitalsAssessment, assess_patient, readings_setting
+from healthmon.vitals.store import load_vitals, stored_cuffless_bp, stored_descriptors
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _age(born: date, on: date) -> float:
     return float(on.year - born.year - ((on.month, on.day) < (born.month, born.day)))
 
 
-def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting: str = "hospital",
+def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting: str | None = None,
                      spo2_scale: int | None = None, lookback: str = "4h", now: datetime | None = None) -> PatientSnapshot:
     """Everything stored about one patient and the facts the advice rules read.
 
@@ -119,6 +119,10 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     reviewer labelled without it; each names the case and model version it came from.
     Vitals facts describe the patient's latest readings: the latest NEWS2, the blood
     pressure of the last week of readings, and alerts from the last 14 days of readings.
+
+    ``setting`` None (the default) is preset from the stored readings
+    (:func:`healthmon.vitals.assess.readings_setting`: hospital where a ward charted
+    consciousness, oxygen or respiration rate, else home); the snapshot's ``setting`` says which.
 
     ``spo2_scale`` None (the default) scores SpO2 on the scale recorded for the patient
     (:func:`healthmon.advice.store.set_spo2_scale`), or scale 1 where none was; 1 or 2 overrides
@@ -154,9 +158,13 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     if spo2_scale is None:
         spo2_scale = scale_on_record(prescription)
     vitals_table = load_vitals(factory, patient_id)
+    if setting is None:
+        setting = readings_setting(vitals_table, patient_id)
+    cuffless = stored_cuffless_bp(factory, patient_id) if len(vitals_table) else False
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
     assessment = (assess_patient(vitals_table, patient_id, setting=setting, spo2_scale=spo2_scale,
-                                 lookback=lookback, descriptors=descriptors) if len(vitals_table) else None)
+                                 lookback=lookback, descriptors=descriptors, cuffless_bp=cuffless)
+                  if len(vitals_table) else None)
     age, age_source = None, ""
     if born is not None:
         age, age_source = _age(born, now.date()), "birth date"
@@ -186,7 +194,9 @@ def _vitals_facts(assessment: VitalsAssessment | None) -> dict:
                      # advice already drafted is not drafted again.
                      news2_time=f"{latest['time']:%Y-%m-%d %H:%M} UTC" + ("" if latest["complete"] else ", partial")
                      + (f", {SCALE_2_MARK}" if assessment.spo2_scale == 2 else ""))
-    if assessment.bp is not None:
+    # A cuffless wearable's estimates are trend-only: no rule may stage, treat or escalate on them,
+    # so the rules see no blood pressure (and "measure blood pressure" can fire).
+    if assessment.bp is not None and not assessment.bp.cuffless:
         pairs = assessment.bp_readings
         window = (f"mean of {len(pairs)} reading(s), {pairs[0][0]:%Y-%m-%d} to {pairs[-1][0]:%Y-%m-%d}" if pairs else "")
         facts.update(bp_category=assessment.bp.category, bp_systolic=float(assessment.bp.systolic),

@@ -109,7 +109,7 @@ def _section(factory: sessionmaker[Session], case: CaseView,
 
 def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_by: str,
                  rules: tuple[Rule, ...] | None = None, rules_path: str | Path | None = None,
-                 load_classifier: Callable[[str], Classifier] | None = None, setting: str = "hospital",
+                 load_classifier: Callable[[str], Classifier] | None = None, setting: str | None = None,
                  spo2_scale: int | None = None, now: datetime | None = None) -> PatientReport:
     """Gather one patient's report.
 
@@ -117,7 +117,8 @@ def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_b
         generated_by: who asked for it (a signed-in name, or the CLI's user).
         load_classifier: given, explanations never computed are computed (and stored) with
             the version that scored each note; without it only stored explanations are shown.
-        setting: ``hospital`` or ``home``, for NEWS2 and the blood-pressure thresholds.
+        setting: ``hospital`` or ``home``, for NEWS2 and the blood-pressure thresholds; None presets it
+            from the stored readings (:func:`healthmon.vitals.assess.readings_setting`).
         spo2_scale: NEWS2's SpO2 scale (2 only for a prescribed 88-92 % target), for the
             score and the chart's SpO2 band; None: the patient's recorded scale (1 where none
             was recorded). The report says which scale it used and why.

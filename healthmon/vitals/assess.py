@@ -17,6 +17,17 @@ from healthmon.vitals.text import summarise_vitals
 from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
 
 BP_WINDOW = pd.Timedelta(days=7)  # the readings averaged for a category: the last week's
+# Only a ward charts these; a wearable, a home cuff or a Fitbit sends none of them.
+WARD_CHARTED = ("consciousness", "on_oxygen", "respiration_rate")
+
+
+def readings_setting(vitals: pd.DataFrame, patient_id: str) -> str:
+    """Where a patient's readings were most likely taken: ``hospital`` where consciousness,
+    oxygen or respiration rate were charted, else ``home``. Every page, the CLI and the report
+    preset the setting from this, so a wearable's NEWS2 carries its "applied outside its
+    setting" caveat and home blood pressure its home thresholds unless someone says otherwise."""
+    mine = vitals["patient_id"].astype(str) == str(patient_id)
+    return "hospital" if vitals.loc[mine, "parameter"].isin(WARD_CHARTED).any() else "home"
 
 
 @dataclass(frozen=True)
@@ -26,7 +37,7 @@ class VitalsAssessment:
     news2: pd.DataFrame  # news2_over_time rows
     bp: BPCategory | None
     bp_esc: str | None  # office readings only
-    bp_crisis: tuple[str, ...]  # each reading above 180 and/or 120, named
+    bp_crisis: tuple[str, ...]  # each reading above 180 and/or 120, named (UTC; the text stored advice triggers cite)
     bp_note: str  # why there is no category, or which pairs were left out
     alerts: pd.DataFrame  # alerts_frame rows, trend and NEWS2 together, by time
     skipped: tuple[str, ...]  # trend rules that could not be checked, and why
@@ -58,7 +69,7 @@ def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[pd.Timestamp, float, floa
     pairs, left_out = [], []
     for moment, row in wide.iterrows():
         if row["diastolic_bp"] >= row["systolic_bp"]:
-            left_out.append(f"{moment:%Y-%m-%d %H:%M} {row['systolic_bp']:.0f}/{row['diastolic_bp']:.0f}")
+            left_out.append(f"{moment:%Y-%m-%d %H:%M} UTC {row['systolic_bp']:.0f}/{row['diastolic_bp']:.0f}")
         else:
             pairs.append((moment, float(row["systolic_bp"]), float(row["diastolic_bp"])))
     return pairs, left_out
@@ -78,16 +89,21 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     timed, left_out = bp_pairs(mine)
     pairs = [(systolic, diastolic) for _, systolic, diastolic in timed]
     bp = classify_bp(pairs, setting="home" if setting == "home" else "office", cuffless=cuffless_bp) if pairs else None
+    # The dates, not only "the last 7 days": the newest blood pressure may be months older than
+    # the other vitals, and the category must not read as current then.
     note = "no blood-pressure readings with both systolic and diastolic" if not pairs else (
-        f"averaged {len(pairs)} reading(s) from the last 7 days of readings")
+        f"averaged {len(pairs)} reading(s) from {timed[0][0]:%Y-%m-%d} to {timed[-1][0]:%Y-%m-%d} "
+        "(the last 7 days of blood-pressure readings)")
     if left_out:
         note += f"; left out (diastolic not below systolic): {', '.join(left_out)}"
     # A crisis is any single reading in that range, not the week's mean: one 212/132 among
-    # normal readings must not be averaged away.
+    # normal readings must not be averaged away. Cuffless estimates in that range are still
+    # named (the pages ask for a cuff reading), but nothing is staged on them (bp.cuffless).
     crisis = tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
                    if systolic > CRISIS[0] or diastolic > CRISIS[1])
-    # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85.
-    esc = esc_grade(pairs) if pairs and setting != "home" else None
+    # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85. A
+    # cuffless estimate is graded by neither.
+    esc = esc_grade(pairs) if pairs and setting != "home" and not cuffless_bp else None
     report = detect_alerts(mine)
     alerts = alerts_frame(tuple(report.alerts) + news2_alerts(news2))
     alerts = alerts.sort_values("time", kind="stable").reset_index(drop=True)

@@ -6,8 +6,9 @@ or ≥90); a reading above 180 and/or above 120 is a hypertensive crisis. Its Ta
 home (and daytime ambulatory) equivalents: 130/80 at home corresponds to stage 1 and
 135/85 to stage 2, so home data are staged on those thresholds. The category uses the
 mean of the readings given (the guideline asks for ≥2 readings on ≥2 occasions; fewer are
-staged but flagged). Cuffless wearable estimates are flagged as trend-only: they are not
-validated for diagnosis.
+staged but flagged). Cuffless wearable estimates are not staged at all (:data:`CUFFLESS`):
+they are not validated for diagnosis, so their mean is shown as a trend and no category,
+grade or crisis is derived from it.
 
 ESC/ESH 2018 grades (office): optimal, normal, high normal, grade 1, 2 and 3, and
 isolated systolic hypertension.
@@ -27,6 +28,7 @@ ACC_AHA_OFFICE = ((140, 90, "stage 2 hypertension"), (130, 80, "stage 1 hyperten
 ACC_AHA_HOME = ((135, 85, "stage 2 hypertension"), (130, 80, "stage 1 hypertension"))
 ELEVATED_SYSTOLIC = 120
 CRISIS = (180, 120)  # strictly above either
+CUFFLESS = "not staged (cuffless estimate: trend only)"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class BPCategory:
     setting: str
     guideline: str
     caveat: str = ""
+    cuffless: bool = False  # a cuffless wearable's estimates: category CUFFLESS, never a crisis
 
 
 def average_readings(readings: Iterable[tuple[float, float]]) -> tuple[float, float, int]:
@@ -63,13 +66,16 @@ def classify_bp(readings: Iterable[tuple[float, float]], *, setting: str = "offi
     if category is None:
         category = "elevated" if systolic >= ELEVATED_SYSTOLIC else "normal"
     crisis = systolic > CRISIS[0] or diastolic > CRISIS[1]
+    if cuffless:
+        category, crisis = CUFFLESS, False
     caveats = []
     if n < 2:
         caveats.append("one reading only: the guideline stages the mean of 2 or more readings on 2 or more occasions")
     if cuffless:
         caveats.append("cuffless wearable estimate: use for trends only, not to diagnose or stage hypertension")
     return BPCategory(systolic, diastolic, n, category, crisis, setting,
-                      "ACC/AHA 2017" + (" (home thresholds, Table 11)" if setting == "home" else ""), "; ".join(caveats))
+                      "ACC/AHA 2017" + (" (home thresholds, Table 11)" if setting == "home" else ""), "; ".join(caveats),
+                      cuffless)
 
 
 # ESC/ESH 2018 office grades: (systolic at or above, diastolic at or above, grade), top first.

@@ -46,7 +46,9 @@ def detect_format(name: str, head: bytes) -> str:
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if start in (b"{", b"["):
         return "fhir"
-    if fitbit_file_name(name) or "_merged" in name.lower():
+    # Fitbit's other exports (heartrate_seconds_merged.csv, ...) are refused by its reader with the
+    # list it reads; a generic CSV that happens to be called vitals_merged.csv is not one of them.
+    if fitbit_file_name(name) or ("_merged" in name.lower() and head.lstrip(b"\xef\xbb\xbf").startswith(b"Id,")):
         return "fitbit"
     if head.lstrip(b"\xef\xbb\xbf").startswith(b"Time,Parameter,Value"):
         return "physionet"

@@ -17,6 +17,7 @@ a time that reads as before 1990 or after tomorrow is rejected as misread.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from dataclasses import dataclass, field
@@ -160,15 +161,16 @@ def _times(cells: pd.Series, date_order: str | None, report: VitalsReport) -> pd
         first, second = parts.loc[numeric, 0].astype(int), parts.loc[numeric, 1].astype(int)
         day_first_shown, month_first_shown = first.gt(12).any(), second.gt(12).any()
         if day_first_shown and month_first_shown:
-            day_line, month_line = int(first.gt(12).idxmax()) + 2, int(second.gt(12).idxmax()) + 2
+            # The cells are indexed by their line in the file (see _table).
+            day_line, month_line = int(first.gt(12).idxmax()), int(second.gt(12).idxmax())
             raise IngestError("dates in one order (day/month or month/day) throughout the file",
-                              f"line {day_line} {cells.iloc[day_line - 2]!r} (day first) and line {month_line} "
-                              f"{cells.iloc[month_line - 2]!r} (month first)",
+                              f"line {day_line} {cells.loc[day_line]!r} (day first) and line {month_line} "
+                              f"{cells.loc[month_line]!r} (month first)",
                               "write the dates as YYYY-MM-DD, or correct the rows in the other order")
         if day_first_shown or month_first_shown:
             order = "day/month" if day_first_shown else "month/day"
-            line = int((first if day_first_shown else second).gt(12).idxmax()) + 2
-            report.conversions.append(f"dates read as {order}, as line {line} ({cells.iloc[line - 2].strip()!r}) "
+            line = int((first if day_first_shown else second).gt(12).idxmax())
+            report.conversions.append(f"dates read as {order}, as line {line} ({cells.loc[line].strip()!r}) "
                                       "shows")
         else:
             order = date_order or "day/month"
@@ -240,11 +242,7 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     separator = max((",", ";", "\t"), key=header.count)  # a tie (a one-column header) keeps ","
     if separator != ",":
         report.conversions.append(f"columns separated by {'tabs' if separator == chr(9) else repr(separator)}")
-    try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=separator)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise IngestError("a comma-separated file with a header row", f"{name}: {exc}",
-                          "export the device data as CSV (one row per time point)") from exc
+    raw, malformed = _table(text.lstrip("\ufeff"), separator, name, report)
     mapping = _map_columns(list(raw.columns))
     report.rows_read, report.columns = len(raw), mapping
     if "time" not in mapping:
@@ -255,14 +253,20 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
         raise IngestError("at least one vitals column (heart rate, blood pressure, SpO2, ...)",
                           f"columns {', '.join(raw.columns)}", "rename the columns or see the README for the aliases")
     times, problems = _time_column(raw, mapping, date_order, report)
+    problems.update(malformed)
     report.ignored_columns = [c for c in raw.columns if c not in mapping.values()]
     patients = raw[mapping["patient_id"]] if "patient_id" in mapping else pd.Series([patient_id or name] * len(raw))
     report.patient_from_file_name = "patient_id" not in mapping and not patient_id
     # Each unit decided once per column, from its name or its values (not once per cell).
     units = {canonical: _unit(canonical, mapping[canonical], raw[mapping[canonical]], report) for canonical in measured}
+    for canonical in (c for c in measured if c in COUNTS):
+        grouped = raw[mapping[canonical]].str.strip().str.fullmatch(_THOUSANDS)
+        if grouped.any():
+            example = raw[mapping[canonical]][grouped].iloc[0].strip()
+            report.conversions.append(f"{int(grouped.sum())} {canonical.replace('_', ' ')} value(s) such as {example!r} "
+                                      "read with a thousands separator")
     rows = []
-    for index in range(len(raw)):
-        line = index + 2  # header is line 1
+    for index, line in enumerate(raw.index):  # the index is each row's line in the file
         if problems.iloc[index]:
             report.rows_rejected += 1
             report.rejected.append((line, problems.iloc[index]))
@@ -281,10 +285,67 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
                 if artefact:
                     report.values_flagged += 1
                     report.flagged.append((line, parameter, problem or f"{value:g} {UNITS[parameter]} is implausible"))
-                rows.append((str(patients.iloc[index]), times.iloc[index], parameter,
+                rows.append((str(patients.iloc[index]).strip(), times.iloc[index], parameter,
                              value if problem is None else float("nan"), artefact, name))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return VitalsData(frame.sort_values(["patient_id", "time", "parameter"], kind="stable").reset_index(drop=True), report)
+
+
+def _table(text: str, separator: str, name: str, report: VitalsReport) -> tuple[pd.DataFrame, pd.Series]:
+    """The file's cells as text, indexed by each row's line in the file (blank lines and quoted
+    line breaks counted, so a rejected row's line is the one an editor shows), and why each row
+    whose fields do not line up with the header cannot be read.
+
+    pandas would read a row with one field too many by making its first cell the row index,
+    shifting every value into the wrong column ("36,5" in a comma file, a stray separator);
+    told not to, it drops the extra field, turning 36,5 into 36. So the fields are counted here:
+    a separator at the end of every row (empty extra fields) is harmless and said; any other
+    row with more fields than the header is rejected with the reason. "Every row": in a file
+    whose other rows line up, "36,5," (a decimal comma, then an empty last cell) also ends in
+    an empty field, and is one of the rows that does not line up.
+    """
+    reader = csv.reader(io.StringIO(text), delimiter=separator)
+    header: list[str] | None = None
+    rows, lines, malformed = [], [], {}
+    trailing = []
+    try:
+        for record in reader:
+            if not any(cell.strip() for cell in record):
+                continue  # a blank line
+            if header is None:
+                header = record
+                continue
+            line = reader.line_num
+            extra = record[len(header):]
+            if any(cell.strip() for cell in extra):
+                malformed[line] = _misaligned(len(record), len(header))
+            elif extra:
+                trailing.append((line, len(record)))
+            rows.append((record + [""] * (len(header) - len(record)))[: len(header)])
+            lines.append(line)
+    except csv.Error as exc:
+        raise IngestError("a comma-separated file with a header row", f"{name} line {reader.line_num}: {exc}",
+                          "export the device data as CSV (one row per time point)") from exc
+    if header is None:
+        raise IngestError("a comma-separated file with a header row", f"{name}: no header row (the file is empty)",
+                          "export the device data as CSV (one row per time point)")
+    if trailing and len(trailing) == len(rows):
+        report.conversions.append(f"{len(trailing)} row(s) end with an extra separator: the empty last field ignored")
+    else:
+        malformed.update({line: _misaligned(fields, len(header)) for line, fields in trailing})
+    seen: dict[str, int] = {}
+    columns = []
+    for column in header:  # as pandas names repeated headers: hr, hr.1
+        count = seen.get(column, 0)
+        seen[column] = count + 1
+        columns.append(column if count == 0 else f"{column}.{count}")
+    raw = pd.DataFrame(rows, columns=columns, index=pd.Index(lines, dtype="int64"), dtype=object)
+    return raw, pd.Series(malformed, dtype=object)
+
+
+def _misaligned(fields: int, columns: int) -> str:
+    return (f"{fields} fields where the header has {columns}: a decimal comma in a comma-separated file, or a "
+            "separator inside a cell; quote that cell or separate the columns with ';'")
 
 
 def implausible(parameter: str, value: float) -> bool:
@@ -298,6 +359,9 @@ def implausible(parameter: str, value: float) -> bool:
 def _median(values: pd.Series) -> float | None:
     numbers = pd.to_numeric(values.str.replace(",", ".", regex=False), errors="coerce").dropna()
     return float(numbers.median()) if len(numbers) else None
+
+
+GLUCOSE_EITHER_UNIT = (20.0, 40.0)  # a column median here could be mg/dL or mmol/L
 
 
 def _unit(canonical: str, column: str, values: pd.Series, report: VitalsReport) -> tuple[float, float]:
@@ -317,9 +381,15 @@ def _unit(canonical: str, column: str, values: pd.Series, report: VitalsReport) 
             report.conversions.append(f"glucose '{column}' read as mmol/L, converted to mg/dL (x {MMOL_TO_MG_DL})")
             return MMOL_TO_MG_DL, 0.0
         if median is not None:
-            # 35 mmol/L is extreme and 35 mg/dL rare, so the median decides; a column of a few
-            # readings can still be read wrongly, hence the report and the hint.
-            unit = "mmol/L" if median < 35 else "mg/dL"
+            # A median below 20 can only be mmol/L (20 mg/dL is the floor of a meter's range) and
+            # one of 40 or more only mg/dL (40 mmol/L is 720 mg/dL); in between, a single 30 is a
+            # severe hypo in mg/dL and 540 mg/dL in mmol/L, so no guess is made.
+            if GLUCOSE_EITHER_UNIT[0] <= median < GLUCOSE_EITHER_UNIT[1]:
+                raise IngestError("a glucose column whose unit its name or values show",
+                                  f"'{column}' with no unit in its name and a median of {median:g}, which reads as "
+                                  f"{median:g} mg/dL (severe hypoglycaemia) or {median * MMOL_TO_MG_DL:.0f} mg/dL "
+                                  "(from mmol/L)", f"rename the column glucose_mgdl or glucose_mmol")
+            unit = "mmol/L" if median < GLUCOSE_EITHER_UNIT[0] else "mg/dL"
             report.conversions.append(
                 f"glucose '{column}' has no unit in its name: read as {unit} (median {median:g})"
                 + (f", converted to mg/dL (x {MMOL_TO_MG_DL})" if unit == "mmol/L" else "")
@@ -333,6 +403,12 @@ def _unit(canonical: str, column: str, values: pd.Series, report: VitalsReport) 
             report.conversions.append(f"weight '{column}' has no unit in its name: read as kg; name it weight_lb "
                                       "for pounds")
     return 1.0, 0.0
+
+
+# Whole-number counts, where "12,345" (or "12.345" in a decimal-comma file) can only be a thousands
+# separator: read as a decimal it would be a plausible 12 steps, neither flagged nor noticed.
+COUNTS = ("steps", "sleep_minutes")
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+|\d{1,3}(?:\.\d{3})+")
 
 
 def _parse(canonical: str, cell: str, unit: tuple[float, float]):  # noqa: ANN202 - yields (parameter, value, problem)
@@ -357,6 +433,9 @@ def _parse(canonical: str, cell: str, unit: tuple[float, float]):  # noqa: ANN20
             yield canonical, 1.0 if word in YES else 0.0, None
         else:
             yield canonical, float("nan"), f"oxygen {cell!r} is not yes/no (or air/O2)"
+        return
+    if canonical in COUNTS and _THOUSANDS.fullmatch(cell.strip()):
+        yield canonical, float(re.sub(r"[,.]", "", cell)), None  # 12,345 steps: a count has no decimals
         return
     try:
         value = float(cell.replace(",", "."))

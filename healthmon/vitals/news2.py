@@ -72,11 +72,17 @@ def news2_band(total: int, *, red_flag: bool) -> str:
     return "low-medium" if red_flag else "low"
 
 
+def charted_value(parameter: str, value: float) -> float:
+    """A value as it is written on the chart and scored: rounded half up to the chart's precision
+    (35.05 °C is charted 35.1; Python's round() would send 50.5 to 50). Every sentence that names
+    a scored value shows this, so the value and its points never disagree."""
+    places = DECIMALS.get(parameter.split("_scale")[0], 0)
+    return float(Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
 def band_points(parameter: str, value: float) -> int:
     """Points of one value on one chart row (after rounding to the chart's precision)."""
-    places = DECIMALS.get(parameter.split("_scale")[0], 0)
-    # Half up, as charts are filled in (Python's round() would send 50.5 to 50).
-    rounded = float(Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    rounded = charted_value(parameter, value)
     for upper, points in NEWS2_BANDS[parameter]:
         if rounded <= upper:
             return points
@@ -194,6 +200,14 @@ def score_news2(
     if missing:
         caveats.append(f"partial score: {', '.join(m.replace('_', ' ') for m in missing)} not measured, so risk may be "
                        "under-stated")
+    if spo2_scale == 2 and on_oxygen is None and values["spo2"] is not None:
+        # The partial-score caveat names "air or oxygen"; here it also decides SpO2's own points.
+        on_air, given_oxygen = band_points("spo2_scale2_air", values["spo2"]), band_points("spo2_scale2_oxygen",
+                                                                                            values["spo2"])
+        if given_oxygen != on_air:
+            caveats.append(f"SpO2 {charted_value('spo2', values['spo2']):.0f} % on scale 2 scores {on_air} on air, as "
+                           f"scored here, but {given_oxygen} on oxygen (and oxygen itself {OXYGEN_POINTS}): record air "
+                           "or oxygen")
     if setting == "home":
         caveats.append("NEWS2 is an adult acute-care score; here it is applied to home readings, outside the "
                        "setting it was validated in")

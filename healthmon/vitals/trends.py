@@ -11,7 +11,9 @@ Two kinds of rule, both plain data (:data:`SHIFT_RULES`, :data:`JUMP_RULES`):
   total; SpO2 and weight = the day's lower median). The median of the last ``recent_days``
   daily values is compared with the median of the ``baseline_days`` before them. Because
   the median moves only when at least half the days have moved, one bad day cannot fire
-  it: a median 10 /min up means at least 4 of the last 7 days were. The rule is evaluated
+  it: a median 10 /min up means at least 4 of the last 7 days were. With an even number of
+  days the middle day nearer the baseline is taken, so a majority must have moved then too
+  (3 of 4, not 2). The rule is evaluated
   on every day with data and a run of consecutive firing days is one alert, at its first
   day (the earliest warning), so a shift that lasts three weeks is one marker, not 21.
 * **Sudden jump** (:class:`JumpRule`): each reading against the median of the patient's
@@ -45,6 +47,7 @@ import pandas as pd
 
 from healthmon.errors import ConfigError, IngestError
 from healthmon.vitals.ingest import UNITS
+from healthmon.vitals.news2 import charted_value
 
 # MAD x 1.4826 estimates the standard deviation of normally distributed data.
 MAD_TO_SD = 1.4826
@@ -468,7 +471,7 @@ def _news2_reading(row: dict, points_column: str) -> str:
     elif parameter == "consciousness":
         shown = f"consciousness {'ACVPU'[int(value)]}"
     else:
-        shown = f"{name} {_quantity(float(value), parameter)}"
+        shown = f"{name} {_quantity(charted_value(parameter, float(value)), parameter)}"
     return f"{shown}: {score}{' (red flag)' if score == 3 else ''}"
 
 
@@ -584,7 +587,10 @@ def _shift_alerts(own: pd.DataFrame, rule: ShiftRule, patient: str, now: pd.Time
 
 def _shift_check(days: list[_Day], end: pd.Timestamp, rule: ShiftRule, patient: str) -> Alert | None:
     recent, baseline_days, _ = _windows(days, end, rule)
-    current = float(np.median([d.value for d in recent]))
+    # The middle day, and with an even count the one nearer the baseline: averaging the middle
+    # two would let 2 raised days of 4 fire a shift; this way a majority of the days must move.
+    ordered = sorted(d.value for d in recent)
+    current = float(ordered[(len(ordered) - 1) // 2] if rule.direction == "up" else ordered[len(ordered) // 2])
     baseline_values = [d.value for d in baseline_days]
     baseline = float({"median": np.median, "min": np.min, "max": np.max}[rule.baseline_stat](baseline_values))
     if rule.relative and baseline <= 0:
@@ -599,6 +605,8 @@ def _shift_check(days: list[_Day], end: pd.Timestamp, rule: ShiftRule, patient: 
     unit = UNITS.get(rule.parameter, "")
     side = "above" if change > 0 else "below"
     recent_phrase = f" {rule.recent_days}-day median" if rule.recent_days > 1 else ""
+    if 1 < len(recent) < rule.recent_days:
+        recent_phrase += f" ({len(recent)} days with readings)"
     amount = _amount(abs(change), rule.parameter)
     if rule.relative:
         amount = f"{abs(change) / baseline:.0%} ({amount})"
