@@ -246,6 +246,9 @@ def _stamp(version) -> float:  # noqa: ANN001
     return card.stat().st_mtime if card.is_file() else 0.0
 
 
+# Kept per patient and per summary: switching patients, or changing the window, setting or scale
+# (another sentence), must not offer a case scored on a different summary.
+summary_job_key = f"vitals_job:{patient}:{hashlib.sha256(result.summary.encode()).hexdigest()[:16]}"
 st.subheader("What the classifier reads")
 st.code(result.summary, language=None, wrap_lines=True)
 if user.can("notes.predict"):
@@ -264,8 +267,7 @@ if user.can("notes.predict"):
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
         note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
                 "patient_id": patient, "source": "vitals summary", "labels": []}
-        # Kept per patient: switching patients must not offer another patient's case.
-        st.session_state[f"vitals_job:{patient}"] = enqueue(factory, "predict",
+        st.session_state[summary_job_key] = enqueue(factory, "predict",
                                                             {"version_dir": str(version), "notes": [note]}, user)
 
 
@@ -277,7 +279,7 @@ def _wait(job_id: int) -> None:
         st.rerun()
 
 
-job_id = st.session_state.get(f"vitals_job:{patient}")
+job_id = st.session_state.get(summary_job_key)
 if job_id is not None:
     job = get_job(factory, job_id)
     if not job.finished:

@@ -517,3 +517,12 @@ def test_a_reviewer_who_removes_a_label_takes_its_score_out_of_the_advice(db):
     facts = patient_snapshot(db, "P-7").findings
     assert facts.risk["diabetes"] == 0.21  # the other note's score; the reviewed note no longer counts
     assert facts.risk["hypertension"] == 0.64
+
+
+@pytest.mark.parametrize("text,escaped", [
+    ("[x](http://e.vil) ![](http://e.vil/i.png)", r"\[x\]\(http\://e\.vil\) \!\[\]\(http\://e\.vil/i\.png\)"),
+    ("Call the team\n===", "Call the team\n\\=\\=\\="),  # a setext heading under the text
+    ("Call the team\n---", "Call the team\n\\-\\-\\-"),
+])
+def test_untrusted_text_is_escaped_so_markdown_shows_it_as_typed(text, escaped):
+    assert escape_markdown(text) == escaped

@@ -205,6 +205,21 @@ def test_implausible_values_and_unknown_units_are_flagged_and_a_missing_bp_compo
     assert report.warnings == ["ward.json entry 3: blood-pressure panel 55284-4 has no diastolic component (8462-4)"]
 
 
+def test_a_value_given_as_a_bound_is_flagged_not_read_as_exact():
+    meter_high = observation("2339-0", 600, "mg/dL")  # glucose "HI": > 600 mg/dL
+    meter_high["valueQuantity"]["comparator"] = ">"
+    fast = observation("8867-4", 150, "/min")
+    fast["valueQuantity"]["comparator"] = ">="
+    data = read_fhir(bundle(meter_high, fast, observation("8867-4", 88, "/min", time="2026-03-01T09:00:00Z")),
+                     "meter.json")
+    frame = data.frame.set_index("parameter")
+    glucose = frame.loc[[p for p in frame.index if "lab:" in p or p == "glucose"]]
+    assert glucose["artefact"].all() and glucose["value"].isna().all()
+    assert frame.loc["heart_rate"].value.tolist()[1] == 88  # the plain reading is read as it is
+    assert ("meter.json entry 2", "heart_rate", ">=150 /min is a bound, not a reading: not scored") in data.report.flagged
+    assert data.report.values_flagged == 2
+
+
 def test_resources_the_library_refuses_and_lines_that_are_not_json_are_listed_not_dropped():
     good = observation("8867-4", 70, "/min")
     no_code = {k: v for k, v in good.items() if k != "code"}
@@ -290,6 +305,15 @@ def test_conditions_keep_snomed_code_onset_and_status_and_displays_map_to_labels
     assert data.conditions.iloc[0].tolist() == ["p9", "44054006", "Diabetes mellitus type 2 (disorder)",
                                                 pd.Timestamp("2020-05-01 10:00", tz="UTC"), "active"]
     assert data.report.conditions == 1 and data.report.rejected[0][0] == "c.ndjson line 2"
+    # Coded in ICD-10-CM only: listed under that code, not as a blank row; a refuted one is not listed.
+    icd = {**condition, "code": concept("E11.9", "Type 2 diabetes mellitus without complications",
+                                        "http://hl7.org/fhir/sid/icd-10-cm")}
+    refuted = {**condition, "verificationStatus": concept("refuted", system="http://terminology.hl7.org/CodeSystem/"
+                                                                            "condition-ver-status")}
+    other = read_fhir(ndjson(icd, refuted), "icd.ndjson")
+    assert other.conditions[["code", "display"]].values.tolist() == [
+        ["ICD-10-CM E11.9", "Type 2 diabetes mellitus without complications"]]
+    assert other.report.conditions == 1 and "1 Condition(s) with verificationStatus refuted not listed" in other.report.warnings
     expected = {"Diabetes mellitus type 2 (disorder)": "diabetes", "Prediabetes": "prediabetes",
                 "Proteinuria due to type 2 diabetes mellitus (disorder)": "diabetes", "Diabetes insipidus": None,
                 "Essential hypertension (disorder)": "hypertension", "Hypertension": "hypertension",

@@ -152,6 +152,11 @@ def test_rows_whose_fields_do_not_line_up_are_rejected_with_their_line_never_shi
                                "watch.csv", patient_id="P1")
     assert list(trailing.frame.value) == [80, 97, 81, 98] and not trailing.report.rejected
     assert "2 row(s) end with an extra separator: the empty last field ignored" in trailing.report.conversions
+    assert "2 time(s) without a time zone read as UTC" in trailing.report.conversions
+    mixed = read_vitals_csv(b"timestamp,hr\n2026-03-29 08:00,80\n2026-03-29T08:30+01:00,81\n", "m.csv",
+                            patient_id="P1")
+    assert "1 time(s) without a time zone read as UTC; 1 other(s) give their own: check they agree" in (
+        mixed.report.conversions)
     text = (b'patient,timestamp,temp,comment\nP1,2026-03-01 08:00,36,5,\n\nP1,2026-03-01 09:00,37,"two\nlines"\n'
             b"P1,2026-03-01 10:00,abc,\n P1 ,2026-03-01 11:00,37.2,\n")
     data = read_vitals_csv(text, "ward.csv")
@@ -234,6 +239,13 @@ def test_fitbit_export_counts_match_the_files(tmp_path):
     assert counts["weight"] == len(raw["weightLogInfo_merged.csv"]) == 67
     assert data.report.rows_read == 940 + 413 + 67 and data.report.rows_rejected == 0
     assert any("3 exact duplicate" in c for c in data.report.conversions)
+    # Days the tracker lay unworn (0 steps, all 1,440 minutes sedentary) are kept, flagged: counted from the file.
+    activity = raw["dailyActivity_merged.csv"]
+    unworn = int(((activity.TotalSteps == 0) & (activity.SedentaryMinutes >= 1440)).sum())
+    steps = data.frame[data.frame.parameter == "steps"]
+    assert unworn > 0 and int(steps.artefact.sum()) == unworn == data.report.values_flagged
+    assert f"dailyActivity_merged.csv: {unworn} day(s) of 0 steps and 1,440 sedentary minutes flagged as not worn" in (
+        data.report.conversions)
     assert data.frame["patient_id"].nunique() == raw["dailyActivity_merged.csv"]["Id"].nunique() == 33
     assert data.frame["time"].min() >= pd.Timestamp("2016-04-12", tz="UTC")
 
@@ -271,6 +283,25 @@ def test_a_physionet_record_maps_vitals_keeps_labs_and_lists_bad_lines():
                              (15, "unreadable line '-1:10,HR,80'")]
     with pytest.raises(IngestError, match="Time,Parameter,Value"):
         read_physionet_record("RecordID,Age\n1,2\n", "bad.txt")
+
+
+def test_a_cuff_pressure_beside_the_arterial_lines_at_the_same_minute_is_kept_as_a_lab_value():
+    from healthmon.vitals.formats import read_device_files
+    from healthmon.vitals.physionet import read_physionet_record
+    from healthmon.vitals.series import news2_over_time
+
+    # Record 132551 at 18:20 has 80 by arterial line and 138 by cuff; NEWS2 must not pick by file order.
+    record = ("Time,Parameter,Value\n00:00,RecordID,7\n18:20,SysABP,80\n18:20,DiasABP,50\n18:20,NISysABP,138\n"
+              "18:20,NIDiasABP,70\n19:00,NISysABP,120\n")
+    stay = read_physionet_record(record, "7.txt")
+    rows = sorted(zip(stay.frame.parameter, stay.frame.time.dt.strftime("%H:%M"), stay.frame.value))
+    assert rows == [("diastolic_bp", "18:20", 50), ("lab:NIDiasABP", "18:20", 70), ("lab:NISysABP", "18:20", 138),
+                    ("systolic_bp", "18:20", 80), ("systolic_bp", "19:00", 120)]  # the cuff alone is the reading
+    assert stay.cuff_beside_arterial == 2
+    at_1820 = news2_over_time(stay.frame).set_index("time").loc[pd.Timestamp("2000-01-01 18:20", tz="UTC")]
+    assert at_1820.points_systolic_bp == 3  # 80 mmHg, not the cuff's 138
+    summary = read_device_files({"7.txt": record.encode()}).summary
+    assert any(line.startswith("2 cuff pressure(s) at a minute the arterial line also read") for line in summary)
 
 
 @pytest.mark.slow  # reads all 3,000 stays (~15 s)

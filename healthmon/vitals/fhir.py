@@ -114,6 +114,10 @@ UNIT_CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
 }
 # Statuses that mean "this is not a measurement" (FHIR R4 ObservationStatus).
 NOT_MEASURED = {"cancelled", "entered-in-error"}
+NOT_A_CONDITION = {"refuted", "entered-in-error"}  # Condition.verificationStatus: not listed as on record
+# Short names for the code systems a Condition may carry instead of SNOMED CT.
+CODE_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM", "http://hl7.org/fhir/sid/icd-10": "ICD-10",
+                "http://hl7.org/fhir/sid/icd-9-cm": "ICD-9-CM"}
 BUNDLE_TYPES = {"document", "message", "transaction", "transaction-response", "batch", "batch-response", "history",
                 "searchset", "collection"}
 
@@ -333,6 +337,7 @@ class _Reader:
         self.report = FhirReport(source="")
         self.rows: list[tuple] = []
         self.conditions: list[tuple] = []
+        self.conditions_left_out: Counter[str] = Counter()  # verificationStatus refuted / entered-in-error
         self.notes: list[Note] = []
         self.note_rejected: list[RejectedRow] = []
         self.note_dates: dict[str, pd.Timestamp | None] = {}
@@ -405,16 +410,18 @@ class _Reader:
             self.not_numeric[key] += 1
             return
         vitals, oxygen = 0, []
-        for part_code, part_display, value, unit in readings:
+        for part_code, part_display, value, unit, bound in readings:
             if part_code in VITAL_CODES:
                 vitals += 1
-                self.vital(VITAL_CODES[part_code], value, unit, patient, time, where)
+                self.vital(VITAL_CODES[part_code], value, unit, patient, time, where, bound=bound)
             elif part_code in OXYGEN_CODES:
                 vitals += 1
-                self.lab(part_code, part_display or OXYGEN_NAMES[part_code], value, unit, patient, time, where)
-                oxygen.append((part_code, value, unit))
+                self.lab(part_code, part_display or OXYGEN_NAMES[part_code], value, unit, patient, time, where,
+                         bound=bound)
+                if bound is None:  # "> 4 L/min" says oxygen is given, but not how much
+                    oxygen.append((part_code, value, unit))
             else:
-                self.lab(part_code, part_display, value, unit, patient, time, where)
+                self.lab(part_code, part_display, value, unit, patient, time, where, bound=bound)
         if oxygen:
             self.oxygen(oxygen, patient, time, where)
         (self.mapped if vitals else self.unmapped)[key] += 1
@@ -424,10 +431,15 @@ class _Reader:
                 self.report.warnings.append(f"{where}: blood-pressure panel {code} has no "
                                             f"{BP_COMPONENTS[missing]} component ({missing})")
 
-    def vital(self, parameter: str, value: float, unit: str, patient: str, time: pd.Timestamp, where: _Where) -> None:
+    def vital(self, parameter: str, value: float, unit: str, patient: str, time: pd.Timestamp, where: _Where, *,
+              bound: str | None = None) -> None:
         factors = UNIT_CONVERSIONS[parameter].get(unit.lower())
         problem = None
-        if factors is None:
+        if bound is not None:
+            # ">600 mg/dL" is a meter's HI: scored as exactly 600 it would under-state the reading.
+            problem = f"{bound}{value:g} {unit or '(no unit)'} is a bound, not a reading: not scored"
+            value = float("nan")
+        elif factors is None:
             problem = f"{value:g} {unit or '(no unit)'} cannot be converted to {UNITS[parameter]}"
             value = float("nan")
         elif factors != _SAME:
@@ -489,12 +501,17 @@ class _Reader:
         self.rows.append((patient, time, "on_oxygen", float("nan"), True, f"fhir:{where.source}"))
 
     def lab(self, code: str | None, display: str | None, value: float, unit: str, patient: str,
-            time: pd.Timestamp, where: _Where) -> None:
+            time: pd.Timestamp, where: _Where, *, bound: str | None = None) -> None:
         parameter = f"lab:{display or code or 'unnamed'}"
         self.report.lab_codes[parameter] = code or ""
         self.lab_units[parameter].add(unit)
         self.report.values_read += 1
-        self.rows.append((patient, time, parameter, value, False, f"fhir:{where.source}"))
+        if bound is not None:  # kept flagged, as the vitals are: a bound is not a value to read
+            self.report.values_flagged += 1
+            self.report.flagged.append((str(where), parameter, f"{bound}{value:g} {unit or '(no unit)'} is a bound, "
+                                                               "not a reading"))
+        self.rows.append((patient, time, parameter, float("nan") if bound else value, bound is not None,
+                          f"fhir:{where.source}"))
 
     # --- Condition, DocumentReference, Patient
 
@@ -503,7 +520,20 @@ class _Reader:
         if patient is None:
             self.reject(where, "Condition without a subject reference to a Patient")
             return
+        verification, _ = _coding(condition.verificationStatus, None)
+        if verification in NOT_A_CONDITION:
+            # A ruled-out diagnosis listed as "on record" would read as the opposite of what was said.
+            self.conditions_left_out[verification] += 1
+            return
         code, display = _coding(condition.code, SNOMED)
+        if code is None:  # coded in ICD-10 (or another system) only: say which, never a blank row
+            other = next((c for c in (condition.code.coding or []) if c.code or c.display), None) if condition.code else None
+            if other is not None:
+                system = CODE_SYSTEMS.get(other.system or "", other.system or "code")
+                code, display = f"{system} {other.code or ''}".strip(), other.display or display
+        if code is None and not display:
+            self.reject(where, "Condition without a code or text: nothing to list")
+            return
         onset = condition.onsetDateTime or (condition.onsetPeriod.start if condition.onsetPeriod else None)
         status, _ = _coding(condition.clinicalStatus, None)
         self.conditions.append((patient, code, display, _utc(onset), status))
@@ -545,6 +575,8 @@ class _Reader:
         report.warnings += [f"{name} is written in several units ({', '.join(sorted(units))}); compare with care"
                             for name, units in sorted(self.lab_units.items()) if len(units) > 1]
         report.conditions = len(self.conditions)
+        report.warnings += [f"{count} Condition(s) with verificationStatus {status} not listed"
+                            for status, count in sorted(self.conditions_left_out.items())]
         report.patient_records = len(self.patients)
         report.patients = _people(self.patients, report.linked_patients)
         report.warnings += _look_alike_patients(self.patients)
@@ -565,22 +597,25 @@ def _coding(concept: Any, system: str | None) -> tuple[str | None, str | None]:
     return (chosen.code, chosen.display or text) if chosen is not None else (None, text)
 
 
-def _numbers(obs: Any) -> Iterator[tuple[str | None, str | None, float, str]]:
-    """(LOINC code, display, value, unit) for the Observation's own value and each component's."""
+def _numbers(obs: Any) -> Iterator[tuple[str | None, str | None, float, str, str | None]]:
+    """(LOINC code, display, value, unit, comparator) for the Observation's own value and each
+    component's; the comparator ("<", "<=", ">=", ">") is None for a plain value."""
     for part in [obs, *(obs.component or [])]:
-        value, unit = _number(part)
+        value, unit, comparator = _number(part)
         if value is not None:
             code, display = _coding(part.code, LOINC)
-            yield code, display, value, unit
+            yield code, display, value, unit, comparator
 
 
-def _number(part: Any) -> tuple[float | None, str]:
+def _number(part: Any) -> tuple[float | None, str, str | None]:
     quantity = part.valueQuantity
     if quantity is not None and quantity.value is not None:
-        return float(quantity.value), (quantity.code or quantity.unit or "").strip()
+        # "ad" (sufficient to achieve) is a dose statement, not a bound on a measurement.
+        comparator = quantity.comparator if quantity.comparator in ("<", "<=", ">=", ">") else None
+        return float(quantity.value), (quantity.code or quantity.unit or "").strip(), comparator
     if part.valueInteger is not None:
-        return float(part.valueInteger), ""
-    return None, ""
+        return float(part.valueInteger), "", None
+    return None, "", None
 
 
 def _utc(value: Any) -> pd.Timestamp | None:

@@ -25,6 +25,9 @@ FILES = {
 }
 
 
+MINUTES_PER_DAY = 1440
+
+
 def read_fitbit(folder: str | Path) -> VitalsData:
     """Every known Fitbit file in ``folder``; see the module docstring."""
     folder = Path(folder)
@@ -77,6 +80,15 @@ def read_fitbit_files(files: dict[str, bytes], *, source: str = "upload") -> Vit
         part = pd.DataFrame({"patient_id": raw["Id"][~bad], "time": times[~bad], "parameter": parameter,
                              "value": values[~bad].astype(float), "source": f"fitbit:{name}"})
         part["artefact"] = ~part["value"].between(low, high)
+        if parameter == "steps" and "SedentaryMinutes" in raw.columns:
+            # 0 steps and 1,440 sedentary minutes is a day the tracker lay unworn, not a day in bed:
+            # kept and flagged, so a summary's median steps is not pulled down by it.
+            sedentary = pd.to_numeric(raw["SedentaryMinutes"][~bad], errors="coerce")
+            unworn = part["value"].eq(0) & sedentary.ge(MINUTES_PER_DAY)
+            part["artefact"] |= unworn
+            if unworn.any():
+                report.conversions.append(f"{name}: {int(unworn.sum())} day(s) of 0 steps and {MINUTES_PER_DAY:,} "
+                                          "sedentary minutes flagged as not worn")
         report.values_read += len(part)
         report.values_flagged += int(part["artefact"].sum())
         report.columns[parameter] = f"{name}:{value_column}"

@@ -138,15 +138,19 @@ def _fitbit(files: dict[str, bytes]) -> DeviceData:
 
 
 def _physionet(files: dict[str, bytes]) -> DeviceData:
-    frames, rejected, descriptors = [], [], {}
+    frames, rejected, descriptors, beside_arterial = [], [], {}, 0
     for name, data in files.items():
         stay = read_physionet_record(data.decode("utf-8", errors="replace"), name)
+        beside_arterial += stay.cuff_beside_arterial
         frames.append(stay.frame)
         descriptors[stay.record_id] = stay.descriptors
         rejected += [(f"{name} line {line}", why) for line, why in stay.rejected]
     frame = pd.concat(frames, ignore_index=True)[COLUMNS]
     summary = [f"Read {len(files)} ICU record(s): {len(frame)} value(s), {int(frame['artefact'].sum())} flagged as "
                f"artefacts, {len(rejected)} line(s) rejected.", "Approximations: " + "; ".join(APPROXIMATIONS) + "."]
+    if beside_arterial:
+        summary.append(f"{beside_arterial} cuff pressure(s) at a minute the arterial line also read: kept as lab "
+                       "values, the arterial pressure scored.")
     return DeviceData(frame, "physionet", summary, rejected, _flagged_rows(frame),
                       {"records": len(files), "rejected": rejected, "descriptors": descriptors}, descriptors=descriptors)
 

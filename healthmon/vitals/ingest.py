@@ -151,6 +151,9 @@ def _decode(data: bytes, report: VitalsReport) -> str:
         return text
 
 
+_ZONE = r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)\s*$"  # a time that says its offset
+
+
 def _times(cells: pd.Series, date_order: str | None, report: VitalsReport) -> pd.Series:
     """Timestamps (UTC) for the time cells; NaT where a cell cannot be read. Numeric dates
     (03/04/2026, 13.03.26) are rewritten as ISO in one order for the whole file, because a
@@ -182,7 +185,16 @@ def _times(cells: pd.Series, date_order: str | None, report: VitalsReport) -> pd
         year = parts.loc[numeric, 2].map(lambda y: y if len(y) == 4 else f"20{y}")
         iso = (year + "-" + month.map("{:02d}".format) + "-" + day.map("{:02d}".format) + parts.loc[numeric, 3])
         cells = cells.where(~numeric, iso)
-    return pd.to_datetime(cells, errors="coerce", utc=True, format="mixed")
+    times = pd.to_datetime(cells, errors="coerce", utc=True, format="mixed")
+    # Said, not silent: a device's local 08:00 read as 08:00 UTC is an hour or more off, and
+    # beside readings that give their offset it can even change their order.
+    zoned = cells.str.contains(_ZONE, regex=True, na=False)
+    naive = int((times.notna() & ~zoned).sum())
+    if naive:
+        report.conversions.append(f"{naive} time(s) without a time zone read as UTC"
+                                  + (f"; {int((times.notna() & zoned).sum())} other(s) give their own: check they agree"
+                                     if (times.notna() & zoned).any() else ""))
+    return times
 
 
 def _time_column(raw: pd.DataFrame, mapping: dict[str, str], date_order: str | None,

@@ -33,7 +33,11 @@ DESCRIPTORS = ("RecordID", "Age", "Gender", "Height", "ICUType")
 VITALS = {"HR": "heart_rate", "NISysABP": "systolic_bp", "SysABP": "systolic_bp", "NIDiasABP": "diastolic_bp",
           "DiasABP": "diastolic_bp", "Temp": "temperature", "SaO2": "spo2", "RespRate": "respiration_rate",
           "Glucose": "glucose", "Weight": "weight"}
-APPROXIMATIONS = ("SaO2 (arterial blood gas) used as SpO2", "GCS mapped to ACVPU (15 A, 13-14 C, 9-12 V, 4-8 P, 3 U)")
+APPROXIMATIONS = ("SaO2 (arterial blood gas) used as SpO2", "GCS mapped to ACVPU (15 A, 13-14 C, 9-12 V, 4-8 P, 3 U)",
+                  "where an arterial line and a cuff give a pressure at the same minute, the arterial one is the "
+                  "reading (the cuff's kept as lab:NISysABP / lab:NIDiasABP)")
+# The cuff's pressure, where the arterial line gave one at the same minute.
+CUFF_WHEN_ARTERIAL = {"NISysABP": ("SysABP", "systolic_bp"), "NIDiasABP": ("DiasABP", "diastolic_bp")}
 
 
 def gcs_to_acvpu(gcs: float) -> int:
@@ -47,6 +51,7 @@ class IcuStay:
     descriptors: dict[str, float]
     frame: pd.DataFrame
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    cuff_beside_arterial: int = 0  # cuff pressures kept as lab: because the arterial line read at that minute
 
 
 def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
@@ -57,6 +62,8 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
                           f"{name}: {lines[0][:60] if lines else 'an empty file'!r}", "pass an unedited set-a/*.txt file")
     descriptors: dict[str, float] = {}
     rows, rejected = [], []
+    arterial_minutes = {parameter: set() for parameter in ("SysABP", "DiasABP")}
+    cuff_rows: list[tuple[str, int]] = []  # (parameter, index in rows) of each cuff pressure
     for number, line in enumerate(lines[1:], start=2):
         try:
             clock, parameter, raw_value = line.split(",")
@@ -75,6 +82,10 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
             if parameter != "Weight":
                 continue
         if parameter in VITALS:
+            if parameter in arterial_minutes:
+                arterial_minutes[parameter].add(moment)
+            elif parameter in CUFF_WHEN_ARTERIAL:
+                cuff_rows.append((parameter, len(rows)))
             rows.append((VITALS[parameter], moment, value))
         elif parameter == "GCS":
             rows.append(("consciousness", moment, float(gcs_to_acvpu(value))))
@@ -87,11 +98,20 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
             rows.append(("lab:MechVent", moment, value))
         else:
             rows.append((f"lab:{parameter}", moment, value))
+    # Two pressures at one minute (80 by cuff, 138 by arterial line) would leave NEWS2 to pick one
+    # by file order: the arterial line, the ICU's reference when it is in, is the reading.
+    moved = 0
+    for parameter, index in cuff_rows:
+        arterial, _ = CUFF_WHEN_ARTERIAL[parameter]
+        _, moment, value = rows[index]
+        if moment in arterial_minutes[arterial]:
+            rows[index] = (f"lab:{parameter}", moment, value)
+            moved += 1
     record_id = str(int(descriptors.get("RecordID", 0))) if "RecordID" in descriptors else Path(name).stem
     frame = pd.DataFrame(rows, columns=["parameter", "time", "value"])
     frame["patient_id"], frame["source"] = record_id, f"physionet2012:{name}"
     frame["artefact"] = pd.Series([implausible(p, v) for p, v in zip(frame["parameter"], frame["value"])], dtype=bool)
-    return IcuStay(record_id, descriptors, frame[COLUMNS], rejected)
+    return IcuStay(record_id, descriptors, frame[COLUMNS], rejected, moved)
 
 
 def iter_physionet_set(archive: str | Path) -> Iterator[IcuStay]:
