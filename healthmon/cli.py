@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 import contextlib
 import json
 import sys
@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     vitals.add_argument("paths", nargs="+")
     vitals.add_argument("--patient", action="append", default=[], help="only these patients (repeatable)")
     vitals.add_argument("--setting", choices=["hospital", "home"],
-                        help="default, per patient: hospital where the readings chart consciousness, oxygen or "
-                             "respiration rate, else home")
+                        help="default, per patient: hospital where the readings chart consciousness or air/oxygen, "
+                             "else home")
     _add_spo2_scale(vitals)
     vitals.add_argument("--lookback", default="4h", type=_duration,
                         help="how old a parameter's latest value may be for NEWS2 (e.g. 1h, 4h, 90min)")
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     advice.add_argument("--patient", required=True, help="patient id (as in the notes' patient_id or the vitals)")
     advice.add_argument("--setting", choices=["hospital", "home"],
                         help="NEWS2 setting and blood-pressure thresholds (default: hospital where the stored "
-                             "readings chart consciousness, oxygen or respiration rate, else home)")
+                             "readings chart consciousness or air/oxygen, else home)")
     _add_spo2_scale(advice)
     advice.add_argument("--birth-date", type=_date, help="record the birth date (YYYY-MM-DD) for the age-based rules")
     advice.add_argument("--sex", choices=["female", "male"], help="record the sex for the sex-based rules")
@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--patient", required=True)
     report.add_argument("--out", required=True, help="file to write; its suffix picks the format (.html, .pdf, .json)")
     report.add_argument("--setting", choices=["hospital", "home"],
-                        help="default: hospital where the stored readings chart consciousness, oxygen or "
-                             "respiration rate, else home")
+                        help="default: hospital where the stored readings chart consciousness or air/oxygen, "
+                             "else home")
     _add_spo2_scale(report)
     report.add_argument("--by", default=None, help="name printed as the report's author (default: your login name)")
     report.add_argument("--no-explain", action="store_true",
@@ -581,11 +581,13 @@ def _records_for_vitals(settings: Settings, *, store: bool):  # noqa: ANN202
 
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.advice.patient import recorded_spo2_scale, scale_on_record, spo2_scale_basis
-    from healthmon.vitals.assess import assess_patient, readings_setting
+    from healthmon.vitals.assess import assess_patient, mark_cuffless, readings_setting
     from healthmon.vitals.formats import read_device_paths
     from healthmon.vitals.store import store_vitals
 
     data = read_device_paths(args.paths, patient_id=args.patient_id, date_order=args.date_order)
+    if args.cuffless_bp:  # marked on each reading, so stored estimates stay trend-only when read again
+        data = replace(data, frame=mark_cuffless(data.frame))
     if args.store and data.needs_patient_id:
         raise IngestError("a patient for every reading before storing", "a CSV without a patient column",
                           "pass --patient-id ID (or add a patient column)")
@@ -605,7 +607,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
     factory, unreadable = _records_for_vitals(settings, store=args.store)
     if args.store:
         stored = store_vitals(factory, "cli", data.frame, source=", ".join(map(str, args.paths)),
-                              fmt=data.fmt, report=data.report, cuffless_bp=args.cuffless_bp)
+                              fmt=data.fmt, report=data.report)
         print(f"  stored {stored.stored} new reading(s); {stored.duplicates} already stored; {stored.unreadable} "
               "unreadable value(s) kept in the upload's report only", file=sys.stderr)
     patients = args.patient or list(data.frame["patient_id"].astype(str).value_counts().index)
@@ -620,7 +622,7 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
         scale = args.spo2_scale or scale_on_record(recorded)
         setting = args.setting or readings_setting(data.frame, patient)
         result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
-                                lookback=args.lookback, cuffless_bp=args.cuffless_bp,
+                                lookback=args.lookback,
                                 descriptors=data.descriptors.get(patient))
         latest = result.latest_news2
         print(json.dumps({

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from healthmon.types import Prediction
+from healthmon.vitals.assess import cuffless_rows
 from healthmon.vitals.news2 import zero_point_band
 from healthmon.vitals.text import VITALS as VITAL_MEASURES
 from healthmon.vitals.trends import rolling_baseline
@@ -150,15 +151,16 @@ def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
     return SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
 
 
-def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1, setting: str = "hospital",  # noqa: ANN001 - pandas frames of one patient
-                  cuffless_bp: bool = False) -> go.Figure | None:
+def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: ANN001 - pandas frames of one patient
+                  setting: str = "hospital") -> go.Figure | None:
     """Each measured vital over time with its normal band, artefacts as crosses, NEWS2 below
     (bars coloured by band, each parameter's points in the hover), and alert markers; times in UTC.
 
     ``spo2_scale`` 2 draws the prescribed 88-92 % target as SpO2's band instead of 96-100.
-    ``setting`` home and ``cuffless_bp`` title the NEWS2 and blood-pressure panels with what
-    they are (a ward score applied at home; estimates for trends only), so a screenshot of the
-    chart alone says it too.
+    ``setting`` home, and cuffless blood-pressure estimates among the readings
+    (:func:`healthmon.vitals.assess.mark_cuffless`), title the NEWS2 and blood-pressure panels with
+    what they are (a ward score applied at home; estimates for trends only), so a screenshot of
+    the chart alone says it too.
 
     ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
@@ -167,9 +169,14 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1, setting: s
     if not shown:
         return None
     rows = len(shown) + (1 if len(news2) else 0)
+    estimates = cuffless_rows(vitals)
+
     def title(parameter: str) -> str:
-        cuffless = cuffless_bp and parameter in ("systolic_bp", "diastolic_bp")
-        return VITAL_TITLES[parameter] + (" (cuffless estimate: trend only)" if cuffless else "")
+        mine = vitals["parameter"] == parameter
+        if not estimates[mine].any():
+            return VITAL_TITLES[parameter]
+        return VITAL_TITLES[parameter] + (" (cuffless estimates: trend only)" if estimates[mine].all()
+                                          else " (with cuffless estimates: trend only)")
 
     news2_title = "NEWS2 (aggregate" + ("; a ward score applied at home)" if setting == "home" else ")")
     titles = [title(p) for p in shown] + ([news2_title] if len(news2) else [])

@@ -5,6 +5,7 @@ the sentence the classifier reads, which can be scored and explained like a note
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -16,12 +17,11 @@ from healthmon.jobs import enqueue, get_job
 from healthmon.ui.components import job_status, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import active_model_dir, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
-from healthmon.vitals.assess import assess_patient
+from healthmon.vitals.assess import assess_patient, cuffless_rows, mark_cuffless, readings_setting
 from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
 from healthmon.vitals.ingest import DATE_ORDERS
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.store import (load_vitals, store_vitals, stored_cuffless_bp, stored_descriptors,
-                                    stored_patients)
+from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
 from healthmon.vitals.text import summaries_in_training_data
 
 user = page_setup("Vitals")
@@ -78,7 +78,10 @@ if source == "Upload files":
     has_bp = data.frame["parameter"].isin(["systolic_bp", "diastolic_bp"]).any()
     upload_cuffless = has_bp and st.checkbox(
         "Blood pressure in these files is from a cuffless wearable", key=f"vitals_cuffless:{upload_key}",
-        help="Cuffless estimates are not validated for diagnosis: shown as a trend, never staged, and stored as such.")
+        help="Cuffless estimates are not validated for diagnosis: shown as a trend, never scored or staged, and "
+             "stored as such. Readings stored before keep the kind they were stored with.")
+    if upload_cuffless:  # on each reading, so the estimates stay trend-only once stored and read back
+        data = replace(data, frame=mark_cuffless(data.frame))
     for line in data.summary:
         st.caption(plain(line))
     if data.rejected:
@@ -93,13 +96,15 @@ if source == "Upload files":
                      "artefacts are stored flagged. Uploading the same file again stores nothing twice."):
             try:
                 result = store_vitals(factory, user, data.frame, source=", ".join(n for n, _ in contents),
-                                      fmt=data.fmt, report=data.report, cuffless_bp=bool(upload_cuffless))
+                                      fmt=data.fmt, report=data.report)
             except HealthmonError as exc:
                 show_error(exc)
             else:
                 st.success(f"Stored {result.stored} new reading(s) for {len(result.patients)} patient(s); "
                            f"{result.duplicates} were already stored."
                            + (f" {result.repeated} repeated within the files, stored once." if result.repeated else "")
+                           + (" Readings already stored keep the kind they were stored with (cuff or cuffless)."
+                              if result.duplicates and upload_cuffless else "")
                            + (f" {result.unreadable} unreadable value(s) have no number to store; they stay listed "
                               "in the upload's report." if result.unreadable else ""))
     if data.notes is not None and data.notes.notes:
@@ -126,16 +131,14 @@ else:
 options = st.columns(4)
 patient = options[0].selectbox("Patient", patients)
 vitals = data.frame if data is not None else load_vitals(factory, patient)
-# Only a ward charts consciousness, oxygen and respiration rate; readings without any of them
-# (a wearable's heart rate and SpO2, a home cuff, a Fitbit) default to home, so that NEWS2 comes
-# with its "applied outside its setting" caveat unless the clinician says otherwise.
-ward_charted = vitals.loc[vitals["patient_id"] == patient, "parameter"].isin(
-    ["consciousness", "on_oxygen", "respiration_rate"]).any()
+# Readings without consciousness or air/oxygen (a wearable's heart rate, SpO2 and breathing rate,
+# a home cuff, a Fitbit) default to home, so that NEWS2 comes with its "applied outside its
+# setting" caveat unless the clinician says otherwise.
 setting = options[1].radio("Where were the readings taken?", ["hospital", "home"], horizontal=True,
-                           index=0 if ward_charted else 1,
+                           index=["hospital", "home"].index(readings_setting(vitals, patient)),
                            key=f"vitals_setting:{upload_key if data is not None else 'stored'}:{patient}",
-                           help="Preset from the readings: hospital where consciousness, oxygen or respiration "
-                                "rate were charted, else home")
+                           help="Preset from the readings: hospital where consciousness or air/oxygen were charted, "
+                                "else home (a wearable's breathing rate does not make it a ward)")
 # Per patient, preset from the scale on record for a stored patient: a prescribed 88-92 % target
 # belongs to one patient, and must not carry over to the next. It is recorded on the Patient page.
 recorded = recorded_spo2_scale(factory, patient)
@@ -144,22 +147,16 @@ scale = spo2_scale_switch(options[2], key=f"vitals_spo2_scale:{patient}", record
                                "prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
-if data is not None:
-    cuffless = bool(upload_cuffless)
-    more[0].caption("Blood pressure: " + ("cuffless estimates (trend only), as ticked above" if cuffless
-                                          else "cuff readings"))
-else:
-    # Stored readings remember it: one upload marked cuffless keeps the patient's blood pressure trend-only.
-    cuffless = stored_cuffless_bp(factory, patient)
-    more[0].caption("Blood pressure: " + ("stored from an upload marked cuffless: trend only" if cuffless
-                                          else "cuff readings"))
+estimates = int(cuffless_rows(vitals[vitals["patient_id"].astype(str) == str(patient)]).sum())
+if estimates:
+    more[0].caption(f"Blood pressure: {estimates} cuffless estimate(s), trend only: never scored or staged")
 windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "everything": None}
 window = more[1].selectbox("Summary for the classifier covers", list(windows), index=1,
                            help="Alerts always use the whole history their baselines need")
 descriptors = data.descriptors.get(patient) if data is not None else stored_descriptors(factory, patient)
 try:
     result = assess_patient(vitals, patient, setting=setting, spo2_scale=scale, lookback=lookback,
-                            cuffless_bp=cuffless, descriptors=descriptors, summary_window=windows[window])
+                            descriptors=descriptors, summary_window=windows[window])
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
@@ -221,8 +218,7 @@ if result.not_alerted:
         for line in result.not_alerted:
             st.caption(plain(line))
 
-figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale, setting=setting,
-                       cuffless_bp=cuffless)
+figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale, setting=setting)
 if figure is not None:
     st.plotly_chart(figure)
     # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.

@@ -48,8 +48,8 @@ except HealthmonError as exc:
 settings_offered = ["hospital", "home"]
 setting = middle.radio("Setting", settings_offered, horizontal=True, index=settings_offered.index(preset_setting),
                        key=f"patient_setting:{patient_id}",
-                       help="Preset from the readings: hospital where consciousness, oxygen or respiration rate were "
-                            "charted, else home. NEWS2 is an adult acute-care score; home readings use the home "
+                       help="Preset from the readings: hospital where consciousness or air/oxygen were charted, else "
+                            "home. NEWS2 is an adult acute-care score; home readings use the home "
                             "blood-pressure thresholds.")
 # Per patient, preset from the scale on record: a prescribed 88-92 % target belongs to one
 # patient, and must not carry over to the next. Switching it here looks at the other scale for

@@ -16,6 +16,7 @@ import subprocess
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -50,10 +51,10 @@ PROBABILITIES = [
     {"diabetes": 0.21, "hypertension": 0.64, "cancer": 0.03},
 ]
 # A week of home-style readings at stage 2 on average, one of them above 180, then a sick last evening.
-VITALS = "timestamp,patient,pulse,BP,SpO2,resp,temp\n" + "".join(
-    f"2026-03-0{day} 08:00,P-7,78,{sbp}/{dbp},97,16,36.8\n"
+VITALS = "timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n" + "".join(
+    f"2026-03-0{day} 08:00,P-7,78,{sbp}/{dbp},97,16,36.8,A\n"
     for day, (sbp, dbp) in enumerate([(150, 94), (148, 92), (186, 104), (152, 95), (149, 93)], start=1)
-) + "2026-03-05 20:00,P-7,118,150/92,93,23,38.4\n"
+) + "2026-03-05 20:00,P-7,118,150/92,93,23,38.4,A\n"
 
 
 @pytest.fixture(scope="module")
@@ -391,20 +392,23 @@ def test_advice_that_does_not_rest_on_news2_is_drafted_whatever_scale_the_view_s
 
 
 def test_the_setting_is_preset_from_the_readings_and_cuffless_blood_pressure_is_never_staged(db):
+    from healthmon.vitals.assess import mark_cuffless
     from healthmon.vitals.bp import CUFFLESS
-    from healthmon.vitals.store import stored_cuffless_bp
 
-    # A watch: heart rate, SpO2 and cuffless blood pressure, two of the estimates above 180/120.
-    watch = "timestamp,patient,hr,SpO2,BP\n" + "".join(
-        f"2026-03-0{day} 08:00,P-W,{hr},96,{bp}\n"
-        for day, (hr, bp) in enumerate([(72, "150/95"), (75, "192/124"), (74, "186/122")], start=1))
-    store_vitals(db, "dr-lee", read_vitals_csv(watch.encode(), "watch.csv").frame, source="watch.csv", fmt="csv",
-                 report={}, cuffless_bp=True)
-    assert stored_cuffless_bp(db, "P-W") and not stored_cuffless_bp(db, "P-7")
+    # A watch: heart rate, SpO2, breathing rate and cuffless blood pressure, two estimates above
+    # 180/120 and one at 85/50, which a cuff's reading would score 3 NEWS2 points for.
+    watch = "timestamp,patient,hr,SpO2,resp,BP\n" + "".join(
+        f"2026-03-0{day} 08:00,P-W,{hr},96,15,{bp}\n"
+        for day, (hr, bp) in enumerate([(72, "150/95"), (75, "192/124"), (74, "186/122"), (73, "85/50")], start=1))
+    frame = mark_cuffless(read_vitals_csv(watch.encode(), "watch.csv").frame)
+    store_vitals(db, "dr-lee", frame, source="watch.csv", fmt="csv", report={})
     snapshot = patient_snapshot(db, "P-W")
-    # No consciousness, oxygen or respiration rate charted: home, so NEWS2 says where it was applied.
+    # No consciousness or air/oxygen charted (a wearable's breathing rate is not a ward): home, so
+    # NEWS2 says where it was applied.
     assert snapshot.setting == "home" and "applied to home readings" in snapshot.vitals.latest_news2["caveat"]
-    assert patient_snapshot(db, "P-7").setting == "hospital"  # respiration rate charted: a ward
+    assert patient_snapshot(db, "P-7").setting == "hospital"  # consciousness charted: a ward
+    # Read back from the database, the estimates are still estimates: not scored, not staged.
+    assert pd.isna(snapshot.vitals.latest_news2["points_systolic_bp"])
     bp = snapshot.vitals.bp
     assert bp.category == CUFFLESS and not bp.crisis and snapshot.vitals.bp_esc is None
     assert len(snapshot.vitals.bp_crisis) == 2  # named, for the page to ask for a cuff reading
@@ -412,11 +416,16 @@ def test_the_setting_is_preset_from_the_readings_and_cuffless_blood_pressure_is_
     assert (facts.bp_category, facts.bp_systolic, facts.bp_crisis) == (None, None, None)
     fired = {a.rule.id for a in evaluate(load_rules(), facts).advice}
     assert not fired & {"bp-crisis", "bp-stage2", "bp-stage1", "bp-elevated"}
-    # The same estimates from a cuff would be a crisis: it is the upload's mark that holds them back.
+    # The same values from a cuff are a crisis: it is each reading's mark that holds them back.
     cuff = watch.replace("P-W", "P-C")
     store_vitals(db, "dr-lee", read_vitals_csv(cuff.encode(), "cuff.csv").frame, source="cuff.csv", fmt="csv",
                  report={})
     assert "bp-crisis" in {a.rule.id for a in evaluate(load_rules(), patient_snapshot(db, "P-C").findings).advice}
+    # A cuff reading beside the estimates is what gets staged.
+    store_vitals(db, "dr-lee", read_vitals_csv(b"timestamp,patient,BP\n2026-03-04 09:00,P-W,128/78\n", "cuff.csv")
+                 .frame, source="cuff.csv", fmt="csv", report={})
+    staged = patient_snapshot(db, "P-W")
+    assert (staged.vitals.bp.category, staged.vitals.bp.readings, staged.findings.bp_systolic) == ("elevated", 1, 128)
 
 
 def patient_advice_by_id(db, advice_id: int):  # noqa: ANN001, ANN201

@@ -370,7 +370,7 @@ def test_the_spo2_switch_follows_a_scale_recorded_elsewhere_and_the_record_form_
     from healthmon.vitals.ingest import read_vitals_csv
     from healthmon.vitals.store import store_vitals
 
-    ward = "timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,p-200,118,150/92,93,23,38.4\n"
+    ward = "timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n2026-03-01 08:00,p-200,118,150/92,93,23,38.4,A\n"
     engine = make_engine(settings=Settings(data_dir=dashboard["data_dir"]))
     factory = session_factory(engine)
     store_vitals(factory, "cli", read_vitals_csv(ward.encode(), "ward.csv").frame, source="ward.csv", fmt="csv",

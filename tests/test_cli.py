@@ -139,7 +139,7 @@ def test_a_patient_from_scored_notes_and_vitals_to_approved_advice_a_pdf_report_
     stored = run_cli(["predict", "--model", str(version), "--data", str(patient_notes), "--store"], settings)
     assert stored.returncode == 0 and "stored 1 scored notes as cases" in stored.stderr, stored.stderr
     vitals = tmp_path / "ward.csv"
-    vitals.write_text("timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,P-9,118,150/92,93,23,38.4\n")
+    vitals.write_text("timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n2026-03-01 08:00,P-9,118,150/92,93,23,38.4,A\n")
     assert run_cli(["vitals", str(vitals), "--store"], settings).returncode == 0
     add = subprocess.run([sys.executable, "-m", "healthmon", "users", "add", "dr-kay", "--role", "clinician",
                           "--password-stdin"], cwd=ROOT, input="kay-password-123\n", capture_output=True, text=True,

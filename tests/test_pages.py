@@ -398,7 +398,8 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
 
 
 def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_stored_as_trend_only(dash):
-    from healthmon.vitals.store import stored_cuffless_bp
+    from healthmon.vitals.assess import cuffless_rows
+    from healthmon.vitals.store import load_vitals
 
     at = dash.page("Vitals", "cli")
     watch = b"timestamp,hr,bp\n2026-03-01 08:00,72,192/124\n2026-03-02 08:00,74,150/95\n"
@@ -412,7 +413,7 @@ def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_
     assert "Blood pressure category" not in shown
     assert "measure with a validated cuff now" in _texts(at, "warning") and not _texts(at, "error")
     [b for b in at.button if b.label.startswith("Store these")][0].click().run()
-    assert stored_cuffless_bp(dash.factory, "P-A")
+    assert cuffless_rows(load_vitals(dash.factory, "P-A")).sum() == 4  # two readings' systolic and diastolic
     # Another person's export without a patient column is asked for its own id, and is not cuffless.
     at.file_uploader[0].upload("other.csv", b"timestamp,hr,bp\n2026-03-01 08:00,60,120/80\n", "text/csv").run()
     assert [t for t in at.text_input if t.label.startswith("Patient id")][0].value == ""
@@ -422,7 +423,7 @@ def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_
     stored = dash.page("Vitals", "cli")
     [r for r in stored.radio if r.label == "Readings"][0].set_value("Stored readings").run()
     stored.selectbox[0].set_value("P-A").run()
-    assert "stored from an upload marked cuffless: trend only" in _texts(stored, "caption")
+    assert "Blood pressure: 4 cuffless estimate(s), trend only: never scored or staged" in _texts(stored, "caption")
     assert "**Blood pressure:** not staged" in re.sub(r"\\(.)", r"\1", _texts(stored, "markdown"))
 
 
@@ -567,14 +568,14 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
         save_predictions(s, [Note(text=HOSTILE, note_id="n1", patient_id=patient)],
                          [Prediction({"diabetes": 0.91, "hypertension": 0.05, "cancer": 0.04}, ("diabetes",),
                                      version.name, "single_label_classification")], version)
-    ward = f"timestamp,patient,pulse,BP,SpO2,resp,temp\n2026-03-01 08:00,{patient},118,150/92,93,23,38.4\n"
+    ward = f"timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n2026-03-01 08:00,{patient},118,150/92,93,23,38.4,A\n"
     store_vitals(dash.factory, "cli", read_vitals_csv(ward.encode(), "ward.csv").frame, source="ward.csv", fmt="csv",
                  report={})
     at = dash.page("Patient", "cli")
     assert not at.exception and at.selectbox[0].value == patient
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["NEWS2"] == "7" and metrics["Highest risk"] == "91%" and metrics["Blood pressure"] == "150/92 mmHg"
-    assert [r for r in at.radio if r.label == "Setting"][0].value == "hospital"  # respiration rate charted: a ward
+    assert [r for r in at.radio if r.label == "Setting"][0].value == "hospital"  # consciousness charted: a ward
     assert not [m for m in at.markdown if m.value.startswith(":red[")]  # looking drafts nothing
     [b for b in at.button if b.label.startswith("Draft advice for")][0].click().run()
     titles = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith(":")]
@@ -604,7 +605,7 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     # then out of date, and is no longer offered.
     [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(2).run()
     assert not at.exception and {m.label: m.value for m in at.metric}["NEWS2"] == "5"
-    assert "medium band, partial score, SpO2 scale 2" in _texts(at, "caption")  # consciousness not charted
+    assert "medium band, partial score, SpO2 scale 2" in _texts(at, "caption")  # air or oxygen not charted
     assert "rule(s) fire on these findings (hospital setting, SpO2 scale 2)" in _texts(at, "markdown")
     # A scale chosen for this view only: its findings are shown, not drafted.
     assert "Advice resting on NEWS2 is drafted on the SpO2 scale on record (scale 1); this view scores scale 2." in _texts(at, "info")

@@ -218,6 +218,10 @@ def test_a_value_given_as_a_bound_is_flagged_not_read_as_exact():
     assert frame.loc["heart_rate"].value.tolist()[1] == 88  # the plain reading is read as it is
     assert ("meter.json entry 2", "heart_rate", ">=150 /min is a bound, not a reading: not scored") in data.report.flagged
     assert data.report.values_flagged == 2
+    # An oxygen flow given as "> 4 L/min" is not a number to chart, but it proves oxygen is given.
+    flow = {"code": concept("3151-8"), "valueQuantity": {**quantity(4, "L/min"), "comparator": ">"}}
+    oximeter = read_fhir(ndjson(observation("59408-5", 94, "%", component=[flow])), "ox.ndjson")
+    assert oximeter.frame[oximeter.frame.parameter == "on_oxygen"].value.tolist() == [1.0]
 
 
 def test_resources_the_library_refuses_and_lines_that_are_not_json_are_listed_not_dropped():

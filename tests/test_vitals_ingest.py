@@ -167,6 +167,10 @@ def test_rows_whose_fields_do_not_line_up_are_rejected_with_their_line_never_shi
     assert set(data.frame.patient_id) == {"P1"}  # " P1 " is the same patient, not a second one
     with pytest.raises(IngestError, match="no header row"):
         read_vitals_csv(b"\n\n", "empty.csv")
+    old_mac = read_vitals_csv(b"time,hr\r2026-01-01 10:00,80\r2026-01-01 11:00,81\r", "mac.csv", patient_id="P1")
+    assert list(old_mac.frame.value) == [80, 81]  # carriage returns alone end the rows
+    with pytest.raises(IngestError, match="unclosed.csv line 3: unexpected end of data"):
+        read_vitals_csv(b'time,hr\n2026-01-01 10:00,"80\n2026-01-01 11:00,81\n', "unclosed.csv", patient_id="P1")
 
 
 def test_a_count_with_a_thousands_separator_is_read_as_thousands():
@@ -298,6 +302,10 @@ def test_a_cuff_pressure_beside_the_arterial_lines_at_the_same_minute_is_kept_as
     assert rows == [("diastolic_bp", "18:20", 50), ("lab:NIDiasABP", "18:20", 70), ("lab:NISysABP", "18:20", 138),
                     ("systolic_bp", "18:20", 80), ("systolic_bp", "19:00", 120)]  # the cuff alone is the reading
     assert stay.cuff_beside_arterial == 2
+    # A damped line's 0 is an artefact: the cuff's reading at that minute stays the reading.
+    damped = read_physionet_record("Time,Parameter,Value\n01:00,SysABP,0\n01:00,NISysABP,118\n", "8.txt")
+    assert sorted(zip(damped.frame.parameter, damped.frame.value, damped.frame.artefact)) == [
+        ("systolic_bp", 0, True), ("systolic_bp", 118, False)]
     at_1820 = news2_over_time(stay.frame).set_index("time").loc[pd.Timestamp("2000-01-01 18:20", tz="UTC")]
     assert at_1820.points_systolic_bp == 3  # 80 mmHg, not the cuff's 138
     summary = read_device_files({"7.txt": record.encode()}).summary
@@ -676,8 +684,13 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     assert len(usual) == 1 and list(usual[0].y) == [71.0, 70.5, 71.0, 71.5]  # before 03:00 ... 06:00
     assert figure.layout.xaxis2.title.text == "time (UTC)"  # the bottom panel's axis, shared by all
     assert [a.text for a in figure.layout.annotations][-1] == "NEWS2 (aggregate)"
-    at_home = vitals_figure(result.vitals, result.news2, setting="home", cuffless_bp=True)
+    at_home = vitals_figure(result.vitals, result.news2, setting="home")
     assert [a.text for a in at_home.layout.annotations][-1] == "NEWS2 (aggregate; a ward score applied at home)"
+    from healthmon.vitals.assess import mark_cuffless
+
+    bp = read_vitals_csv(b"timestamp,patient,bp\n2026-03-01 08:00,p1,130/80\n", "w.csv").frame
+    titles = [a.text for a in vitals_figure(mark_cuffless(bp), bp.iloc[:0]).layout.annotations]
+    assert titles == ["systolic BP mmHg (cuffless estimates: trend only)", "diastolic BP mmHg (cuffless estimates: trend only)"]
     hostile = result.alerts.assign(message="<b>x</b>")
     escaped = vitals_figure(result.vitals, result.news2, hostile)
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]

@@ -18,7 +18,7 @@ from healthmon.cases import CaseView, case_detail
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Case, NoteRow, Patient, VitalReading, as_utc
 from healthmon.vitals.assess import VitalsAssessment, assess_patient, readings_setting
-from healthmon.vitals.store import load_vitals, stored_cuffless_bp, stored_descriptors
+from healthmon.vitals.store import load_vitals, stored_descriptors
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
 
     ``setting`` None (the default) is preset from the stored readings
     (:func:`healthmon.vitals.assess.readings_setting`: hospital where a ward charted
-    consciousness, oxygen or respiration rate, else home); the snapshot's ``setting`` says which.
+    consciousness or air/oxygen, else home); the snapshot's ``setting`` says which.
 
     ``spo2_scale`` None (the default) scores SpO2 on the scale recorded for the patient
     (:func:`healthmon.advice.store.set_spo2_scale`), or scale 1 where none was; 1 or 2 overrides
@@ -160,11 +160,9 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     vitals_table = load_vitals(factory, patient_id)
     if setting is None:
         setting = readings_setting(vitals_table, patient_id)
-    cuffless = stored_cuffless_bp(factory, patient_id) if len(vitals_table) else False
     descriptors = stored_descriptors(factory, patient_id) if len(vitals_table) else None
     assessment = (assess_patient(vitals_table, patient_id, setting=setting, spo2_scale=spo2_scale,
-                                 lookback=lookback, descriptors=descriptors, cuffless_bp=cuffless)
-                  if len(vitals_table) else None)
+                                 lookback=lookback, descriptors=descriptors) if len(vitals_table) else None)
     age, age_source = None, ""
     if born is not None:
         age, age_source = _age(born, now.date()), "birth date"

@@ -17,13 +17,34 @@ from healthmon.vitals.text import summarise_vitals
 from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
 
 BP_WINDOW = pd.Timedelta(days=7)  # the readings averaged for a category: the last week's
-# Only a ward charts these; a wearable, a home cuff or a Fitbit sends none of them.
-WARD_CHARTED = ("consciousness", "on_oxygen", "respiration_rate")
+# Only a ward charts these (a NEWS2 chart records both at every round); a wearable, a home cuff or
+# a Fitbit sends neither. Not respiration rate: consumer wearables export it too.
+WARD_CHARTED = ("consciousness", "on_oxygen")
+
+
+BP_PARAMETERS = ("systolic_bp", "diastolic_bp")
+# Each cuffless estimate says so in its ``source`` (a prefix: the column holds 300 characters and a
+# long file name must not cut the mark off), so it stays trend-only wherever the reading goes:
+# stored, read back, mixed with a cuff's readings of the same week.
+CUFFLESS_SOURCE = "cuffless estimate: "
+
+
+def mark_cuffless(vitals: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``vitals`` whose blood-pressure readings are marked as a cuffless wearable's."""
+    marked = vitals.copy()
+    bp = marked["parameter"].isin(BP_PARAMETERS) & ~marked["source"].astype(str).str.startswith(CUFFLESS_SOURCE)
+    marked.loc[bp, "source"] = CUFFLESS_SOURCE + marked.loc[bp, "source"].astype(str)
+    return marked
+
+
+def cuffless_rows(vitals: pd.DataFrame) -> pd.Series:
+    """Which rows are a cuffless wearable's blood-pressure estimates."""
+    return vitals["parameter"].isin(BP_PARAMETERS) & vitals["source"].astype(str).str.startswith(CUFFLESS_SOURCE)
 
 
 def readings_setting(vitals: pd.DataFrame, patient_id: str) -> str:
-    """Where a patient's readings were most likely taken: ``hospital`` where consciousness,
-    oxygen or respiration rate were charted, else ``home``. Every page, the CLI and the report
+    """Where a patient's readings were most likely taken: ``hospital`` where consciousness or
+    air/oxygen were charted, else ``home``. Every page, the CLI and the report
     preset the setting from this, so a wearable's NEWS2 carries its "applied outside its
     setting" caveat and home blood pressure its home thresholds unless someone says otherwise."""
     mine = vitals["patient_id"].astype(str) == str(patient_id)
@@ -76,17 +97,27 @@ def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[pd.Timestamp, float, floa
 
 
 def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hospital", spo2_scale: int = 1,
-                   lookback: str = "4h", cuffless_bp: bool = False, descriptors: dict[str, float] | None = None,
+                   lookback: str = "4h", descriptors: dict[str, float] | None = None,
                    summary_window: str | None = "7D") -> VitalsAssessment:
     """Scores, alerts and summary for one patient of a long vitals table (any number of patients).
+
+    Cuffless blood-pressure estimates (:func:`mark_cuffless`) are never scored or staged: NEWS2
+    and the category use the cuff's readings; with none in the week, the estimates' mean is
+    shown as a trend only (``bp.cuffless``), without a category, grade or crisis. The trend
+    alerts and the chart still follow them.
 
     ``summary_window``: the sentence for the classifier covers the readings of this span up to
     the latest one (None = all), so months of stored readings are not pooled into one median;
     alerts still use the whole history, which their baselines need.
     """
     mine = vitals[vitals["patient_id"].astype(str) == str(patient_id)].sort_values("time", kind="stable")
-    news2 = news2_over_time(mine, lookback=lookback, spo2_scale=spo2_scale, setting=setting)
-    timed, left_out = bp_pairs(mine)
+    estimates = cuffless_rows(mine)
+    measured = mine[~estimates]
+    news2 = news2_over_time(measured, lookback=lookback, spo2_scale=spo2_scale, setting=setting)
+    timed, left_out = bp_pairs(measured)
+    cuffless_bp = not timed and bool(estimates.any())
+    if cuffless_bp:  # only estimates: their mean as a trend, never a category
+        timed, left_out = bp_pairs(mine[estimates])
     pairs = [(systolic, diastolic) for _, systolic, diastolic in timed]
     bp = classify_bp(pairs, setting="home" if setting == "home" else "office", cuffless=cuffless_bp) if pairs else None
     # The dates, not only "the last 7 days": the newest blood pressure may be months older than

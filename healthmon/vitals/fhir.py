@@ -418,7 +418,8 @@ class _Reader:
                 vitals += 1
                 self.lab(part_code, part_display or OXYGEN_NAMES[part_code], value, unit, patient, time, where,
                          bound=bound)
-                if bound is None:  # "> 4 L/min" says oxygen is given, but not how much
+                # A lower bound ("> 4 L/min") still proves oxygen is given; an upper one ("< 2") does not.
+                if bound is None or bound.startswith(">"):
                     oxygen.append((part_code, value, unit))
             else:
                 self.lab(part_code, part_display, value, unit, patient, time, where, bound=bound)

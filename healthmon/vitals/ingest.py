@@ -316,7 +316,10 @@ def _table(text: str, separator: str, name: str, report: VitalsReport) -> tuple[
     whose other rows line up, "36,5," (a decimal comma, then an empty last cell) also ends in
     an empty field, and is one of the rows that does not line up.
     """
-    reader = csv.reader(io.StringIO(text), delimiter=separator)
+    # newline="": the reader splits rows itself (CR-only files from old spreadsheets included) and
+    # keeps a quoted line break inside its cell; strict: an unclosed quote is an error, not a cell
+    # that swallows every row after it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
     rows, lines, malformed = [], [], {}
     trailing = []

@@ -34,8 +34,8 @@ VITALS = {"HR": "heart_rate", "NISysABP": "systolic_bp", "SysABP": "systolic_bp"
           "DiasABP": "diastolic_bp", "Temp": "temperature", "SaO2": "spo2", "RespRate": "respiration_rate",
           "Glucose": "glucose", "Weight": "weight"}
 APPROXIMATIONS = ("SaO2 (arterial blood gas) used as SpO2", "GCS mapped to ACVPU (15 A, 13-14 C, 9-12 V, 4-8 P, 3 U)",
-                  "where an arterial line and a cuff give a pressure at the same minute, the arterial one is the "
-                  "reading (the cuff's kept as lab:NISysABP / lab:NIDiasABP)")
+                  "where an arterial line and a cuff give a plausible pressure at the same minute, the arterial one "
+                  "is the reading (the cuff's kept as lab:NISysABP / lab:NIDiasABP)")
 # The cuff's pressure, where the arterial line gave one at the same minute.
 CUFF_WHEN_ARTERIAL = {"NISysABP": ("SysABP", "systolic_bp"), "NIDiasABP": ("DiasABP", "diastolic_bp")}
 
@@ -83,7 +83,8 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
                 continue
         if parameter in VITALS:
             if parameter in arterial_minutes:
-                arterial_minutes[parameter].add(moment)
+                if not implausible(VITALS[parameter], value):  # a damped line's 0 must not push out the cuff
+                    arterial_minutes[parameter].add(moment)
             elif parameter in CUFF_WHEN_ARTERIAL:
                 cuff_rows.append((parameter, len(rows)))
             rows.append((VITALS[parameter], moment, value))

@@ -46,12 +46,12 @@ class StoredPatient:
 
 
 def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, frame: pd.DataFrame, *, source: str,
-                 fmt: str, report: dict, cuffless_bp: bool = False) -> StoredUpload:
+                 fmt: str, report: dict) -> StoredUpload:
     """Store a long vitals table (``ingest.COLUMNS``) read from ``source`` in format ``fmt``.
 
-    ``cuffless_bp``: the files' blood pressure came from a cuffless wearable. Said in the
-    upload's report, so the patient's stored blood pressure stays trend-only wherever it is
-    read again (:func:`stored_cuffless_bp`).
+    Each reading keeps its ``source``, which marks a cuffless wearable's blood pressure
+    (:func:`healthmon.vitals.assess.mark_cuffless`). A reading already stored keeps the kind it
+    was stored with: storing is append-only.
 
     ``user`` is the signed-in dashboard user (who needs ``vitals.upload``), or a plain actor
     name for the command line, whose shell access to the database is the authority.
@@ -67,8 +67,7 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
     repeated = len(readable) - len(frame)  # the same reading twice in this upload: stored once
     times = pd.to_datetime(frame["time"], utc=True)  # any zone to UTC: SQLite keeps wall-clock time only
     with transaction(factory) as session:
-        upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=actor,
-                              report={**report, "cuffless_bp": True} if cuffless_bp else report)
+        upload = VitalsUpload(source=source[:300], format=fmt, uploaded_by=actor, report=report)
         session.add(upload)
         session.flush()
         ids = patient_ids_for(session, frame["patient_id"].astype(str).unique())
@@ -87,8 +86,7 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
                                 .where(VitalReading.upload_id == upload.id)) or 0
         upload.readings_stored, upload.readings_duplicate = stored, len(rows) - stored
         audit(session, actor, "vitals.upload", "vitals_upload", upload.id,
-              after={"source": source, "format": fmt, "cuffless_bp": cuffless_bp, "stored": stored,
-                     "duplicates": len(rows) - stored,
+              after={"source": source, "format": fmt, "stored": stored, "duplicates": len(rows) - stored,
                      "repeated_in_upload": repeated, "unreadable": unreadable})
         return StoredUpload(upload.id, stored, len(rows) - stored, tuple(sorted(ids)), unreadable, repeated)
 
@@ -111,23 +109,10 @@ def stored_patients(factory: sessionmaker[Session]) -> list[StoredPatient]:
     return sorted(patients, key=lambda p: (p.last, p.patient_id), reverse=True)
 
 
-def stored_cuffless_bp(factory: sessionmaker[Session], patient_id: str) -> bool:
-    """Whether any of a patient's stored blood-pressure readings came from an upload marked as a
-    cuffless wearable's. One such upload makes the patient's blood pressure trend-only: the
-    week's mean would otherwise mix estimates into a category a clinician treats on."""
-    with factory() as session:
-        reports = session.scalars(
-            select(VitalsUpload.report).where(VitalsUpload.id.in_(
-                select(VitalReading.upload_id).join(Patient, Patient.id == VitalReading.patient_id)
-                .where(Patient.external_id == patient_id,
-                       VitalReading.parameter.in_(["systolic_bp", "diastolic_bp"]))))).all()
-    return any((report or {}).get("cuffless_bp") for report in reports)
-
-
 def stored_setting(factory: sessionmaker[Session], patient_id: str) -> str:
     """:func:`healthmon.vitals.assess.readings_setting` of a patient's stored readings, from one
-    query rather than loading them all: hospital where a ward charted consciousness, oxygen or
-    respiration rate, else home."""
+    query rather than loading them all: hospital where a ward charted consciousness or
+    air/oxygen, else home."""
     with factory() as session:
         charted = session.scalar(
             select(VitalReading.id).join(Patient, Patient.id == VitalReading.patient_id)
