@@ -188,8 +188,17 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         row = row_of[parameter]
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
-        fig.add_trace(go.Scatter(x=good["time"], y=good["value"], mode="lines+markers", line={"color": ACCENT},
-                                 showlegend=False, name=parameter), row=row, col=1)
+        guessed = estimates[good.index]
+        if not guessed.all():
+            fig.add_trace(go.Scatter(x=good["time"][~guessed], y=good["value"][~guessed], mode="lines+markers",
+                                     line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
+        if guessed.any():  # hollow and dotted: beside cuff readings, which points are estimates must show
+            fig.add_trace(go.Scatter(x=good["time"][guessed], y=good["value"][guessed], mode="lines+markers",
+                                     line={"color": ACCENT, "dash": "dot"}, showlegend=False,
+                                     marker={"symbol": "circle-open", "size": 8},
+                                     name="cuffless estimate (trend only)",
+                                     hovertemplate="%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>"),
+                          row=row, col=1)
         if len(bad):
             fig.add_trace(go.Scatter(x=bad["time"], y=bad["value"], mode="markers", showlegend=False,
                                      marker={"symbol": "x", "color": ALERT, "size": 9}, name="artefact (not scored)"),

@@ -14,7 +14,7 @@ from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
 from healthmon.errors import HealthmonError
 from healthmon.figures import vitals_figure
 from healthmon.jobs import enqueue, get_job
-from healthmon.ui.components import job_status, plain, show_error, spo2_scale_switch
+from healthmon.ui.components import crisis_estimates_warning, job_status, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import active_model_dir, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
 from healthmon.vitals.assess import assess_patient, cuffless_rows, mark_cuffless, readings_setting
@@ -174,14 +174,12 @@ if result.bp is not None:
                    help=f"mmHg; {result.bp_note}")
     if result.bp.cuffless:
         st.markdown("**Blood pressure:** " + plain(result.bp.category))
-        if result.bp_crisis:
-            st.warning(plain("Cuffless estimate(s) above 180 and/or 120 mmHg: measure with a validated cuff now. "
-                             "Estimate(s), UTC: " + "; ".join(result.bp_crisis)))
     else:
         st.markdown("**Blood pressure category:** " + plain(f"{result.bp.category} ({result.bp.guideline})"))
         if result.bp_crisis:
             st.error(plain("Hypertensive crisis range (above 180 and/or 120 mmHg): assess for target-organ damage "
                            "now. Reading(s), UTC: " + "; ".join(result.bp_crisis)))
+    crisis_estimates_warning(result.crisis_estimates)
     if result.bp.caveat:
         st.caption(plain(f"Blood pressure: {result.bp.caveat}."))
     grade = (f"ESC/ESH 2018: {result.bp_esc}. " if result.bp_esc else "ESC/ESH grades not applied to cuffless "

@@ -15,7 +15,7 @@ from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, 
 from healthmon.errors import HealthmonError
 from healthmon.report import build_report, render_html, render_pdf
 from healthmon.report.fhir import fhir_json
-from healthmon.ui.components import plain, show_error, spo2_scale_switch
+from healthmon.ui.components import crisis_estimates_warning, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
 from healthmon.ui.session import page_setup
 from healthmon.vitals.store import stored_setting
@@ -156,6 +156,8 @@ cols[2].metric("Blood pressure", bp_value, help=plain(bp_help) if bp_help else N
 cols[2].caption(plain(bp_words))
 cols[3].metric("Alerts", len(facts.alerts), help="Trend and NEWS2 alerts from the last 14 days of readings")
 cols[3].caption("listed below" if facts.alerts else "none")
+if snapshot.vitals is not None:
+    crisis_estimates_warning(snapshot.vitals.crisis_estimates)
 if latest_news2 is not None and latest_news2["caveat"]:
     st.warning(plain(f"NEWS2: {latest_news2['caveat']}"))
 if facts.alerts:

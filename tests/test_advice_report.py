@@ -411,7 +411,7 @@ def test_the_setting_is_preset_from_the_readings_and_cuffless_blood_pressure_is_
     assert pd.isna(snapshot.vitals.latest_news2["points_systolic_bp"])
     bp = snapshot.vitals.bp
     assert bp.category == CUFFLESS and not bp.crisis and snapshot.vitals.bp_esc is None
-    assert len(snapshot.vitals.bp_crisis) == 2  # named, for the page to ask for a cuff reading
+    assert snapshot.vitals.bp_crisis == () and len(snapshot.vitals.crisis_estimates) == 2  # named apart, for a cuff reading
     facts = snapshot.findings
     assert (facts.bp_category, facts.bp_systolic, facts.bp_crisis) == (None, None, None)
     fired = {a.rule.id for a in evaluate(load_rules(), facts).advice}

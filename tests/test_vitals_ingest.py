@@ -723,3 +723,25 @@ def test_one_crisis_reading_is_named_even_when_the_weeks_mean_is_normal():
     result = assess_patient(data.frame, "p1", setting="hospital")
     assert not result.bp.crisis and result.bp.systolic < 140  # the mean alone would hide it
     assert result.bp_crisis == ("2026-03-07 08:00 212/132 mmHg",) and result.bp_esc is not None
+
+
+def test_cuffless_estimates_are_never_staged_scored_or_summarised_and_an_old_cuff_reading_does_not_hide_them():
+    from healthmon.vitals.assess import assess_patient, mark_cuffless
+    from healthmon.vitals.bp import CUFFLESS
+
+    cuff = read_vitals_csv(b"timestamp,patient,bp\n2025-06-01 08:00,p1,118/76\n", "cuff.csv").frame
+    watch = mark_cuffless(read_vitals_csv(b"timestamp,patient,bp,hr\n2026-03-01 08:00,p1,205/130,80\n"
+                                          b"2026-03-02 08:00,p1,200/125,82\n", "watch.csv").frame)
+    # A cuff reading nine months old does not stand in for this week's estimates.
+    result = assess_patient(pd.concat([cuff, watch], ignore_index=True), "p1")
+    assert result.bp.category == CUFFLESS and result.bp.cuffless and result.bp_crisis == ()
+    assert result.crisis_estimates == ("2026-03-01 08:00 205/130 mmHg", "2026-03-02 08:00 200/125 mmHg")
+    this_year = result.news2[result.news2["time"] >= pd.Timestamp("2026-01-01", tz="UTC")]
+    assert len(this_year) == 2 and this_year["points_systolic_bp"].isna().all()  # no NEWS2 points from an estimate
+    assert "systolic" not in result.summary and "heart rate" in result.summary  # the sentence reads measurements
+    # A normal cuff reading the day before an estimate in the crisis range: the cuff is staged,
+    # the estimate still named for a cuff reading.
+    recent = read_vitals_csv(b"timestamp,patient,bp\n2026-03-01 20:00,p1,118/76\n", "cuff.csv").frame
+    both = assess_patient(pd.concat([recent, watch], ignore_index=True), "p1")
+    assert (both.bp.category, both.bp.cuffless, both.bp.readings) == ("normal", False, 1)
+    assert both.crisis_estimates == ("2026-03-01 08:00 205/130 mmHg", "2026-03-02 08:00 200/125 mmHg")

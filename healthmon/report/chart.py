@@ -17,6 +17,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 from healthmon.figures import ACCENT, ALERT, NORMAL_BANDS, VITAL_TITLES, normal_band
+from healthmon.vitals.assess import cuffless_rows
 
 BAND_COLOURS = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
 MAX_PANELS = 6  # beyond this a printed page gets unreadable; the most clinically used vitals come first
@@ -64,6 +65,8 @@ def vitals_svg(vitals: pd.DataFrame, news2: pd.DataFrame, alerts: pd.DataFrame |
                     times, readings = zip(*alert["readings"])
                     ax.plot(times, readings, "D", markerfacecolor="none", markeredgecolor=ALERT, markersize=6)
         title = "BP mmHg" if len(panel) == 2 else VITAL_TITLES[panel[0]]
+        if cuffless_rows(vitals[vitals["parameter"].isin(panel)]).any():
+            title += "\n(cuffless\nestimates)"  # a printed chart must say so too
         ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
         ax.tick_params(labelsize=6.5)
         ax.grid(alpha=0.25, linewidth=0.5)

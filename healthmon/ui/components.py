@@ -32,6 +32,13 @@ def show_error(exc: Exception) -> None:
     st.error(plain(str(exc)), icon="🚫")
 
 
+def crisis_estimates_warning(estimates: tuple[str, ...]) -> None:
+    """Cuffless estimates in the hypertensive-crisis range: never staged, but never left unsaid."""
+    if estimates:
+        st.warning(plain("Cuffless estimate(s) above 180 and/or 120 mmHg: measure with a validated cuff now. "
+                         "Estimate(s), UTC: " + "; ".join(estimates)))
+
+
 def spo2_scale_switch(container, *, key: str, recorded, help: str) -> int:  # noqa: ANN001, A002
     """The per-patient "SpO2 scale" switch, preset from the scale on record (``recorded``: a
     SpO2Prescription or None).

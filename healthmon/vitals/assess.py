@@ -64,6 +64,8 @@ class VitalsAssessment:
     skipped: tuple[str, ...]  # trend rules that could not be checked, and why
     summary: str  # the sentence for the classifier
     bp_readings: tuple[tuple[pd.Timestamp, float, float], ...] = ()  # (time, systolic, diastolic) the category averaged
+    # cuffless estimates above 180/120 in the same week, named for a cuff reading; never staged
+    crisis_estimates: tuple[str, ...] = ()
     not_alerted: tuple[str, ...] = ()  # readings a rule set aside (a heart-rate rise during activity), and why
     spo2_scale: int = 1  # NEWS2's SpO2 scale the scores were computed on (2: a prescribed 88-92 % target)
 
@@ -77,16 +79,19 @@ class VitalsAssessment:
         return None if self.news2.empty else self.news2.iloc[-1].to_dict()
 
 
-def bp_pairs(vitals: pd.DataFrame) -> tuple[list[tuple[pd.Timestamp, float, float]], list[str]]:
-    """(time, systolic, diastolic) readings taken together in the last week of BP data, and
-    a note for each pair left out (diastolic not below systolic: a swapped column)."""
+def bp_pairs(vitals: pd.DataFrame, *, end: pd.Timestamp | None = None
+             ) -> tuple[list[tuple[pd.Timestamp, float, float]], list[str]]:
+    """(time, systolic, diastolic) readings taken together in the week up to ``end`` (default:
+    the latest pair), and a note for each pair left out (diastolic not below systolic: a
+    swapped column)."""
     clean = vitals[~vitals["artefact"] & vitals["parameter"].isin(["systolic_bp", "diastolic_bp"])]
     if clean.empty:
         return [], []
     wide = clean.pivot_table(index="time", columns="parameter", values="value", aggfunc="mean").dropna()
     if wide.empty or not {"systolic_bp", "diastolic_bp"} <= set(wide.columns):
         return [], []
-    wide = wide[wide.index >= wide.index.max() - BP_WINDOW]
+    end = wide.index.max() if end is None else end
+    wide = wide[(wide.index >= end - BP_WINDOW) & (wide.index <= end)]
     pairs, left_out = [], []
     for moment, row in wide.iterrows():
         if row["diastolic_bp"] >= row["systolic_bp"]:
@@ -102,9 +107,12 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     """Scores, alerts and summary for one patient of a long vitals table (any number of patients).
 
     Cuffless blood-pressure estimates (:func:`mark_cuffless`) are never scored or staged: NEWS2
-    and the category use the cuff's readings; with none in the week, the estimates' mean is
-    shown as a trend only (``bp.cuffless``), without a category, grade or crisis. The trend
-    alerts and the chart still follow them.
+    and the category use the cuff's readings of the week up to the latest blood pressure of
+    either kind (an old cuff reading does not stand in for this week's estimates); with none in
+    that week, the estimates' mean is shown as a trend only (``bp.cuffless``), without a
+    category, grade or crisis. Estimates above 180/120 in the week are named either way
+    (``crisis_estimates``), for a cuff reading. The classifier's sentence leaves them out; the
+    trend alerts and the chart still follow them.
 
     ``summary_window``: the sentence for the classifier covers the readings of this span up to
     the latest one (None = all), so months of stored readings are not pooled into one median;
@@ -114,10 +122,16 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     estimates = cuffless_rows(mine)
     measured = mine[~estimates]
     news2 = news2_over_time(measured, lookback=lookback, spo2_scale=spo2_scale, setting=setting)
-    timed, left_out = bp_pairs(measured)
-    cuffless_bp = not timed and bool(estimates.any())
-    if cuffless_bp:  # only estimates: their mean as a trend, never a category
-        timed, left_out = bp_pairs(mine[estimates])
+    usable = mine["parameter"].isin(BP_PARAMETERS) & ~mine["artefact"] & mine["value"].notna()
+    bp_end = mine.loc[usable, "time"].max() if usable.any() else None
+    timed, left_out = bp_pairs(measured, end=bp_end)
+    estimated, estimates_left_out = bp_pairs(mine[estimates], end=bp_end) if estimates.any() else ([], [])
+    crisis_estimates = tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg"
+                             for moment, systolic, diastolic in estimated
+                             if systolic > CRISIS[0] or diastolic > CRISIS[1])
+    cuffless_bp = not timed and bool(estimated)
+    if cuffless_bp:  # only estimates this week: their mean as a trend, never a category
+        timed, left_out = estimated, estimates_left_out
     pairs = [(systolic, diastolic) for _, systolic, diastolic in timed]
     bp = classify_bp(pairs, setting="home" if setting == "home" else "office", cuffless=cuffless_bp) if pairs else None
     # The dates, not only "the last 7 days": the newest blood pressure may be months older than
@@ -128,21 +142,22 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     if left_out:
         note += f"; left out (diastolic not below systolic): {', '.join(left_out)}"
     # A crisis is any single reading in that range, not the week's mean: one 212/132 among
-    # normal readings must not be averaged away. Cuffless estimates in that range are still
-    # named (the pages ask for a cuff reading), but nothing is staged on them (bp.cuffless).
-    crisis = tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
-                   if systolic > CRISIS[0] or diastolic > CRISIS[1])
+    # normal readings must not be averaged away. Estimates are named apart (crisis_estimates).
+    crisis = () if cuffless_bp else tuple(
+        f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
+        if systolic > CRISIS[0] or diastolic > CRISIS[1])
     # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85. A
     # cuffless estimate is graded by neither.
     esc = esc_grade(pairs) if pairs and setting != "home" and not cuffless_bp else None
     report = detect_alerts(mine)
     alerts = alerts_frame(tuple(report.alerts) + news2_alerts(news2))
     alerts = alerts.sort_values("time", kind="stable").reset_index(drop=True)
-    window, window_news2 = mine, news2
+    # The sentence is read as measurements: a cuffless estimate would read as a blood pressure.
+    window, window_news2 = measured, news2
     if summary_window is not None and len(mine):
         start = mine["time"].max() - pd.Timedelta(summary_window)
-        window, window_news2 = mine[mine["time"] >= start], news2[news2["time"] >= start]
+        window, window_news2 = measured[measured["time"] >= start], news2[news2["time"] >= start]
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
                             summarise_vitals(window, descriptors=descriptors, news2=window_news2, spo2_scale=spo2_scale),
-                            tuple(timed),
-                            tuple(report.not_alerted), spo2_scale)
+                            bp_readings=tuple(timed), not_alerted=tuple(report.not_alerted), spo2_scale=spo2_scale,
+                            crisis_estimates=crisis_estimates)
