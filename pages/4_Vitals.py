@@ -147,7 +147,8 @@ scale = spo2_scale_switch(options[2], key=f"vitals_spo2_scale:{patient}", record
                                "prescribed 88-92% target (e.g. hypercapnic failure)")
 lookback = options[3].selectbox("Look-back for each parameter", ["1h", "4h", "12h", "24h"], index=1)
 more = st.columns(2)
-estimates = int(cuffless_rows(vitals[vitals["patient_id"].astype(str) == str(patient)]).sum())
+shown_rows = vitals[vitals["patient_id"].astype(str) == str(patient)]
+estimates = int((cuffless_rows(shown_rows) & shown_rows["parameter"].eq("systolic_bp")).sum())  # one per reading
 if estimates:
     more[0].caption(f"Blood pressure: {estimates} cuffless estimate(s), trend only: never scored or staged")
 windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "everything": None}

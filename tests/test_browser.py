@@ -318,6 +318,31 @@ def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary
     shot(page, "vitals-summary-case")
 
 
+def test_a_watchs_cuffless_blood_pressure_is_a_trend_never_a_category_and_a_crisis_estimate_asks_for_a_cuff(
+        browser, dashboard, tmp_path):
+    readings = tmp_path / "watch.csv"
+    lines = ["timestamp,patient,hr,BP,resp"]  # a watch: breathing rate too, which does not make it a ward
+    for day, bp in enumerate(["150/95", "160/100", "172/110", "192/124"], start=1):
+        lines.append(f"2026-03-0{day} 08:00,w-01,{70 + day},{bp},15")
+    readings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page = open_page(browser, dashboard)
+    sign_in(page, "cli")
+    go(page, "Vitals")
+    page.locator('input[type="file"]').set_input_files(str(readings))
+    page.get_by_text("Blood pressure in these files is from a cuffless wearable").click()
+    page.get_by_text("not staged (cuffless estimate: trend only)").wait_for(timeout=WAIT)
+    page.get_by_role("button", name=re.compile(r"Store these \d+ readings")).click()
+    page.get_by_text(re.compile(r"Stored \d+ new reading\(s\) for 1 patient")).wait_for(timeout=WAIT)
+    where = page.locator('[data-testid="stRadio"]').filter(has_text="Where were")
+    assert where.locator("input[type=radio]").nth(1).is_checked()  # home: no consciousness or oxygen charted
+    assert page.get_by_text("measure with a validated cuff now").count() == 1
+    assert page.get_by_text("Blood pressure category").count() == 0 and page.get_by_text("stage 2 hyp").count() == 0
+    assert page.get_by_text("Hypertensive crisis range").count() == 0  # the cuff's red error, not for estimates
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=WAIT)
+    assert page.get_by_text("(cuffless estimates: trend only)").count() >= 1  # the chart's panel titles
+    shot(page, "vitals-cuffless")
+
+
 def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_report(browser, dashboard, tmp_path):
     from healthmon.config import Settings
     from healthmon.storage.db import make_engine, session_factory

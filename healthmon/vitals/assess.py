@@ -137,7 +137,8 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     # The dates, not only "the last 7 days": the newest blood pressure may be months older than
     # the other vitals, and the category must not read as current then.
     note = "no blood-pressure readings with both systolic and diastolic" if not pairs else (
-        f"averaged {len(pairs)} reading(s) from {timed[0][0]:%Y-%m-%d} to {timed[-1][0]:%Y-%m-%d} "
+        f"averaged {len(pairs)} {'estimate' if cuffless_bp else 'reading'}(s) from {timed[0][0]:%Y-%m-%d} to "
+        f"{timed[-1][0]:%Y-%m-%d} "
         "(the last 7 days of blood-pressure readings)")
     if left_out:
         note += f"; left out (diastolic not below systolic): {', '.join(left_out)}"
