@@ -173,6 +173,16 @@ def nav_titles(page) -> list[str]:
     return [a.inner_text().split("\n")[-1] for a in page.locator('[data-testid="stSidebarNav"] a').all()]
 
 
+def vitals_uploaded(browser, dashboard, path: Path, lines: list[str]):
+    """A clinician's Vitals page with ``lines`` uploaded as the CSV file ``path``."""
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page = open_page(browser, dashboard)
+    sign_in(page, "cli")
+    go(page, "Vitals")
+    page.locator('input[type="file"]').set_input_files(str(path))
+    return page
+
+
 def shot(page, name: str) -> None:
     page.wait_for_timeout(500)  # let charts finish drawing
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -288,16 +298,11 @@ def test_admin_pages_models_admin_and_vitals(browser, dashboard, tmp_path):
 
 
 def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary(browser, dashboard, tmp_path):
-    readings = tmp_path / "home-week.csv"
     lines = ["timestamp,patient,pulse,BP,SpO2,glucose"]
     for day in range(1, 8):
         pulse = 128 if day == 7 else 70 + day % 3  # a sudden jump on the last morning
         lines.append(f"2026-03-0{day} 08:00,<b>h-01</b>,{pulse},{150 + day}/{95 + day % 2},97,{160 + day}")
-    readings.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    page = open_page(browser, dashboard)
-    sign_in(page, "cli")
-    go(page, "Vitals")
-    page.locator('input[type="file"]').set_input_files(str(readings))
+    page = vitals_uploaded(browser, dashboard, tmp_path / "home-week.csv", lines)
     page.get_by_role("button", name=re.compile(r"Store these \d+ readings")).click()
     page.get_by_text(re.compile(r"Stored \d+ new reading\(s\) for 1 patient")).wait_for(timeout=WAIT)
     page.locator('[data-testid="stRadio"]').filter(has_text="Where were").get_by_text("home", exact=True).click()
@@ -320,15 +325,10 @@ def test_a_clinician_stores_home_vitals_sees_alerts_and_opens_the_scored_summary
 
 def test_a_watchs_cuffless_blood_pressure_is_a_trend_never_a_category_and_a_crisis_estimate_asks_for_a_cuff(
         browser, dashboard, tmp_path):
-    readings = tmp_path / "watch.csv"
     lines = ["timestamp,patient,hr,BP,resp"]  # a watch: breathing rate too, which does not make it a ward
     for day, bp in enumerate(["150/95", "160/100", "172/110", "192/124"], start=1):
         lines.append(f"2026-03-0{day} 08:00,w-01,{70 + day},{bp},15")
-    readings.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    page = open_page(browser, dashboard)
-    sign_in(page, "cli")
-    go(page, "Vitals")
-    page.locator('input[type="file"]').set_input_files(str(readings))
+    page = vitals_uploaded(browser, dashboard, tmp_path / "watch.csv", lines)
     page.get_by_text("Blood pressure in these files is from a cuffless wearable").click()
     page.get_by_text("not staged (cuffless estimate: trend only)").wait_for(timeout=WAIT)
     page.get_by_role("button", name=re.compile(r"Store these \d+ readings")).click()
