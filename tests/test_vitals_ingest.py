@@ -179,6 +179,7 @@ def test_a_count_with_a_thousands_separator_is_read_as_thousands():
     values = data.frame.groupby("parameter")["value"].apply(list).to_dict()
     assert values == {"steps": [12345.0, 9870.0], "temperature": [36.6, 37.0]}  # a temperature's comma is a decimal
     assert "2 steps value(s) such as '12,345' read with a thousands separator" in data.report.conversions
+    assert set(data.frame.source) == {"a.csv"}
     semicolons = read_vitals_csv(b"date;steps\n2026-03-01;12.345\n", "b.csv", patient_id="P1")
     assert list(semicolons.frame.value) == [12345.0]
 
@@ -294,7 +295,7 @@ def test_a_cuff_pressure_beside_the_arterial_lines_at_the_same_minute_is_kept_as
     from healthmon.vitals.physionet import read_physionet_record
     from healthmon.vitals.series import news2_over_time
 
-    # Record 132551 at 18:20 has 80 by arterial line and 138 by cuff; NEWS2 must not pick by file order.
+    # Two pressures at one minute (record 132551 at 18:20: 138 by arterial line, 80 by cuff); NEWS2 must not pick by file order.
     record = ("Time,Parameter,Value\n00:00,RecordID,7\n18:20,SysABP,80\n18:20,DiasABP,50\n18:20,NISysABP,138\n"
               "18:20,NIDiasABP,70\n19:00,NISysABP,120\n")
     stay = read_physionet_record(record, "7.txt")

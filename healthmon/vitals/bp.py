@@ -73,9 +73,8 @@ def classify_bp(readings: Iterable[tuple[float, float]], *, setting: str = "offi
         caveats.append("one reading only: the guideline stages the mean of 2 or more readings on 2 or more occasions")
     if cuffless:
         caveats.append("cuffless wearable estimate: use for trends only, not to diagnose or stage hypertension")
-    return BPCategory(systolic, diastolic, n, category, crisis, setting,
-                      "ACC/AHA 2017" + (" (home thresholds, Table 11)" if setting == "home" else ""), "; ".join(caveats),
-                      cuffless)
+    guideline = "ACC/AHA 2017" + (" (home thresholds, Table 11)" if setting == "home" else "")
+    return BPCategory(systolic, diastolic, n, category, crisis, setting, guideline, "; ".join(caveats), cuffless)
 
 
 # ESC/ESH 2018 office grades: (systolic at or above, diastolic at or above, grade), top first.

@@ -528,7 +528,8 @@ class _Reader:
             return
         code, display = _coding(condition.code, SNOMED)
         if code is None:  # coded in ICD-10 (or another system) only: say which, never a blank row
-            other = next((c for c in (condition.code.coding or []) if c.code or c.display), None) if condition.code else None
+            codings = (condition.code.coding or []) if condition.code else []
+            other = next((c for c in codings if c.code or c.display), None)
             if other is not None:
                 system = CODE_SYSTEMS.get(other.system or "", other.system or "code")
                 code, display = f"{system} {other.code or ''}".strip(), other.display or display

@@ -275,8 +275,9 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
         grouped = raw[mapping[canonical]].str.strip().str.fullmatch(_THOUSANDS)
         if grouped.any():
             example = raw[mapping[canonical]][grouped].iloc[0].strip()
-            report.conversions.append(f"{int(grouped.sum())} {canonical.replace('_', ' ')} value(s) such as {example!r} "
-                                      "read with a thousands separator")
+            words = canonical.replace("_", " ")
+            report.conversions.append(f"{int(grouped.sum())} {words} value(s) such as {example!r} read with a thousands "
+                                      "separator")
     rows = []
     for index, line in enumerate(raw.index):  # the index is each row's line in the file
         if problems.iloc[index]:
