@@ -32,7 +32,7 @@ CUFFLESS_SOURCE = "cuffless estimate: "
 def mark_cuffless(vitals: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``vitals`` whose blood-pressure readings are marked as a cuffless wearable's."""
     marked = vitals.copy()
-    bp = marked["parameter"].isin(BP_PARAMETERS) & ~marked["source"].astype(str).str.startswith(CUFFLESS_SOURCE)
+    bp = marked["parameter"].isin(BP_PARAMETERS) & ~cuffless_rows(marked)
     marked.loc[bp, "source"] = CUFFLESS_SOURCE + marked.loc[bp, "source"].astype(str)
     return marked
 
@@ -84,7 +84,7 @@ def bp_pairs(vitals: pd.DataFrame, *, end: pd.Timestamp | None = None
     """(time, systolic, diastolic) readings taken together in the week up to ``end`` (default:
     the latest pair), and a note for each pair left out (diastolic not below systolic: a
     swapped column)."""
-    clean = vitals[~vitals["artefact"] & vitals["parameter"].isin(["systolic_bp", "diastolic_bp"])]
+    clean = vitals[~vitals["artefact"] & vitals["parameter"].isin(BP_PARAMETERS)]
     if clean.empty:
         return [], []
     wide = clean.pivot_table(index="time", columns="parameter", values="value", aggfunc="mean").dropna()
@@ -99,6 +99,12 @@ def bp_pairs(vitals: pd.DataFrame, *, end: pd.Timestamp | None = None
         else:
             pairs.append((moment, float(row["systolic_bp"]), float(row["diastolic_bp"])))
     return pairs, left_out
+
+
+def _above_crisis(timed: list[tuple[pd.Timestamp, float, float]]) -> tuple[str, ...]:
+    """Each pair above 180 and/or 120, as stored advice triggers cite it."""
+    return tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
+                 if systolic > CRISIS[0] or diastolic > CRISIS[1])
 
 
 def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hospital", spo2_scale: int = 1,
@@ -126,9 +132,6 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     bp_end = mine.loc[usable, "time"].max() if usable.any() else None
     timed, left_out = bp_pairs(measured, end=bp_end)
     estimated, estimates_left_out = bp_pairs(mine[estimates], end=bp_end) if estimates.any() else ([], [])
-    crisis_estimates = tuple(f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg"
-                             for moment, systolic, diastolic in estimated
-                             if systolic > CRISIS[0] or diastolic > CRISIS[1])
     cuffless_bp = not timed and bool(estimated)
     if cuffless_bp:  # only estimates this week: their mean as a trend, never a category
         timed, left_out = estimated, estimates_left_out
@@ -144,9 +147,7 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
         note += f"; left out (diastolic not below systolic): {', '.join(left_out)}"
     # A crisis is any single reading in that range, not the week's mean: one 212/132 among
     # normal readings must not be averaged away. Estimates are named apart (crisis_estimates).
-    crisis = () if cuffless_bp else tuple(
-        f"{moment:%Y-%m-%d %H:%M} {systolic:.0f}/{diastolic:.0f} mmHg" for moment, systolic, diastolic in timed
-        if systolic > CRISIS[0] or diastolic > CRISIS[1])
+    crisis = () if cuffless_bp else _above_crisis(timed)
     # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85. A
     # cuffless estimate is graded by neither.
     esc = esc_grade(pairs) if pairs and setting != "home" and not cuffless_bp else None
@@ -161,4 +162,4 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     return VitalsAssessment(str(patient_id), mine, news2, bp, esc, crisis, note, alerts, tuple(report.skipped),
                             summarise_vitals(window, descriptors=descriptors, news2=window_news2, spo2_scale=spo2_scale),
                             bp_readings=tuple(timed), not_alerted=tuple(report.not_alerted), spo2_scale=spo2_scale,
-                            crisis_estimates=crisis_estimates)
+                            crisis_estimates=_above_crisis(estimated))

@@ -438,7 +438,7 @@ class _Reader:
         problem = None
         if bound is not None:
             # ">600 mg/dL" is a meter's HI: scored as exactly 600 it would under-state the reading.
-            problem = f"{bound}{value:g} {unit or '(no unit)'} is a bound, not a reading: not scored"
+            problem = f"{_bound(bound, value, unit)}: not scored"
             value = float("nan")
         elif factors is None:
             problem = f"{value:g} {unit or '(no unit)'} cannot be converted to {UNITS[parameter]}"
@@ -509,8 +509,7 @@ class _Reader:
         self.report.values_read += 1
         if bound is not None:  # kept flagged, as the vitals are: a bound is not a value to read
             self.report.values_flagged += 1
-            self.report.flagged.append((str(where), parameter, f"{bound}{value:g} {unit or '(no unit)'} is a bound, "
-                                                               "not a reading"))
+            self.report.flagged.append((str(where), parameter, _bound(bound, value, unit)))
         self.rows.append((patient, time, parameter, float("nan") if bound else value, bound is not None,
                           f"fhir:{where.source}"))
 
@@ -597,6 +596,10 @@ def _coding(concept: Any, system: str | None) -> tuple[str | None, str | None]:
     chosen = next((c for c in codings if system is None or c.system == system), None)
     text = concept.text if concept is not None else None
     return (chosen.code, chosen.display or text) if chosen is not None else (None, text)
+
+
+def _bound(comparator: str, value: float, unit: str) -> str:
+    return f"{comparator}{value:g} {unit or '(no unit)'} is a bound, not a reading"
 
 
 def _numbers(obs: Any) -> Iterator[tuple[str | None, str | None, float, str, str | None]]:

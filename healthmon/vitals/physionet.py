@@ -36,8 +36,8 @@ VITALS = {"HR": "heart_rate", "NISysABP": "systolic_bp", "SysABP": "systolic_bp"
 APPROXIMATIONS = ("SaO2 (arterial blood gas) used as SpO2", "GCS mapped to ACVPU (15 A, 13-14 C, 9-12 V, 4-8 P, 3 U)",
                   "where an arterial line and a cuff give a plausible pressure at the same minute, the arterial one "
                   "is the reading (the cuff's kept as lab:NISysABP / lab:NIDiasABP)")
-# The cuff's pressure, where the arterial line gave one at the same minute.
-CUFF_WHEN_ARTERIAL = {"NISysABP": ("SysABP", "systolic_bp"), "NIDiasABP": ("DiasABP", "diastolic_bp")}
+# Each cuff pressure and the arterial line's pressure that takes its place at the same minute.
+CUFF_WHEN_ARTERIAL = {"NISysABP": "SysABP", "NIDiasABP": "DiasABP"}
 
 
 def gcs_to_acvpu(gcs: float) -> int:
@@ -62,7 +62,7 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
                           f"{name}: {lines[0][:60] if lines else 'an empty file'!r}", "pass an unedited set-a/*.txt file")
     descriptors: dict[str, float] = {}
     rows, rejected = [], []
-    arterial_minutes = {parameter: set() for parameter in ("SysABP", "DiasABP")}
+    arterial_minutes = {parameter: set() for parameter in CUFF_WHEN_ARTERIAL.values()}
     cuff_rows: list[tuple[str, int]] = []  # (parameter, index in rows) of each cuff pressure
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -103,9 +103,8 @@ def read_physionet_record(text: str, name: str = "record.txt") -> IcuStay:
     # by file order: the arterial line, the ICU's reference when it is in, is the reading.
     moved = 0
     for parameter, index in cuff_rows:
-        arterial, _ = CUFF_WHEN_ARTERIAL[parameter]
         _, moment, value = rows[index]
-        if moment in arterial_minutes[arterial]:
+        if moment in arterial_minutes[CUFF_WHEN_ARTERIAL[parameter]]:
             rows[index] = (f"lab:{parameter}", moment, value)
             moved += 1
     record_id = str(int(descriptors.get("RecordID", 0))) if "RecordID" in descriptors else Path(name).stem
