@@ -20,12 +20,18 @@ from healthmon.vitals.news2 import zero_point_band
 from healthmon.vitals.text import VITALS as VITAL_MEASURES
 from healthmon.vitals.trends import rolling_baseline
 
-BASELINE_NAME = "usual (28-day median)"
-
 INK = "#1c2b33"
 ACCENT = "#0b6e99"
 ALERT = "#c0392b"
 MUTED = "#7f8c8d"
+
+BASELINE_NAME = "usual (28-day median)"
+# Above this many points a vital is drawn as a line without a marker per reading, and NEWS2 as a
+# stepped line over its bands instead of a bar per time point: a month of minute readings drawn as
+# SVG markers and bars took headless Chromium 18 s per draw, and as long again per zoom; as lines,
+# under a second (benchmarks/vitals_page_bench.py).
+DENSE = 2000
+NEWS2_COLOURS = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
 
 
 def probability_chart(prediction: Prediction, thresholds: dict[str, float]) -> go.Figure:
@@ -165,7 +171,8 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
     ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
     """
-    shown = [p for p in VITAL_TITLES if p in set(vitals["parameter"])]
+    measured = set(vitals["parameter"])
+    shown = [p for p in VITAL_TITLES if p in measured]
     if not shown:
         return None
     rows = len(shown) + (1 if len(news2) else 0)
@@ -189,11 +196,12 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
         guessed = estimates[good.index]
+        mode = "lines+markers" if len(good) <= DENSE else "lines"
         if not guessed.all():
-            fig.add_trace(go.Scatter(x=good["time"][~guessed], y=good["value"][~guessed], mode="lines+markers",
+            fig.add_trace(go.Scatter(x=good["time"][~guessed], y=good["value"][~guessed], mode=mode,
                                      line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
         if guessed.any():  # hollow and dotted: beside cuff readings, which points are estimates must show
-            fig.add_trace(go.Scatter(x=good["time"][guessed], y=good["value"][guessed], mode="lines+markers",
+            fig.add_trace(go.Scatter(x=good["time"][guessed], y=good["value"][guessed], mode=mode,
                                      line={"color": ACCENT, "dash": "dot"}, showlegend=False,
                                      marker={"symbol": "circle-open", "size": 8},
                                      name="cuffless estimate (trend only)",
@@ -221,18 +229,32 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
             fig.add_hrect(y0=low, y1=high, fillcolor="#27ae60", opacity=0.12, line_width=0, layer="below",
                           row=row, col=1)
     if len(news2):
-        colors = {"low": "#27ae60", "low-medium": "#f39c12", "medium": "#e67e22", "high": ALERT}
         points = [c for c in news2.columns if c.startswith("points_")]
-        working = ["<br>".join(f"{html.escape(c.removeprefix('points_').replace('_', ' '))} "
-                               f"{'not measured' if pd.isna(r[c]) else int(r[c])}" for c in points)
-                   for _, r in news2.iterrows()]
-        fig.add_trace(go.Bar(x=news2["time"], y=news2["total"], marker_color=[colors[b] for b in news2["band"]],
-                             showlegend=False, name="NEWS2", customdata=list(zip(news2["band"], working)),
-                             hovertemplate="%{x}<br>NEWS2 %{y} (%{customdata[0]})<br>%{customdata[1]}<extra></extra>"),
-                      row=rows, col=1)
+        # Column by column, not row by row: a month of minute readings is 43,200 time points.
+        lines = [news2[c].map(lambda v, name=html.escape(c.removeprefix("points_").replace("_", " ")):
+                              f"{name} {'not measured' if pd.isna(v) else int(v)}") for c in points]
+        working = ["<br>".join(parts) for parts in zip(*lines)] if lines else [""] * len(news2)
+        hover = "%{x}<br>NEWS2 %{y} (%{customdata[0]})<br>%{customdata[1]}<extra></extra>"
+        if len(news2) <= DENSE:
+            fig.add_trace(go.Bar(x=news2["time"], y=news2["total"], customdata=list(zip(news2["band"], working)),
+                                 marker_color=[NEWS2_COLOURS[b] for b in news2["band"]], showlegend=False,
+                                 name="NEWS2", hovertemplate=hover), row=rows, col=1)
+        else:
+            fig.add_trace(go.Scatter(x=news2["time"], y=news2["total"], customdata=list(zip(news2["band"], working)),
+                                     mode="lines", line={"color": INK, "shape": "hv", "width": 1}, showlegend=False,
+                                     name="NEWS2", hovertemplate=hover), row=rows, col=1)
+            # The aggregate bands behind the line (0-4 low, 5-6 medium, 7+ high) stand in for the bars'
+            # colours; a 3 in one parameter (low-medium) is marked by its red-flag alert. After the
+            # trace, as the vitals' bands are.
+            top = max(20, int(news2["total"].max()) + 1)
+            for low, high, band in ((0, 4.5, "low"), (4.5, 6.5, "medium"), (6.5, top, "high")):
+                fig.add_hrect(y0=low, y1=high, fillcolor=NEWS2_COLOURS[band], opacity=0.12, line_width=0,
+                              layer="below", row=rows, col=1)
+            fig.update_yaxes(range=[0, max(8, int(news2["total"].max()) + 1)], row=rows, col=1)
+    patients = set(vitals["patient_id"])  # once: a month of minute readings can fire hundreds of alerts
     for alert in ([] if alerts is None else alerts.to_dict("records")):
         row = row_of.get(alert["parameter"])
-        if row is None or alert["patient_id"] not in set(vitals["patient_id"]):
+        if row is None or alert["patient_id"] not in patients:
             continue
         times, values = zip(*alert["readings"]) if alert["readings"] else ((alert["time"],), (alert["value"],))
         fig.add_trace(go.Scatter(

@@ -155,9 +155,24 @@ windows = {"last 24 hours": "24h", "last 7 days": "7D", "last 30 days": "30D", "
 window = more[1].selectbox("Summary for the classifier covers", list(windows), index=1,
                            help="Alerts always use the whole history their baselines need")
 descriptors = data.descriptors.get(patient) if data is not None else stored_descriptors(factory, patient)
+
+
+# Every click on this page reruns it. A month of minute readings takes seconds to score and draw,
+# so the two are kept for the same readings and choices. Keyed by the readings' content, hashed
+# here in full: Streamlit's own hash of a frame over 100,000 rows looks at a sample of them.
+@st.cache_resource(max_entries=8, show_spinner="Scoring the readings ...")
+def _assessed(content: str, patient_id: str, setting: str, scale: int, lookback: str, descriptors_key: str,
+              summary_window: str | None, _vitals: pd.DataFrame, _descriptors):  # noqa: ANN001, ANN202
+    assessed = assess_patient(_vitals, patient_id, setting=setting, spo2_scale=scale, lookback=lookback,
+                              descriptors=_descriptors, summary_window=summary_window)
+    chart = vitals_figure(assessed.vitals, assessed.news2, assessed.alerts, spo2_scale=scale, setting=setting)
+    return assessed, chart
+
+
+content = hashlib.sha256(pd.util.hash_pandas_object(vitals, index=False).to_numpy().tobytes()).hexdigest()
 try:
-    result = assess_patient(vitals, patient, setting=setting, spo2_scale=scale, lookback=lookback,
-                            descriptors=descriptors, summary_window=windows[window])
+    result, figure = _assessed(content, patient, setting, scale, lookback, repr(descriptors), windows[window],
+                               vitals, descriptors)
 except HealthmonError as exc:
     show_error(exc)
     st.stop()
@@ -217,7 +232,6 @@ if result.not_alerted:
         for line in result.not_alerted:
             st.caption(plain(line))
 
-figure = vitals_figure(result.vitals, result.news2, result.alerts, spo2_scale=scale, setting=setting)
 if figure is not None:
     st.plotly_chart(figure)
     # The two guidelines on this page disagree at 130-139 / 80-89: say which one the band follows.

@@ -397,6 +397,27 @@ def test_vitals_page_reads_stores_scores_and_sends_the_summary_to_the_classifier
         assert note.text == summary and at.session_state["case_id"] == note.id
 
 
+def test_the_vitals_page_scores_the_readings_once_per_choice_not_on_every_click(dash, monkeypatch):
+    """Every click reruns the page, and a month of minute readings takes seconds to score and draw."""
+    import healthmon.vitals.assess as assess
+
+    real, calls = assess.assess_patient, []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(assess, "assess_patient", counted)
+    at = dash.page("Vitals", "cli")
+    _upload_bedside(at)
+    assert len(calls) == 1
+    at.run()  # a rerun with nothing changed
+    scale = [r for r in at.radio if r.label == "SpO2 scale"][0]
+    scale.set_value(2).run()  # another scale: scored again
+    [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(1).run()  # back: kept from the first time
+    assert not at.exception and [k["spo2_scale"] for k in calls] == [1, 2]
+
+
 def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_stored_as_trend_only(dash):
     from healthmon.vitals.assess import cuffless_rows
     from healthmon.vitals.store import load_vitals

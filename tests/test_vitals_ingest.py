@@ -697,6 +697,34 @@ def test_the_vitals_chart_marks_alert_readings_and_escapes_their_text():
     assert [t.hovertext for t in escaped.data if t.name == "alert: hr_jump"] == ["&lt;b&gt;x&lt;/b&gt;"]
 
 
+def test_a_dense_record_is_drawn_as_lines_and_news2_over_its_bands(monkeypatch):
+    """Past figures.DENSE points a marker per reading and a bar per NEWS2 time point are too many
+    for the browser to draw; the same readings are drawn as lines, NEWS2 over its bands."""
+    from healthmon import figures
+    from healthmon.vitals.assess import assess_patient
+
+    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{hr},{hr}\n" for h, hr in enumerate([70, 72, 71, 70, 73, 72, 140]))
+    data = read_vitals_csv(("timestamp,patient,hr,resp\n" + rows).encode(), "ward.csv")
+    result = assess_patient(data.frame, "p1")
+
+    def drawn(figure):
+        return {t.name: (t.type, getattr(t, "mode", None)) for t in figure.data if t.name in ("heart_rate", "NEWS2")}
+
+    sparse = figures.vitals_figure(result.vitals, result.news2, result.alerts)
+    assert drawn(sparse) == {"heart_rate": ("scatter", "lines+markers"), "NEWS2": ("bar", None)}
+    monkeypatch.setattr(figures, "DENSE", 6)  # 7 readings and 7 NEWS2 time points: dense
+    dense = figures.vitals_figure(result.vitals, result.news2, result.alerts)
+    assert drawn(dense) == {"heart_rate": ("scatter", "lines"), "NEWS2": ("scatter", "lines")}
+    (line,) = [t for t in dense.data if t.name == "NEWS2"]
+    assert list(line.y) == list(result.news2["total"]) and line.line.shape == "hv"
+    assert line.customdata[-1][0] == result.news2["band"].iloc[-1]  # the band still in the hover
+    news2_panel = len(dense.layout.annotations)  # the last of the titled panels
+    zones = {(s.y0, s.fillcolor) for s in dense.layout.shapes if s.yref == f"y{news2_panel}"}
+    assert {(0, "#27ae60"), (4.5, "#e67e22"), (6.5, figures.ALERT)} == zones
+    # The readings behind the alerts keep their own markers.
+    assert [list(t.y) for t in dense.data if t.name == "alert: hr_jump"] == [[140]]
+
+
 def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
     from healthmon.figures import vitals_figure
     from healthmon.vitals.assess import assess_patient

@@ -178,6 +178,31 @@ def test_a_sudden_jump_names_the_reading_and_a_held_jump_is_one_alert():
     assert detect_alerts(readings(values, every="15min"), rules=(JUMPS["hr_jump"],)).alerts[0].severity == "high"
 
 
+def test_the_earlier_readings_median_is_the_up_to_ten_readings_before_within_the_look_back():
+    """All readings' medians are computed at once; checked here against the rule read literally,
+    one reading at a time, on irregular times with gaps longer than the 14-day look-back."""
+    import random
+
+    import numpy as np
+
+    from healthmon.vitals.trends import MAD_TO_SD, _earlier_medians
+
+    rule = JUMPS["hr_jump"]
+    chooser = random.Random(7)
+    gaps = [chooser.choice(["1min", "1h", "3D", "20D"]) for _ in range(300)]
+    times = pd.Series(START + pd.to_timedelta(pd.Series(gaps)).cumsum())
+    values = np.array([round(chooser.gauss(70, 8), 1) for _ in gaps])
+    medians, spreads, enough = _earlier_medians(times, values, rule)
+    lookback = pd.Timedelta(rule.lookback)
+    for index, time in enumerate(times):
+        earlier = [values[j] for j in range(max(0, index - rule.history), index) if times[j] >= time - lookback]
+        assert enough[index] == (len(earlier) >= rule.min_history)
+        if enough[index]:
+            assert medians[index] == np.median(earlier)
+            assert spreads[index] == pytest.approx(MAD_TO_SD * np.median(np.abs(np.asarray(earlier) - medians[index])))
+    assert 0 < enough.sum() < len(gaps)  # both kinds occur: the 20-day gaps leave readings unchecked
+
+
 def test_artefacts_are_neither_baseline_nor_trigger():
     values = [70.0] * 12
     values[8] = 300.0

@@ -279,17 +279,21 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
             report.conversions.append(f"{int(grouped.sum())} {words} value(s) such as {example!r} read with a thousands "
                                       "separator")
     rows = []
+    # Plain lists, not pandas lookups per cell: those were most of the time for a month of minute rows.
+    cells = {canonical: raw[mapping[canonical]].tolist() for canonical in measured}
+    why_rejected, patient_cells, moments = problems.tolist(), patients.tolist(), list(times)
     for index, line in enumerate(raw.index):  # the index is each row's line in the file
-        if problems.iloc[index]:
+        if why_rejected[index]:
             report.rows_rejected += 1
-            report.rejected.append((line, problems.iloc[index]))
+            report.rejected.append((line, why_rejected[index]))
             continue
-        if not str(patients.iloc[index]).strip():
+        patient = str(patient_cells[index]).strip()
+        if not patient:
             report.rows_rejected += 1
             report.rejected.append((line, "blank patient id: whose readings these are is unknown"))
             continue
         for canonical in measured:
-            cell = raw[mapping[canonical]].iloc[index].strip()
+            cell = cells[canonical][index].strip()
             if not cell:
                 continue
             for parameter, value, problem in _parse(canonical, cell, units[canonical]):
@@ -298,7 +302,7 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
                 if artefact:
                     report.values_flagged += 1
                     report.flagged.append((line, parameter, problem or f"{value:g} {UNITS[parameter]} is implausible"))
-                rows.append((str(patients.iloc[index]).strip(), times.iloc[index], parameter,
+                rows.append((patient, moments[index], parameter,
                              value if problem is None else float("nan"), artefact, name))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return VitalsData(frame.sort_values(["patient_id", "time", "parameter"], kind="stable").reset_index(drop=True), report)

@@ -642,19 +642,14 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
     ordered = own.sort_values("time", kind="stable")
     times = list(ordered["time"])
     values = [float(v) for v in ordered["value"]]
-    lookback = pd.Timedelta(rule.lookback)
     fired: list[tuple[int, float, float, float]] = []  # (index, median, robust SD, difference)
-    checked = 0
-    for index, (time, value) in enumerate(zip(times, values)):
-        earlier = [values[j] for j in range(max(0, index - rule.history), index) if times[j] >= time - lookback]
-        if len(earlier) < rule.min_history:
-            continue
-        checked += 1
-        median = float(np.median(earlier))
-        spread = max(MAD_TO_SD * float(np.median(np.abs(np.asarray(earlier) - median))), rule.spread_floor)
-        difference = value - median
+    medians, spreads, enough = _earlier_medians(ordered["time"], np.asarray(values, dtype=float), rule)
+    checked = int(enough.sum())
+    for index in np.flatnonzero(enough):
+        median, spread = float(medians[index]), max(float(spreads[index]), rule.spread_floor)
+        difference = values[index] - median
         if abs(difference) > rule.robust_sds * spread and abs(difference) >= rule.min_change - TOLERANCE:
-            fired.append((index, median, spread, difference))
+            fired.append((int(index), median, spread, difference))
     fired, during_activity = _set_aside_activity(fired, times, values, rule, patient, steps)
     why_not = None
     if not checked:
@@ -688,6 +683,31 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
                             time, message + ".", median, value, difference, unit, rule.rule_id, rule.min_change,
                             rule.describe(), readings))
     return alerts, why_not, during_activity
+
+
+def _earlier_medians(times: pd.Series, values: np.ndarray, rule: JumpRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each reading (sorted by time): the median of the up to ``rule.history`` readings before
+    it that lie within ``rule.lookback``, their robust SD (1.4826 x MAD, not yet floored), and
+    whether there were ``rule.min_history`` of them. All readings at once, as one array of
+    windows: a Python loop per reading took seconds for a month of minute readings."""
+    count, history = len(values), rule.history
+    positions = np.arange(count)
+    stamps = pd.DatetimeIndex(times)
+    # Sorted by time, the readings within the look-back are a run ending just before each one.
+    first = np.maximum(positions - history, stamps.searchsorted(stamps - pd.Timedelta(rule.lookback), side="left"))
+    enough = positions - first >= rule.min_history
+    medians = np.full(count, np.nan)
+    spreads = np.full(count, np.nan)
+    if enough.any():
+        # windows[i] holds the ``history`` values before reading i (NaN before the first reading);
+        # those before ``first`` are blanked.
+        padded = np.concatenate([np.full(history, np.nan), values])
+        windows = np.lib.stride_tricks.sliding_window_view(padded, history)[:count][enough].copy()
+        offsets = np.arange(history)[None, :] + (positions[enough] - history)[:, None]
+        windows[offsets < first[enough][:, None]] = np.nan
+        medians[enough] = np.nanmedian(windows, axis=1)
+        spreads[enough] = MAD_TO_SD * np.nanmedian(np.abs(windows - medians[enough][:, None]), axis=1)
+    return medians, spreads, enough
 
 
 def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: list[pd.Timestamp],
