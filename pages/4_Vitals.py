@@ -228,7 +228,7 @@ if result.skipped:
         for line in result.skipped:
             st.caption(plain(line))
 if result.not_alerted:
-    with st.expander(f"{len(result.not_alerted)} reading(s) not alerted (heart-rate rises during activity)"):
+    with st.expander(f"{len(result.not_alerted)} reading(s) not alerted (heart-rate rises and recoveries with walks)"):
         for line in result.not_alerted:
             st.caption(plain(line))
 

@@ -384,6 +384,51 @@ def test_a_heart_rate_rise_while_walking_is_named_but_not_alerted():
     assert len(detect_alerts(slow, rules=(rule,)).alerts) == 1
 
 
+def test_a_rise_that_starts_with_a_walk_is_activity_but_one_that_starts_at_rest_is_not():
+    rule = JUMPS["hr_jump"]
+    resting = [70, 71, 69, 70, 72, 70, 71, 70, 69, 70]
+    rise = [100, 102, 103, 101]  # 08:10-08:13, before 500 steps are behind any of them
+
+    def alerts(steps):
+        return detect_alerts(minute_wearable(resting + rise, steps), rules=(rule,))
+
+    # The walk starts at 08:10 with the rise and goes on at 100 steps a minute.
+    walk = alerts([0] * 10 + [100] * 10)
+    assert walk.alerts == () and len(walk.not_alerted) == 4
+    assert walk.not_alerted[0] == (
+        "Heart rate 100 /min at 2026-01-01 08:10 UTC for p1: 30 /min above the median of the previous readings, "
+        "70 /min, at the start of a walk of 1000 steps in its first 10min: activity, not alerted (the rule sets aside "
+        "rises with 500 or more steps) (hr_jump)")
+    # The rise came first, at rest, and the walk a minute later: alerted.
+    assert [a.direction for a in alerts([0] * 11 + [100] * 9).alerts] == ["up"]
+    # A walk of 300 steps is not the rule's walking: alerted.
+    assert [a.direction for a in alerts([0] * 10 + [100] * 3 + [0] * 7).alerts] == ["up"]
+
+
+def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_band_or_mid_walk_is_not():
+    rule = JUMPS["hr_jump"]
+    resting, walking = [70, 71, 69, 70, 72, 70, 71, 70, 69, 70], [101, 103, 102, 104, 102, 103, 101, 102, 103, 102]
+    # 100 steps a minute from 08:05, so the rise at 08:10 already has 600 steps behind it: activity.
+    walk_steps = [0] * 5 + [100] * 15
+
+    def after(heart_rates, steps):
+        return detect_alerts(minute_wearable(resting + walking + heart_rates, walk_steps + steps), rules=(rule,))
+
+    # The walk ends at 08:20 and the heart rate is back at 72 a minute later: 30 /min below the
+    # walk's median, which was never the patient's resting value.
+    report = after([72, 71], [0, 0])
+    assert report.alerts == ()
+    assert report.not_alerted[-2] == (
+        "Heart rate 72 /min at 2026-01-01 08:20 UTC for p1: 30 /min below the median of the previous readings, "
+        "102 /min, the previous reading taken with 1000 steps in the 10min before it: recovery after activity "
+        "into the NEWS2 zero-point band (51-90), not alerted (hr_jump)")
+    # Out of the zero-point band (45 /min scores 1 NEWS2 point), or while still walking: alerted.
+    assert [a.direction for a in after([45], [0]).alerts] == ["down"]
+    assert [a.direction for a in after([70], [100]).alerts] == ["down"]
+    # 49 steps in the minute since the last reading is slower than the rule's 50 a minute: stopped.
+    assert after([70], [49]).alerts == ()
+
+
 def test_daily_step_totals_do_not_explain_a_heart_rate_rise():
     # A Fitbit daily total stamped at midnight says nothing about when the walking was.
     heart = readings([70] * 10 + [110], every="1min")

@@ -66,7 +66,7 @@ class VitalsAssessment:
     bp_readings: tuple[tuple[pd.Timestamp, float, float], ...] = ()  # (time, systolic, diastolic) the category averaged
     # cuffless estimates above 180/120 in the same week, named for a cuff reading; never staged
     crisis_estimates: tuple[str, ...] = ()
-    not_alerted: tuple[str, ...] = ()  # readings a rule set aside (a heart-rate rise during activity), and why
+    not_alerted: tuple[str, ...] = ()  # readings a rule set aside (heart-rate rises and recoveries with walks), and why
     spo2_scale: int = 1  # NEWS2's SpO2 scale the scores were computed on (2: a prescribed 88-92 % target)
 
     @property

@@ -24,8 +24,10 @@ Two kinds of rule, both plain data (:data:`SHIFT_RULES`, :data:`JUMP_RULES`):
   steady patient stays quiet. Consecutive firing readings in one direction are one alert.
   A rise while the patient is walking or exercising (``activity_steps`` or more steps
   recorded in the ``activity_window`` before the reading, from a wearable that records
-  steps at least hourly) is expected and is not alerted; :attr:`AlertReport.not_alerted`
-  names each such reading, so it is never silently dropped.
+  steps at least hourly, or a walk of that many steps starting with the rise) is expected and
+  is not alerted, nor is the fall back into the NEWS2 zero-point band once the walking stops
+  (the median it falls from was the walk's, not the patient's resting value);
+  :attr:`AlertReport.not_alerted` names each such reading, so it is never silently dropped.
 
 Artefact rows (and NaN values) are dropped first: they are never a baseline and never a
 trigger. Only readings at or before ``now`` are used. Where a rule cannot be checked as of
@@ -47,7 +49,7 @@ import pandas as pd
 
 from healthmon.errors import ConfigError, IngestError
 from healthmon.vitals.ingest import UNITS
-from healthmon.vitals.news2 import charted_value
+from healthmon.vitals.news2 import NEWS2_BANDS, band_points, charted_value, zero_point_band
 
 # MAD x 1.4826 estimates the standard deviation of normally distributed data.
 MAD_TO_SD = 1.4826
@@ -297,7 +299,7 @@ JUMP_RULES: tuple[JumpRule, ...] = (
              why="25 /min is wider than the 20 /min NEWS2 heart-rate bands above 90 and beyond the rise of "
                  "standing up; a new arrhythmia, fever, bleeding or pain moves it this much. Not during activity: "
                  "500 steps in 10 minutes is walking (brisk walking is about 100 steps a minute), and a wearable "
-                 "sees the heart rate rise with every walk.",
+                 "sees the heart rate rise with every walk, from its first minutes, and fall back when it ends.",
              activity_steps=500.0),
     JumpRule("sbp_jump", "systolic_bp", 30.0, SPREAD_FLOORS["systolic_bp"],
              why="30 mmHg is well beyond visit-to-visit variability (about 10-15 mmHg); a fall from the 120s or "
@@ -655,18 +657,10 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
     if not checked:
         why_not = (f"{len(values)} reading(s) up to {now:%Y-%m-%d}, a sudden-jump check needs {rule.min_history} "
                    f"earlier ones within {rule.lookback}")
-    # Consecutive firing readings in one direction are one episode: a jump that holds for a few
-    # readings (until the rolling median catches up) is still one event.
-    episodes: list[list[tuple[int, float, float, float]]] = []
-    for hit in fired:
-        if episodes and hit[0] == episodes[-1][-1][0] + 1 and (hit[3] > 0) == (episodes[-1][-1][3] > 0):
-            episodes[-1].append(hit)
-        else:
-            episodes.append([hit])
     alerts = []
     unit = UNITS.get(rule.parameter, "")
     name = NAMES.get(rule.parameter, rule.parameter)
-    for episode in episodes:
+    for episode in _episodes(fired):
         index, median, spread, difference = episode[0]
         value, time = values[index], times[index]
         biggest = max(abs(h[3]) for h in episode)
@@ -710,30 +704,79 @@ def _earlier_medians(times: pd.Series, values: np.ndarray, rule: JumpRule) -> tu
     return medians, spreads, enough
 
 
+def _episodes(fired: list[tuple[int, float, float, float]]) -> list[list[tuple[int, float, float, float]]]:
+    """Consecutive firing readings in one direction are one episode: a jump that holds for a few
+    readings (until the rolling median catches up) is still one event."""
+    episodes: list[list[tuple[int, float, float, float]]] = []
+    for hit in fired:
+        if episodes and hit[0] == episodes[-1][-1][0] + 1 and (hit[3] > 0) == (episodes[-1][-1][3] > 0):
+            episodes[-1].append(hit)
+        else:
+            episodes.append([hit])
+    return episodes
+
+
 def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: list[pd.Timestamp],
                         values: list[float], rule: JumpRule, patient: str, steps: pd.DataFrame
                         ) -> tuple[list[tuple[int, float, float, float]], list[str]]:
     """Rises with ``rule.activity_steps`` or more steps in the window before them are taken
-    out of ``fired``; each is named in a sentence instead. Falls are never explained by activity."""
+    out of ``fired``; each is named in a sentence instead. So are the readings of a rise that
+    began with a walk: walking at the rule's pace (50 steps a minute for 500 in 10 minutes) since
+    the reading before its first, in a walk that reached the rule's steps within the window from
+    there (the heart rate rises in a walk's first minutes, before 500 steps are behind it). A rise
+    that began at rest stays alerted even if a walk follows. A fall is set aside only as recovery:
+    the reading before it was taken while walking (so the median it fell from was the walk's),
+    the walking has stopped (fewer steps since that reading than the rule's pace, 50 a minute
+    for 500 in 10 minutes), and it falls into the parameter's NEWS2 zero-point band (51-90 /min
+    for heart rate). A fall out of that band, during a walk, or not after one is alerted."""
     timed = _timed_steps(steps) if rule.activity_steps > 0 else None
     if timed is None:
         return fired, []
     window = pd.Timedelta(rule.activity_window)
     step_times, step_counts = list(timed["time"]), [float(v) for v in timed["value"]]
+
+    def walked_between(start: pd.Timestamp, end: pd.Timestamp) -> float:  # steps stamped in (start, end]
+        return sum(step_counts[bisect_right(step_times, start):bisect_right(step_times, end)])
+
+    def walked_up_to(time: pd.Timestamp) -> float:  # the walking that led up to a reading
+        return walked_between(time - window, time)
+
+    def walking(index: int) -> bool:  # at the rule's pace since the reading before (none at the same time)
+        since = times[index] - times[index - 1]
+        return since > pd.Timedelta(0) and walked_between(times[index - 1], times[index]) >= rule.activity_steps * (
+            since / window)
+
+    # A rise's readings are judged with their episode: the steps of the walk it began with, over
+    # the window from the reading before it (the walk's start, as far as the readings can tell).
+    reached = {hit[0]: walked_between(times[start - 1], times[start - 1] + window)
+               for episode in _episodes(fired) if episode[0][3] > 0 and (start := episode[0][0]) > 0
+               and walking(start) for hit in episode}
+    scored = rule.parameter in NEWS2_BANDS
     kept, during_activity = [], []
     name = NAMES.get(rule.parameter, rule.parameter)
     for hit in fired:
         index, median, _, difference = hit
         time = times[index]
-        # Steps stamped in (time - window, time]: the walking that led up to the reading.
-        walked = sum(step_counts[bisect_right(step_times, time - window):bisect_right(step_times, time)])
+        walked = walked_up_to(time)
+        said = (f"{name} {_quantity(values[index], rule.parameter)} at {_clock(time)} for {patient}: "
+                f"{_amount(abs(difference), rule.parameter)} {'above' if difference > 0 else 'below'} the median of "
+                f"the previous readings, {_quantity(median, rule.parameter)}")
         if difference > 0 and walked >= rule.activity_steps:
             during_activity.append(
-                f"{name} {_quantity(values[index], rule.parameter)} at {_clock(time)} for {patient}: "
-                f"{_amount(difference, rule.parameter)} above the median of the previous readings, "
-                f"{_quantity(median, rule.parameter)}, with {walked:.0f} steps in the {rule.activity_window} "
-                f"before it: activity, not alerted (the rule sets aside rises with {rule.activity_steps:.0f} "
-                f"or more steps) ({rule.rule_id})")
+                f"{said}, with {walked:.0f} steps in the {rule.activity_window} before it: activity, not alerted "
+                f"(the rule sets aside rises with {rule.activity_steps:.0f} or more steps) ({rule.rule_id})")
+        elif difference > 0 and reached.get(index, 0.0) >= rule.activity_steps:
+            during_activity.append(
+                f"{said}, at the start of a walk of {reached[index]:.0f} steps in its first {rule.activity_window}: "
+                f"activity, not alerted (the rule sets aside rises with {rule.activity_steps:.0f} or more steps) "
+                f"({rule.rule_id})")
+        elif (difference < 0 and index > 0 and scored and band_points(rule.parameter, values[index]) == 0
+              and (walked_before := walked_up_to(times[index - 1])) >= rule.activity_steps and not walking(index)):
+            low, high = zero_point_band(rule.parameter)
+            during_activity.append(
+                f"{said}, the previous reading taken with {walked_before:.0f} steps in the {rule.activity_window} "
+                f"before it: recovery after activity into the NEWS2 zero-point band ({low:g}-{high:g}), not alerted "
+                f"({rule.rule_id})")
         else:
             kept.append(hit)
     return kept, during_activity
