@@ -24,6 +24,7 @@ INK = "#1c2b33"
 ACCENT = "#0b6e99"
 ALERT = "#c0392b"
 MUTED = "#7f8c8d"
+ESTIMATE = "#6fa8c7"  # cuffless estimates: the readings' blue, paler, so a dense line of them is told apart
 
 BASELINE_NAME = "usual (28-day median)"
 # Above this many points a vital is drawn as a line without a marker per reading, and NEWS2 as a
@@ -152,6 +153,10 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
+def _mode(points: int) -> str:
+    return "lines+markers" if points <= DENSE else "lines"
+
+
 def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
     """The band drawn behind ``parameter`` (one of ``NORMAL_BANDS``), on the given SpO2 scale."""
     return SPO2_SCALE2_TARGET if parameter == "spo2" and spo2_scale == 2 else NORMAL_BANDS[parameter]
@@ -196,13 +201,14 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
         guessed = estimates[good.index]
-        mode = "lines+markers" if len(good) <= DENSE else "lines"
-        if not guessed.all():
-            fig.add_trace(go.Scatter(x=good["time"][~guessed], y=good["value"][~guessed], mode=mode,
+        # The mode per trace: a few cuff readings among many estimates keep their markers.
+        measured, estimated = good[~guessed], good[guessed]
+        if len(measured):
+            fig.add_trace(go.Scatter(x=measured["time"], y=measured["value"], mode=_mode(len(measured)),
                                      line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
-        if guessed.any():  # hollow and dotted: beside cuff readings, which points are estimates must show
-            fig.add_trace(go.Scatter(x=good["time"][guessed], y=good["value"][guessed], mode=mode,
-                                     line={"color": ACCENT, "dash": "dot"}, showlegend=False,
+        if len(estimated):  # hollow, dotted and paler: beside cuff readings, which points are estimates must show
+            fig.add_trace(go.Scatter(x=estimated["time"], y=estimated["value"], mode=_mode(len(estimated)),
+                                     line={"color": ESTIMATE, "dash": "dot"}, showlegend=False,
                                      marker={"symbol": "circle-open", "size": 8},
                                      name="cuffless estimate (trend only)",
                                      hovertemplate="%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>"),

@@ -723,6 +723,15 @@ def test_a_dense_record_is_drawn_as_lines_and_news2_over_its_bands(monkeypatch):
     assert {(0, "#27ae60"), (4.5, "#e67e22"), (6.5, figures.ALERT)} == zones
     # The readings behind the alerts keep their own markers.
     assert [list(t.y) for t in dense.data if t.name == "alert: hr_jump"] == [[140]]
+    # Many cuffless estimates beside a few cuff readings: the cuff's, the ones scored, keep their markers.
+    from healthmon.vitals.assess import mark_cuffless
+
+    watch = mark_cuffless(read_vitals_csv(("timestamp,patient,bp\n" + "".join(
+        f"2026-03-01 {h:02d}:00,p1,{120 + h}/80\n" for h in range(8))).encode(), "watch.csv").frame)
+    cuff = read_vitals_csv(b"timestamp,patient,bp\n2026-03-01 09:30,p1,150/95\n", "cuff.csv").frame
+    mixed = figures.vitals_figure(pd.concat([watch, cuff], ignore_index=True), result.news2.iloc[:0])
+    modes = {t.name: t.mode for t in mixed.data if t.yaxis == "y" and t.name != figures.BASELINE_NAME}  # systolic
+    assert modes == {"systolic_bp": "lines+markers", "cuffless estimate (trend only)": "lines"}
 
 
 def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():

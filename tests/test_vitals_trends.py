@@ -189,7 +189,7 @@ def test_the_earlier_readings_median_is_the_up_to_ten_readings_before_within_the
 
     rule = JUMPS["hr_jump"]
     chooser = random.Random(7)
-    gaps = [chooser.choice(["1min", "1h", "3D", "20D"]) for _ in range(300)]
+    gaps = [chooser.choice(["0s", "1min", "1h", "3D", "20D"]) for _ in range(300)]
     times = pd.Series(START + pd.to_timedelta(pd.Series(gaps)).cumsum())
     values = np.array([round(chooser.gauss(70, 8), 1) for _ in gaps])
     medians, spreads, enough = _earlier_medians(times, values, rule)
@@ -403,6 +403,13 @@ def test_a_rise_that_starts_with_a_walk_is_activity_but_one_that_starts_at_rest_
     assert [a.direction for a in alerts([0] * 11 + [100] * 9).alerts] == ["up"]
     # A walk of 300 steps is not the rule's walking: alerted.
     assert [a.direction for a in alerts([0] * 10 + [100] * 3 + [0] * 7).alerts] == ["up"]
+    # Readings every 5 minutes: the rise starts with a 10-minute walk and is still there 10 and
+    # 15 minutes after the walk ended: those readings are alerted (poor recovery), not the walk.
+    every5 = readings([70] * 10 + [130] * 6, every="5min")
+    walk10 = readings([100] * 10, "steps", start=every5.time.iloc[9] + pd.Timedelta("1min"), every="1min")
+    still_high = detect_alerts(pd.concat([every5, walk10], ignore_index=True), rules=(rule,))
+    assert [a.time for a in still_high.alerts] == [every5.time.iloc[13]]
+    assert len(still_high.not_alerted) == 3  # 08:50-09:00, with the walk's steps behind them
 
 
 def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_band_or_mid_walk_is_not():
@@ -427,6 +434,19 @@ def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_ba
     assert [a.direction for a in after([70], [100]).alerts] == ["down"]
     # 49 steps in the minute since the last reading is slower than the rule's 50 a minute: stopped.
     assert after([70], [49]).alerts == ()
+
+    def down(frame):
+        return [a.direction for a in detect_alerts(frame, rules=(rule,)).alerts]
+
+    walked = minute_wearable(resting + walking, walk_steps)
+    # Half an hour after the walk, or at the same minute as its last reading: not recovery.
+    later = readings([72], start=walked.time.max() + pd.Timedelta("30min"))
+    assert down(pd.concat([walked, later], ignore_index=True)) == ["down"]
+    assert down(pd.concat([walked, readings([72], start=walked.time.max())], ignore_index=True)) == ["down"]
+    # A tachycardic patient at 120 walks for 5 minutes and drops to 58: the median was mostly their
+    # resting 120, not the walk's, so the drop is alerted.
+    tachycardic = minute_wearable([120] * 10 + [122] * 5 + [58], [0] * 10 + [100] * 5 + [0])
+    assert down(tachycardic) == ["down"]
 
 
 def test_daily_step_totals_do_not_explain_a_heart_rate_rise():

@@ -725,15 +725,20 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
     the reading before its first, in a walk that reached the rule's steps within the window from
     there (the heart rate rises in a walk's first minutes, before 500 steps are behind it). A rise
     that began at rest stays alerted even if a walk follows. A fall is set aside only as recovery:
-    the reading before it was taken while walking (so the median it fell from was the walk's),
-    the walking has stopped (fewer steps since that reading than the rule's pace, 50 a minute
-    for 500 in 10 minutes), and it falls into the parameter's NEWS2 zero-point band (51-90 /min
-    for heart rate). A fall out of that band, during a walk, or not after one is alerted."""
+    most of the readings its median came from were taken while walking (so that median was the
+    walk's, not the patient's resting value), the reading before it is within the window, the
+    walking has stopped (fewer steps since that reading than the rule's pace, 50 a minute for 500
+    in 10 minutes), and it falls into the parameter's NEWS2 zero-point band (51-90 /min for heart
+    rate). A fall out of that band, during a walk, or not straight after one is alerted. Both
+    walk rules need steps counted at least as often as the window (a minute export, not hourly
+    totals), and both look at steps after the reading: a reading at the very end of an upload
+    can be alerted and then set aside once the next minutes' steps arrive."""
     timed = _timed_steps(steps) if rule.activity_steps > 0 else None
     if timed is None:
         return fired, []
     window = pd.Timedelta(rule.activity_window)
     step_times, step_counts = list(timed["time"]), [float(v) for v in timed["value"]]
+    fine = timed["time"].diff().median() <= window  # when the walking was, to within the window
 
     def walked_between(start: pd.Timestamp, end: pd.Timestamp) -> float:  # steps stamped in (start, end]
         return sum(step_counts[bisect_right(step_times, start):bisect_right(step_times, end)])
@@ -746,11 +751,20 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
         return since > pd.Timedelta(0) and walked_between(times[index - 1], times[index]) >= rule.activity_steps * (
             since / window)
 
-    # A rise's readings are judged with their episode: the steps of the walk it began with, over
-    # the window from the reading before it (the walk's start, as far as the readings can tell).
+    # A rise's readings in a walk's first window are judged with their episode: the steps of the
+    # walk it began with, over the window from the reading before it (the walk's start, as far as
+    # the readings can tell). Later readings of the episode need their own steps before them: a
+    # rate still high after the walk is poor recovery, not the walk.
     reached = {hit[0]: walked_between(times[start - 1], times[start - 1] + window)
-               for episode in _episodes(fired) if episode[0][3] > 0 and (start := episode[0][0]) > 0
-               and walking(start) for hit in episode}
+               for episode in (_episodes(fired) if fine else []) if episode[0][3] > 0
+               and (start := episode[0][0]) > 0 and walking(start)
+               for hit in episode if times[hit[0]] <= times[start - 1] + window}
+
+    def after_a_walk(index: int) -> bool:  # most of the readings behind the median were the walk's
+        earlier = [j for j in range(max(0, index - rule.history), index)
+                   if times[j] >= times[index] - pd.Timedelta(rule.lookback)]
+        return 2 * sum(walked_up_to(times[j]) >= rule.activity_steps for j in earlier) > len(earlier)
+
     scored = rule.parameter in NEWS2_BANDS
     kept, during_activity = [], []
     name = NAMES.get(rule.parameter, rule.parameter)
@@ -770,8 +784,10 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
                 f"{said}, at the start of a walk of {reached[index]:.0f} steps in its first {rule.activity_window}: "
                 f"activity, not alerted (the rule sets aside rises with {rule.activity_steps:.0f} or more steps) "
                 f"({rule.rule_id})")
-        elif (difference < 0 and index > 0 and scored and band_points(rule.parameter, values[index]) == 0
-              and (walked_before := walked_up_to(times[index - 1])) >= rule.activity_steps and not walking(index)):
+        elif (difference < 0 and fine and scored and band_points(rule.parameter, values[index]) == 0
+              and pd.Timedelta(0) < times[index] - times[index - 1] <= window
+              and (walked_before := walked_up_to(times[index - 1])) >= rule.activity_steps
+              and not walking(index) and after_a_walk(index)):
             low, high = zero_point_band(rule.parameter)
             during_activity.append(
                 f"{said}, the previous reading taken with {walked_before:.0f} steps in the {rule.activity_window} "
