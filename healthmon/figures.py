@@ -153,8 +153,34 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
+def _points(readings: pd.DataFrame) -> tuple:
+    """x and y of a trace: as they are, or broken at gaps where the line is drawn without markers."""
+    if len(readings) <= DENSE:
+        return readings["time"], readings["value"]
+    return _broken_at_gaps(readings["time"], readings["value"])
+
+
 def _mode(points: int) -> str:
     return "lines+markers" if points <= DENSE else "lines"
+
+
+def _broken_at_gaps(times: pd.Series, values: pd.Series) -> tuple[list, list]:
+    """A dense line's points with a break (None) wherever the readings stop for more than an hour
+    and ten of their usual intervals: without markers, a line drawn straight across a night the
+    watch was off would look like readings."""
+    times, values = list(times), list(values)
+    if len(times) < 3:
+        return times, values
+    spacing = pd.Series(times).diff().dropna()
+    gap = max(pd.Timedelta("1h"), 10 * spacing.median())
+    xs, ys = [times[0]], [values[0]]
+    for before, time, value in zip(times, times[1:], values[1:]):
+        if time - before > gap:
+            xs.append(before + (time - before) / 2)
+            ys.append(None)
+        xs.append(time)
+        ys.append(value)
+    return xs, ys
 
 
 def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
@@ -204,10 +230,12 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         # The mode per trace: a few cuff readings among many estimates keep their markers.
         measured, estimated = good[~guessed], good[guessed]
         if len(measured):
-            fig.add_trace(go.Scatter(x=measured["time"], y=measured["value"], mode=_mode(len(measured)),
+            x, y = _points(measured)
+            fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(measured)),
                                      line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
         if len(estimated):  # hollow, dotted and paler: beside cuff readings, which points are estimates must show
-            fig.add_trace(go.Scatter(x=estimated["time"], y=estimated["value"], mode=_mode(len(estimated)),
+            x, y = _points(estimated)
+            fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(estimated)),
                                      line={"color": ESTIMATE, "dash": "dot"}, showlegend=False,
                                      marker={"symbol": "circle-open", "size": 8},
                                      name="cuffless estimate (trend only)",
@@ -246,8 +274,12 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
                                  marker_color=[NEWS2_COLOURS[b] for b in news2["band"]], showlegend=False,
                                  name="NEWS2", hovertemplate=hover), row=rows, col=1)
         else:
-            fig.add_trace(go.Scatter(x=news2["time"], y=news2["total"], customdata=list(zip(news2["band"], working)),
-                                     mode="lines", line={"color": INK, "shape": "hv", "width": 1}, showlegend=False,
+            x, y = _broken_at_gaps(news2["time"], news2["total"])
+            # customdata stays aligned with the points: the break gets an empty entry.
+            inserted = iter(zip(news2["band"], working))
+            customdata = [("", "") if value is None else next(inserted) for value in y]
+            fig.add_trace(go.Scatter(x=x, y=y, customdata=customdata, mode="lines",
+                                     line={"color": INK, "shape": "hv", "width": 1}, showlegend=False,
                                      name="NEWS2", hovertemplate=hover), row=rows, col=1)
             # The aggregate bands behind the line (0-4 low, 5-6 medium, 7+ high) stand in for the bars'
             # colours; a 3 in one parameter (low-medium) is marked by its red-flag alert. After the

@@ -160,7 +160,7 @@ descriptors = data.descriptors.get(patient) if data is not None else stored_desc
 # Every click on this page reruns it. A month of minute readings takes seconds to score and draw,
 # so the two are kept for the same readings and choices. Keyed by the readings' content, hashed
 # here in full: Streamlit's own hash of a frame over 100,000 rows looks at a sample of them.
-@st.cache_resource(max_entries=8, show_spinner="Scoring the readings ...")
+@st.cache_resource(max_entries=8, ttl="1h", show_spinner="Scoring the readings ...")
 def _assessed(content: str, patient_id: str, setting: str, scale: int, lookback: str, descriptors_key: str,
               summary_window: str | None, _vitals: pd.DataFrame, _descriptors):  # noqa: ANN001, ANN202
     assessed = assess_patient(_vitals, patient_id, setting=setting, spo2_scale=scale, lookback=lookback,

@@ -416,6 +416,14 @@ def test_the_vitals_page_scores_the_readings_once_per_choice_not_on_every_click(
     scale.set_value(2).run()  # another scale: scored again
     [r for r in at.radio if r.label == "SpO2 scale"][0].set_value(1).run()  # back: kept from the first time
     assert not at.exception and [k["spo2_scale"] for k in calls] == [1, 2]
+    # Every other choice that changes the result is part of the key: each is scored once.
+    [s for s in at.selectbox if s.label.startswith("Look-back")][0].set_value("1h").run()
+    [r for r in at.radio if r.label == "Where were the readings taken?"][0].set_value("home").run()
+    [s for s in at.selectbox if s.label.startswith("Summary for the classifier")][0].set_value("everything").run()
+    [c for c in at.checkbox if c.label.startswith("Blood pressure in these files")][0].check().run()
+    assert not at.exception and len(calls) == 6
+    assert (calls[2]["lookback"], calls[3]["setting"], calls[4]["summary_window"]) == ("1h", "home", None)
+    assert "cuffless estimate" in _texts(at, "caption")  # the last one scored the marked readings
 
 
 def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_stored_as_trend_only(dash):

@@ -196,6 +196,20 @@ def test_glucose_without_a_unit_is_read_only_where_its_values_tell_the_unit(cell
         assert median == pytest.approx(reads_as, abs=0.1)
 
 
+def test_an_id_column_that_counts_the_rows_is_not_read_as_the_patient():
+    rows = "".join(f"{n},2026-03-01 {7 + n:02d}:00,{70 + n}\n" for n in range(1, 6))
+    counted = read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "export.csv")
+    # Read as patients, five readings would be five people; without it, whose they are is asked.
+    assert counted.report.patient_from_file_name and counted.report.ignored_columns == ["id"]
+    assert counted.report.conversions[0].startswith("column 'id' not read as the patient: its values count the rows")
+    assert set(read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "e.csv", patient_id="P-1").frame.patient_id) == {
+        "P-1"}
+    # A Fitbit-style user id, repeated on the user's rows, is the patient.
+    users = read_vitals_csv(b"Id,timestamp,hr\n1503960366,2026-03-01 08:00,70\n1503960366,2026-03-01 09:00,72\n"
+                            b"1624580081,2026-03-01 08:00,64\n", "users.csv")
+    assert set(users.frame.patient_id) == {"1503960366", "1624580081"} and not users.report.patient_from_file_name
+
+
 def test_units_guessed_from_values_are_said_and_a_cold_patient_is_not_an_artefact():
     data = read_vitals_csv(b"time,patient,temp,glucose,weight\n2026-03-01 08:00,p1,28.4,5.2,80\n", "w.csv")
     values = dict(zip(data.frame.parameter, data.frame.value))
@@ -732,6 +746,15 @@ def test_a_dense_record_is_drawn_as_lines_and_news2_over_its_bands(monkeypatch):
     mixed = figures.vitals_figure(pd.concat([watch, cuff], ignore_index=True), result.news2.iloc[:0])
     modes = {t.name: t.mode for t in mixed.data if t.yaxis == "y" and t.name != figures.BASELINE_NAME}  # systolic
     assert modes == {"systolic_bp": "lines+markers", "cuffless estimate (trend only)": "lines"}
+    # Without markers, a line across a night the watch was off would look like readings: it breaks.
+    minutes = [f"2026-03-01 08:{m:02d},p1,{70 + m % 3}\n" for m in range(10)]
+    evening = [f"2026-03-01 20:{m:02d},p1,{72 + m % 3}\n" for m in range(10)]
+    watched = read_vitals_csv(("timestamp,patient,hr\n" + "".join(minutes + evening)).encode(), "watch.csv")
+    day = assess_patient(watched.frame, "p1", setting="home")
+    traces = {t.name: t for t in figures.vitals_figure(day.vitals, day.news2).data}
+    for name in ("heart_rate", "NEWS2"):
+        assert [i for i, y in enumerate(traces[name].y) if y is None] == [10]  # between 08:09 and 20:00
+    assert len(traces["NEWS2"].customdata) == len(traces["NEWS2"].y)
 
 
 def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
@@ -783,3 +806,13 @@ def test_cuffless_estimates_are_never_staged_scored_or_summarised_and_an_old_cuf
     both = assess_patient(pd.concat([recent, watch], ignore_index=True), "p1")
     assert (both.bp.category, both.bp.cuffless, both.bp.readings) == ("normal", False, 1)
     assert both.crisis_estimates == ("2026-03-01 08:00 205/130 mmHg", "2026-03-02 08:00 200/125 mmHg")
+
+
+def test_a_jump_in_cuffless_estimates_is_alerted_as_a_trend_to_confirm_and_a_cuffs_jump_as_measured():
+    from healthmon.vitals.assess import ESTIMATES_SAID, assess_patient, mark_cuffless
+
+    rows = "".join(f"2026-03-01 {h:02d}:00,p1,{s}/80\n" for h, s in enumerate([120, 122, 119, 121, 120, 118, 165]))
+    readings = read_vitals_csv(("timestamp,patient,bp\n" + rows).encode(), "bp.csv").frame
+    (estimated,) = assess_patient(mark_cuffless(readings), "p1").alerts["message"]
+    (measured,) = assess_patient(readings, "p1").alerts["message"]
+    assert estimated == measured + ESTIMATES_SAID and measured.startswith("Systolic BP 165 mmHg at 2026-03-01 06:00")

@@ -7,14 +7,14 @@ alerts, and the sentence the text classifier reads. The Vitals page and the CLI 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from healthmon.vitals.bp import CRISIS, BPCategory, classify_bp, esc_grade
 from healthmon.vitals.series import news2_over_time
 from healthmon.vitals.text import summarise_vitals
-from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
+from healthmon.vitals.trends import Alert, alerts_frame, detect_alerts, news2_alerts
 
 BP_WINDOW = pd.Timedelta(days=7)  # the readings averaged for a category: the last week's
 # Only a ward charts these (a NEWS2 chart records both at every round); a wearable, a home cuff or
@@ -49,6 +49,21 @@ def readings_setting(vitals: pd.DataFrame, patient_id: str) -> str:
     setting" caveat and home blood pressure its home thresholds unless someone says otherwise."""
     mine = vitals["patient_id"].astype(str) == str(patient_id)
     return "hospital" if vitals.loc[mine, "parameter"].isin(WARD_CHARTED).any() else "home"
+
+
+ESTIMATES_SAID = " From cuffless estimates: a trend to confirm with a validated cuff, not a measurement."
+
+
+def _estimates_said(alerts: tuple[Alert, ...], estimates: pd.DataFrame) -> list[Alert]:
+    """The alerts, those fired by a cuffless estimate saying so: the trend rules follow the
+    estimates (a trend is what they are good for), but a jump in them is not a measured one."""
+    def key(parameter: str, time: pd.Timestamp, value: float) -> tuple[str, int, float]:
+        return parameter, pd.Timestamp(time).value, float(value)  # nanoseconds, whatever the column's unit
+
+    marked = {key(*row) for row in zip(estimates["parameter"], estimates["time"], estimates["value"])}
+    return [replace(alert, message=alert.message + ESTIMATES_SAID)
+            if any(key(alert.parameter, time, value) in marked for time, value in alert.readings) else alert
+            for alert in alerts]
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,7 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     # cuffless estimate is graded by neither.
     esc = esc_grade(pairs) if pairs and setting != "home" and not cuffless_bp else None
     report = detect_alerts(mine)
-    alerts = alerts_frame(tuple(report.alerts) + news2_alerts(news2))
+    alerts = alerts_frame(tuple(_estimates_said(report.alerts, mine[estimates])) + news2_alerts(news2))
     alerts = alerts.sort_values("time", kind="stable").reset_index(drop=True)
     # The sentence is read as measurements: a cuffless estimate would read as a blood pressure.
     window, window_news2 = measured, news2

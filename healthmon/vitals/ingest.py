@@ -256,6 +256,11 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
         report.conversions.append(f"columns separated by {'tabs' if separator == chr(9) else repr(separator)}")
     raw, malformed = _table(text.lstrip("\ufeff"), separator, name, report)
     mapping = _map_columns(list(raw.columns))
+    if _norm(mapping.get("patient_id", "")) == "id" and _counts_rows(raw[mapping["patient_id"]]):
+        # "id" is a Fitbit export's user, but in many exports a row number: read as the patient,
+        # 1, 2, 3 ... would file every reading under a person of its own.
+        report.conversions.append(f"column '{mapping.pop('patient_id')}' not read as the patient: its values "
+                                  f"count the rows (1, 2, 3 ...); name the patient column patient_id")
     report.rows_read, report.columns = len(raw), mapping
     if "time" not in mapping:
         raise IngestError("a time column (timestamp, time, datetime, date ...)",
@@ -361,6 +366,12 @@ def _table(text: str, separator: str, name: str, report: VitalsReport) -> tuple[
         columns.append(column if count == 0 else f"{column}.{count}")
     raw = pd.DataFrame(rows, columns=columns, index=pd.Index(lines, dtype="int64"), dtype=object)
     return raw, pd.Series(malformed, dtype=object)
+
+
+def _counts_rows(cells: pd.Series) -> bool:
+    """Whether a column's values are whole numbers going up by one from row to row (a row number)."""
+    numbers = pd.to_numeric(cells.str.strip(), errors="coerce")
+    return len(cells) > 1 and numbers.notna().all() and bool((numbers.diff().iloc[1:] == 1).all())
 
 
 def _misaligned(fields: int, columns: int) -> str:
