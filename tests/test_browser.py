@@ -343,6 +343,25 @@ def test_a_watchs_cuffless_blood_pressure_is_a_trend_never_a_category_and_a_cris
     shot(page, "vitals-cuffless")
 
 
+def test_a_week_of_a_watchs_minute_readings_is_drawn_as_lines_and_its_walks_are_not_alerts(
+        browser, dashboard, tmp_path):
+    lines = ["timestamp,pulse,spo2,steps"]  # 10,080 rows: past figures.DENSE, so lines and NEWS2 over its bands
+    start = time.mktime((2026, 5, 1, 0, 0, 0, 0, 0, 0))
+    for minute in range(7 * 1440):
+        walking = minute % 1440 in range(9 * 60, 9 * 60 + 20)  # a 20-minute walk at 09:00 every day
+        moment = time.strftime("%Y-%m-%d %H:%M", time.localtime(start + 60 * minute))
+        lines.append(f"{moment},{(98 if walking else 68) + minute % 3},{97 + minute % 2},{105 if walking else 0}")
+    page = vitals_uploaded(browser, dashboard, tmp_path / "watch-week.csv", lines)
+    page.get_by_label("Patient id for the readings without a patient column", exact=True).fill("w-07")
+    page.keyboard.press("Enter")
+    page.get_by_text("NEWS2 (aggregate; a ward score applied at home)").wait_for(timeout=WAIT)
+    # Every walk's rise and its recovery are named as not alerted, not raised as alerts.
+    not_alerted = re.compile(r"\d+ reading\(s\) not alerted \(heart-rate rises and recoveries with walks\)")
+    page.get_by_text(not_alerted).wait_for(timeout=WAIT)
+    assert page.get_by_text(re.compile(r"^Alerts \(")).count() == 0
+    shot(page, "vitals-watch-week")
+
+
 def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_report(browser, dashboard, tmp_path):
     from healthmon.config import Settings
     from healthmon.storage.db import make_engine, session_factory
