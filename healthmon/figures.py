@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -153,34 +154,34 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
-def _points(readings: pd.DataFrame) -> tuple:
+def _points(readings: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """x and y of a trace: as they are, or broken at gaps where the line is drawn without markers."""
     if len(readings) <= DENSE:
         return readings["time"], readings["value"]
-    return _broken_at_gaps(readings["time"], readings["value"])
+    points = _broken_at_gaps(readings["time"], readings["value"])
+    return points["time"], points["value"]
 
 
 def _mode(points: int) -> str:
     return "lines+markers" if points <= DENSE else "lines"
 
 
-def _broken_at_gaps(times: pd.Series, values: pd.Series) -> tuple[list, list]:
-    """A dense line's points with a break (None) wherever the readings stop for more than an hour
-    and ten of their usual intervals: without markers, a line drawn straight across a night the
-    watch was off would look like readings."""
-    times, values = list(times), list(values)
-    if len(times) < 3:
-        return times, values
-    spacing = pd.Series(times).diff().dropna()
-    gap = max(pd.Timedelta("1h"), 10 * spacing.median())
-    xs, ys = [times[0]], [values[0]]
-    for before, time, value in zip(times, times[1:], values[1:]):
-        if time - before > gap:
-            xs.append(before + (time - before) / 2)
-            ys.append(None)
-        xs.append(time)
-        ys.append(value)
-    return xs, ys
+def _broken_at_gaps(times: pd.Series, values: pd.Series) -> pd.DataFrame:
+    """A dense line's points (columns time, value, row: the point's position in the input), with a
+    break (value NaN, row -1) wherever the readings stop for more than an hour and ten of their
+    usual intervals: without markers, a line drawn straight across a night the watch was off would
+    look like readings. Columns, not lists: plotly checks a list of timestamps one by one."""
+    points = pd.DataFrame({"time": pd.to_datetime(pd.Series(times).reset_index(drop=True), utc=True),
+                           "value": pd.to_numeric(pd.Series(values).reset_index(drop=True)).astype(float)})
+    points["row"] = np.arange(len(points))
+    if len(points) < 3:
+        return points
+    spacing = points["time"].diff()
+    after = spacing > max(pd.Timedelta("1h"), 10 * spacing.median())
+    if not after.any():
+        return points
+    breaks = pd.DataFrame({"time": points["time"].shift()[after] + spacing[after] / 2, "value": np.nan, "row": -1})
+    return pd.concat([points, breaks]).sort_values(["time", "row"], kind="stable").reset_index(drop=True)
 
 
 def normal_band(parameter: str, spo2_scale: int = 1) -> tuple[float, float]:
@@ -274,11 +275,11 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
                                  marker_color=[NEWS2_COLOURS[b] for b in news2["band"]], showlegend=False,
                                  name="NEWS2", hovertemplate=hover), row=rows, col=1)
         else:
-            x, y = _broken_at_gaps(news2["time"], news2["total"])
-            # customdata stays aligned with the points: the break gets an empty entry.
-            inserted = iter(zip(news2["band"], working))
-            customdata = [("", "") if value is None else next(inserted) for value in y]
-            fig.add_trace(go.Scatter(x=x, y=y, customdata=customdata, mode="lines",
+            points = _broken_at_gaps(news2["time"], news2["total"])
+            # customdata stays aligned with the points: a break gets an empty entry.
+            hovered = list(zip(news2["band"], working))
+            customdata = [hovered[row] if row >= 0 else ("", "") for row in points["row"]]
+            fig.add_trace(go.Scatter(x=points["time"], y=points["value"], customdata=customdata, mode="lines",
                                      line={"color": INK, "shape": "hv", "width": 1}, showlegend=False,
                                      name="NEWS2", hovertemplate=hover), row=rows, col=1)
             # The aggregate bands behind the line (0-4 low, 5-6 medium, 7+ high) stand in for the bars'

@@ -753,7 +753,7 @@ def test_a_dense_record_is_drawn_as_lines_and_news2_over_its_bands(monkeypatch):
     day = assess_patient(watched.frame, "p1", setting="home")
     traces = {t.name: t for t in figures.vitals_figure(day.vitals, day.news2).data}
     for name in ("heart_rate", "NEWS2"):
-        assert [i for i, y in enumerate(traces[name].y) if y is None] == [10]  # between 08:09 and 20:00
+        assert [i for i, y in enumerate(traces[name].y) if pd.isna(y)] == [10]  # between 08:09 and 20:00
     assert len(traces["NEWS2"].customdata) == len(traces["NEWS2"].y)
 
 

@@ -447,6 +447,8 @@ def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_ba
     # resting 120, not the walk's, so the drop is alerted.
     tachycardic = minute_wearable([120] * 10 + [122] * 5 + [58], [0] * 10 + [100] * 5 + [0])
     assert down(tachycardic) == ["down"]
+    # After a 12-minute walk the median is the walk's, but 58 is far below the 120 before it.
+    assert down(minute_wearable([120] * 10 + [122] * 12 + [58], [0] * 10 + [100] * 12 + [0])) == ["down"]
 
 
 def test_daily_step_totals_do_not_explain_a_heart_rate_rise():

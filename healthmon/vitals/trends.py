@@ -726,7 +726,8 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
     there (the heart rate rises in a walk's first minutes, before 500 steps are behind it). A rise
     that began at rest stays alerted even if a walk follows. A fall is set aside only as recovery:
     most of the readings its median came from were taken while walking (so that median was the
-    walk's, not the patient's resting value), the reading before it is within the window, the
+    walk's, not the patient's resting value), it goes no lower than the patient's level before
+    the walk less the rule's amount, the reading before it is within the window, the
     walking has stopped (fewer steps since that reading than the rule's pace, 50 a minute for 500
     in 10 minutes), and it falls into the parameter's NEWS2 zero-point band (51-90 /min for heart
     rate). A fall out of that band, during a walk, or not straight after one is alerted. Both
@@ -760,10 +761,23 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
                and (start := episode[0][0]) > 0 and walking(start)
                for hit in episode if times[hit[0]] <= times[start - 1] + window}
 
-    def after_a_walk(index: int) -> bool:  # most of the readings behind the median were the walk's
-        earlier = [j for j in range(max(0, index - rule.history), index)
-                   if times[j] >= times[index] - pd.Timedelta(rule.lookback)]
-        return 2 * sum(walked_up_to(times[j]) >= rule.activity_steps for j in earlier) > len(earlier)
+    def earlier(index: int) -> list[int]:  # the readings a median at ``index`` is taken over
+        return [j for j in range(max(0, index - rule.history), index)
+                if times[j] >= times[index] - pd.Timedelta(rule.lookback)]
+
+    def recovered(index: int) -> bool:
+        """Most of the readings behind the median were taken walking, and the fall goes back no
+        further than the patient's level before the walk (within the rule's amount): a fall
+        below that is not recovery, whatever came before it."""
+        if 2 * sum(j > 0 and walking(j) for j in earlier(index)) <= len(earlier(index)):
+            return False
+        start = index - 1
+        while start > 0 and not walking(start):  # back to the walk's last reading
+            start -= 1
+        while start > 0 and walking(start):  # and to the reading before it began
+            start -= 1
+        before = [values[j] for j in earlier(start + 1)]
+        return len(before) >= rule.min_history and values[index] >= float(np.median(before)) - rule.min_change
 
     scored = rule.parameter in NEWS2_BANDS
     kept, during_activity = [], []
@@ -787,7 +801,7 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
         elif (difference < 0 and fine and scored and band_points(rule.parameter, values[index]) == 0
               and pd.Timedelta(0) < times[index] - times[index - 1] <= window
               and (walked_before := walked_up_to(times[index - 1])) >= rule.activity_steps
-              and not walking(index) and after_a_walk(index)):
+              and not walking(index) and recovered(index)):
             low, high = zero_point_band(rule.parameter)
             during_activity.append(
                 f"{said}, the previous reading taken with {walked_before:.0f} steps in the {rule.activity_window} "
