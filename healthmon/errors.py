@@ -27,6 +27,10 @@ class IngestError(HealthmonError):
     """An uploaded or pasted input cannot be read at all."""
 
 
+class PatientUnknownError(IngestError):
+    """A device file whose readings cannot be told apart by patient until someone says whose they are."""
+
+
 class ConfigError(HealthmonError):
     """A setting or training argument has a value healthmon cannot use."""
 

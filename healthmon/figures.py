@@ -154,12 +154,17 @@ VITAL_TITLES = {"heart_rate": "heart rate /min", "systolic_bp": "systolic BP mmH
 SPO2_SCALE2_TARGET = zero_point_band("spo2_scale2_oxygen")
 
 
-def _points(readings: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """x and y of a trace: as they are, or broken at gaps where the line is drawn without markers."""
+def _points(readings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A trace's points (time, value, row), as they are or broken at gaps where the line is drawn
+    without markers, and those of them such a line cannot show: a reading alone between two gaps
+    (a ward round among a watch's minutes, one reading in a night) draws no line."""
     if len(readings) <= DENSE:
-        return readings["time"], readings["value"]
+        points = pd.DataFrame({"time": readings["time"], "value": readings["value"], "row": np.arange(len(readings))})
+        return points, points.iloc[:0]
     points = _broken_at_gaps(readings["time"], readings["value"])
-    return points["time"], points["value"]
+    present = points["value"].notna()
+    alone = present & ~present.shift(1, fill_value=False) & ~present.shift(-1, fill_value=False)
+    return points, points[alone]
 
 
 def _mode(points: int) -> str:
@@ -174,6 +179,7 @@ def _broken_at_gaps(times: pd.Series, values: pd.Series) -> pd.DataFrame:
     points = pd.DataFrame({"time": pd.to_datetime(pd.Series(times).reset_index(drop=True), utc=True),
                            "value": pd.to_numeric(pd.Series(values).reset_index(drop=True)).astype(float)})
     points["row"] = np.arange(len(points))
+    points = points.sort_values("time", kind="stable").reset_index(drop=True)
     if len(points) < 3:
         return points
     spacing = points["time"].diff()
@@ -231,17 +237,24 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         # The mode per trace: a few cuff readings among many estimates keep their markers.
         measured, estimated = good[~guessed], good[guessed]
         if len(measured):
-            x, y = _points(measured)
-            fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(measured)),
+            points, alone = _points(measured)
+            fig.add_trace(go.Scatter(x=points["time"], y=points["value"], mode=_mode(len(measured)),
                                      line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
+            if len(alone):
+                fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
+                                         marker={"color": ACCENT, "size": 6}, name=f"{parameter} (between gaps)"),
+                              row=row, col=1)
         if len(estimated):  # hollow, dotted and paler: beside cuff readings, which points are estimates must show
-            x, y = _points(estimated)
-            fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(estimated)),
+            points, alone = _points(estimated)
+            hover = "%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>"
+            fig.add_trace(go.Scatter(x=points["time"], y=points["value"], mode=_mode(len(estimated)),
                                      line={"color": ESTIMATE, "dash": "dot"}, showlegend=False,
                                      marker={"symbol": "circle-open", "size": 8},
-                                     name="cuffless estimate (trend only)",
-                                     hovertemplate="%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>"),
-                          row=row, col=1)
+                                     name="cuffless estimate (trend only)", hovertemplate=hover), row=row, col=1)
+            if len(alone):
+                fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
+                                         marker={"symbol": "circle-open", "size": 8, "color": ESTIMATE},
+                                         name="cuffless estimate (between gaps)", hovertemplate=hover), row=row, col=1)
         if len(bad):
             fig.add_trace(go.Scatter(x=bad["time"], y=bad["value"], mode="markers", showlegend=False,
                                      marker={"symbol": "x", "color": ALERT, "size": 9}, name="artefact (not scored)"),
@@ -275,13 +288,18 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
                                  marker_color=[NEWS2_COLOURS[b] for b in news2["band"]], showlegend=False,
                                  name="NEWS2", hovertemplate=hover), row=rows, col=1)
         else:
-            points = _broken_at_gaps(news2["time"], news2["total"])
+            points, alone = _points(news2.rename(columns={"total": "value"}))
             # customdata stays aligned with the points: a break gets an empty entry.
             hovered = list(zip(news2["band"], working))
             customdata = [hovered[row] if row >= 0 else ("", "") for row in points["row"]]
             fig.add_trace(go.Scatter(x=points["time"], y=points["value"], customdata=customdata, mode="lines",
                                      line={"color": INK, "shape": "hv", "width": 1}, showlegend=False,
                                      name="NEWS2", hovertemplate=hover), row=rows, col=1)
+            if len(alone):
+                fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
+                                         customdata=[hovered[row] for row in alone["row"]], hovertemplate=hover,
+                                         marker={"color": [NEWS2_COLOURS[hovered[row][0]] for row in alone["row"]]},
+                                         name="NEWS2 (between gaps)"), row=rows, col=1)
             # The aggregate bands behind the line (0-4 low, 5-6 medium, 7+ high) stand in for the bars'
             # colours; a 3 in one parameter (low-medium) is marked by its red-flag alert. After the
             # trace, as the vitals' bands are.

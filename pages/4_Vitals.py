@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
-from healthmon.errors import HealthmonError
+from healthmon.errors import HealthmonError, PatientUnknownError
 from healthmon.figures import vitals_figure
 from healthmon.jobs import enqueue, get_job
 from healthmon.ui.components import crisis_estimates_warning, job_status, plain, show_error, spo2_scale_switch
@@ -55,16 +55,24 @@ if source == "Upload files":
     # patient column) must be asked for its own id, not filed under the first one's.
     patient_id_key = f"vitals_patient_id:{upload_key}"
     given = st.session_state.get(patient_id_key, "").strip() or None
-    try:
-        data = _read(contents, given, st.session_state.get(date_order_key))
-    except HealthmonError as exc:
-        show_error(exc)
-        st.stop()
-    if data.needs_patient_id or given:
+
+    def patient_id_box() -> None:
         st.text_input("Patient id for the readings without a patient column" + (
                           f" (in all {len(contents)} files: upload another person's files separately)"
                           if len(contents) > 1 else ""), key=patient_id_key,
                       help="Needed before storing: without it two people's files of the same name would merge.")
+
+    try:
+        data = _read(contents, given, st.session_state.get(date_order_key))
+    except PatientUnknownError as exc:  # whose readings these are decides how they are read
+        show_error(exc)
+        patient_id_box()
+        st.stop()
+    except HealthmonError as exc:
+        show_error(exc)
+        st.stop()
+    if data.needs_patient_id or given:
+        patient_id_box()
     order_unknown = False
     if data.ambiguous_dates:
         # Offered only where the file cannot tell: 03/04/2026 is 3 April in the UK, 4 March in the US.

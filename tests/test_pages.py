@@ -456,6 +456,16 @@ def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_
     assert "**Blood pressure:** not staged" in re.sub(r"\\(.)", r"\1", _texts(stored, "markdown"))
 
 
+def test_an_id_column_counting_the_rows_is_refused_until_the_clinician_says_whose_readings_they_are(dash):
+    at = dash.page("Vitals", "cli")
+    rows = "".join(f"{n},2026-03-01 {7 + n:02d}:00,{70 + n}\n" for n in range(1, 6))
+    at.file_uploader[0].upload("export.csv", ("id,timestamp,hr\n" + rows).encode(), "text/csv").run()
+    assert "whose values count the rows" in _texts(at, "error") and not at.metric
+    [t for t in at.text_input if t.label.startswith("Patient id")][0].input("P-9").run()
+    assert not at.exception and not _texts(at, "error") and at.selectbox[0].value == "P-9"
+    assert "not read as the patient" in _texts(at, "caption")
+
+
 def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_picks(dash):
     at = dash.page("Vitals", "cli")
     assert not [r for r in at.radio if r.label.startswith("Dates such as")]

@@ -197,13 +197,16 @@ def test_glucose_without_a_unit_is_read_only_where_its_values_tell_the_unit(cell
 
 
 def test_an_id_column_that_counts_the_rows_is_not_read_as_the_patient():
+    from healthmon.errors import PatientUnknownError
+
     rows = "".join(f"{n},2026-03-01 {7 + n:02d}:00,{70 + n}\n" for n in range(1, 6))
-    counted = read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "export.csv")
-    # Read as patients, five readings would be five people; without it, whose they are is asked.
-    assert counted.report.patient_from_file_name and counted.report.ignored_columns == ["id"]
-    assert counted.report.conversions[0].startswith("column 'id' not read as the patient: its values count the rows")
-    assert set(read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "e.csv", patient_id="P-1").frame.patient_id) == {
-        "P-1"}
+    # A row number read as patients makes five people of one; dropped, a ward list of one row per
+    # patient would become one person. Neither is guessed: whose readings they are is asked.
+    with pytest.raises(PatientUnknownError, match=r"column 'id' whose values count the rows .* on 5 rows"):
+        read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "export.csv")
+    given = read_vitals_csv(("id,timestamp,hr\n" + rows).encode(), "export.csv", patient_id="P-1")
+    assert set(given.frame.patient_id) == {"P-1"} and given.report.ignored_columns == ["id"]
+    assert given.report.conversions[0].startswith("column 'id' not read as the patient: its values count the rows")
     # A Fitbit-style user id, repeated on the user's rows, is the patient.
     users = read_vitals_csv(b"Id,timestamp,hr\n1503960366,2026-03-01 08:00,70\n1503960366,2026-03-01 09:00,72\n"
                             b"1624580081,2026-03-01 08:00,64\n", "users.csv")
@@ -749,12 +752,15 @@ def test_a_dense_record_is_drawn_as_lines_and_news2_over_its_bands(monkeypatch):
     # Without markers, a line across a night the watch was off would look like readings: it breaks.
     minutes = [f"2026-03-01 08:{m:02d},p1,{70 + m % 3}\n" for m in range(10)]
     evening = [f"2026-03-01 20:{m:02d},p1,{72 + m % 3}\n" for m in range(10)]
-    watched = read_vitals_csv(("timestamp,patient,hr\n" + "".join(minutes + evening)).encode(), "watch.csv")
+    night = ["2026-03-01 23:30,p1,64\n"]  # one reading alone between two gaps: a line cannot show it
+    watched = read_vitals_csv(("timestamp,patient,hr\n" + "".join(minutes + evening + night)).encode(), "watch.csv")
     day = assess_patient(watched.frame, "p1", setting="home")
     traces = {t.name: t for t in figures.vitals_figure(day.vitals, day.news2).data}
     for name in ("heart_rate", "NEWS2"):
-        assert [i for i, y in enumerate(traces[name].y) if pd.isna(y)] == [10]  # between 08:09 and 20:00
+        assert [i for i, y in enumerate(traces[name].y) if pd.isna(y)] == [10, 21]  # after 08:09 and 20:09
+        assert list(traces[f"{name} (between gaps)"].y) == [64 if name == "heart_rate" else 0]
     assert len(traces["NEWS2"].customdata) == len(traces["NEWS2"].y)
+    assert traces["NEWS2"].customdata[11][0] == "low" and list(traces["NEWS2"].customdata[10]) == ["", ""]
 
 
 def test_on_spo2_scale_2_the_chart_draws_the_prescribed_target_not_96_to_100():
@@ -816,3 +822,7 @@ def test_a_jump_in_cuffless_estimates_is_alerted_as_a_trend_to_confirm_and_a_cuf
     (estimated,) = assess_patient(mark_cuffless(readings), "p1").alerts["message"]
     (measured,) = assess_patient(readings, "p1").alerts["message"]
     assert estimated == measured + ESTIMATES_SAID and measured.startswith("Systolic BP 165 mmHg at 2026-03-01 06:00")
+    # A cuff reading is not judged against a median of estimates, nor the reverse: two kinds of measurement.
+    cuff = read_vitals_csv(b"timestamp,patient,bp\n2026-03-01 07:00,p1,165/80\n", "cuff.csv").frame
+    mixed = assess_patient(pd.concat([mark_cuffless(readings.iloc[:-2]), cuff], ignore_index=True), "p1")
+    assert "sbp_jump" not in set(mixed.alerts["rule_id"])

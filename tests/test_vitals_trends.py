@@ -410,6 +410,15 @@ def test_a_rise_that_starts_with_a_walk_is_activity_but_one_that_starts_at_rest_
     still_high = detect_alerts(pd.concat([every5, walk10], ignore_index=True), rules=(rule,))
     assert [a.time for a in still_high.alerts] == [every5.time.iloc[13]]
     assert len(still_high.not_alerted) == 3  # 08:50-09:00, with the walk's steps behind them
+    # Too big for a walk's start: 165 /min (3 NEWS2 points), or 50 /min up (twice the rule's amount).
+    for peak in (165, 120):
+        onset = detect_alerts(minute_wearable(resting + [peak] * 4, [0] * 10 + [100] * 10), rules=(rule,))
+        assert [a.current for a in onset.alerts] == [peak]
+    # Heart rate every 5 seconds, steps a minute: 5 steps stamped just before a jump at rest are
+    # not a walk, though a walk follows.
+    seconds = readings([70] * 12 + [110] * 4, every="5s")  # the jump at 08:01:00, the 5 steps' stamp
+    shuffle = readings([0, 5] + [100] * 10, "steps", every="1min")
+    assert len(detect_alerts(pd.concat([seconds, shuffle], ignore_index=True), rules=(rule,)).alerts) == 1
 
 
 def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_band_or_mid_walk_is_not():
@@ -449,6 +458,12 @@ def test_a_fall_back_to_normal_after_a_walk_is_recovery_but_a_fall_out_of_the_ba
     assert down(tachycardic) == ["down"]
     # After a 12-minute walk the median is the walk's, but 58 is far below the 120 before it.
     assert down(minute_wearable([120] * 10 + [122] * 12 + [58], [0] * 10 + [100] * 12 + [0])) == ["down"]
+    # Exactly the rule's 25 /min below the level before the walk (80, then 55) alerts, as at rest.
+    assert down(minute_wearable([80] * 10 + [105] * 10 + [55], [0] * 10 + [100] * 10 + [0])) == ["down"]
+    # Two walks eight minutes apart: the level before the second is the rest between them.
+    two_walks = minute_wearable([70] * 10 + [100] * 10 + [70] * 8 + [100] * 10 + [69],
+                                [0] * 10 + [100] * 10 + [0] * 8 + [100] * 10 + [0])
+    assert down(two_walks) == []
 
 
 def test_daily_step_totals_do_not_explain_a_heart_rate_rise():

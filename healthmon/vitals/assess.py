@@ -14,7 +14,7 @@ import pandas as pd
 from healthmon.vitals.bp import CRISIS, BPCategory, classify_bp, esc_grade
 from healthmon.vitals.series import news2_over_time
 from healthmon.vitals.text import summarise_vitals
-from healthmon.vitals.trends import Alert, alerts_frame, detect_alerts, news2_alerts
+from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
 
 BP_WINDOW = pd.Timedelta(days=7)  # the readings averaged for a category: the last week's
 # Only a ward charts these (a NEWS2 chart records both at every round); a wearable, a home cuff or
@@ -51,19 +51,8 @@ def readings_setting(vitals: pd.DataFrame, patient_id: str) -> str:
     return "hospital" if vitals.loc[mine, "parameter"].isin(WARD_CHARTED).any() else "home"
 
 
+# Ends every trend alert fired by cuffless estimates.
 ESTIMATES_SAID = " From cuffless estimates: a trend to confirm with a validated cuff, not a measurement."
-
-
-def _estimates_said(alerts: tuple[Alert, ...], estimates: pd.DataFrame) -> list[Alert]:
-    """The alerts, those fired by a cuffless estimate saying so: the trend rules follow the
-    estimates (a trend is what they are good for), but a jump in them is not a measured one."""
-    def key(parameter: str, time: pd.Timestamp, value: float) -> tuple[str, int, float]:
-        return parameter, pd.Timestamp(time).value, float(value)  # nanoseconds, whatever the column's unit
-
-    marked = {key(*row) for row in zip(estimates["parameter"], estimates["time"], estimates["value"])}
-    return [replace(alert, message=alert.message + ESTIMATES_SAID)
-            if any(key(alert.parameter, time, value) in marked for time, value in alert.readings) else alert
-            for alert in alerts]
 
 
 @dataclass(frozen=True)
@@ -166,8 +155,13 @@ def assess_patient(vitals: pd.DataFrame, patient_id: str, *, setting: str = "hos
     # ESC/ESH grades are defined on office readings; at home hypertension starts at 135/85. A
     # cuffless estimate is graded by neither.
     esc = esc_grade(pairs) if pairs and setting != "home" and not cuffless_bp else None
-    report = detect_alerts(mine)
-    alerts = alerts_frame(tuple(_estimates_said(report.alerts, mine[estimates])) + news2_alerts(news2))
+    # The trend rules follow the estimates too (a trend is what they are good for), but apart
+    # from the cuff's readings: a cuff reading judged against a median of estimates, or the
+    # reverse, compares two kinds of measurement.
+    report = detect_alerts(measured)
+    from_estimates = detect_alerts(mine[estimates]).alerts if estimates.any() else ()
+    alerts = alerts_frame(tuple(report.alerts) + tuple(replace(alert, message=alert.message + ESTIMATES_SAID)
+                                                       for alert in from_estimates) + news2_alerts(news2))
     alerts = alerts.sort_values("time", kind="stable").reset_index(drop=True)
     # The sentence is read as measurements: a cuffless estimate would read as a blood pressure.
     window, window_news2 = measured, news2

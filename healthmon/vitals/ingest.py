@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from healthmon.errors import IngestError
+from healthmon.errors import IngestError, PatientUnknownError
 
 COLUMNS = ["patient_id", "time", "parameter", "value", "artefact", "source"]
 
@@ -257,10 +257,16 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     raw, malformed = _table(text.lstrip("\ufeff"), separator, name, report)
     mapping = _map_columns(list(raw.columns))
     if _norm(mapping.get("patient_id", "")) == "id" and _counts_rows(raw[mapping["patient_id"]]):
-        # "id" is a Fitbit export's user, but in many exports a row number: read as the patient,
-        # 1, 2, 3 ... would file every reading under a person of its own.
+        # "id" is a Fitbit export's user, but in many exports a row number, and in a ward list one
+        # row per patient: no guess, since either wrong reading mixes or splits people's readings.
+        if not patient_id:
+            raise PatientUnknownError(
+                "a patient column", f"column '{mapping['patient_id']}' whose values count the rows (1, 2, 3 ... on "
+                f"{len(raw)} rows): a row number, or one row per patient",
+                "rename it patient_id if each row is a patient; if the file is one patient's, give the patient id "
+                "(--patient-id, or the Vitals page's box) and 'id' is left out")
         report.conversions.append(f"column '{mapping.pop('patient_id')}' not read as the patient: its values "
-                                  f"count the rows (1, 2, 3 ...); name the patient column patient_id")
+                                  f"count the rows (1, 2, 3 ...), and the readings are {patient_id}'s as given")
     report.rows_read, report.columns = len(raw), mapping
     if "time" not in mapping:
         raise IngestError("a time column (timestamp, time, datetime, date ...)",
@@ -369,9 +375,11 @@ def _table(text: str, separator: str, name: str, report: VitalsReport) -> tuple[
 
 
 def _counts_rows(cells: pd.Series) -> bool:
-    """Whether a column's values are whole numbers going up by one from row to row (a row number)."""
+    """Whether a column's values are whole numbers going up or down by one from row to row."""
     numbers = pd.to_numeric(cells.str.strip(), errors="coerce")
-    return len(cells) > 1 and numbers.notna().all() and bool((numbers.diff().iloc[1:] == 1).all())
+    steps = numbers.diff().iloc[1:]
+    return (len(cells) > 1 and numbers.notna().all() and bool((numbers % 1 == 0).all())
+            and bool((steps == 1).all() or (steps == -1).all()))
 
 
 def _misaligned(fields: int, columns: int) -> str:

@@ -723,11 +723,12 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
     out of ``fired``; each is named in a sentence instead. So are the readings of a rise that
     began with a walk: walking at the rule's pace (50 steps a minute for 500 in 10 minutes) since
     the reading before its first, in a walk that reached the rule's steps within the window from
-    there (the heart rate rises in a walk's first minutes, before 500 steps are behind it). A rise
-    that began at rest stays alerted even if a walk follows. A fall is set aside only as recovery:
+    there (the heart rate rises in a walk's first minutes, before 500 steps are behind it), unless
+    it is too big for a walk's start (3 NEWS2 points, or twice the rule's amount). A rise that
+    began at rest stays alerted even if a walk follows. A fall is set aside only as recovery:
     most of the readings its median came from were taken while walking (so that median was the
-    walk's, not the patient's resting value), it goes no lower than the patient's level before
-    the walk less the rule's amount, the reading before it is within the window, the
+    walk's, not the patient's resting value), it ends less than the rule's amount below the
+    patient's resting level before the walk, the reading before it is within the window, the
     walking has stopped (fewer steps since that reading than the rule's pace, 50 a minute for 500
     in 10 minutes), and it falls into the parameter's NEWS2 zero-point band (51-90 /min for heart
     rate). A fall out of that band, during a walk, or not straight after one is alerted. Both
@@ -737,9 +738,10 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
     timed = _timed_steps(steps) if rule.activity_steps > 0 else None
     if timed is None:
         return fired, []
-    window = pd.Timedelta(rule.activity_window)
+    window, lookback = pd.Timedelta(rule.activity_window), pd.Timedelta(rule.lookback)
     step_times, step_counts = list(timed["time"]), [float(v) for v in timed["value"]]
-    fine = timed["time"].diff().median() <= window  # when the walking was, to within the window
+    step_every = timed["time"].diff().median()
+    fine = step_every <= window  # when the walking was, to within the window
 
     def walked_between(start: pd.Timestamp, end: pd.Timestamp) -> float:  # steps stamped in (start, end]
         return sum(step_counts[bisect_right(step_times, start):bisect_right(step_times, end)])
@@ -747,10 +749,13 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
     def walked_up_to(time: pd.Timestamp) -> float:  # the walking that led up to a reading
         return walked_between(time - window, time)
 
-    def walking(index: int) -> bool:  # at the rule's pace since the reading before (none at the same time)
+    def walking(index: int) -> bool:
+        """At the rule's pace since the reading before (none at the same time), judged over one
+        step interval at least: 5 steps stamped in the 5 seconds before a reading are not a walk."""
         since = times[index] - times[index - 1]
-        return since > pd.Timedelta(0) and walked_between(times[index - 1], times[index]) >= rule.activity_steps * (
-            since / window)
+        span = max(since, step_every)
+        return since > pd.Timedelta(0) and walked_between(times[index] - span, times[index]) >= (
+            rule.activity_steps * (span / window))
 
     # A rise's readings in a walk's first window are judged with their episode: the steps of the
     # walk it began with, over the window from the reading before it (the walk's start, as far as
@@ -761,23 +766,38 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
                and (start := episode[0][0]) > 0 and walking(start)
                for hit in episode if times[hit[0]] <= times[start - 1] + window}
 
+    def alarming(index: int, difference: float) -> bool:
+        """Too big for a walk's start: 3 NEWS2 points (131 /min and over), or twice the rule's
+        amount (the rule's own step to high severity). An exertional arrhythmia looks like this."""
+        return (scored and band_points(rule.parameter, values[index]) == 3) or (
+            abs(difference) >= 2 * rule.min_change - TOLERANCE)
+
     def earlier(index: int) -> list[int]:  # the readings a median at ``index`` is taken over
-        return [j for j in range(max(0, index - rule.history), index)
-                if times[j] >= times[index] - pd.Timedelta(rule.lookback)]
+        return [j for j in range(max(0, index - rule.history), index) if times[j] >= times[index] - lookback]
 
     def recovered(index: int) -> bool:
-        """Most of the readings behind the median were taken walking, and the fall goes back no
-        further than the patient's level before the walk (within the rule's amount): a fall
-        below that is not recovery, whatever came before it."""
-        if 2 * sum(j > 0 and walking(j) for j in earlier(index)) <= len(earlier(index)):
+        """Most of the readings behind the median were taken walking, and the fall ends less than
+        the rule's amount below the patient's level before the walk (the median of the resting
+        readings before it began): a fall below that is not recovery, whatever came before it."""
+        behind = earlier(index)
+        if 2 * sum(j > 0 and walking(j) for j in behind) <= len(behind):
             return False
         start = index - 1
         while start > 0 and not walking(start):  # back to the walk's last reading
             start -= 1
         while start > 0 and walking(start):  # and to the reading before it began
             start -= 1
-        before = [values[j] for j in earlier(start + 1)]
-        return len(before) >= rule.min_history and values[index] >= float(np.median(before)) - rule.min_change
+        # The readings taken at rest before it, up to the rule's history and look-back: an earlier
+        # walk (a stop of a few minutes between two) is not the level. Bounded, so intervals of
+        # walking cannot make the search long.
+        before, j = [], start
+        while j >= 0 and len(before) < rule.history and start - j < 6 * rule.history and (
+                times[j] >= times[start + 1] - lookback):
+            if j == 0 or not walking(j):
+                before.append(values[j])
+            j -= 1
+        return len(before) >= rule.min_history and (
+            float(np.median(before)) - values[index] < rule.min_change - TOLERANCE)
 
     scored = rule.parameter in NEWS2_BANDS
     kept, during_activity = [], []
@@ -793,7 +813,7 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
             during_activity.append(
                 f"{said}, with {walked:.0f} steps in the {rule.activity_window} before it: activity, not alerted "
                 f"(the rule sets aside rises with {rule.activity_steps:.0f} or more steps) ({rule.rule_id})")
-        elif difference > 0 and reached.get(index, 0.0) >= rule.activity_steps:
+        elif difference > 0 and reached.get(index, 0.0) >= rule.activity_steps and not alarming(index, difference):
             during_activity.append(
                 f"{said}, at the start of a walk of {reached[index]:.0f} steps in its first {rule.activity_window}: "
                 f"activity, not alerted (the rule sets aside rises with {rule.activity_steps:.0f} or more steps) "
