@@ -19,7 +19,6 @@ Anchors, measured in the same run on the same data:
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import json
 import math
@@ -69,10 +68,12 @@ def timed(work):  # noqa: ANN001, ANN201 - a callable and what it returns
 
 def as_drawn_before(figure_json: str) -> str:
     """The chart as it was drawn before: a marker per reading, a bar per NEWS2 time point."""
+    from healthmon.figures import BASELINE_NAME
+
     figure = json.loads(figure_json)
     for trace in figure["data"]:
         if trace.get("type") == "scatter" and trace.get("mode") == "lines" and trace.get("name") not in (
-                None, "usual (28-day median)"):
+                None, BASELINE_NAME):
             if trace["name"] == "NEWS2":
                 trace["type"] = "bar"
                 del trace["mode"], trace["line"]

@@ -167,6 +167,22 @@ def _points(readings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return points, points[alone]
 
 
+def _add_line(fig: go.Figure, readings: pd.DataFrame, row: int, *, name: str, colour: str, marker: dict,
+              dash: str | None = None, trend_only: bool = False) -> None:
+    """One vital's readings as a line (with a marker each while they are few), and a marker for
+    each reading a dense line cannot show (alone between gaps)."""
+    points, alone = _points(readings)
+    hover = "%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>" if trend_only else None
+    line = {"color": colour} | ({"dash": dash} if dash else {})
+    fig.add_trace(go.Scatter(x=points["time"], y=points["value"], mode=_mode(len(readings)), line=line,
+                             marker=marker, showlegend=False,
+                             name=f"{name} (trend only)" if trend_only else name, hovertemplate=hover), row=row, col=1)
+    if len(alone):
+        fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
+                                 marker=marker | {"color": colour}, name=f"{name} (between gaps)",
+                                 hovertemplate=hover), row=row, col=1)
+
+
 def _mode(points: int) -> str:
     return "lines+markers" if points <= DENSE else "lines"
 
@@ -209,8 +225,8 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
     ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
     """
-    measured = set(vitals["parameter"])
-    shown = [p for p in VITAL_TITLES if p in measured]
+    present = set(vitals["parameter"])
+    shown = [p for p in VITAL_TITLES if p in present]
     if not shown:
         return None
     rows = len(shown) + (1 if len(news2) else 0)
@@ -234,27 +250,13 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
         values = vitals[vitals["parameter"] == parameter]
         good, bad = values[~values["artefact"]], values[values["artefact"]]
         guessed = estimates[good.index]
-        # The mode per trace: a few cuff readings among many estimates keep their markers.
+        # A trace each, with its own mode: a few cuff readings among many estimates keep their markers.
         measured, estimated = good[~guessed], good[guessed]
         if len(measured):
-            points, alone = _points(measured)
-            fig.add_trace(go.Scatter(x=points["time"], y=points["value"], mode=_mode(len(measured)),
-                                     line={"color": ACCENT}, showlegend=False, name=parameter), row=row, col=1)
-            if len(alone):
-                fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
-                                         marker={"color": ACCENT, "size": 6}, name=f"{parameter} (between gaps)"),
-                              row=row, col=1)
+            _add_line(fig, measured, row, name=parameter, colour=ACCENT, marker={"size": 6})  # plotly's default size
         if len(estimated):  # hollow, dotted and paler: beside cuff readings, which points are estimates must show
-            points, alone = _points(estimated)
-            hover = "%{x}<br>%{y} (cuffless estimate: trend only)<extra></extra>"
-            fig.add_trace(go.Scatter(x=points["time"], y=points["value"], mode=_mode(len(estimated)),
-                                     line={"color": ESTIMATE, "dash": "dot"}, showlegend=False,
-                                     marker={"symbol": "circle-open", "size": 8},
-                                     name="cuffless estimate (trend only)", hovertemplate=hover), row=row, col=1)
-            if len(alone):
-                fig.add_trace(go.Scatter(x=alone["time"], y=alone["value"], mode="markers", showlegend=False,
-                                         marker={"symbol": "circle-open", "size": 8, "color": ESTIMATE},
-                                         name="cuffless estimate (between gaps)", hovertemplate=hover), row=row, col=1)
+            _add_line(fig, estimated, row, name="cuffless estimate", colour=ESTIMATE, dash="dot",
+                      marker={"symbol": "circle-open", "size": 8}, trend_only=True)
         if len(bad):
             fig.add_trace(go.Scatter(x=bad["time"], y=bad["value"], mode="markers", showlegend=False,
                                      marker={"symbol": "x", "color": ALERT, "size": 9}, name="artefact (not scored)"),
@@ -303,11 +305,11 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
             # The aggregate bands behind the line (0-4 low, 5-6 medium, 7+ high) stand in for the bars'
             # colours; a 3 in one parameter (low-medium) is marked by its red-flag alert. After the
             # trace, as the vitals' bands are.
-            top = max(20, int(news2["total"].max()) + 1)
-            for low, high, band in ((0, 4.5, "low"), (4.5, 6.5, "medium"), (6.5, top, "high")):
+            above_highest = int(news2["total"].max()) + 1
+            for low, high, band in ((0, 4.5, "low"), (4.5, 6.5, "medium"), (6.5, max(20, above_highest), "high")):
                 fig.add_hrect(y0=low, y1=high, fillcolor=NEWS2_COLOURS[band], opacity=0.12, line_width=0,
                               layer="below", row=rows, col=1)
-            fig.update_yaxes(range=[0, max(8, int(news2["total"].max()) + 1)], row=rows, col=1)
+            fig.update_yaxes(range=[0, max(8, above_highest)], row=rows, col=1)
     patients = set(vitals["patient_id"])  # once: a month of minute readings can fire hundreds of alerts
     for alert in ([] if alerts is None else alerts.to_dict("records")):
         row = row_of.get(alert["parameter"])

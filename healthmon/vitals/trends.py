@@ -679,6 +679,15 @@ def _jump_alerts(own: pd.DataFrame, rule: JumpRule, patient: str, now: pd.Timest
     return alerts, why_not, during_activity
 
 
+def _window_starts(times: pd.Series | list[pd.Timestamp], rule: JumpRule) -> np.ndarray:
+    """For each reading (sorted by time), the index of the first reading its median is taken over:
+    the up to ``rule.history`` readings before it within ``rule.lookback``, which, the readings
+    being sorted, are a run ending just before it."""
+    stamps = pd.DatetimeIndex(times)
+    return np.maximum(np.arange(len(stamps)) - rule.history,
+                      stamps.searchsorted(stamps - pd.Timedelta(rule.lookback), side="left"))
+
+
 def _earlier_medians(times: pd.Series, values: np.ndarray, rule: JumpRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each reading (sorted by time): the median of the up to ``rule.history`` readings before
     it that lie within ``rule.lookback``, their robust SD (1.4826 x MAD, not yet floored), and
@@ -686,9 +695,7 @@ def _earlier_medians(times: pd.Series, values: np.ndarray, rule: JumpRule) -> tu
     windows: a Python loop per reading took seconds for a month of minute readings."""
     count, history = len(values), rule.history
     positions = np.arange(count)
-    stamps = pd.DatetimeIndex(times)
-    # Sorted by time, the readings within the look-back are a run ending just before each one.
-    first = np.maximum(positions - history, stamps.searchsorted(stamps - pd.Timedelta(rule.lookback), side="left"))
+    first = _window_starts(times, rule)
     enough = positions - first >= rule.min_history
     medians = np.full(count, np.nan)
     spreads = np.full(count, np.nan)
@@ -772,14 +779,13 @@ def _set_aside_activity(fired: list[tuple[int, float, float, float]], times: lis
         return (scored and band_points(rule.parameter, values[index]) == 3) or (
             abs(difference) >= 2 * rule.min_change - TOLERANCE)
 
-    def earlier(index: int) -> list[int]:  # the readings a median at ``index`` is taken over
-        return [j for j in range(max(0, index - rule.history), index) if times[j] >= times[index] - lookback]
+    starts = _window_starts(times, rule)  # the readings each median is taken over: starts[i] to i
 
     def recovered(index: int) -> bool:
         """Most of the readings behind the median were taken walking, and the fall ends less than
         the rule's amount below the patient's level before the walk (the median of the resting
         readings before it began): a fall below that is not recovery, whatever came before it."""
-        behind = earlier(index)
+        behind = range(starts[index], index)
         if 2 * sum(j > 0 and walking(j) for j in behind) <= len(behind):
             return False
         start = index - 1
