@@ -6,9 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from healthmon.cases import open_review_count
-from healthmon.vitals.store import stored_patient_count
 from healthmon.errors import HealthmonError
+from healthmon.services.cases import open_review_count
+from healthmon.services.vitals import stored_patient_count
 from healthmon.ui.components import SYNTHETIC_BANNER, jobs_panel, model_summary, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings, get_worker, register_served
 from healthmon.ui.session import PAGES, account_sidebar, current_user, sign_in_form

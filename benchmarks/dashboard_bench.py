@@ -161,10 +161,10 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from healthmon import auth
+    from healthmon.services import accounts as auth
     from healthmon.config import Settings
     from healthmon.demo import build_demo_model
-    from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
+    from healthmon.storage.db import make_engine, session_factory, upgrade
 
     model = args.model or build_demo_model(Settings())[0]
     model = model.resolve()
@@ -172,8 +172,7 @@ def main() -> None:
     data_dir = work / "data"
     engine = make_engine(settings=Settings(data_dir=data_dir))
     upgrade(engine)
-    with transaction(session_factory(engine)) as s:
-        auth.add_user(s, None, "bench", "clinician", PASSWORD)
+    auth.add_user(session_factory(engine), None, "bench", "clinician", PASSWORD)
     engine.dispose()
     proc, url = _start_server(data_dir, model)
     rounds, batches = [], []

@@ -6,7 +6,7 @@ version's stored training split.
 The overall test macro-F1 in the model card mixes the two kinds, and notes outnumber summaries
 five to two, so a model that reads notes well and summaries badly still scores well overall.
 The bag of words shows how far the summaries can be read at all: the synthetic windows leave
-each parameter out one time in five (``healthmon.vitals.synthetic``), so some windows carry no
+each parameter out one time in five (``healthmon.demo.vitals``), so some windows carry no
 sign of their label.
 
     python -m healthmon demo                      # build the demo model first (if missing)
@@ -52,7 +52,7 @@ def main() -> None:
     from healthmon.training.data import Example
     from healthmon.training.evaluation import evaluate
     from healthmon.training.metrics import classification_metrics
-    from healthmon.training.trainer import targets_for
+    from healthmon.training.data import targets_for
     from healthmon.types import Note
     from healthmon.vitals.text import looks_like_vitals_summary
 

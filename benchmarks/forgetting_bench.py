@@ -54,7 +54,9 @@ def main() -> None:
     from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
     from healthmon.storage.repository import create_user, register_version, save_predictions, submit_review
     from healthmon.training.args import TrainArgs
-    from healthmon.training.continual import label_accuracy, retrain, rollback
+    from healthmon.services.retrain import retrain
+    from healthmon.services.versions import rollback
+    from healthmon.training.replay import label_accuracy
     from healthmon.training.trainer import train, train_splits_only
     from healthmon.types import Note
 

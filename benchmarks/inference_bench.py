@@ -48,7 +48,7 @@ def source_texts(shared: Path) -> tuple[list[str], str]:
         import pandas as pd
 
         return pd.read_csv(path)["medical_abstract"].tolist(), "Medical Abstracts (real)"
-    from healthmon.training.synthetic import generate_demo_notes
+    from healthmon.demo import generate_demo_notes
 
     return [n.text for n in generate_demo_notes(2000, seed=1)], "synthetic demo notes"
 

@@ -32,7 +32,7 @@ def wearable_csv(rows: int) -> bytes:
 
 
 def best_time(data: bytes, repeats: int) -> tuple[float, int]:
-    from healthmon.vitals.ingest import read_vitals_csv
+    from healthmon.ingest.vitals_csv import read_vitals_csv
 
     times, values = [], 0
     for _ in range(repeats):

@@ -41,7 +41,7 @@ DIED, SURVIVED = "in-hospital death", "survived"
 
 def load_stays(folder: Path, limit: int | None) -> tuple[list[dict], float]:
     """One dict per stay: record id, label, SAPS-I, max NEWS2, features and sentence."""
-    from healthmon.vitals.physionet import iter_physionet_set, read_outcomes
+    from healthmon.ingest.physionet import iter_physionet_set, read_outcomes
     from healthmon.vitals.series import news2_over_time
     from healthmon.vitals.text import features_text, window_features
 

@@ -106,7 +106,7 @@ def main() -> None:
 
     from healthmon.figures import vitals_figure
     from healthmon.vitals.assess import assess_patient
-    from healthmon.vitals.ingest import read_vitals_csv
+    from healthmon.ingest.vitals_csv import read_vitals_csv
 
     browser_page = playwright = None
     if args.no_browser:

@@ -30,11 +30,11 @@ def __getattr__(name: str):  # noqa: ANN202
         "read_notes_file": ("healthmon.ingest.notes", "read_notes_file"),
         "read_notes_bytes": ("healthmon.ingest.notes", "read_notes_bytes"),
         "read_pasted": ("healthmon.ingest.notes", "read_pasted"),
-        "generate_demo_notes": ("healthmon.training.synthetic", "generate_demo_notes"),
+        "generate_demo_notes": ("healthmon.demo.notes", "generate_demo_notes"),
         "load_rules": ("healthmon.advice.rules", "load_rules"),
         "evaluate_advice": ("healthmon.advice.engine", "evaluate"),
         "PatientFindings": ("healthmon.advice.engine", "PatientFindings"),
-        "build_report": ("healthmon.report.build", "build_report"),
+        "build_report": ("healthmon.services.reports", "build_report"),
     }
     if name in lazy:
         import importlib

@@ -41,3 +41,28 @@ class ModelError(HealthmonError):
 
 class TrainingError(HealthmonError):
     """Training data cannot produce a model (too few rows, one class, ...)."""
+
+
+class StorageError(HealthmonError):
+    """A request the stored data cannot satisfy (unknown user, case, label...)."""
+
+
+class ReviewConflict(StorageError):
+    """Someone else reviewed the case after this reviewer loaded it.
+
+    Attributes:
+        note_id: the case.
+        seen_version / current_version: the review version the reviewer saw and the one now stored.
+        current_labels: the labels of the newer review, to show the reviewer before retrying.
+    """
+
+    def __init__(self, note_id: int, seen_version: int, current_version: int, current_labels: list[str]) -> None:
+        super().__init__(
+            f"case {note_id} unchanged since review version {seen_version}",
+            f"version {current_version}, labelled {', '.join(current_labels) or '(none)'} by another reviewer",
+            "reload the case, compare with the newer label and submit again",
+        )
+        self.note_id = note_id
+        self.seen_version = seen_version
+        self.current_version = current_version
+        self.current_labels = current_labels

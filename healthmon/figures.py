@@ -222,7 +222,7 @@ def vitals_figure(vitals, news2, alerts=None, *, spo2_scale: int = 1,  # noqa: A
     what they are (a ward score applied at home; estimates for trends only), so a screenshot of
     the chart alone says it too.
 
-    ``alerts`` is :func:`healthmon.vitals.trends.alerts_frame`'s table: every reading that
+    ``alerts`` is :func:`healthmon.vitals.alerts.alerts_frame`'s table: every reading that
     fired an alert gets a hollow diamond on its own line, the hover saying which alert.
     """
     present = set(vitals["parameter"])

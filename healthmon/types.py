@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from healthmon.errors import ConfigError
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time as aware UTC: SQLite returns naive UTC values, PostgreSQL the connection's zone."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def checked_fields(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``data`` as keyword arguments for the dataclass ``cls``, refusing keys it does not have.
+
+    Values that cross a boundary (job rows, cards, API bodies) come back through here rather
+    than ``cls(**data)``, so a misspelt or stale key is named instead of raising a TypeError.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} as a mapping of field names to values", type(data).__name__,
+                          "pass a JSON object")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{what} fields among {', '.join(sorted(known))}", f"unknown field(s) {', '.join(unknown)}",
+                          "remove or rename them")
+    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -201,3 +230,57 @@ class Explanation:
         """The ``k`` words pushing hardest toward (``sign=1``) or against (``-1``) the class."""
         ranked = sorted((w for w in self.words if w.score * sign > 0), key=lambda w: -w.score * sign)
         return ranked[:k]
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """One stored note with its latest scores and label history, as the pages and the report show it."""
+
+    note_id: int
+    external_id: str
+    patient: str | None
+    text: str
+    source: str
+    created_at: datetime
+    probabilities: dict[str, float]
+    predicted: tuple[str, ...]
+    labels: tuple[str, ...]
+    multi_label: bool
+    thresholds: dict[str, float]
+    version: str | None
+    version_id: int | None
+    version_folder: str | None
+    scored_at: datetime | None
+    final_labels: tuple[str, ...] | None
+    review_version: int
+    history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AdviceView:
+    """A stored advice item as the page and the report show it."""
+
+    id: int
+    patient_id: str
+    rule_id: str
+    title: str
+    source: str
+    kind: str
+    urgency: str
+    follow_up_days: int
+    triggers: tuple[dict, ...]
+    draft_text: str
+    final_text: str | None
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+    version: int
+    note_id: int | None
+    created_by: str
+    created_at: datetime
+
+    @property
+    def text(self) -> str:
+        """What the clinician signed off: their wording when edited, else the rule's."""
+        return self.final_text if self.final_text else self.draft_text

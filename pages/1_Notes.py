@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from healthmon.cases import predictions_table_rows
 from healthmon.errors import HealthmonError
 from healthmon.ingest.notes import read_notes_bytes, read_pasted
-from healthmon.jobs import enqueue, get_job
+from healthmon.services.cases import predictions_table_rows
+from healthmon.services.jobs import ExplainJob, enqueue, get_job
+from healthmon.services.notes import submit_for_scoring
 from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, job_status, jobs_panel, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
@@ -34,9 +35,7 @@ if submitted:
             result = read_notes_bytes(upload.getvalue(), upload.name, max_bytes=int(settings.max_upload_mb * 2**20))
         else:
             result = read_pasted(pasted)
-        notes = [{"text": n.text, "note_id": n.note_id, "patient_id": n.patient_id, "source": n.source,
-                  "labels": list(n.labels)} for n in result.notes]
-        job_id = enqueue(factory, "predict", {"version_dir": str(version), "notes": notes}, user)
+        job_id = submit_for_scoring(factory, user, result.notes, version)
     except HealthmonError as exc:
         show_error(exc)
     else:
@@ -104,7 +103,7 @@ if job_id is not None:
     left.download_button("Download table (CSV)", shown.to_csv(index=False), file_name="healthmon-predictions.csv")
     if user.can("explain.batch") and right.button("Explain all of them in the background"):
         try:
-            enqueue(factory, "explain", {"note_ids": [int(i) for i in table["case"]]}, user)
+            enqueue(factory, ExplainJob(tuple(int(i) for i in table["case"])), user)
         except HealthmonError as exc:
             show_error(exc)
         else:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from healthmon.cases import adjudicate_case, agreement_summary, case_detail, queue_for, review_case
-from healthmon.errors import HealthmonError
+from healthmon.errors import HealthmonError, ReviewConflict
 from healthmon.figures import probability_chart
-from healthmon.storage.repository import ReviewConflict
+from healthmon.services.cases import adjudicate_case, agreement_summary, case_detail, queue_for, review_case
 from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
 from healthmon.ui.session import page_setup

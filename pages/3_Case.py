@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from healthmon.cases import case_detail, recent_cases
 from healthmon.errors import HealthmonError
 from healthmon.figures import probability_chart
+from healthmon.services.cases import case_detail, recent_cases
 from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
 from healthmon.ui.resources import get_classifier, get_database
 from healthmon.ui.session import PAGES, page_setup

@@ -10,18 +10,21 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from healthmon.advice.patient import recorded_spo2_scale, spo2_scale_basis
+from healthmon.advice.snapshot import spo2_scale_basis
 from healthmon.errors import HealthmonError, PatientUnknownError
 from healthmon.figures import vitals_figure
-from healthmon.jobs import enqueue, get_job
+from healthmon.ingest.devices import FORMATS, DeviceData, read_device_files
+from healthmon.ingest.vitals_csv import DATE_ORDERS
+from healthmon.services.jobs import get_job
+from healthmon.services.notes import submit_for_scoring
+from healthmon.services.patients import recorded_spo2_scale
+from healthmon.services.vitals import load_vitals, store_vitals, stored_descriptors, stored_patients
+from healthmon.types import Note
 from healthmon.ui.components import crisis_estimates_warning, job_status, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import active_model_dir, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
 from healthmon.vitals.assess import assess_patient, cuffless_rows, mark_cuffless, readings_setting
-from healthmon.vitals.formats import FORMATS, DeviceData, read_device_files
-from healthmon.vitals.ingest import DATE_ORDERS
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.store import load_vitals, store_vitals, stored_descriptors, stored_patients
 from healthmon.vitals.text import summaries_in_training_data
 
 user = page_setup("Vitals")
@@ -119,10 +122,7 @@ if source == "Upload files":
         st.info(f"{len(data.notes.notes)} note(s) came with this file (FHIR DocumentReference).")
         if user.can("notes.predict") and st.button("Score these notes on the Notes page"):
             version = active_model_dir(settings)
-            notes = [{"text": n.text, "note_id": n.note_id, "patient_id": n.patient_id, "source": n.source,
-                      "labels": list(n.labels)} for n in data.notes.notes]
-            st.session_state["notes_job"] = enqueue(factory, "predict", {"version_dir": str(version), "notes": notes},
-                                                    user)
+            st.session_state["notes_job"] = submit_for_scoring(factory, user, data.notes.notes, version)
             st.session_state["notes_report"] = data.notes.report
             st.switch_page("pages/1_Notes.py")
     if len(data.conditions):
@@ -282,10 +282,9 @@ if user.can("notes.predict"):
         else:
             st.caption(plain(f"The served model ({version.name}) was trained on {seen:,} vitals summaries."))
     if version is not None and st.button("Score and explain this summary", help="Stored as a case like any note"):
-        note = {"text": result.summary, "note_id": f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
-                "patient_id": patient, "source": "vitals summary", "labels": []}
-        st.session_state[summary_job_key] = enqueue(factory, "predict",
-                                                            {"version_dir": str(version), "notes": [note]}, user)
+        note = Note(text=result.summary, note_id=f"vitals:{patient}:{result.vitals['time'].max():%Y%m%dT%H%M}",
+                    patient_id=patient, source="vitals summary")
+        st.session_state[summary_job_key] = submit_for_scoring(factory, user, [note], version)
 
 
 @st.fragment(run_every=0.3)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from healthmon.errors import HealthmonError
 from healthmon.figures import confusion_figure, reliability_figure, training_curves
-from healthmon.jobs import enqueue
-from healthmon.storage.db import transaction
-from healthmon.storage.repository import list_versions
-from healthmon.training.args import TrainArgs
-from healthmon.training.continual import set_active
+from healthmon.services.retrain import submit_finetune, submit_retrain
+from healthmon.services.versions import list_versions, set_active
 from healthmon.ui.components import jobs_panel, plain, show_error
 from healthmon.ui.resources import active_model_dir, get_database, get_settings, register_served
 from healthmon.ui.session import page_setup
@@ -25,9 +19,8 @@ factory = get_database()
 served = active_model_dir(settings)
 if served is not None:
     register_served(served)
-with transaction(factory) as s:
-    versions = [{"name": v.name, "status": v.status, "folder": v.folder, "card": v.card, "metrics": v.metrics,
-                 "reason": v.status_reason, "created": v.created_at} for v in list_versions(s)]
+versions = [{"name": v.name, "status": v.status, "folder": v.folder, "card": v.card, "metrics": v.metrics,
+             "reason": v.status_reason, "created": v.created_at} for v in list_versions(factory)]
 if not versions:
     st.info("No model versions yet: run `python -m healthmon demo`, or train one below (admins).")
 else:
@@ -113,9 +106,7 @@ if user.can("models.train"):
         margin = st.number_input("Largest regression-set accuracy drop allowed", 0.0, 0.2, 0.01, 0.005, format="%.3f")
         if st.form_submit_button("Start retraining", type="primary"):
             try:
-                knobs = {"epochs": epochs or None}
-                TrainArgs(**knobs)  # reject bad values now, not in the background
-                job = enqueue(factory, "retrain", {"train_args": knobs, "margin": margin}, user)
+                job = submit_retrain(factory, user, {"epochs": epochs or None}, margin=margin)
             except HealthmonError as exc:
                 show_error(exc)
             else:
@@ -132,13 +123,7 @@ if user.can("models.train"):
             else:
                 try:
                     knobs = {"mode": mode, "multi_label": multi, "epochs": ft_epochs or None}
-                    TrainArgs(**knobs)
-                    uploads = settings.data_dir / "uploads"
-                    uploads.mkdir(parents=True, exist_ok=True)
-                    path = uploads / f"{uuid.uuid4().hex}{Path(data.name).suffix.lower()}"
-                    path.write_bytes(data.getvalue())
-                    job = enqueue(factory, "finetune", {"data_path": str(path.resolve()), "train_args": knobs,
-                                                       "delete_after_reading": True}, user)
+                    job = submit_finetune(factory, user, settings, data.getvalue(), data.name, knobs)
                 except HealthmonError as exc:
                     show_error(exc)
                 else:

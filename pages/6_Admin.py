@@ -7,10 +7,8 @@ import secrets
 import pandas as pd
 import streamlit as st
 
-from healthmon.auth import accounts, add_user, audit_log, set_active, set_password, set_role
 from healthmon.errors import HealthmonError
-from healthmon.storage.db import transaction
-from healthmon.storage.models import ROLES
+from healthmon.services.accounts import ROLES, accounts, add_user, audit_log, set_active, set_password, set_role
 from healthmon.ui.components import plain, show_error
 from healthmon.ui.resources import get_database
 from healthmon.ui.session import page_setup
@@ -22,8 +20,7 @@ users_tab, audit_tab = st.tabs(["Users", "Audit log"])
 
 def _act(action, success: str) -> bool:  # noqa: ANN001
     try:
-        with transaction(factory) as s:
-            action(s)
+        action()
     except HealthmonError as exc:
         show_error(exc)
         return False
@@ -32,8 +29,7 @@ def _act(action, success: str) -> bool:  # noqa: ANN001
 
 
 with users_tab:
-    with transaction(factory) as s:
-        people = accounts(s)
+    people = accounts(factory, user)
     table_slot = st.container()  # filled last, so it already shows this run's changes
     st.caption("Roles: **clinician** scores notes and reviews; **annotator** reviews only; **admin** also trains, "
                "promotes models, adjudicates and manages users.")
@@ -45,7 +41,7 @@ with users_tab:
         password = st.text_input("Password (blank: generate one)", type="password")
         if st.form_submit_button("Add user", type="primary"):
             chosen = password or secrets.token_urlsafe(12)
-            added = _act(lambda s: add_user(s, user, name, role, chosen), f"Added {name.strip()} ({role}).")
+            added = _act(lambda: add_user(factory, user, name, role, chosen), f"Added {name.strip()} ({role}).")
             if added and not password:
                 st.info(plain(f"Generated password for {name.strip()}: {chosen} (shown once; pass it on safely)."))
     with change_col.form("change_user"):
@@ -58,14 +54,14 @@ with users_tab:
         status = st.radio("Account", ["(unchanged)", "active", "deactivated"], horizontal=True)
         if st.form_submit_button("Apply") and target:
             if new_role != "(unchanged)":
-                _act(lambda s: set_role(s, user, target, new_role), f"{target} is now {new_role}.")
+                _act(lambda: set_role(factory, user, target, new_role), f"{target} is now {new_role}.")
             if new_password:
-                _act(lambda s: set_password(s, user, target, new_password),
+                _act(lambda: set_password(factory, user, target, new_password),
                      f"Password of {target} changed; their other sessions were signed out.")
             if status != "(unchanged)":
-                _act(lambda s: set_active(s, user, target, status == "active"), f"{target} is {status}.")
-    with table_slot, transaction(factory) as s:
-        st.dataframe(pd.DataFrame(accounts(s)), hide_index=True, width="stretch")
+                _act(lambda: set_active(factory, user, target, status == "active"), f"{target} is {status}.")
+    with table_slot:
+        st.dataframe(pd.DataFrame(accounts(factory, user)), hide_index=True, width="stretch")
 
 with audit_tab:
     filters = st.columns(2)

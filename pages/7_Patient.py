@@ -8,17 +8,28 @@ from datetime import date
 import streamlit as st
 
 from healthmon.advice.engine import evaluate
-from healthmon.advice.patient import list_patients, patient_snapshot, recorded_spo2_scale, scale_on_record
 from healthmon.advice.rules import URGENCIES
-from healthmon.advice.store import (SPO2_REASON_MAX, AdviceView, decide_advice, draft_advice, news2_off_record,
-                                    patient_advice, set_demographics, set_spo2_scale, undrafted)
+from healthmon.advice.snapshot import scale_on_record
 from healthmon.errors import HealthmonError
-from healthmon.report import build_report, render_html, render_pdf
+from healthmon.report import render_html, render_pdf
 from healthmon.report.fhir import fhir_json
+from healthmon.services.advice import (
+    SPO2_REASON_MAX,
+    decide_advice,
+    draft_advice,
+    news2_off_record,
+    patient_advice,
+    set_demographics,
+    set_spo2_scale,
+    undrafted,
+)
+from healthmon.services.patients import list_patients, patient_snapshot, recorded_spo2_scale
+from healthmon.services.reports import build_report
+from healthmon.services.vitals import stored_setting
+from healthmon.types import AdviceView
 from healthmon.ui.components import crisis_estimates_warning, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import get_classifier, get_database, get_rules, get_settings
 from healthmon.ui.session import page_setup
-from healthmon.vitals.store import stored_setting
 
 # Streamlit's coloured text, not emoji: a browser without an emoji font shows emoji as empty boxes.
 URGENCY_COLOURS = {"emergency": "red", "urgent": "orange", "soon": "blue", "routine": "green"}

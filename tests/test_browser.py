@@ -51,7 +51,7 @@ def _browser_model(data_dir: Path) -> dict[str, str]:
     from healthmon.config import Settings
     from healthmon.demo import demo_notes
     from healthmon.training.args import TrainArgs
-    from healthmon.training.synthetic import DEMO_LABELS
+    from healthmon.demo import DEMO_LABELS
     from healthmon.training.trainer import train
 
     # Same recipe as the demo model, smaller (300 notes, 128 tokens, 4 epochs: ~2 min on
@@ -68,18 +68,18 @@ def dashboard(tmp_path_factory):
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)")
     pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
-    from healthmon import auth
+    from healthmon.services import accounts as auth
     from healthmon.config import Settings
-    from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
+    from healthmon.storage.db import make_engine, session_factory, upgrade
 
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     env = {**os.environ, "HEALTHMON_DATA_DIR": str(data_dir), "HEALTHMON_WORKER": "thread",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **_browser_model(data_dir)}
     engine = make_engine(settings=Settings(data_dir=data_dir))
     upgrade(engine)
-    with transaction(session_factory(engine)) as s:
-        for name, role in (("ada", "admin"), ("cli", "clinician"), ("ann", "annotator")):
-            auth.add_user(s, None, name, role, PASSWORDS[name])
+    factory = session_factory(engine)
+    for name, role in (("ada", "admin"), ("cli", "clinician"), ("ann", "annotator")):
+        auth.add_user(factory, None, name, role, PASSWORDS[name])
     engine.dispose()
     port = _free_port()
     proc = subprocess.Popen(
@@ -115,10 +115,12 @@ def scored_note(dashboard, browser):
     warm = browser.new_page()
     warm.goto(dashboard["url"], timeout=WAIT)
     warm.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
-    from healthmon import auth
+    from healthmon.services import accounts as auth
     from healthmon.config import Settings
-    from healthmon.jobs import enqueue, get_job
+    from healthmon.services.jobs import get_job
+    from healthmon.services.notes import submit_for_scoring
     from healthmon.storage.db import make_engine, session_factory
+    from healthmon.types import Note
 
     settings = Settings(data_dir=dashboard["data_dir"])
     engine = make_engine(settings=settings)
@@ -126,7 +128,7 @@ def scored_note(dashboard, browser):
     cli = auth.sign_in(factory, "cli", PASSWORDS["cli"], settings)
     folder = os.environ.get("HEALTHMON_BROWSER_MODEL") or str(settings.demo_model_dir)
     text = f"Fasting glucose 131 mg/dL, HbA1c 7.1%, on metformin (note {time.time_ns()})."
-    job_id = enqueue(factory, "predict", {"version_dir": folder, "notes": [{"text": text, "note_id": "b-1"}]}, cli)
+    job_id = submit_for_scoring(factory, cli, [Note(text=text, note_id="b-1")], folder)
     for _ in range(600):
         job = get_job(factory, job_id)
         if job.finished:
@@ -365,8 +367,8 @@ def test_a_week_of_a_watchs_minute_readings_is_drawn_as_lines_and_its_walks_are_
 def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_report(browser, dashboard, tmp_path):
     from healthmon.config import Settings
     from healthmon.storage.db import make_engine, session_factory
-    from healthmon.vitals.ingest import read_vitals_csv
-    from healthmon.vitals.store import store_vitals
+    from healthmon.ingest.vitals_csv import read_vitals_csv
+    from healthmon.services.vitals import store_vitals
 
     lines = ["timestamp,patient,pulse,BP,SpO2,weight"]
     for day in range(1, 8):  # stage 2 at home, and 2.5 kg gained on the last morning
@@ -408,11 +410,11 @@ def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_r
 def test_the_spo2_switch_follows_a_scale_recorded_elsewhere_and_the_record_form_starts_afresh(browser, dashboard):
     """What the browser shows, not only what the script returns: a keyed radio keeps the
     browser's choice unless the page writes its value through session state."""
-    from healthmon.advice.store import set_spo2_scale
+    from healthmon.services.advice import set_spo2_scale
     from healthmon.config import Settings
     from healthmon.storage.db import make_engine, session_factory
-    from healthmon.vitals.ingest import read_vitals_csv
-    from healthmon.vitals.store import store_vitals
+    from healthmon.ingest.vitals_csv import read_vitals_csv
+    from healthmon.services.vitals import store_vitals
 
     ward = "timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n2026-03-01 08:00,p-200,118,150/92,93,23,38.4,A\n"
     engine = make_engine(settings=Settings(data_dir=dashboard["data_dir"]))

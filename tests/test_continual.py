@@ -7,7 +7,6 @@ deterministically; the real accuracy trade-off is measured in benchmarks/forgett
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -20,12 +19,13 @@ from healthmon.model.lineage import load_examples
 from healthmon.model.loading import build_model
 from healthmon.storage.db import session_factory, transaction, upgrade
 from healthmon.storage.models import AuditEntry, ModelVersion, TrainingRun
-from healthmon.storage.repository import create_user, get_user, register_version, save_predictions, submit_review
-from healthmon.training import continual
+from healthmon.storage.repository import create_user, register_version, save_predictions, submit_review
+from healthmon.services import retrain as continual
+from healthmon.services import versions
 from healthmon.training.args import TrainArgs
-from healthmon.training.continual import retrain, rollback
+from healthmon.services.retrain import retrain
+from healthmon.services.versions import rollback
 from healthmon.training.trainer import train
-from healthmon.types import Note
 
 from conftest import make_notes
 
@@ -65,7 +65,7 @@ def test_every_version_keeps_its_data_and_the_frozen_regression_set(parent):
 def test_a_child_starts_from_its_parent_and_grows_the_head(parent, settings):
     card = ModelCard.load(parent)
     child = build_model(settings.base_model, card.labels + ("cancer",), card.problem_type)
-    from healthmon.model.lineage import initialise_from_version
+    from healthmon.model.loading import initialise_from_version
     from healthmon.model.loading import load_version_model
 
     initialise_from_version(child, parent)
@@ -107,9 +107,21 @@ def test_retrain_promotes_when_old_cases_hold_and_reviewed_cases_improve(parent,
     trained_on = {text for text, _ in load_examples(result.version_dir, "train")}
     assert not trained_on & {text for text, _ in seen["held_out"]}
     assert load_examples(result.version_dir, "regression") == load_examples(parent, "regression")  # inherited, frozen
-    # The reloaded child rebuilds its parent underneath: same scores as its own card's test run.
+    # The reloaded child rebuilds its parent underneath: same scores as its own card's test run
+    # (a child reloaded on the base model alone would score its test split differently).
+    import numpy as np
+
+    from healthmon.training.metrics import classification_metrics
+
     child = Classifier.from_pretrained(result.version_dir, settings=settings, precision="fp32")
-    assert child.predict_proba("biopsy shows adenocarcinoma").shape == (3,)
+    test_rows = load_examples(result.version_dir, "test")
+    assert len(test_rows) >= 3
+    probs = child.predict_proba([text for text, _ in test_rows])
+    assert probs.shape == (len(test_rows), 3)
+    targets = np.array([card.labels.index(labels[0]) for _, labels in test_rows])
+    again = classification_metrics(probs, targets, card.labels, multi_label=False)
+    assert again["ece"] == pytest.approx(card.metrics["test"]["ece"], abs=1e-6)
+    assert again["auroc_macro"] == pytest.approx(card.metrics["test"]["auroc_macro"], abs=1e-9)
     with transaction(db) as s:
         statuses = dict(s.execute(select(ModelVersion.name, ModelVersion.status)).all())
         assert statuses == {"v1": "retired", "v2": "active"}
@@ -151,7 +163,7 @@ def test_a_candidate_is_never_promoted_over_a_version_it_was_not_compared_with(p
         # While the candidate trains, someone activates another version.
         with transaction(db) as s:
             other = register_version(s, "hotfix", "/elsewhere", {}, status="candidate")
-            continual._switch_active(s, other, "root", "manual")
+            versions.switch_active(s, other, "root", "manual")
         return {"regression_active": 0.9, "regression_candidate": 0.9, "reviewed_active": 0.5,
                 "reviewed_candidate": 0.9}
 

@@ -15,7 +15,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from healthmon.cli import main
 from healthmon.config import bundled_base_model_dir
 from healthmon.errors import ModelError
-from healthmon.explain import ExplainOptions, clear_cache, explain, explain_many, to_html, to_json, word_spans
+from healthmon.explain import clear_cache, explain, explain_many, to_html, to_json, word_spans
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier
 from healthmon.model.device import bf16_is_fast
@@ -194,11 +194,12 @@ def test_model_tokens_merge_into_those_words(tiny, text):
     e = explain(tiny, text, faithfulness=False)
     assert [(w.start, w.end) for w in e.words] == word_spans(text)
     assert all(w.word == text[w.start : w.end] for w in e.words)
-    # Every scored token lands in the word holding its characters.
-    for t in e.tokens:
-        if t.word_index >= 0:
-            w = e.words[t.word_index]
-            assert w.start <= t.start < w.end
+    # Every scored token lands in the word holding its characters, and every word has one.
+    placed = [t for t in e.tokens if t.word_index >= 0]
+    assert {t.word_index for t in placed} == set(range(len(e.words)))
+    for t in placed:
+        w = e.words[t.word_index]
+        assert w.start <= t.start < w.end
     assert sum(w.score for w in e.words) == pytest.approx(sum(t.score for t in e.tokens), abs=1e-6)
 
 
@@ -232,6 +233,7 @@ def test_multi_label_explains_any_label_against_its_own_sigmoid(tokenizer):
     clf = _pooled(tokenizer, MULTI_LABEL)
     text = "glucose 240 mg/dL, pressure high, tumor seen " * 3
     probs = clf.predict_proba(text)
+    assert probs.shape == (3,)  # so the loop below checks all three labels
     for label, p, keyword in zip(clf.labels, probs, ("glucose", "pressure", "tumor")):
         e = explain(clf, text, label, faithfulness=False, precision="fp32")
         assert e.target == label and e.probability == pytest.approx(float(p), abs=1e-5)
@@ -316,6 +318,7 @@ def test_batch_api_matches_one_at_a_time(pooled):
     together = explain_many(pooled, texts, faithfulness=False, precision="fp32")
     clear_cache()
     alone = [explain(pooled, t, faithfulness=False, precision="fp32") for t in texts]
+    assert len(together) == len(texts)  # zip below would pass on an empty batch
     for a, b in zip(together, alone):
         assert a.text == b.text and a.target == b.target and a.steps == b.steps
         scale = max(abs(w.score) for w in b.words)

@@ -122,13 +122,21 @@ def test_auto_precision_uses_bf16_only_when_the_version_passed_its_bf16_check(mo
     assert resolve_precision("auto", cpu, {"max_drift": 0.0, "agreement": 1.0}) == "fp32"
 
 
-def test_explicit_bad_precision_choices_explain_themselves():
+def test_explicit_bad_precision_choices_explain_themselves(monkeypatch):
     with pytest.raises(ConfigError, match="int8 precision on a CPU device"):
         resolve_precision("int8", torch.device("cuda"))
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="HEALTHMON_DEVICE"):
-            pick_device("cuda")
-    assert pick_device("auto").type in {"cpu", "cuda", "mps"}
+    # "auto" prefers cuda, then mps, then cpu; an explicit device that is not there is refused.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="HEALTHMON_DEVICE"):
+        pick_device("cuda")
+    with pytest.raises(ConfigError, match="HEALTHMON_DEVICE"):
+        pick_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda")
 
 
 def test_missing_or_broken_version_folder_is_a_model_error(tmp_path, version):

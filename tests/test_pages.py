@@ -15,9 +15,9 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from healthmon import auth
+from healthmon.services import accounts as auth
 from healthmon.config import Settings
-from healthmon.jobs import Worker
+from healthmon.services.worker import Worker
 from healthmon.model.classifier import Classifier
 from healthmon.storage.db import make_engine, session_factory, transaction, upgrade
 from healthmon.storage.models import AuditEntry, Job, NoteRow, Review
@@ -90,9 +90,8 @@ def dash(settings, notes, monkeypatch):
     st.cache_resource.clear()
     st.cache_data.clear()
     d = Dashboard(version, Settings())
-    with transaction(d.factory) as s:
-        for name, role in ROLES.items():
-            auth.add_user(s, None, name, role, PASSWORDS[name])
+    for name, role in ROLES.items():
+        auth.add_user(d.factory, None, name, role, PASSWORDS[name])
     yield d
     d.engine.dispose()
     st.cache_resource.clear()
@@ -112,8 +111,7 @@ def test_home_without_a_model_says_how_to_get_one(tmp_path, monkeypatch):
     st.cache_resource.clear()
     factory = session_factory(make_engine(settings=Settings()))
     upgrade(factory.kw["bind"])
-    with transaction(factory) as s:
-        auth.add_user(s, None, "ada", "admin", PASSWORDS["ada"])
+    auth.add_user(factory, None, "ada", "admin", PASSWORDS["ada"])
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["auth_token"] = auth.sign_in(factory, "ada", PASSWORDS["ada"], Settings()).token
     at.run()
@@ -142,7 +140,7 @@ def test_sign_in_refuses_a_wrong_password_then_opens_home(dash):
 
 def test_an_expired_session_returns_to_the_sign_in_form_with_a_reason(dash, monkeypatch):
     at = dash.page("app", "cli")
-    assert at.metric
+    assert "Cases awaiting a first review" in {m.label for m in at.metric}  # signed in: the home page
     monkeypatch.setenv("HEALTHMON_SESSION_IDLE_MINUTES", "0.0001")
     st.cache_resource.clear()
     import time
@@ -180,7 +178,7 @@ def test_notes_page_scores_in_the_background_then_shows_and_filters_the_table(da
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["note"]) and {c for c in table.columns if c.startswith("P(")} == {f"P({l})" for l in ("cancer", "diabetes", "hypertension")}
+    assert len(table) == 1 and {c for c in table.columns if c.startswith("P(")} == {f"P({l})" for l in ("cancer", "diabetes", "hypertension")}
     assert "<script>" in table["excerpt"][0]  # shown as cell text, never parsed as markup
     assert "scored by served and saved for review" in _texts(at, "caption")
     # Filters narrow the table.
@@ -247,7 +245,7 @@ def test_review_warns_when_someone_else_changed_the_case_meanwhile(dash):
     review.toggle(key="blind").set_value(False).run()
     review.radio(key=f"final-{note_id}").set_value("hypertension")
     # Bob submits first, on the same version Ann is looking at.
-    from healthmon.cases import case_detail, review_case
+    from healthmon.services.cases import case_detail, review_case
 
     bob = auth.sign_in(dash.factory, "bob", PASSWORDS["bob"], dash.settings)
     review_case(dash.factory, bob, note_id, ["cancer"], seen_version=case_detail(dash.factory, note_id).review_version,
@@ -260,7 +258,7 @@ def test_review_warns_when_someone_else_changed_the_case_meanwhile(dash):
 
 def test_admin_sees_agreement_and_adjudicates_a_disagreement(dash):
     (note_id,) = dash.score("biopsy shows adenocarcinoma; BP 150/95")
-    from healthmon.cases import case_detail, review_case
+    from healthmon.services.cases import case_detail, review_case
 
     for name, labels in (("ann", ["cancer"]), ("bob", ["hypertension"])):
         who = auth.sign_in(dash.factory, name, PASSWORDS[name], dash.settings)
@@ -292,7 +290,7 @@ def test_models_page_shows_evaluation_and_only_admins_promote_or_train(dash):
         assert s.scalar(select(Job.kind).order_by(Job.id.desc())) == "retrain"
     for user in ("ann", "cli"):
         other = dash.page("Models", user)
-        assert not other.exception and other.dataframe
+        assert not other.exception and list(other.dataframe[0].value["version"]) == ["served"]
         labels = {b.label for b in other.button}
         assert not any(l.startswith(("Promote", "Roll back", "Start")) for l in labels), (user, labels)
 
@@ -428,7 +426,7 @@ def test_the_vitals_page_scores_the_readings_once_per_choice_not_on_every_click(
 
 def test_each_upload_asks_for_its_own_patient_id_and_cuffless_blood_pressure_is_stored_as_trend_only(dash):
     from healthmon.vitals.assess import cuffless_rows
-    from healthmon.vitals.store import load_vitals
+    from healthmon.services.vitals import load_vitals
 
     at = dash.page("Vitals", "cli")
     watch = b"timestamp,hr,bp\n2026-03-01 08:00,72,192/124\n2026-03-02 08:00,74,150/95\n"
@@ -496,7 +494,7 @@ def test_ambiguous_dates_on_the_vitals_page_are_read_in_the_order_the_clinician_
 def test_the_vitals_page_says_how_many_summaries_the_served_model_learned_from(dash, notes, monkeypatch):
     import json
 
-    from healthmon.vitals.synthetic import synthetic_vitals_notes
+    from healthmon.demo import synthetic_vitals_notes
 
     summaries = synthetic_vitals_notes(40, seed=5)
     version = train(list(notes) + summaries, TrainArgs(mode="head", max_steps=2),
@@ -548,7 +546,7 @@ def test_blind_label_survives_a_concurrent_review_and_the_submit_is_refused_with
     review = dash.page("Review", "ann")
     review.radio(key=f"first-{note_id}").set_value("diabetes")
     review.button[0].click().run()  # committed blind, output revealed
-    from healthmon.cases import case_detail, review_case
+    from healthmon.services.cases import case_detail, review_case
 
     bob = auth.sign_in(dash.factory, "bob", PASSWORDS["bob"], dash.settings)
     review_case(dash.factory, bob, note_id, ["cancer"], seen_version=case_detail(dash.factory, note_id).review_version,
@@ -563,7 +561,7 @@ def test_blind_label_survives_a_concurrent_review_and_the_submit_is_refused_with
 
 def test_adjudication_is_refused_when_a_review_lands_meanwhile(dash):
     (note_id,) = dash.score("biopsy; BP 150/95")
-    from healthmon.cases import case_detail, review_case
+    from healthmon.services.cases import case_detail, review_case
 
     def review_as(name, labels):
         who = auth.sign_in(dash.factory, name, PASSWORDS[name], dash.settings)
@@ -581,7 +579,7 @@ def test_adjudication_is_refused_when_a_review_lands_meanwhile(dash):
 
 
 def test_hostile_comments_and_names_in_the_history_are_shown_as_text(dash):
-    from healthmon.cases import case_detail, review_case
+    from healthmon.services.cases import case_detail, review_case
     from healthmon.ui.components import plain
 
     (note_id,) = dash.score("amlodipine started")
@@ -596,10 +594,10 @@ def test_hostile_comments_and_names_in_the_history_are_shown_as_text(dash):
 
 def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(dash):
     from healthmon.storage.repository import save_predictions
-    from healthmon.training.continual import ensure_registered
+    from healthmon.services.versions import ensure_registered
     from healthmon.types import Note, Prediction
-    from healthmon.vitals.ingest import read_vitals_csv
-    from healthmon.vitals.store import store_vitals
+    from healthmon.ingest.vitals_csv import read_vitals_csv
+    from healthmon.services.vitals import store_vitals
 
     patient = "P-<b>1</b>"
     with transaction(dash.factory) as s:

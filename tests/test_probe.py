@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_notes
 from sklearn.linear_model import LogisticRegression
 
 from healthmon.errors import ConfigError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL
 from healthmon.model.loading import build_model, load_tokenizer
 from healthmon.training.args import TrainArgs
-from healthmon.training.data import Example
+from healthmon.training.data import Example, targets_for
 from healthmon.training.probe import classification_layer, fit_probe_head, head_features
-from healthmon.training.trainer import targets_for, train
-
-from conftest import make_notes
+from healthmon.training.trainer import train
 
 CPU = torch.device("cpu")
 

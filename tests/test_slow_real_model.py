@@ -98,7 +98,7 @@ def test_the_real_model_learns_vitals_summaries_and_its_explanations_point_at_vi
     real MiniLM scores a held-out hypertension window, and the words that raise that score
     are the blood-pressure phrase's, not the other vitals'."""
     from healthmon.explain import explain
-    from healthmon.vitals.synthetic import synthetic_vitals_notes
+    from healthmon.demo import synthetic_vitals_notes
 
     settings = Settings(data_dir=tmp_path, max_length=128)
     # Windows that carry blood pressure (the generator leaves each parameter out 1 time in 5,

@@ -138,6 +138,10 @@ def test_uncertainty_is_normalised_entropy_or_worst_label():
     assert uncertainty({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, False) == pytest.approx(1.0)
     assert uncertainty({"a": 1.0, "b": 0.0}, False) == pytest.approx(0.0, abs=1e-6)
     assert uncertainty({"a": 0.99, "b": 0.5}, True) == pytest.approx(1.0)
+    # Between the ends, by hand: ln 2 / ln 3 for two equal labels of three; the binary entropy
+    # H(0.2) = -(0.2 log2 0.2 + 0.8 log2 0.8) of the less certain label for multi-label.
+    assert uncertainty({"a": 0.5, "b": 0.5, "c": 0.0}, False) == pytest.approx(0.63093, abs=1e-5)
+    assert uncertainty({"a": 0.9, "b": 0.2}, True) == pytest.approx(0.72193, abs=1e-5)
 
 
 def test_queue_puts_disagreements_first_then_uncertainty_then_least_recently_reviewed(db):
@@ -298,8 +302,9 @@ def test_saving_the_same_notes_again_adds_predictions_not_notes(db):
         notes = [Note(text=f"note {i}", note_id=f"n{i}", patient_id=f"p{i % 3}") for i in range(2)]
         again = save_predictions(s, notes, [_prediction(p) for p in probs[::-1]], version)
         assert again == first and count(s, NoteRow) == 2 and count(s, PredictionRow) == 4
-        # The case now points at the newest prediction, whose uncertainty the queue uses.
-        assert s.get(Case, first[0]).uncertainty == pytest.approx(uncertainty(probs[1], False))
+        # The case now points at the newest prediction, whose uncertainty the queue uses: the
+        # normalised entropy of (0.2, 0.7, 0.1), by hand 0.7298, not the first one's 0.8173.
+        assert s.get(Case, first[0]).uncertainty == pytest.approx(0.72985, abs=1e-5)
 
 
 def test_explanations_are_stored_once_per_version_text_target_and_options(db):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from healthmon.training.synthetic import (
+from healthmon.demo import (
     DEMO_LABELS,
     SyntheticNote,
     demo_notes_frame,
@@ -114,6 +114,9 @@ def test_conditions_are_mentioned_in_their_notes(notes: list[SyntheticNote]) -> 
 
 
 def test_treatments_only_for_patients_with_the_condition(notes: list[SyntheticNote]) -> None:
+    # The patterns do find the treatments in notes with the condition, so "no match" below means something.
+    for cond in CONDITIONS:
+        assert any(ONLY_IF_PRESENT[cond].search(n.text) for n in notes if cond in n.labels), cond
     for n in notes:
         for cond in CONDITIONS:
             if cond not in n.labels:
@@ -151,15 +154,21 @@ def test_lab_values_have_units_and_match_labels(notes: list[SyntheticNote]) -> N
     text = "\n".join(n.text for n in notes)
     for unit in (r"\d%", r"mmol/mol", r"mg/dL", r"mmol/L", r"mm ?Hg", r"ng/mL"):
         assert re.search(unit, text), unit
+    checked = Counter()
     for n in notes:
         a1cs = [float(v) for v in A1C_VALUE.findall(n.text)]
         if "diabetes" in n.labels:
             assert all(v >= 6.0 for v in a1cs), n.text
+            checked["diabetic A1c"] += len(a1cs)
         else:
             assert all(v <= 5.7 for v in a1cs), n.text
+            checked["other A1c"] += len(a1cs)
         if n.labels == ("none",):
             for sys_bp, dia_bp in BP_VALUE.findall(n.text):
                 assert int(sys_bp) < 135 and int(dia_bp) < 90, n.text
+                checked["none BP"] += 1
+    # Each rule above saw values (a regex that stopped matching would pass it silently).
+    assert min(checked[k] for k in ("diabetic A1c", "other A1c", "none BP")) >= 10, checked
     htn = _singles(notes, "hypertension")
     htn_high = [n for n in htn if any(int(s) >= 140 for s, _ in BP_VALUE.findall(n.text))]
     assert len(htn_high) >= 0.3 * len(htn)
@@ -230,7 +239,7 @@ def test_output_does_not_depend_on_hash_seed() -> None:
     # String hashing is randomised per process; iterating a set of strings anywhere in the
     # generator would make "same seed" differ between runs of the demo.
     code = (
-        "import hashlib; from healthmon.training.synthetic import generate_demo_notes; "
+        "import hashlib; from healthmon.demo import generate_demo_notes; "
         "print(hashlib.sha256(repr(generate_demo_notes(80, seed=4)).encode()).hexdigest())"
     )
     digests = {

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from healthmon.errors import IngestError
-from healthmon.vitals.fhir import (
+from healthmon.ingest.fhir import (
     CONDITION_COLUMNS,
     VITAL_CODES,
     condition_label,
     read_fhir,
     read_fhir_files,
 )
-from healthmon.vitals.ingest import COLUMNS
+from healthmon.vitals.parameters import COLUMNS
 
 LOINC = "http://loinc.org"
 
@@ -291,7 +291,7 @@ def test_document_references_become_notes_and_bad_attachments_are_counted():
     assert [where for where, _ in data.report.rejected] == ["notes.ndjson line 2"]
     # The upload's report lists every refusal once: the resource the library refused, and the
     # attachments that are not text (on the Vitals page and in the CLI, not only on the Notes page).
-    from healthmon.vitals.formats import read_device_files
+    from healthmon.ingest.devices import read_device_files
 
     device = read_device_files({"notes.ndjson": payload})
     assert [where for where, _ in device.rejected] == ["notes.ndjson line 2", "notes.ndjson line 3",

@@ -140,9 +140,18 @@ def test_impossible_values_are_refused_with_what_to_do(kwargs, fix):
 def test_the_total_is_the_sum_of_the_parts_and_the_band_follows_the_rcp_rules(rr, spo2, oxygen, sbp, hr, avpu, temp):
     score = score_news2(respiration_rate=rr, spo2=spo2, on_oxygen=oxygen, systolic_bp=sbp, heart_rate=hr,
                         consciousness=avpu, temperature=temp / 10)
-    assert score.total == sum(score.points.values()) and len(score.points) == 7
-    expected = ("high" if score.total >= 7 else "medium" if score.total >= 5
-                else "low-medium" if 3 in score.points.values() else "low")
+    # Each part read off the printed chart (not the library's table), then added up here.
+    expected_points = {
+        "respiration_rate": _printed_points("respiration_rate", rr), "spo2": _printed_points("spo2_scale1", spo2),
+        "air_or_oxygen": 2 if oxygen else 0, "systolic_bp": _printed_points("systolic_bp", sbp),
+        "heart_rate": _printed_points("heart_rate", hr), "consciousness": 0 if avpu == "A" else 3,
+        "temperature": _printed_points("temperature", temp),
+    }
+    assert score.points == expected_points
+    total = sum(expected_points.values())
+    assert score.total == total
+    expected = ("high" if total >= 7 else "medium" if total >= 5
+                else "low-medium" if 3 in expected_points.values() else "low")
     assert score.band == expected
 
 
@@ -222,7 +231,7 @@ def test_on_scale_2_with_oxygen_unrecorded_the_caveat_says_what_the_spo2_points_
 
 
 def test_a_news2_alert_names_each_value_as_charted_so_it_agrees_with_its_points():
-    from healthmon.vitals.trends import _news2_reading
+    from healthmon.vitals.news2_alerts import _news2_reading
 
     # 35.05 °C is charted 35.1 and scores 1; shown as "35" it would read as a 3-point value.
     row = {"points_temperature": band_points("temperature", 35.05), "value_temperature": 35.05}

@@ -18,7 +18,7 @@ from typing import Any
 
 from healthmon.errors import HealthmonError
 from healthmon.vitals.news2 import RESPONSES
-from healthmon.vitals.trends import JUMP_RULES, NEWS2_RULES, SHIFT_RULES
+from healthmon.vitals.alert_rules import JUMP_RULES, NEWS2_RULES, SHIFT_RULES
 
 DEFAULT_RULES = Path(__file__).with_name("rules.toml")
 
@@ -164,7 +164,7 @@ def _clause(raw: Any, where: str) -> Clause:
     elif fact.kind == "set":
         if op != "contains" or value not in fact.values:
             raise _fail(where, f"contains one of {', '.join(fact.values)}", f"{op} {value!r}",
-                        "name an alert rule id from healthmon.vitals.trends")
+                        "name an alert rule id from healthmon.vitals.alert_rules")
     return Clause(str(name), op, value)
 
 

@@ -7,7 +7,8 @@
 """
 
 from healthmon.explain.faithfulness import FRACTIONS, rank_agreement, score_drops
-from healthmon.explain.integrated import ExplainOptions, clear_cache, explain, explain_many
+from healthmon.explain.integrated import clear_cache, explain, explain_many
+from healthmon.explain.options import ExplainOptions
 from healthmon.explain.render import from_dict, to_dict, to_html, to_html_page, to_json
 from healthmon.explain.words import token_word_index, word_spans
 

@@ -8,22 +8,23 @@ rest re-scored by the classifier exactly as a new note would be, windows include
 A random choice of the same number of words is the reference an explanation must beat.
 Drops are measured from the note with all its words rejoined the same way (single
 spaces), so only deletion, never respacing, moves the score.
+
+Baseline sensitivity explains the notes again with the other baseline; the explaining
+function is passed in, so this module does not depend on how explanations are computed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 
+from healthmon.explain.options import ExplainOptions
+from healthmon.model.classifier import Classifier
 from healthmon.types import Explanation, Faithfulness
-
-if TYPE_CHECKING:
-    from healthmon.explain.integrated import ExplainOptions
-    from healthmon.model.classifier import Classifier
 
 # ERASER's bins.
 FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
@@ -63,7 +64,7 @@ def perturbed_text(explanation: Explanation, order: np.ndarray, fraction: float,
     return _join(explanation, chosen if keep_only else ~chosen)
 
 
-def _drops(classifier: "Classifier", explanations: Sequence[Explanation],
+def _drops(classifier: Classifier, explanations: Sequence[Explanation],
            plan: Sequence[tuple[int, str]]) -> np.ndarray:
     """One batched re-scoring: for each ``(note index, perturbed text)`` in ``plan``, the
     explained label's probability on the note's reference text minus on the perturbed one."""
@@ -74,7 +75,7 @@ def _drops(classifier: "Classifier", explanations: Sequence[Explanation],
 
 
 def score_drops(
-    classifier: "Classifier",
+    classifier: Classifier,
     explanations: Sequence[Explanation],
     fraction: float,
     *,
@@ -97,7 +98,7 @@ def score_drops(
 
 
 def with_faithfulness(
-    classifier: "Classifier", explanations: list[Explanation], *, seed: int = 13
+    classifier: Classifier, explanations: list[Explanation], *, seed: int = 13
 ) -> list[Explanation]:
     """The same explanations with :class:`Faithfulness` filled in (one batched re-scoring)."""
     if not explanations:
@@ -137,12 +138,22 @@ def rank_agreement(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
 
 
-def with_baseline_agreement(
-    classifier: "Classifier", explanations: list[Explanation], options: "ExplainOptions"
-) -> list[Explanation]:
-    """Explain again with the other baseline ([PAD] <-> [MASK]) and record the rank agreement."""
-    from healthmon.explain.integrated import explain_many
+class ExplainMany(Protocol):
+    """How explanations are computed (:func:`healthmon.explain.explain_many`'s signature)."""
 
+    def __call__(self, classifier: Classifier, texts: Sequence[str], targets: Sequence[str | None] | None = None,
+                 *, options: ExplainOptions | None = None) -> list[Explanation]: ...
+
+
+def with_baseline_agreement(
+    classifier: Classifier, explanations: list[Explanation], options: ExplainOptions, explain_many: ExplainMany
+) -> list[Explanation]:
+    """Explain again with the other baseline ([PAD] <-> [MASK]) and record the rank agreement.
+
+    Args:
+        options: the options the explanations were made with.
+        explain_many: the explaining function, called once for all notes with the other baseline.
+    """
     other = replace(
         options, baseline="mask" if options.baseline == "pad" else "pad", faithfulness=False, baseline_sensitivity=False
     )

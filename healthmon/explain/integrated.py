@@ -37,86 +37,28 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import weakref
 import time
+import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
 from healthmon.errors import ModelError
+from healthmon.explain.faithfulness import with_baseline_agreement, with_faithfulness
+from healthmon.explain.options import ExplainOptions
 from healthmon.explain.words import token_word_index, word_spans
-from healthmon.model.classifier import encode_windows
+from healthmon.model.classifier import Classifier, encode_windows
 from healthmon.model.device import bf16_is_fast
 from healthmon.types import Explanation, TokenAttribution, WordAttribution
 
-if TYPE_CHECKING:
-    from healthmon.model.classifier import Classifier
-
-BASELINES = ("pad", "mask")
-PRECISIONS = ("auto", "fp32", "bf16")
 # A note longer than this many windows (~12k tokens at 256/64) would hold every window's
 # activations for one integration step at once; ask for it to be split instead.
 MAX_WINDOWS = 48
-
-
-@dataclass(frozen=True)
-class ExplainOptions:
-    """Knobs of :func:`explain` (defaults measured in ``benchmarks/explain_bench.py``).
-
-    Attributes:
-        tolerance: accepted |delta|, absolute, in probability units. Absolute because the
-            score is a probability a clinician reads on a 0-1 scale: an error of 0.05 is
-            equally visible whatever f(x) − f(baseline) is, while a relative tolerance
-            explodes when that difference is small (explaining a label the note does not
-            support) and would spend the step budget where nothing visible changes.
-            :attr:`Explanation.relative_delta` reports the relative figure too.
-        segments: equal pieces the path starts in; each is halved while its error is large.
-            Each piece gets one Gauss-Legendre node, its midpoint, whose forward pass also
-            gives f there: halving a piece then needs no extra forward.
-        max_steps: cap on gradient evaluations per note and pass (one per segment, all
-            rounds). A bf16 pass that misses the tolerance is followed by one fp32 pass
-            with the same cap, so a note can cost up to twice the cap in the worst case.
-        baseline: ``pad`` (default) or ``mask`` fills every non-special token of the baseline.
-        precision: ``auto`` (default: bf16 autocast where the hardware has native bf16,
-            else fp32), ``fp32`` or ``bf16``. The endpoints are always the classifier's own
-            scores, so bf16 rounding counts against the tolerance; a note that misses it in
-            bf16 is integrated again in fp32.
-        batch_tokens: tokens per forward/backward chunk (segments x windows x length);
-            ``None`` picks 4,096 on CPU and 32,768 on GPUs.
-        faithfulness: also compute comprehensiveness/sufficiency AOPC (15 extra forwards).
-        baseline_sensitivity: also explain with the other baseline and report agreement.
-        seed: for the random-words reference of the faithfulness check.
-    """
-
-    tolerance: float = 0.05
-    segments: int = 4
-    max_steps: int = 64
-    baseline: str = "pad"
-    precision: str = "auto"
-    batch_tokens: int | None = None
-    faithfulness: bool = True
-    baseline_sensitivity: bool = False
-    seed: int = 13
-
-    def validated(self) -> "ExplainOptions":
-        if self.baseline not in BASELINES:
-            raise ModelError("baseline 'pad' or 'mask'", repr(self.baseline), "pass baseline='pad' or 'mask'")
-        if self.precision not in PRECISIONS:
-            raise ModelError("precision auto, fp32 or bf16", repr(self.precision), "pass one of those")
-        if not (0 < self.tolerance < 1):
-            raise ModelError("a tolerance between 0 and 1 (probability units)", repr(self.tolerance), "e.g. 0.05")
-        if not (1 <= self.segments <= self.max_steps <= 4096):
-            raise ModelError(
-                "1 <= segments <= max_steps <= 4096",
-                f"segments={self.segments}, max_steps={self.max_steps}",
-                "e.g. segments=4, max_steps=64",
-            )
-        return self
 
 
 @dataclass(eq=False)  # compared by identity: a segment is a place in one note's list
@@ -179,7 +121,7 @@ _MODEL_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = wea
 _LOCKS_GUARD = threading.Lock()
 
 
-def _cache_key(classifier: "Classifier", text: str, target: str | None, options: ExplainOptions) -> tuple:
+def _cache_key(classifier: Classifier, text: str, target: str | None, options: ExplainOptions) -> tuple:
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     # instance_id is unique per loaded classifier; temperature and precision are listed
     # too so the key says everything the explained score depends on.
@@ -194,7 +136,7 @@ def clear_cache() -> None:
 
 
 def explain(
-    classifier: "Classifier", text: str, target: str | None = None, *, options: ExplainOptions | None = None, **knobs
+    classifier: Classifier, text: str, target: str | None = None, *, options: ExplainOptions | None = None, **knobs
 ) -> Explanation:
     """Explain one calibrated score of one note.
 
@@ -213,7 +155,7 @@ def explain(
 
 
 def explain_many(
-    classifier: "Classifier",
+    classifier: Classifier,
     texts: Sequence[str],
     targets: Sequence[str | None] | None = None,
     *,
@@ -285,7 +227,7 @@ def _frozen_weights(model: torch.nn.Module) -> Iterator[None]:
 class _Integrator:
     """Runs the adaptive integration for a batch of notes with one classifier."""
 
-    def __init__(self, classifier: "Classifier", options: ExplainOptions) -> None:
+    def __init__(self, classifier: Classifier, options: ExplainOptions) -> None:
         self.clf = classifier
         self.options = options
         # int8 dynamic-quantized Linear layers have no backward: integrate the float model
@@ -333,7 +275,8 @@ class _Integrator:
                     f"note {i + 1} needs {len(win.input_ids)} windows",
                     "split the note into sections and explain each",
                 )
-            notes.append(_Note(i, text, [list(ids) for ids in win.input_ids], [list(map(tuple, o)) for o in win.offsets]))
+            notes.append(_Note(i, text, [list(ids) for ids in win.input_ids],
+                               [list(map(tuple, o)) for o in win.offsets]))
         # Similar lengths share a batch, so padding stays small.
         order = sorted(range(len(notes)), key=lambda i: notes[i].tokens)
         explanations: dict[int, Explanation] = {}
@@ -348,13 +291,9 @@ class _Integrator:
                     explanations[note.index] = self._to_explanation(note, seconds)
         result = [explanations[i] for i in range(len(notes))]
         if self.options.faithfulness:
-            from healthmon.explain.faithfulness import with_faithfulness
-
             result = with_faithfulness(self.clf, result, seed=self.options.seed)
         if self.options.baseline_sensitivity:
-            from healthmon.explain.faithfulness import with_baseline_agreement
-
-            result = with_baseline_agreement(self.clf, result, self.options)
+            result = with_baseline_agreement(self.clf, result, self.options, explain_many)
         total = time.perf_counter() - started
         # Faithfulness and sensitivity run batched over all notes: share their cost out.
         extra = (total - sum(e.seconds for e in result)) / max(1, len(result))

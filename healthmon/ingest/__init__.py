@@ -1,4 +1,10 @@
-"""Ingest: turn uploaded or pasted input into :class:`~healthmon.types.Note` values."""
+"""Ingest: turn uploaded or pasted input into notes and vitals tables.
+
+Notes (pasted text, ``.txt``, ``.csv``/``.tsv``) are the public face here; device files are
+read by :mod:`healthmon.ingest.devices` (generic CSV, Fitbit, PhysioNet, FHIR). Every reader
+decodes bytes with :mod:`healthmon.ingest.decode` and maps header rows with
+:mod:`healthmon.ingest.columns`.
+"""
 
 from __future__ import annotations
 

@@ -7,14 +7,10 @@ the report. Nothing is dropped silently.
 
 Choices worth knowing:
 
-* **Encodings.** UTF-8, with or without BOM (``"utf-8"`` / ``"utf-8-sig"``). UTF-16 and
-  UTF-32 *with* a BOM are decoded (``"utf-16"`` / ``"utf-32"``) because Excel's "Unicode
-  Text" export produces exactly that. UTF-16 *without* a BOM is refused: guessing its byte
-  order silently is how garbled notes reach a model. Bytes that are not UTF-8 fall back
-  to ``"latin-1"`` only when the result looks like Western-European text; when the file
-  uses Windows-1252-only characters (curly quotes, en dashes, the euro sign in bytes
-  0x80-0x9F) it is decoded as ``"cp1252"`` instead, because latin-1 would turn them into
-  invisible control characters.
+* **Encodings** and binary files are decided by :func:`healthmon.ingest.decode.decode_text`
+  (UTF-8 with or without BOM, UTF-16/32 with BOM, a Western-European fallback); the report
+  says which encoding was used. **Columns** are found by
+  :func:`healthmon.ingest.columns.map_columns`: explicit names first, then the alias tables.
 * **Duplicate ids** are rejected (``"duplicate id X (first seen on line N)"``): ids are the
   handle reviewers and the database use, so renaming one behind the user's back would
   attach reviews to the wrong note. This applies to an id column named with ``id_column``.
@@ -37,17 +33,17 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from healthmon.config import Settings
 from healthmon.errors import IngestError
+from healthmon.ingest.columns import map_columns, missing_column_error, show_columns
+from healthmon.ingest.decode import CONTROL_CHARACTERS, decode_text
 from healthmon.types import IngestReport, IngestResult, Note, RejectedRow
 
 __all__ = [
@@ -87,6 +83,14 @@ LABEL_ALIASES: tuple[str, ...] = (
     "target",
 )
 
+# role -> its aliases, for map_columns; the role names are the report's column keys.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "text": TEXT_ALIASES,
+    "id": ID_ALIASES,
+    "patient": PATIENT_ALIASES,
+    "label": LABEL_ALIASES,
+}
+
 #: File extensions read_notes_bytes understands, with what each one means.
 ACCEPTED_EXTENSIONS: dict[str, str] = {
     ".txt": "one note per file",
@@ -96,51 +100,8 @@ ACCEPTED_EXTENSIONS: dict[str, str] = {
 
 _PASTED = "pasted"
 
-# Tab, LF, VT, FF and CR are legitimate in notes (VT is FileMaker's line break, FF a page
-# break left by PDF-to-text tools); every other C0/C1 control character is damage.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-_CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
-_NON_CONTROL_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
-
-# Above this share of control bytes a file is binary, not text with a few stray bytes.
-_BINARY_CONTROL_FRACTION = 0.05
-# Above this share of control characters decoded text is mis-encoded or damaged.
-_TEXT_CONTROL_FRACTION = 0.01
-# Western-European text rarely has more than a few percent accented letters; far more
-# means another single-byte code page (Cyrillic, Greek...) that latin-1 would garble.
-_LATIN1_MAX_NON_ASCII_LETTERS = 0.3
-# A note that is this much U+FFFD was already damaged before it reached healthmon.
+# Above this share of U+FFFD a note was already damaged before it reached healthmon.
 _MAX_REPLACEMENT_FRACTION = 0.1
-
-# (magic prefix, what it is, how to get text out of it)
-_MAGIC: tuple[tuple[bytes, str, str], ...] = (
-    (b"%PDF", "PDF", "copy the note text into the paste box, or export it as .txt"),
-    (
-        b"PK\x03\x04",
-        "a ZIP archive, e.g. an Excel .xlsx or Word .docx file",
-        "in Excel use File > Save As > 'CSV UTF-8'; in Word save as 'Plain Text (.txt)'",
-    ),
-    (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        "an old Excel .xls or Word .doc file",
-        "in Excel use File > Save As > 'CSV UTF-8'; in Word save as 'Plain Text (.txt)'",
-    ),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image", "run OCR on the image first, or paste the text"),
-    (b"\xff\xd8\xff", "a JPEG image", "run OCR on the image first, or paste the text"),
-    (b"GIF87a", "a GIF image", "run OCR on the image first, or paste the text"),
-    (b"GIF89a", "a GIF image", "run OCR on the image first, or paste the text"),
-    (b"II*\x00", "a TIFF image", "run OCR on the image first, or paste the text"),
-    (b"MM\x00*", "a TIFF image", "run OCR on the image first, or paste the text"),
-    (b"\x1f\x8b", "a gzip archive", "decompress it first (e.g. gunzip) and upload the .csv"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first and upload the .csv"),
-    (b"SQLite format 3\x00", "an SQLite database", "export the notes table as CSV"),
-    (b"{\\rtf", "an RTF document", "in Word save as 'Plain Text (.txt)'"),
-)
-
-_SAVE_AS_UTF8 = (
-    "re-save the file as UTF-8 (Excel: File > Save As > 'CSV UTF-8'; "
-    "Notepad: Save As > Encoding 'UTF-8')"
-)
 
 
 # --------------------------------------------------------------------------- public API
@@ -245,7 +206,7 @@ def read_notes_bytes(
             f"an empty file ({name} is 0 bytes)",
             "check that the right file was chosen and that it was saved before uploading",
         )
-    text, encoding = _decode(data, name)
+    text, encoding = decode_text(data, name)
     if not text.strip():
         raise IngestError(
             f"a {ext} file with notes in it",
@@ -375,143 +336,6 @@ def _check_size(size: int, limit: int, name: str) -> None:
         )
 
 
-def _line_at(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
-def _decode(data: bytes, name: str) -> tuple[str, str]:
-    """Decode file bytes to text, refusing binary and mis-encoded input.
-
-    Returns:
-        (text without BOM, encoding name for the report).
-    """
-    # BOMs first: UTF-16/32 legitimately contain NUL bytes the binary check would trip on.
-    for bom, codec, label in (
-        (codecs.BOM_UTF32_LE, "utf-32", "utf-32"),
-        (codecs.BOM_UTF32_BE, "utf-32", "utf-32"),
-        (codecs.BOM_UTF8, "utf-8-sig", "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16", "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16", "utf-16"),
-    ):
-        if data.startswith(bom):
-            try:
-                text = data.decode(codec)
-            except UnicodeDecodeError as exc:
-                raise IngestError(
-                    f"valid {label.upper()} text (the file starts with a {label.upper()} "
-                    "byte-order mark)",
-                    f"bytes that are not valid {label.upper()} at byte {exc.start:,} of {name}",
-                    _SAVE_AS_UTF8,
-                ) from exc
-            _check_control_fraction(text, name, label)
-            return text, label
-
-    for magic, what, fix in _MAGIC:
-        if data.startswith(magic):
-            raise IngestError(
-                "a UTF-8 text/CSV file",
-                f"binary data (looks like {what}) in {name}",
-                fix,
-            )
-
-    nul = data.find(b"\x00")
-    if nul != -1:
-        order = _utf16_without_bom(data)
-        if order is not None:
-            raise IngestError(
-                "a UTF-8 text/CSV file",
-                f"text that looks like UTF-16-{order} without a byte-order mark in {name}",
-                _SAVE_AS_UTF8,
-            )
-        raise IngestError(
-            "a UTF-8 text/CSV file",
-            f"binary data (a NUL byte at offset {nul:,}, line {_line_at(data, nul)}) in {name}",
-            "upload the notes as plain text: export them as .txt or .csv from the program "
-            "that made this file",
-        )
-
-    control = len(data.translate(None, _NON_CONTROL_BYTES))
-    if control > _BINARY_CONTROL_FRACTION * len(data):
-        raise IngestError(
-            "a UTF-8 text/CSV file",
-            f"binary data ({control:,} of {len(data):,} bytes are control characters) "
-            f"in {name}",
-            "upload the notes as plain text: export them as .txt or .csv from the program "
-            "that made this file",
-        )
-
-    try:
-        text = data.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError as exc:
-        text, encoding = _decode_fallback(data, name, exc)
-    _check_control_fraction(text, name, encoding)
-    return text, encoding
-
-
-def _utf16_without_bom(data: bytes) -> str | None:
-    """Return "LE"/"BE" when NUL bytes sit in every other position, as in ASCII-range UTF-16."""
-    sample = data[:4096]
-    half = len(sample) // 2
-    if half < 2:
-        return None
-    even, odd = sample[0::2].count(0), sample[1::2].count(0)
-    if odd >= 0.3 * half and even <= 0.05 * half:
-        return "LE"
-    if even >= 0.3 * half and odd <= 0.05 * half:
-        return "BE"
-    return None
-
-
-def _decode_fallback(data: bytes, name: str, exc: UnicodeDecodeError) -> tuple[str, str]:
-    """Decode non-UTF-8 bytes as latin-1/cp1252 when they look like Western text."""
-    replaced = data.decode("utf-8", errors="replace")
-    valid_non_ascii = sum(1 for ch in replaced if ord(ch) > 0x7F and ch != "\ufffd")
-    if valid_non_ascii:
-        # Both valid multi-byte UTF-8 and invalid bytes: two files glued together, or an
-        # edit in another editor. Any single-codec decode garbles one half.
-        bad = replaced.count("\ufffd")
-        raise IngestError(
-            "a file in one encoding (UTF-8)",
-            f"mixed encodings in {name}: {valid_non_ascii:,} valid UTF-8 characters and "
-            f"{bad:,} invalid byte sequences (first at line {_line_at(data, exc.start)})",
-            _SAVE_AS_UTF8,
-        )
-    # Bytes 0x80-0x9F are control characters in latin-1 but punctuation in cp1252.
-    if any(0x80 <= b <= 0x9F for b in data):
-        try:
-            text, encoding = data.decode("cp1252"), "cp1252"
-        except UnicodeDecodeError:
-            text, encoding = data.decode("latin-1"), "latin-1"
-    else:
-        text, encoding = data.decode("latin-1"), "latin-1"
-    letters = [ch for ch in text if ch.isalpha()]
-    non_ascii = sum(1 for ch in letters if ord(ch) > 0x7F)
-    if len(letters) >= 20 and non_ascii > _LATIN1_MAX_NON_ASCII_LETTERS * len(letters):
-        raise IngestError(
-            "UTF-8 text (or Western-European latin-1/Windows-1252 text)",
-            f"text in {name} that is not UTF-8 and where {non_ascii:,} of {len(letters):,} "
-            "letters are non-ASCII, so it is probably another code page (e.g. Cyrillic "
-            "Windows-1251) that would be garbled",
-            _SAVE_AS_UTF8,
-        )
-    return text, encoding
-
-
-def _check_control_fraction(text: str, name: str, encoding: str) -> None:
-    controls = _CONTROL_RE.findall(text)
-    if len(controls) > _TEXT_CONTROL_FRACTION * len(text):
-        first = _CONTROL_RE.search(text)
-        line = text.count("\n", 0, first.start()) + 1 if first else 0
-        raise IngestError(
-            "readable text",
-            f"{len(controls):,} control characters in {len(text):,} characters of {name} "
-            f"decoded as {encoding} (first, U+{ord(controls[0]):04X}, on line {line}): the "
-            "file is mis-encoded or damaged",
-            _SAVE_AS_UTF8 + ", or re-export it from the source system",
-        )
-
-
 # ----------------------------------------------------------------------------- note checks
 
 
@@ -519,9 +343,9 @@ def _text_problem(text: str) -> str | None:
     """Why a note text is unusable, or None. Phrased to follow 'text that ...'."""
     if not text.strip():
         return "is empty" if not text else "is only whitespace"
-    match = _CONTROL_RE.search(text)
+    match = CONTROL_CHARACTERS.search(text)
     if match is not None:
-        count = len(_CONTROL_RE.findall(text))
+        count = len(CONTROL_CHARACTERS.findall(text))
         return (
             f"contains {count} control character{'s' if count != 1 else ''} "
             f"(first U+{ord(match.group()):04X} at character {match.start() + 1})"
@@ -557,83 +381,6 @@ def _read_txt(text: str, name: str, encoding: str) -> IngestResult:
 
 
 # ----------------------------------------------------------------------------------- tables
-
-
-def _norm_explicit(name: str) -> str:
-    return name.strip().casefold()
-
-
-def _norm_alias(name: str) -> str:
-    # "Note Text", "note-text" and "NOTE_TEXT" all mean note_text.
-    return re.sub(r"[\s\-.]+", "_", name.strip().casefold())
-
-
-def _show_columns(header: Sequence[str]) -> str:
-    shown = [h.strip() if len(h.strip()) <= 40 else h.strip()[:37] + "..." for h in header]
-    return ", ".join(repr(h) for h in shown)
-
-
-def _map_columns(
-    header: list[str],
-    explicit: dict[str, str | None],
-    name: str,
-    delimiter: str,
-) -> dict[str, int]:
-    """Map roles (text/id/patient/label) to column indices."""
-    mapping: dict[str, int] = {}
-    for role, wanted in explicit.items():
-        if wanted is None:
-            continue
-        key = _norm_explicit(wanted)
-        matches = [i for i, h in enumerate(header) if _norm_explicit(h) == key]
-        if not matches:
-            raise IngestError(
-                f"a column named {wanted!r} for the note {role} (from {role}_column)",
-                f"no such column in {name}; its columns are: {_show_columns(header)}",
-                f"pass one of those names as {role}_column (CLI: --{role}-column), "
-                "or fix the header row",
-            )
-        mapping[role] = matches[0]
-
-    used = set(mapping.values())
-    tables = {
-        "text": TEXT_ALIASES,
-        "id": ID_ALIASES,
-        "patient": PATIENT_ALIASES,
-        "label": LABEL_ALIASES,
-    }
-    normalized = [_norm_alias(h) for h in header]
-    for role, aliases in tables.items():
-        if role in mapping:
-            continue
-        for alias in aliases:
-            hit = next(
-                (i for i, h in enumerate(normalized) if h == alias and i not in used), None
-            )
-            if hit is not None:
-                mapping[role] = hit
-                used.add(hit)
-                break
-
-    if "text" not in mapping:
-        found = f"columns {_show_columns(header)} in {name}"
-        hint = ""
-        if len(header) == 1 and (";" in header[0] or "," in header[0] or "\t" in header[0]):
-            other = next(s for s in (";", ",", "\t") if s in header[0])
-            hint = (
-                f"; the header seems to use {other!r} as separator, but "
-                f"{'.csv needs commas' if delimiter == ',' else '.tsv needs tabs'}"
-            )
-        elif any(len(h) > 40 or len(h.split()) >= 4 for h in header):
-            hint = "; the first line looks like data, not a header row"
-        raise IngestError(
-            "a note-text column named one of: " + ", ".join(TEXT_ALIASES),
-            found + hint,
-            "pass the name of the column that holds the note text as text_column "
-            "(CLI: --text-column NAME), or add a header row whose text column is "
-            "called 'text'",
-        )
-    return mapping
 
 
 # (first line, last line, fields, whether an unclosed quote swallowed following lines)
@@ -691,12 +438,22 @@ def _read_table(
             "fix the quotes in the first line of the file",
         )
     header = [h.strip() for h in raw_header]
-    mapping = _map_columns(header, explicit, name, delimiter)
+    mapping = map_columns(header, _ALIASES, name, explicit=explicit)
+    if "text" not in mapping:
+        raise missing_column_error(
+            "a note-text column named one of: " + ", ".join(TEXT_ALIASES),
+            header,
+            name,
+            "pass the name of the column that holds the note text as text_column "
+            "(CLI: --text-column NAME), or add a header row whose text column is "
+            "called 'text'",
+            delimiter=delimiter,
+        )
     body = records[1:]
     if not body:
         raise IngestError(
             "at least one data row below the header",
-            f"only the header row (line {header_line}: {_show_columns(header)}) in {name}",
+            f"only the header row (line {header_line}: {show_columns(header)}) in {name}",
             "add one note per row below the header, or check that the right file was chosen",
         )
     warnings: list[str] = []

@@ -1,4 +1,9 @@
-"""Build a classification model from a base, and load one back from a version folder."""
+"""Build a classification model from a base, and load one back from a version folder.
+
+A version that continues another (``card.parent_version``) starts from its parent's weights,
+so loading it loads the parent first: :func:`load_version_model` and
+:func:`initialise_from_version` call each other, one step up the lineage each time.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from transformers.utils import logging as hf_logging
 from healthmon.config import resolve_base_model
 from healthmon.errors import ModelError
 from healthmon.model.card import ModelCard
+from healthmon.model.lineage import resolve_parent
 from healthmon.model.pooling import CONFIG_KEY, config_pooling, sequence_classifier_class
 
 HEAD_FILE = "head.safetensors"
@@ -133,12 +139,40 @@ def head_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
 
 
+def initialise_from_version(model: PreTrainedModel, parent_dir: Path) -> None:
+    """Copy a parent version's weights into ``model`` (built with the child's labels).
+
+    The backbone and any extra head layers are copied as they are; classifier rows are
+    copied label by label, so old labels keep what they learned and new labels keep the
+    fresh rows they were built with.
+    """
+    parent_card = ModelCard.load(parent_dir)
+    parent = load_version_model(parent_dir, parent_card)
+    labels = list(model.config.id2label[i] for i in range(model.config.num_labels))
+    rows = [(labels.index(label), i) for i, label in enumerate(parent_card.labels) if label in labels]
+    own = model.state_dict()
+    head = tuple(f"{name}." for name in head_module_names(model) if name == "classifier")
+    with torch.no_grad():
+        for key, value in parent.state_dict().items():
+            if key not in own:
+                continue
+            if key.startswith(head) and own[key].shape != value.shape:
+                for new, old in rows:
+                    own[key][new] = value[old]
+            elif own[key].shape == value.shape:
+                own[key].copy_(value)
+            else:
+                raise ModelError(
+                    "a parent version with the same base architecture",
+                    f"{key}: {tuple(value.shape)} in the parent vs {tuple(own[key].shape)} here",
+                    "continue from a version trained on the same base model",
+                )
+
+
 def _starting_point(version_dir: Path, card: ModelCard) -> PreTrainedModel:
     """What this version's adapter or head applies to: the base, or its parent's weights."""
     model = build_model(card.base_model, card.labels, card.problem_type, pooling=card.pooling)
     if card.parent_version:
-        from healthmon.model.lineage import initialise_from_version, resolve_parent
-
         initialise_from_version(model, resolve_parent(Path(version_dir), card))
     return model
 

@@ -1,7 +1,7 @@
 """A patient's findings as FHIR R4 resources: RiskAssessment per scored note, Observation for NEWS2.
 
 Built as plain dicts and validated by the same library and release the ingest parses with
-(``fhir.resources``' R4B models: see :mod:`healthmon.vitals.fhir`), so what we export is
+(``fhir.resources``' R4B models: see :mod:`healthmon.ingest.fhir`), so what we export is
 exactly what we would accept back. Resources reference each other by ``urn:uuid`` inside a
 ``collection`` Bundle; the uuids are derived from the patient and case ids, so exporting the
 same patient twice gives the same ids.
@@ -18,7 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from healthmon import __version__
-from healthmon.advice.patient import PatientSnapshot
+from healthmon.advice.snapshot import PatientSnapshot
 from healthmon.errors import ModelError
 from healthmon.escaping import escape_markdown
 from healthmon.vitals.series import news2_points

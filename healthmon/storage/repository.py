@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from healthmon.errors import HealthmonError
+from healthmon.errors import ReviewConflict, StorageError
 from healthmon.storage.passwords import hash_password, verify_password  # noqa: F401  (re-exported)
 from healthmon.storage.models import (
     ROLES,
@@ -35,31 +35,6 @@ from healthmon.storage.models import (
     utcnow,
 )
 from healthmon.types import Note, Prediction
-
-
-class StorageError(HealthmonError):
-    """A request the stored data cannot satisfy (unknown user, case, label...)."""
-
-
-class ReviewConflict(StorageError):
-    """Someone else reviewed the case after this reviewer loaded it.
-
-    Attributes:
-        note_id: the case.
-        seen_version / current_version: the review version the reviewer saw and the one now stored.
-        current_labels: the labels of the newer review, to show the reviewer before retrying.
-    """
-
-    def __init__(self, note_id: int, seen_version: int, current_version: int, current_labels: list[str]) -> None:
-        super().__init__(
-            f"case {note_id} unchanged since review version {seen_version}",
-            f"version {current_version}, labelled {', '.join(current_labels) or '(none)'} by another reviewer",
-            "reload the case, compare with the newer label and submit again",
-        )
-        self.note_id = note_id
-        self.seen_version = seen_version
-        self.current_version = current_version
-        self.current_labels = current_labels
 
 
 def content_hash(text: str) -> str:
@@ -183,13 +158,19 @@ def patient_ids_for(session: Session, external_ids: Iterable[str]) -> dict[str, 
 
 def save_predictions(session: Session, notes: Sequence[Note], predictions: Sequence[Prediction],
                      version: ModelVersion) -> list[int]:
-    """Store notes (once per text, patient and source id) and their predictions in bulk.
+    """Store notes (see :func:`store_notes`) and their predictions (see :func:`save_scores`) in bulk.
 
-    Returns the note ids, in input order. Each note's case now points at this prediction,
-    and its uncertainty drives the review queue.
+    Returns the note ids, in input order.
     """
     if len(notes) != len(predictions):
         raise StorageError("one prediction per note", f"{len(predictions)} for {len(notes)} notes", "pass matching lists")
+    note_ids = store_notes(session, notes)
+    save_scores(session, note_ids, predictions, version)
+    return note_ids
+
+
+def store_notes(session: Session, notes: Sequence[Note]) -> list[int]:
+    """Store notes once per text, patient and source id; returns their ids in input order."""
     patient_ids = patient_ids_for(session, {n.patient_id for n in notes if n.patient_id})
     # One query per chunk finds the notes already stored; new ones are inserted together.
     keys = [(content_hash(n.text), patient_ids.get(n.patient_id) if n.patient_id else None, n.note_id) for n in notes]
@@ -209,7 +190,16 @@ def save_predictions(session: Session, notes: Sequence[Note], predictions: Seque
     session.add_all(fresh.values())
     session.flush()
     known.update({key: row.id for key, row in fresh.items()})
-    note_ids = [known[key] for key in keys]
+    return [known[key] for key in keys]
+
+
+def save_scores(session: Session, note_ids: Sequence[int], predictions: Sequence[Prediction],
+                version: ModelVersion) -> None:
+    """Store one prediction per stored note; each note's case now points at it, and its
+    uncertainty drives the review queue."""
+    if len(note_ids) != len(predictions):
+        raise StorageError("one prediction per note", f"{len(predictions)} for {len(note_ids)} notes",
+                           "pass matching lists")
     multi = bool(predictions) and predictions[0].problem_type == "multi_label_classification"
     rows = [
         PredictionRow(note_id=nid, model_version_id=version.id, probabilities=dict(p.probabilities),
@@ -230,7 +220,22 @@ def save_predictions(session: Session, notes: Sequence[Note], predictions: Seque
             cases[row.note_id] = case
         case.prediction_id = row.id
         case.uncertainty = row.uncertainty
-    return note_ids
+
+
+def stored_notes(session: Session, note_ids: Sequence[int]) -> list[Note]:
+    """The stored notes with these ids, in the order asked; an unknown id raises StorageError."""
+    rows = {}
+    unique = sorted(set(note_ids))
+    for start in range(0, len(unique), 500):
+        query = (select(NoteRow, Patient.external_id).outerjoin(Patient, Patient.id == NoteRow.patient_id)
+                 .where(NoteRow.id.in_(unique[start : start + 500])))
+        rows.update({row.id: (row, patient) for row, patient in session.execute(query)})
+    missing = [i for i in note_ids if i not in rows]
+    if missing:
+        raise StorageError("stored notes", f"no note with id {', '.join(map(str, missing[:5]))}",
+                           "store the notes before scoring them")
+    return [Note(text=rows[i][0].text, note_id=rows[i][0].external_id, patient_id=rows[i][1],
+                 source=rows[i][0].source, labels=tuple(rows[i][0].gold_labels or ())) for i in note_ids]
 
 
 # ----------------------------------------------------------------------------- review queue

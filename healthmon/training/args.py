@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from healthmon.errors import ConfigError
+from healthmon.types import checked_fields
 
 Mode = Literal["full", "lora", "head"]
 
@@ -147,3 +149,8 @@ class TrainArgs:
         data = asdict(self)
         data["learning_rate"] = self.resolved_learning_rate
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainArgs:
+        """The arguments ``to_dict`` wrote (or a subset); an unknown key raises ConfigError."""
+        return cls(**checked_fields(cls, data, "training arguments"))

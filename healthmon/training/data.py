@@ -10,6 +10,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from healthmon.errors import TrainingError
 from healthmon.types import Note
 
@@ -29,6 +31,18 @@ def normalise_for_dedup(text: str) -> str:
 class Example:
     text: str
     labels: tuple[str, ...]
+
+
+def targets_for(examples: Sequence[Example], labels: Sequence[str], multi_label: bool) -> np.ndarray:
+    """Class indices (single-label) or a float 0/1 matrix (multi-label) in head order."""
+    index = {label: i for i, label in enumerate(labels)}
+    if multi_label:
+        matrix = np.zeros((len(examples), len(labels)), dtype=np.float32)
+        for row, example in enumerate(examples):
+            for label in example.labels:
+                matrix[row, index[label]] = 1.0
+        return matrix
+    return np.array([index[example.labels[0]] for example in examples], dtype=np.int64)
 
 
 @dataclass

@@ -6,9 +6,8 @@ from typing import Any, Sequence
 
 from healthmon.errors import TrainingError
 from healthmon.model.classifier import Classifier, calibrated_probabilities
-from healthmon.training.data import Example
+from healthmon.training.data import Example, targets_for
 from healthmon.training.metrics import classification_metrics
-from healthmon.training.trainer import targets_for
 from healthmon.types import Note
 
 

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from healthmon.errors import ConfigError
-from healthmon.training.data import Example
+from healthmon.training.data import Example, targets_for
 
 # Inverse L2 strengths tried, strongest first; 384-768 features from ~1,000 notes need a
 # strong penalty (PhysioNet, 2,100 stays: C 0.01-0.03 on standardised pooled features).
@@ -41,7 +41,8 @@ def classification_layer(model: torch.nn.Module) -> torch.nn.Linear:
     if isinstance(layer, torch.nn.Linear) and layer.bias is not None:
         return layer
     raise ConfigError(
-        "a base model whose classification head ends in a linear layer with a bias (model.classifier or classifier.out_proj)",
+        "a base model whose classification head ends in a linear layer with a bias "
+        "(model.classifier or classifier.out_proj)",
         f"{type(head).__name__ if head is not None else 'no classifier'} on {type(model).__name__}",
         "train with head_init='random' (--head-init random) for this base model",
     )
@@ -67,7 +68,8 @@ def head_features(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], 
     return torch.cat(captured).numpy()
 
 
-def _fit_one(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> tuple[LogisticRegression, float, float]:
+def _fit_one(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+             y_val: np.ndarray) -> tuple[LogisticRegression, float, float]:
     """The logistic regression of the grid with the lowest validation log-loss."""
     best: tuple[LogisticRegression, float, float] | None = None
     for c in PROBE_C_GRID:
@@ -80,7 +82,8 @@ def _fit_one(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val:
 
 
 def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Example], validation: Sequence[Example],
-                   labels: Sequence[str], *, multi_label: bool, max_length: int, device: torch.device) -> dict[str, Any]:
+                   labels: Sequence[str], *, multi_label: bool, max_length: int,
+                   device: torch.device) -> dict[str, Any]:
     """Fit the classification layer of ``model`` as a logistic regression on frozen features.
 
     Single-label: one multinomial regression (a two-class one is split evenly between the two
@@ -93,8 +96,6 @@ def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Examp
         features and seconds, for the model card.
     """
     started = time.perf_counter()
-    from healthmon.training.trainer import targets_for  # the trainer imports this module
-
     # Labels are checked before the feature pass, which takes minutes on a few thousand notes.
     y_train, y_val = targets_for(train, labels, multi_label), targets_for(validation, labels, multi_label)
     n_labels = len(labels)
@@ -133,7 +134,7 @@ def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Examp
             weight[fitted.classes_], bias[fitted.classes_] = fitted.coef_, fitted.intercept_
     # The regression saw standardised features; the layer sees raw ones: w·(x-m)/s + b = (w/s)·x + (b - w·m/s).
     # Pooled features can vary little (BERT's pooled [CLS] over similar ICU sentences: std ~0.01),
-    # so these weights can be ~100x a random head's: fine-tune at a low learning rate (README).
+    # so these weights can be ~100x a random head's: fine-tune at a low learning rate (docs/training.md).
     layer = classification_layer(model)
     stored_weight = torch.as_tensor(weight / scale, dtype=layer.weight.dtype)
     # The bias from the weights as stored, so a half-precision head still cancels the mean exactly.

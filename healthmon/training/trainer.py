@@ -1,11 +1,13 @@
-"""Fine-tune with transformers' Trainer, then calibrate, evaluate and write a version folder."""
+"""Fine-tune with transformers' Trainer, then calibrate, evaluate and write a version folder.
+
+:func:`train` runs the phases in order: plan (splits, target, device), build the starting
+model, score it, initialise the head, fit, calibrate, evaluate, write the card and the folder.
+"""
 
 from __future__ import annotations
 
 import os
 import resource
-import shutil
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,44 +15,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
-from sklearn.metrics import f1_score
-from transformers import (
-    DataCollatorWithPadding,
-    EarlyStoppingCallback,
-    EvalPrediction,
-    PreTrainedModel,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 import healthmon
 from healthmon.config import Settings, resolve_base_model
-from healthmon.errors import ConfigError, ModelError
+from healthmon.errors import ConfigError
 from healthmon.model.card import MULTI_LABEL, SINGLE_LABEL, ModelCard
 from healthmon.model.classifier import Classifier, calibrated_probabilities
 from healthmon.model.device import bf16_is_fast, pick_device
-from healthmon.model.lineage import initialise_from_version, save_training_data
-from healthmon.model.loading import (
-    ADAPTER_DIR,
-    FULL_DIR,
-    HEAD_FILE,
-    build_model,
-    head_module_names,
-    head_state_dict,
-    load_tokenizer,
-    new_module_names,
-    quiet_transformers,
-)
+from healthmon.model.loading import build_model, initialise_from_version, load_tokenizer
 from healthmon.model.pooling import base_model_pooling
 from healthmon.model.versions import atomic_version_dir, check_target_free, new_version_name
-from healthmon.training.args import TrainArgs, auto_epochs
+from healthmon.training.args import TrainArgs
 from healthmon.training.calibration import fit_temperature, tune_thresholds
-from healthmon.training.data import DataReport, Example, Splits, build_splits
+from healthmon.training.data import DataReport, Splits, build_splits, targets_for
+from healthmon.training.fitting import Fit, fit, is_main_process
 from healthmon.training.metrics import classification_metrics
 from healthmon.training.probe import fit_probe_head
+from healthmon.training.saving import save_training_data, save_weights
 from healthmon.types import Note
 
 
@@ -63,102 +45,9 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-class _TokenizedDataset(torch.utils.data.Dataset):
-    """Pre-tokenized examples; the collator pads each batch only to its own longest note."""
-
-    def __init__(self, encodings: dict[str, list[Any]], targets: Sequence[Any]) -> None:
-        self.encodings = encodings
-        self.targets = list(targets)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {key: values[i] for key, values in self.encodings.items()}
-        item["labels"] = self.targets[i]
-        return item
-
-
-def targets_for(examples: Sequence[Example], labels: Sequence[str], multi_label: bool) -> np.ndarray:
-    """Class indices (single-label) or a float 0/1 matrix (multi-label) in head order."""
-    index = {label: i for i, label in enumerate(labels)}
-    if multi_label:
-        matrix = np.zeros((len(examples), len(labels)), dtype=np.float32)
-        for row, example in enumerate(examples):
-            for label in example.labels:
-                matrix[row, index[label]] = 1.0
-        return matrix
-    return np.array([index[example.labels[0]] for example in examples], dtype=np.int64)
-
-
-def _prepare_model(model: PreTrainedModel, args: TrainArgs) -> torch.nn.Module:
-    if args.mode == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        config = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            target_modules=list(args.lora_target_modules),
-            # Parts the base checkpoint did not have (beyond the classifier peft adds itself)
-            # are random: they must train and be saved, or a reload would re-randomise them.
-            modules_to_save=[n for n in head_module_names(model) if n != "classifier" and n in new_module_names(model)] or None,
-        )
-        try:
-            with quiet_transformers():
-                return get_peft_model(model, config)
-        except ValueError as exc:
-            linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-            raise ConfigError(
-                "LoRA target modules that exist in the base model",
-                f"lora_target_modules={list(args.lora_target_modules)} ({exc})",
-                f"pick from this model's linear layers: {', '.join(linear)}",
-            ) from exc
-    if args.mode == "head":
-        trainable = tuple(f"{name}." for name in head_module_names(model))
-        for name, param in model.named_parameters():
-            param.requires_grad = name.startswith(trainable)
-    return model
-
-
-def _compute_metrics_fn(multi_label: bool):
-    def compute(pred: EvalPrediction) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        if multi_label:
-            predicted = (logits >= 0).astype(int)
-            truth = pred.label_ids.astype(int)
-            return {
-                "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
-                "accuracy": float((predicted == truth).all(axis=1).mean()),
-            }
-        predicted = logits.argmax(axis=-1)
-        return {
-            "macro_f1": float(f1_score(pred.label_ids, predicted, average="macro", zero_division=0)),
-            "accuracy": float((predicted == pred.label_ids).mean()),
-        }
-
-    return compute
-
-
 def _peak_rss_mb() -> float:
     # ru_maxrss is KiB on Linux: the honest peak of this process, model and activations included.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-class _ProgressCallback(TrainerCallback):
-    """Reports training progress (steps done / planned) to a plain function."""
-
-    def __init__(self, report: Callable[[float, str], None]) -> None:
-        self.report = report
-
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003 (Trainer's signature)
-        total = max(state.max_steps, 1)
-        self.report(min(state.global_step / total, 1.0), f"training step {state.global_step} of {total}")
 
 
 def check_one_gpu_per_process(device: torch.device) -> None:
@@ -172,6 +61,44 @@ def check_one_gpu_per_process(device: torch.device) -> None:
             f"use --nproc_per_node={torch.cuda.device_count()}, or train on the CPU with gloo: hide the GPUs "
             "(CUDA_VISIBLE_DEVICES= torchrun ...) with HEALTHMON_DEVICE auto or cpu",
         )
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """One run's inputs, resolved once: the knobs as used, the splits, where the version goes, the device."""
+
+    args: TrainArgs  # pooling resolved: the card's train_args record what was used, not "unset"
+    splits: Splits
+    report: DataReport
+    target: Path
+    device: torch.device
+    seed: int
+    max_length: int
+    test_texts: list[str]
+    test_targets: np.ndarray
+
+    @property
+    def multi_label(self) -> bool:
+        return self.args.multi_label
+
+
+@dataclass(frozen=True, eq=False)
+class _Start:
+    """The model before fine-tuning, its tokenizer, and the card it is scored with until the end."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    card: ModelCard  # labels, pooling, parent; calibration and metrics are added by _final_card
+
+
+@dataclass(frozen=True, eq=False)
+class _Calibration:
+    """Temperature and multi-label thresholds, fitted on the validation logits kept here."""
+
+    val_logits: np.ndarray
+    val_targets: np.ndarray
+    temperature: float
+    thresholds: dict[str, float]
 
 
 def train(
@@ -202,257 +129,216 @@ def train(
         The version folder, its card and the metrics (validation, test before/after
         calibration, before fine-tuning, training cost).
     """
-    args = args or TrainArgs()
     settings = settings or Settings()
+    plan = _plan(notes, args or TrainArgs(), settings, out_dir)
+    start = _build_start(plan, settings)
+    before = _score_before_finetune(start, plan, settings)
+    head_init = _init_head(start, plan, settings, on_progress)
+    fitted = fit(start.model, start.tokenizer, plan.splits, plan.args, seed=plan.seed, device=plan.device,
+                 max_length=plan.max_length, scratch=_scratch_path(settings, plan.target), progress=progress,
+                 on_progress=on_progress)
+    if fitted is None:  # a torchrun rank other than the main one: the main one evaluates and writes
+        return TrainResult(None, None, {})
+    head_init = {**head_init, **fitted.start_check}
+    classifier = Classifier(fitted.model, start.tokenizer, start.card, device=settings.device, precision="fp32")
+    calibration = _calibrate(classifier, plan)
+    evaluation = _evaluate(classifier, fitted.model, start, plan, settings, calibration, progress=progress)
+    metrics = _metrics(plan, fitted, calibration, evaluation, before=before, head_init=head_init)
+    card = _final_card(start.card, plan, calibration, metrics, fitted.log_history, synthetic_data)
+    _write_version(plan.target, start.tokenizer, fitted.model, plan, card)
+    return TrainResult(plan.target, card, metrics)
+
+
+def _plan(notes: Sequence[Note], args: TrainArgs, settings: Settings, out_dir: str | Path | None) -> _Plan:
+    """Splits, target folder, device and pooling, each checked before anything slow loads."""
     seed = args.seed if args.seed is not None else settings.seed
-    max_length = args.max_length or settings.max_length
-    multi_label = args.multi_label
-    problem_type = MULTI_LABEL if multi_label else SINGLE_LABEL
-
     splits, report = train_splits_only(notes, args, settings)
-    target = Path(out_dir) if out_dir else settings.resolved_models_dir / new_version_name(args.mode, splits.fingerprint)
+    target = (Path(out_dir) if out_dir
+              else settings.resolved_models_dir / new_version_name(args.mode, splits.fingerprint))
     check_target_free(target)
-
     device = pick_device(settings.device)
     check_one_gpu_per_process(device)  # before the model loads
-    set_seed(seed)
-    pooling = _resolved_pooling(args, settings.base_model)
-    args = replace(args, pooling=pooling)  # the card's train_args record what was used, not "unset"
-    model = build_model(settings.base_model, splits.labels, problem_type, dropout=args.dropout, pooling=pooling)
+    return _Plan(
+        args=replace(args, pooling=_resolved_pooling(args, settings.base_model)),
+        splits=splits,
+        report=report,
+        target=target,
+        device=device,
+        seed=seed,
+        max_length=args.max_length or settings.max_length,
+        test_texts=[e.text for e in splits.test],
+        test_targets=targets_for(splits.test, splits.labels, args.multi_label),
+    )
+
+
+def _build_start(plan: _Plan, settings: Settings) -> _Start:
+    """The base model (or the parent version, when continuing) with a head for the splits' labels."""
+    args = plan.args
+    problem_type = MULTI_LABEL if args.multi_label else SINGLE_LABEL
+    set_seed(plan.seed)
+    model = build_model(settings.base_model, plan.splits.labels, problem_type, dropout=args.dropout,
+                        pooling=args.pooling)
     parent = ""
     if args.init_from:
         parent = str(Path(args.init_from).resolve())
         initialise_from_version(model, Path(parent))
     tokenizer = load_tokenizer(settings.base_model)
-    card_stub = ModelCard(
-        labels=splits.labels,
+    card = ModelCard(
+        labels=plan.splits.labels,
         problem_type=problem_type,
         base_model=settings.base_model,
         weights_format=args.mode,
-        max_length=max_length,
+        max_length=plan.max_length,
         window_stride=settings.window_stride,
         parent_version=parent,
-        pooling=pooling,
+        pooling=args.pooling,
     )
-    test_targets = targets_for(splits.test, splits.labels, multi_label)
-    test_texts = [e.text for e in splits.test]
+    return _Start(model, tokenizer, card)
 
-    before: dict[str, Any] = {}
-    if _is_main_process():
-        # The same architecture with its fresh head: the "before fine-tuning" reference.
-        untrained = Classifier(model, tokenizer, card_stub, device=settings.device, precision="fp32")
-        before_probs = calibrated_probabilities(untrained.logits(test_texts), 1.0, multi_label)
-        before = classification_metrics(before_probs, test_targets, splits.labels, multi_label=multi_label)
 
-    head_init: dict[str, Any] = {"method": "random"}
-    if args.head_init == "probe":
-        if on_progress is not None:
-            on_progress(0.0, "fitting the head on the frozen encoder's features")
-        # Under torchrun each rank fits the same probe (same notes, deterministic regression) on its own GPU.
-        local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
-        head_init = fit_probe_head(model, tokenizer, splits.train, splits.validation, splits.labels,
-                                   multi_label=multi_label, max_length=max_length, device=local)
-        if _is_main_process():
-            # The probe alone, on the same test notes: what the fine-tune starts from and must beat.
-            probed = Classifier(model, tokenizer, card_stub, device=settings.device, precision="fp32")
-            head_init["test"] = classification_metrics(
-                calibrated_probabilities(probed.logits(test_texts), 1.0, multi_label), test_targets,
-                splits.labels, multi_label=multi_label)
+def _score_before_finetune(start: _Start, plan: _Plan, settings: Settings) -> dict[str, Any]:
+    """Test metrics of the same architecture with its fresh head: the "before fine-tuning" reference."""
+    if not is_main_process():
+        return {}
+    untrained = Classifier(start.model, start.tokenizer, start.card, device=settings.device, precision="fp32")
+    before_probs = calibrated_probabilities(untrained.logits(plan.test_texts), 1.0, plan.multi_label)
+    return classification_metrics(before_probs, plan.test_targets, plan.splits.labels, multi_label=plan.multi_label)
 
-    model = _prepare_model(model, args)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    train_set = _encode(tokenizer, splits.train, splits.labels, multi_label, max_length)
-    val_set = _encode(tokenizer, splits.validation, splits.labels, multi_label, max_length)
 
-    epochs = args.epochs if args.epochs is not None else auto_epochs(len(splits.train))
-    scratch = _scratch_dir(settings, target)
-    try:
-        per_epoch = args.max_steps < 0
-        training_args = TrainingArguments(
-            output_dir=scratch,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=max(args.batch_size, 32),
-            num_train_epochs=epochs,
-            max_steps=args.max_steps,
-            learning_rate=args.resolved_learning_rate,
-            weight_decay=args.weight_decay,
-            warmup_steps=args.warmup_ratio,
-            optim="adamw_torch",
-            lr_scheduler_type="linear",
-            eval_strategy="epoch" if per_epoch else "no",
-            save_strategy="epoch" if per_epoch else "no",
-            save_total_limit=1,
-            save_only_model=True,
-            load_best_model_at_end=per_epoch,
-            metric_for_best_model=args.select_by,
-            greater_is_better=args.select_by != "loss",
-            logging_strategy="steps",
-            logging_steps=10,
-            report_to="none",
-            disable_tqdm=not progress,
-            seed=seed,
-            use_cpu=device.type == "cpu",
-            # gloo is the CPU backend for torchrun; naming it outside torchrun breaks accelerate.
-            ddp_backend="gloo" if device.type == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-            remove_unused_columns=False,
-            train_sampling_strategy="group_by_length",
-            dataloader_num_workers=0,
-        )
-        callbacks = []
-        if per_epoch and args.early_stopping_patience > 0:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-        if on_progress is not None:
-            callbacks.append(_ProgressCallback(on_progress))
-        trainer = Trainer(
-            model=model,
-            args=training_args,
-            train_dataset=train_set,
-            eval_dataset=val_set,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_compute_metrics_fn(multi_label),
-            callbacks=callbacks,
-        )
-        start_metric, start_state = None, None
-        if args.head_init == "probe" and per_epoch:
-            # The fitted head alone is a candidate too (an "epoch 0"): a fine-tune that never
-            # beats its starting point on validation is not kept.
-            start_metric = float(trainer.evaluate()[f"eval_{args.select_by}"])
-            # Only what training changes, kept on the CPU: a full copy would double GPU memory.
-            start_state = {name: parameter.detach().to("cpu", copy=True)
-                           for name, parameter in model.named_parameters() if parameter.requires_grad}
-        started = time.perf_counter()
-        output = trainer.train()
-        wall_s = time.perf_counter() - started
-        # No rank may delete the shared checkpoint folder while another still reads it.
-        trainer.accelerator.wait_for_everyone()
-        log_history = list(trainer.state.log_history)
-        best_checkpoint_metric = trainer.state.best_metric
-        if start_metric is not None:
-            fine_tune_value = best_checkpoint_metric if best_checkpoint_metric is not None else start_metric
-            start_wins = start_metric < fine_tune_value if args.select_by == "loss" else start_metric > fine_tune_value
-            head_init.update({f"val_{args.select_by}": start_metric, "kept_instead_of_fine_tune": start_wins})
-            if start_wins:
-                with torch.no_grad():
-                    for name, parameter in trainer.model.named_parameters():
-                        if name in start_state:
-                            parameter.copy_(start_state[name])
-                best_checkpoint_metric = start_metric
-        world = training_args.world_size
-    finally:
-        if _is_main_process():
-            shutil.rmtree(scratch, ignore_errors=True)
+def _init_head(start: _Start, plan: _Plan, settings: Settings,
+               on_progress: Callable[[float, str], None] | None) -> dict[str, Any]:
+    """Keep the random head, or (``head_init="probe"``) fit it on the frozen encoder's features."""
+    if plan.args.head_init != "probe":
+        return {"method": "random"}
+    if on_progress is not None:
+        on_progress(0.0, "fitting the head on the frozen encoder's features")
+    device = plan.device
+    # Under torchrun each rank fits the same probe (same notes, deterministic regression) on its own GPU.
+    local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
+    head_init = fit_probe_head(start.model, start.tokenizer, plan.splits.train, plan.splits.validation,
+                               plan.splits.labels, multi_label=plan.multi_label, max_length=plan.max_length,
+                               device=local)
+    if is_main_process():
+        # The probe alone, on the same test notes: what the fine-tune starts from and must beat.
+        probed = Classifier(start.model, start.tokenizer, start.card, device=settings.device, precision="fp32")
+        head_init["test"] = classification_metrics(
+            calibrated_probabilities(probed.logits(plan.test_texts), 1.0, plan.multi_label), plan.test_targets,
+            plan.splits.labels, multi_label=plan.multi_label)
+    return head_init
 
-    if not trainer.is_world_process_zero():
-        return TrainResult(None, None, {})
 
-    trained = trainer.model.eval()
-    classifier = Classifier(trained, tokenizer, card_stub, device=settings.device, precision="fp32")
+def _calibrate(classifier: Classifier, plan: _Plan) -> _Calibration:
+    """Temperature (unless ``calibrate=False``) and, multi-label, per-label thresholds, on validation."""
+    splits, multi_label = plan.splits, plan.multi_label
     val_targets = targets_for(splits.validation, splits.labels, multi_label)
     val_logits = classifier.logits([e.text for e in splits.validation])
-    temperature = fit_temperature(val_logits, val_targets, multi_label) if args.calibrate else 1.0
+    temperature = fit_temperature(val_logits, val_targets, multi_label) if plan.args.calibrate else 1.0
     thresholds: dict[str, float] = {}
     if multi_label:
         thresholds = tune_thresholds(
             calibrated_probabilities(val_logits, temperature, True), val_targets, splits.labels
         )
-    test_logits = classifier.logits(test_texts, progress=progress)
+    return _Calibration(val_logits, val_targets, temperature, thresholds)
+
+
+def _evaluate(classifier: Classifier, trained: torch.nn.Module, start: _Start, plan: _Plan, settings: Settings,
+              calibration: _Calibration, *, progress: bool) -> dict[str, Any]:
+    """Test metrics before and after calibration, validation metrics, and the bf16 drift check."""
+    labels, multi_label, test_targets = plan.splits.labels, plan.multi_label, plan.test_targets
+    temperature, thresholds = calibration.temperature, calibration.thresholds
+    test_logits = classifier.logits(plan.test_texts, progress=progress)
     raw_probs = calibrated_probabilities(test_logits, 1.0, multi_label)
     cal_probs = calibrated_probabilities(test_logits, temperature, multi_label)
-    test_raw = classification_metrics(raw_probs, test_targets, splits.labels, multi_label=multi_label)
+    test_raw = classification_metrics(raw_probs, test_targets, labels, multi_label=multi_label)
     test_cal = classification_metrics(
-        cal_probs, test_targets, splits.labels, multi_label=multi_label, thresholds=thresholds or None
+        cal_probs, test_targets, labels, multi_label=multi_label, thresholds=thresholds or None
     )
     validation = classification_metrics(
-        calibrated_probabilities(val_logits, temperature, multi_label),
-        val_targets,
-        splits.labels,
+        calibrated_probabilities(calibration.val_logits, temperature, multi_label),
+        calibration.val_targets,
+        labels,
         multi_label=multi_label,
         thresholds=thresholds or None,
     )
     precision_check = {}
     if bf16_is_fast(classifier.device):
         # Recorded so precision="auto" can use bf16 only for versions where it is harmless.
-        bf16 = Classifier(trained, tokenizer, card_stub, device=settings.device, precision="bf16")
-        bf16_probs = calibrated_probabilities(bf16.logits(test_texts), temperature, multi_label)
+        bf16 = Classifier(trained, start.tokenizer, start.card, device=settings.device, precision="bf16")
+        bf16_probs = calibrated_probabilities(bf16.logits(plan.test_texts), temperature, multi_label)
         precision_check["bf16"] = {
             "max_drift": float(np.abs(bf16_probs - cal_probs).max()),
             "agreement": float((bf16_probs.argmax(1) == cal_probs.argmax(1)).mean()),
-            "notes": len(test_texts),
+            "notes": len(plan.test_texts),
         }
-    epochs_run = max((row.get("epoch", 0.0) for row in log_history), default=0.0)
-    metrics: dict[str, Any] = {
+    return {
         # "raw" = the model as trained: temperature 1 and, for multi-label, 0.5 thresholds.
         "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_raw": test_raw["macro_f1"]},
         "validation": validation,
+        "precision_check": precision_check,
+    }
+
+
+def _metrics(plan: _Plan, fitted: Fit, calibration: _Calibration, evaluation: dict[str, Any], *,
+             before: dict[str, Any], head_init: dict[str, Any]) -> dict[str, Any]:
+    """Everything the card records about the run, the training cost included."""
+    args = plan.args
+    epochs_run = max((row.get("epoch", 0.0) for row in fitted.log_history), default=0.0)
+    return {
+        "test": evaluation["test"],
+        "validation": evaluation["validation"],
         "before_finetune": before,
         "head_init": head_init,
-        "temperature": temperature,
-        "thresholds": thresholds,
-        "precision_check": precision_check,
+        "temperature": calibration.temperature,
+        "thresholds": calibration.thresholds,
+        "precision_check": evaluation["precision_check"],
         "train": {
             "mode": args.mode,
-            "wall_s": round(wall_s, 2),
-            "samples_per_s": round(float(output.metrics.get("train_samples_per_second", 0.0)), 2),
-            "train_notes": len(splits.train),
-            "epochs_budget": float(epochs),
+            "wall_s": round(fitted.wall_s, 2),
+            "samples_per_s": round(fitted.samples_per_s, 2),
+            "train_notes": len(plan.splits.train),
+            "epochs_budget": fitted.epochs_budget,
             "epochs_run": float(epochs_run),
-            f"best_val_{args.select_by}": best_checkpoint_metric,
-            "trainable_params": int(trainable),
+            f"best_val_{args.select_by}": fitted.best_metric,
+            "trainable_params": fitted.trainable,
             "peak_rss_mb": round(_peak_rss_mb(), 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
-            "world_size": world,
-            "device": device.type,
+            "world_size": fitted.world_size,
+            "device": plan.device.type,
         },
     }
-    card = replace(
-        card_stub,
-        temperature=temperature,
-        thresholds=thresholds,
-        data_fingerprint=splits.fingerprint,
-        train_args=args.to_dict(),
+
+
+def _final_card(stub: ModelCard, plan: _Plan, calibration: _Calibration, metrics: dict[str, Any],
+                log_history: list[dict[str, Any]], synthetic_data: bool) -> ModelCard:
+    return replace(
+        stub,
+        temperature=calibration.temperature,
+        thresholds=calibration.thresholds,
+        data_fingerprint=plan.splits.fingerprint,
+        train_args=plan.args.to_dict(),
         metrics=metrics,
-        data_report=asdict(report),
+        data_report=asdict(plan.report),
         training_log=log_history,
         created_at=datetime.now(timezone.utc).isoformat(),
         synthetic_data=synthetic_data,
         healthmon_version=healthmon.__version__,
     )
+
+
+def _write_version(target: Path, tokenizer: PreTrainedTokenizerBase, trained: torch.nn.Module, plan: _Plan,
+                   card: ModelCard) -> None:
+    """Tokenizer, weights, the notes seen and the card, all at once or not at all."""
     with atomic_version_dir(target) as tmp:
         tokenizer.save_pretrained(str(tmp))
-        _save_weights(trained, args.mode, tmp)
-        save_training_data(tmp, splits, parent)
+        save_weights(trained, plan.args.mode, tmp)
+        save_training_data(tmp, plan.splits, card.parent_version)
         card.save(tmp)
-    return TrainResult(target, card, metrics)
 
 
-def _encode(
-    tokenizer: Any, examples: Sequence[Example], labels: Sequence[str], multi_label: bool, max_length: int
-) -> _TokenizedDataset:
-    # Training sees each note's first window; prediction scores every window (see
-    # healthmon.model.classifier), so a label is never pinned on a window that lacks it.
-    encodings = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-    targets = targets_for(examples, labels, multi_label)
-    return _TokenizedDataset(dict(encodings), [t.tolist() if multi_label else int(t) for t in targets])
-
-
-def _save_weights(model: torch.nn.Module, mode: str, folder: Path) -> None:
-    if mode == "lora":
-        model.save_pretrained(str(folder / ADAPTER_DIR))
-    elif mode == "head":
-        save_file(head_state_dict(model), str(folder / HEAD_FILE))
-    else:
-        model.save_pretrained(str(folder / FULL_DIR))
-
-
-def _scratch_dir(settings: Settings, target: Path) -> str:
+def _scratch_path(settings: Settings, target: Path) -> Path:
     """Checkpoint folder for one run, named after the version so every torchrun rank
     finds the same best checkpoint; beside the models so 90 MB checkpoints spare /tmp."""
-    path = settings.resolved_models_dir / ".runs" / target.name
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelError("a writable models folder", f"{path}: {exc.strerror}", "set HEALTHMON_MODELS_DIR to a writable folder") from exc
-    return str(path)
+    return settings.resolved_models_dir / ".runs" / target.name
 
 
 def _parent_labels(args: TrainArgs) -> tuple[str, ...]:
@@ -489,4 +375,4 @@ def train_splits_only(notes: Sequence[Note], args: TrainArgs, settings: Settings
     )
 
 
-__all__ = ["TrainResult", "train", "train_splits_only", "targets_for"]
+__all__ = ["TrainResult", "train", "train_splits_only"]

@@ -7,15 +7,15 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
-from healthmon.advice.patient import scale_on_record
-from healthmon.cases import CaseView
+from healthmon.advice.snapshot import scale_on_record
 from healthmon.errors import HealthmonError
 from healthmon.escaping import escape_markdown
 from healthmon.explain import to_html, to_html_page, to_json
-from healthmon.auth import SignedIn
-from healthmon.jobs import KINDS, JobView, cancel, recent_jobs
 from healthmon.model.card import ModelCard
-from healthmon.types import Explanation, IngestReport, Prediction
+from healthmon.services.accounts import SignedIn
+from healthmon.services.explanations import explain_case
+from healthmon.services.jobs import KINDS, JobView, cancel, recent_jobs
+from healthmon.types import CaseView, Explanation, IngestReport, Prediction
 from healthmon.ui.resources import get_database
 
 
@@ -153,8 +153,6 @@ def explanation_view(e: Explanation, *, key: str, html_slot=None) -> None:  # no
 
 def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # noqa: ANN001
     """Why a stored case scored as it did: pick a label, see its word-level explanation."""
-    from healthmon.cases import explain_case
-
     st.subheader("Why this score?")
     labels = list(case.labels)
     default_label = case.predicted[0] if case.predicted else max(case.probabilities, key=case.probabilities.__getitem__)

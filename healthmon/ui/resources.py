@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from sqlalchemy.orm import Session, sessionmaker
 
+from healthmon.advice.rules import load_rules
 from healthmon.config import Settings
 from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
-from healthmon.storage.db import make_engine, session_factory, upgrade
+from healthmon.services import versions
+from healthmon.services.database import Database, connect
+from healthmon.services.worker import start_thread_workers
 
 
 @st.cache_resource(show_spinner=False)
@@ -19,33 +21,14 @@ def get_settings() -> Settings:
 
 
 def active_model_dir(settings: Settings) -> Path | None:
-    """The version the dashboard serves.
-
-    HEALTHMON_ACTIVE_MODEL when set (an operator's explicit choice), else the version the
-    database marks active (promoted by retrain, or rolled back to), else the demo model.
-    """
-    candidates = [settings.active_model] if settings.active_model else []
-    if not candidates:
-        from healthmon.storage.db import transaction
-        from healthmon.storage.repository import active_version
-
-        with transaction(get_database()) as session:
-            active = active_version(session)
-            if active is not None:
-                candidates.append(Path(active.folder))
-        candidates.append(settings.demo_model_dir)
-    for folder in candidates:
-        if (Path(folder) / "card.json").is_file():
-            return Path(folder)
-    return None
+    """The version the dashboard serves (see :func:`healthmon.services.versions.served_version_dir`)."""
+    return versions.served_version_dir(get_database(), settings)
 
 
 @st.cache_resource(show_spinner="Preparing the database ...")
-def get_database() -> sessionmaker[Session]:
+def get_database() -> Database:
     """The session factory, after applying any pending migrations (once per process)."""
-    engine = make_engine(settings=get_settings())
-    upgrade(engine)
-    return session_factory(engine)
+    return connect(get_settings())
 
 
 @st.cache_resource(show_spinner="Loading the model ...")
@@ -62,16 +45,7 @@ def get_card(version_dir: str) -> ModelCard:
 @st.cache_resource(show_spinner=False)
 def _registered(version_dir: str) -> bool:
     # Once per folder and process: pages call register_served on every rerun.
-    from sqlalchemy.exc import IntegrityError
-
-    from healthmon.storage.db import transaction
-    from healthmon.training.continual import ensure_registered
-
-    try:
-        with transaction(get_database()) as session:
-            ensure_registered(session, Path(version_dir))
-    except IntegrityError:
-        pass  # another session registered it at the same moment: nothing left to do
+    versions.register_served(get_database(), Path(version_dir))
     return True
 
 
@@ -95,8 +69,6 @@ def get_worker() -> object | None:
     settings = get_settings()
     if settings.worker != "thread":
         return None
-    from healthmon.jobs import start_thread_workers
-
     # The workers share the pages' cached models, so a batch job starts warm.
     return start_thread_workers(get_database(), settings, get_classifier)
 
@@ -104,6 +76,4 @@ def get_worker() -> object | None:
 @st.cache_resource(show_spinner=False)
 def get_rules(path: str | None) -> tuple:
     """The advice rules, validated once per process and file (an invalid file raises AdviceError)."""
-    from healthmon.advice.rules import load_rules
-
     return load_rules(path)

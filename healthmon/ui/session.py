@@ -1,7 +1,7 @@
 """Sign-in for the pages: the form, the per-page role check and the sidebar account box.
 
 The browser session keeps only the random session token (``st.session_state``); every
-rerun checks it against the database (:func:`healthmon.auth.check_session`), so expiry,
+rerun checks it against the database (:func:`healthmon.services.accounts.check_session`), so expiry,
 sign-out, deactivation and role changes take effect on the next click.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from healthmon.auth import AuthError, SignedIn, check_session, sign_in, sign_out
+from healthmon.services.accounts import AuthError, SignedIn, check_session, sign_in, sign_out
 from healthmon.ui.components import plain
 from healthmon.ui.resources import get_database, get_settings
 

@@ -11,10 +11,12 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from healthmon.vitals.alerts import alerts_frame
 from healthmon.vitals.bp import CRISIS, BPCategory, classify_bp, esc_grade
+from healthmon.vitals.news2_alerts import news2_alerts
 from healthmon.vitals.series import news2_over_time
 from healthmon.vitals.text import summarise_vitals
-from healthmon.vitals.trends import alerts_frame, detect_alerts, news2_alerts
+from healthmon.vitals.trends import detect_alerts
 
 BP_WINDOW = pd.Timedelta(days=7)  # the readings averaged for a category: the last week's
 # Only a ward charts these (a NEWS2 chart records both at every round); a wearable, a home cuff or

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
 
 from healthmon.errors import HealthmonError
-from healthmon.vitals.ingest import acvpu_letter
+from healthmon.vitals.parameters import acvpu_letter
 
 INF = math.inf
 

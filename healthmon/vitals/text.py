@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from healthmon.vitals.ingest import UNITS
+from healthmon.errors import HealthmonError
+from healthmon.model.lineage import lineage, load_examples
 from healthmon.vitals.news2 import news2_band
+from healthmon.vitals.parameters import UNITS
 
 
 @dataclass(frozen=True)
@@ -350,9 +352,6 @@ def summaries_in_training_data(version_dir: str | Path) -> int | None:
     data was not stored or cannot be read. A model that saw none scores a summary without
     having learned to read one (demo models built before 2026-11-29, see
     ``healthmon.demo.demo_notes``), and the Vitals page says so."""
-    from healthmon.errors import HealthmonError
-    from healthmon.model.lineage import lineage, load_examples
-
     try:
         return sum(looks_like_vitals_summary(text)
                    for folder, _ in lineage(Path(version_dir)) for text, _ in load_examples(folder, "train"))

@@ -1,0 +1,7 @@
+"""Use cases: the one layer every front door (pages, CLI, API, job worker) calls.
+
+Only modules here open database sessions, check permissions (``accounts.require``) and
+write audit entries. Each module is one use case: ``accounts``, ``notes``, ``cases``,
+``versions``, ``retrain``, ``vitals``, ``advice``, ``patients``, ``reports``, ``jobs``;
+``database`` connects a process to its database.
+"""

@@ -1,0 +1,57 @@
+"""Connect a process (dashboard, CLI, worker, API) to its database.
+
+Every front door starts here: it gets a session factory with the schema migrated to the
+newest revision, and hands that factory to the other services.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.config import Settings
+from healthmon.storage.db import current_revision, head_revision, make_engine, session_factory, upgrade
+
+Database = sessionmaker[Session]
+
+
+def connect(settings: Settings | None = None, *, url: str | None = None, migrate: bool = True) -> Database:
+    """The session factory for ``url`` (default: the settings' database), after applying any
+    pending Alembic migrations unless ``migrate`` is False."""
+    engine = make_engine(url, settings=settings)
+    if migrate:
+        upgrade(engine)
+    return session_factory(engine)
+
+
+def schema_revision(factory: Database) -> tuple[str | None, str]:
+    """(the database's Alembic revision, the newest revision this code knows)."""
+    return current_revision(factory.kw["bind"]), head_revision()
+
+
+def connect_existing(settings: Settings) -> Database | None:
+    """As :func:`connect`, but None where the database is a local SQLite file that does not
+    exist yet: reading commands must not create one (it would hold nothing to read)."""
+    try:
+        url = make_url(settings.resolved_database_url)
+    except ArgumentError:
+        url = None  # connect() says what is wrong with it
+    local = url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if local and not Path(url.database).exists():
+        return None
+    return connect(settings)
+
+
+def database_status(settings: Settings, *, migrate: bool) -> dict[str, Any]:
+    """The database URL (password hidden) and its schema revision, after migrating if asked."""
+    engine = make_engine(settings=settings)
+    try:
+        if migrate:
+            upgrade(engine)
+        return {"database": engine.url.render_as_string(hide_password=True), "revision": current_revision(engine)}
+    finally:
+        engine.dispose()
