@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from healthmon.services import accounts as auth
 from healthmon.services.accounts import AuthError, PermissionDenied, SignedIn, check_session, sign_in, sign_out
@@ -251,13 +251,26 @@ def test_only_one_of_two_workers_claims_a_job(db, conf, settings):
     assert sorted(claims, key=lambda c: c is None) == [job_id, None]
 
 
-def test_failures_cancellation_and_dead_workers_are_recorded(db, conf, settings):
+def _version_folder(tmp_path):
+    # Enough for submit_for_scoring's check; these tests' workers never load it.
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    (folder / "card.json").write_text("{}")
+    return str(folder)
+
+
+def test_failures_cancellation_and_dead_workers_are_recorded(db, conf, settings, tmp_path):
+    from healthmon.storage.models import NoteRow
+
     cli = _signed(db, conf, "cli")
     worker = Worker(db, settings, lambda folder: (_ for _ in ()).throw(FileNotFoundError(folder)))
-    bad = submit_for_scoring(db, cli, [Note(text="x", note_id="1")], "/no/such/version")
+    version = _version_folder(tmp_path)
+    bad = submit_for_scoring(db, cli, [Note(text="x", note_id="1")], version)
     worker.run_once()
     failed = get_job(db, bad)
-    assert failed.status == "failed" and "internal error" in failed.error and "/no/such/version" in failed.error
+    assert failed.status == "failed" and "internal error" in failed.error and version in failed.error
+    with transaction(db) as s:  # the failed job's notes were never scored: their text is not kept
+        assert s.scalar(select(func.count()).select_from(NoteRow)) == 0
 
     queued = enqueue(db, PredictJob("x"), cli)
     cancel(db, queued, cli)
@@ -375,17 +388,27 @@ def test_job_payloads_round_trip_and_name_unknown_keys():
         payload_of("finetune", {"train_args": {}})
 
 
-def test_notes_are_stored_once_and_their_job_carries_ids_not_text(db, conf):
+def test_notes_are_stored_once_and_their_job_carries_ids_not_text(db, conf, tmp_path):
+    from healthmon.errors import ModelError
     from healthmon.storage.models import NoteRow
 
     cli, ann = _signed(db, conf, "cli"), _signed(db, conf, "ann")
+    version = _version_folder(tmp_path)
     notes = [Note(text="Polyuria, HbA1c 9.1 %", note_id="a", patient_id="P-1"), Note(text="BP 150/95", note_id="b")]
-    first = submit_for_scoring(db, cli, notes, "/models/v1")
-    again = submit_for_scoring(db, cli, notes, "/models/v1")
+    first = submit_for_scoring(db, cli, notes, version)
+    again = submit_for_scoring(db, cli, notes, version)
     with pytest.raises(PermissionDenied):
-        submit_for_scoring(db, ann, [Note(text="an annotator may not score notes", note_id="c")], "/models/v1")
+        submit_for_scoring(db, ann, [Note(text="an annotator may not score notes", note_id="c")], version)
+    with pytest.raises(ModelError, match="no card.json"):
+        submit_for_scoring(db, cli, [Note(text="no model to score with", note_id="d")], None)
     with transaction(db) as s:
         stored = {row.external_id: row.id for row in s.scalars(select(NoteRow))}
         first_args, again_args = s.get(Job, first).args, s.get(Job, again).args
-    assert sorted(stored) == ["a", "b"]  # once each, and nothing of the refused job
-    assert first_args == again_args == {"version_dir": "/models/v1", "note_ids": [stored["a"], stored["b"]]}
+    assert sorted(stored) == ["a", "b"]  # once each, and nothing of the refused jobs
+    assert first_args == again_args == {"version_dir": version, "note_ids": [stored["a"], stored["b"]]}
+    cancel(db, first, cli)  # the other job still waits on the same notes: they stay
+    with transaction(db) as s:
+        assert s.scalar(select(func.count()).select_from(NoteRow)) == 2
+    cancel(db, again, cli)
+    with transaction(db) as s:
+        assert s.scalar(select(func.count()).select_from(NoteRow)) == 0

@@ -443,3 +443,14 @@ def test_the_bulk_export_log_is_not_fhir_and_is_refused():
     folder = _shared("fhir-bulk-10patients")
     with pytest.raises(IngestError, match="no line is a FHIR resource"):
         read_fhir(folder / "log.ndjson")
+
+
+def test_a_document_reference_note_gets_the_checks_every_note_gets():
+    damaged = "Chief complaint:\x07 polyuria."  # a control character, as an uploaded note would be refused for
+    payload = ndjson({"resourceType": "DocumentReference", "id": "d1", "status": "current",
+                      "subject": {"reference": "Patient/p1"},
+                      "content": [{"attachment": {"contentType": "text/plain",
+                                                  "data": base64.b64encode(damaged.encode()).decode()}}]})
+    notes = read_fhir(payload, "notes.ndjson").notes
+    assert len(notes.notes) == 0 and notes.report.rows_rejected == 1
+    assert "control character" in notes.report.rejected[0].reason and "U+0007" in notes.report.rejected[0].reason

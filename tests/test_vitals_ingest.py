@@ -139,6 +139,13 @@ def test_spreadsheet_encodings_are_read_and_said_and_unreadable_bytes_refused():
     assert windows.report.columns["temperature"] == "temp °F"
     assert dict(zip(windows.frame.parameter, windows.frame.value))["temperature"] == pytest.approx(37.0)
     assert any("read as Windows-1252" in c for c in windows.report.conversions)
+    # The ordinal sign Windows-1252 and Iberian exports write for a degree is a degree too.
+    ordinal = read_vitals_csv("timestamp,patient,Temp (ºF),pulse\n2026-03-01 08:00,p1,101.3,70\n".encode("cp1252"),
+                              "export.csv")
+    assert dict(zip(ordinal.frame.parameter, ordinal.frame.value))["temperature"] == pytest.approx(38.5)
+    padded = read_vitals_csv(text.encode() + b"\x00" * 300, "logger.csv")  # a logger's block padding
+    assert len(padded.frame) == 2 and "300 NUL byte(s) of padding at the end of the file ignored" in (
+        padded.report.conversions)
     utf16 = read_vitals_csv(text.encode("utf-16"), "excel16.csv")
     assert len(utf16.frame) == 2 and "read as UTF-16 text" in utf16.report.conversions
     with pytest.raises(IngestError, match="CSV UTF-8"):

@@ -7,13 +7,12 @@ import sys
 from datetime import date
 from typing import Any
 
-import pandas as pd
-
-from healthmon.advice.rules import Rule, load_rules
 from healthmon.config import Settings
-from healthmon.ingest.notes import read_notes_file
 from healthmon.services.database import Database, connect
 from healthmon.types import IngestResult
+
+# pandas and the readers behind it load when a command runs, not when the CLI does: `--help`
+# and the light commands stay quick.
 
 
 def add_columns(parser: argparse.ArgumentParser, *, labels: bool) -> None:
@@ -35,6 +34,8 @@ def add_spo2_scale(parser: argparse.ArgumentParser) -> None:
 
 def read_notes(args: argparse.Namespace, settings: Settings, *, labels: bool) -> IngestResult:
     """The notes file named by --data, with what was read and rejected said on stderr."""
+    from healthmon.ingest.notes import read_notes_file
+
     result = read_notes_file(
         args.data,
         text_column=args.text_column,
@@ -82,6 +83,8 @@ def iso_date(text: str) -> date:
 
 def duration(text: str) -> str:
     """argparse type: a positive pandas duration with a unit; a bare number would be read as nanoseconds."""
+    import pandas as pd
+
     try:
         ok = not text.strip().replace(".", "", 1).isdigit() and pd.Timedelta(text) > pd.Timedelta(0)
     except ValueError:
@@ -97,6 +100,8 @@ def open_database(settings: Settings) -> Database:
     return connect(settings)
 
 
-def advice_rules(settings: Settings) -> tuple[Rule, ...]:
+def advice_rules(settings: Settings) -> tuple:
     """The advice rules of HEALTHMON_ADVICE_RULES (the bundled table by default), validated."""
+    from healthmon.advice.rules import load_rules
+
     return load_rules(settings.advice_rules)

@@ -24,10 +24,14 @@ _HEADER_MAX_CHARS = 40
 _HEADER_MAX_WORDS = 4
 
 
+# Degree signs as exports write them: "°" and, from Windows-1252 and Iberian locales, the ordinal "º".
+_DEGREE_SIGNS = str.maketrans("", "", "°º")
+
+
 def alias_key(name: str) -> str:
-    """A header as alias tables spell it: case-folded, ``°`` dropped, every run of characters that are
-    not letters or digits one ``_``, none at either end."""
-    return re.sub(r"[\W_]+", "_", name.casefold().replace("°", "")).strip("_")
+    """A header as alias tables spell it: case-folded, degree signs dropped, every run of characters
+    that are not letters or digits one ``_``, none at either end."""
+    return re.sub(r"[\W_]+", "_", name.casefold().translate(_DEGREE_SIGNS)).strip("_")
 
 
 def _explicit_key(name: str) -> str:
@@ -99,7 +103,8 @@ def map_columns(
 
 
 def missing_column_error(
-    expected: str, header: Sequence[str], source: str, fix: str, *, delimiter: str | None = None
+    expected: str, header: Sequence[str], source: str, fix: str, *, delimiter: str | None = None,
+    sentence_hint: bool = True,
 ) -> IngestError:
     """The error for a table without a column it needs, listing the columns it has.
 
@@ -110,6 +115,8 @@ def missing_column_error(
         fix: how to fix it.
         delimiter: the separator the file was split on, where the reader fixed it (a ``.csv`` is
             comma-separated): a one-column header holding another separator gets a hint.
+        sentence_hint: say that a long header cell looks like data (a note's first line); off for
+            device files, whose headers are often long ("Heart rate (beats per minute)").
 
     Returns:
         The :class:`IngestError` to raise.
@@ -122,6 +129,6 @@ def missing_column_error(
             f"; the header seems to use {other!r} as separator, but "
             f"{'.csv needs commas' if delimiter == ',' else '.tsv needs tabs'}"
         )
-    elif any(len(h) > _HEADER_MAX_CHARS or len(h.split()) >= _HEADER_MAX_WORDS for h in header):
+    elif sentence_hint and any(len(h) > _HEADER_MAX_CHARS or len(h.split()) >= _HEADER_MAX_WORDS for h in header):
         hint = "; the first line looks like data, not a header row"
     return IngestError(expected, found + hint, fix)

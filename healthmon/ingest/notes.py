@@ -137,7 +137,7 @@ def read_pasted(
             "empty text" if not text else f"only whitespace ({len(text)} characters)",
             "paste the note text into the box before submitting",
         )
-    problem = _text_problem(text)
+    problem = text_problem(text)
     if problem is not None:
         raise IngestError(
             "plain note text",
@@ -339,7 +339,7 @@ def _check_size(size: int, limit: int, name: str) -> None:
 # ----------------------------------------------------------------------------- note checks
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
     """Why a note text is unusable, or None. Phrased to follow 'text that ...'."""
     if not text.strip():
         return "is empty" if not text else "is only whitespace"
@@ -367,7 +367,7 @@ def _split_labels(cell: str, separator: str) -> tuple[str, ...]:
 
 
 def _read_txt(text: str, name: str, encoding: str) -> IngestResult:
-    problem = _text_problem(text)
+    problem = text_problem(text)
     if problem is not None:
         raise IngestError(
             "a .txt file holding one readable note",
@@ -488,7 +488,7 @@ def _read_table(
             rejected.append(RejectedRow(start, _field_count_reason(row, header, delimiter)))
             continue
         note_text = row[mapping["text"]]
-        problem = _text_problem(note_text)
+        problem = text_problem(note_text)
         if problem is not None:
             rejected.append(RejectedRow(start, f"note text {problem}"))
             continue

@@ -199,6 +199,11 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
         raise IngestError("a date order of 'day/month' or 'month/day'", repr(date_order), "pass one of those")
     report = VitalsReport(source=name)
     if isinstance(data, bytes):
+        # Some bedside loggers pad a file to a block size with NUL bytes: padding, not binary data.
+        padded = len(data) - len(data.rstrip(b"\x00"))
+        if padded and not data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16's own NULs are text
+            data = data[:-padded]
+            report.conversions.append(f"{padded:,} NUL byte(s) of padding at the end of the file ignored")
         text, encoding = decode_text(data, name)
         said = encoding_note(encoding, text)
         if said:
@@ -228,11 +233,11 @@ def read_vitals_csv(data: bytes | str, name: str = "vitals.csv", *, patient_id: 
     report.rows_read, report.columns = len(raw), mapping
     if "time" not in mapping:
         raise missing_column_error("a time column (timestamp, time, datetime, date ...)", header, name,
-                                   "add or rename the time column")
+                                   "add or rename the time column", sentence_hint=False)
     measured = [c for c in mapping if c in UNITS or c == "blood_pressure"]
     if not measured:
         raise missing_column_error("at least one vitals column (heart rate, blood pressure, SpO2, ...)", header, name,
-                                   "rename the columns or see docs/vitals.md for the aliases")
+                                   "rename the columns or see docs/vitals.md for the aliases", sentence_hint=False)
     times, problems = _time_column(raw, mapping, date_order, report)
     problems.update(malformed)
     report.ignored_columns = [c for c in raw.columns if c not in mapping.values()]

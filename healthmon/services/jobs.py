@@ -21,7 +21,7 @@ from healthmon.errors import ConfigError, StorageError
 from healthmon.services.accounts import SignedIn, require
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Job, utcnow
-from healthmon.storage.repository import audit
+from healthmon.storage.repository import audit, delete_unscored_notes
 from healthmon.training.args import TrainArgs
 from healthmon.types import as_utc, checked_fields
 
@@ -127,7 +127,11 @@ def payload_of(kind: str, args: Mapping[str, Any]) -> JobPayload:
     """The typed payload of a stored job row."""
     if kind not in KINDS:
         raise StorageError(f"a job kind among {', '.join(KINDS)}", repr(kind), "pick one of those kinds")
-    return KINDS[kind].from_dict(args)
+    try:
+        return KINDS[kind].from_dict(args)
+    except ConfigError as exc:  # e.g. a job queued by an older healthmon, before an upgrade
+        raise ConfigError(exc.expected, exc.found, "start the job again from the page or command that "
+                          "queued it") from None
 
 
 # ----------------------------------------------------------------------------- queue API
@@ -187,6 +191,22 @@ def recent_jobs(factory: sessionmaker[Session], *, kinds: tuple[str, ...] | None
         return [_view(job) for job in s.scalars(query)]
 
 
+def discard_unscored_notes(session: Session, job: Job) -> None:
+    """After a predict job failed or was cancelled, delete the notes it stored that were never
+    scored, so patient text is not kept for nothing; notes another queued or running predict
+    job still waits on stay."""
+    if job.kind != PredictJob.kind:
+        return
+    mine = set((job.args or {}).get("note_ids") or ())
+    others = session.scalars(select(Job.args).where(Job.kind == PredictJob.kind, Job.id != job.id,
+                                                    Job.status.in_(("queued", "running"))))
+    for args in others:
+        mine -= set((args or {}).get("note_ids") or ())
+    deleted = delete_unscored_notes(session, sorted(mine))
+    if deleted:
+        audit(session, job.created_by, "notes.discard", "job", job.id, after={"notes": len(deleted)})
+
+
 def cancel(factory: sessionmaker[Session], job_id: int, user: SignedIn) -> None:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress report."""
     with transaction(factory) as s:
@@ -197,6 +217,7 @@ def cancel(factory: sessionmaker[Session], job_id: int, user: SignedIn) -> None:
             require(user, "users.manage")  # only the owner or an admin
         if job.status == "queued":
             job.status, job.finished_at, job.message = "cancelled", utcnow(), f"cancelled by {user.name}"
+            discard_unscored_notes(s, job)
         elif job.status == "running":
             job.cancel_requested = True
         audit(s, user.name, "job.cancel", "job", job_id)

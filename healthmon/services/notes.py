@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from healthmon.errors import ModelError, StorageError
 from healthmon.model.classifier import Classifier
 from healthmon.services.accounts import SignedIn, require
 from healthmon.services.jobs import PredictJob, enqueue
@@ -24,17 +26,33 @@ Progress = Callable[[float, str], None]
 
 
 def submit_for_scoring(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note],
-                       version_dir: str | Path) -> int:
+                       version_dir: str | Path | None) -> int:
     """Store ``notes`` and queue them for scoring by ``version_dir``; returns the job id.
 
-    The notes and the job are stored in one transaction: a refused job stores no notes.
+    The notes and the job are stored in one transaction: a refused job stores no notes, and
+    a job that fails or is cancelled deletes the notes it stored that were never scored.
+
+    Raises:
+        ModelError: no version folder to score with (before anything is stored).
     """
     require(user, PredictJob.permission)
-    with unit_of_work(factory) as s:
-        note_ids = store_notes(s, notes)
-        job_id = enqueue(factory, PredictJob(str(version_dir), tuple(note_ids)), user)
-        audit(s, user.name, "notes.store", "job", job_id, after={"notes": len(note_ids)})
-        return job_id
+    if version_dir is None or not (Path(version_dir) / "card.json").is_file():
+        raise ModelError("a model version folder to score with", f"{version_dir or 'none'} (no card.json there)",
+                         "build the demo model (`python -m healthmon demo`) or promote a version on the Models page")
+    for attempt in (1, 2):
+        try:
+            with unit_of_work(factory) as s:
+                note_ids = store_notes(s, notes)
+                job_id = enqueue(factory, PredictJob(str(version_dir), tuple(note_ids)), user)
+                audit(s, user.name, "notes.store", "job", job_id, after={"notes": len(note_ids)})
+                return job_id
+        except IntegrityError:
+            # Another session stored one of these notes (or patients) between our look and our
+            # insert; the second look finds them.
+            if attempt == 2:
+                raise StorageError("notes stored once", "the same notes being stored by another session",
+                                   "submit them again") from None
+    raise AssertionError("unreachable")
 
 
 def score_stored(factory: sessionmaker[Session], classifier: Classifier, version_dir: str | Path,

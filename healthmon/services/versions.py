@@ -21,9 +21,10 @@ from healthmon.config import Settings
 from healthmon.errors import StorageError
 from healthmon.model.card import ModelCard
 from healthmon.services.accounts import SignedIn, require
+from healthmon.storage import repository
 from healthmon.storage.db import transaction
 from healthmon.storage.models import ModelVersion
-from healthmon.storage.repository import active_version, audit, register_version
+from healthmon.storage.repository import active_version, audit
 from healthmon.types import as_utc
 
 
@@ -50,7 +51,7 @@ def _view(row: ModelVersion) -> VersionView:
 def list_versions(factory: sessionmaker[Session]) -> list[VersionView]:
     """Every registered version, newest first."""
     with transaction(factory) as s:
-        return [_view(row) for row in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))]
+        return [_view(row) for row in repository.list_versions(s)]
 
 
 def served_version_dir(factory: sessionmaker[Session], settings: Settings) -> Path | None:
@@ -79,7 +80,7 @@ def ensure_registered(session: Session, folder: Path, *, status: str | None = No
     if status is None:
         status = "active" if active_version(session) is None else "candidate"
     card = ModelCard.load(folder)
-    return register_version(session, folder.name, str(folder.resolve()), json.loads(card.to_json()), status=status)
+    return repository.register_version(session, folder.name, str(folder.resolve()), json.loads(card.to_json()), status=status)
 
 
 def register_served(factory: sessionmaker[Session], folder: Path) -> VersionView:
@@ -92,15 +93,16 @@ def register_served(factory: sessionmaker[Session], folder: Path) -> VersionView
         with transaction(factory) as session:
             return _view(ensure_registered(session, Path(folder)))
     except IntegrityError:
+        # Either this folder was registered meanwhile (its row is returned) or another folder
+        # became active meanwhile (the one-active index refused ours): this one is a candidate.
         with transaction(factory) as session:
-            return _view(session.scalar(select(ModelVersion).where(ModelVersion.name == Path(folder).name)))
+            return _view(ensure_registered(session, Path(folder), status="candidate"))
 
 
 def register_trained(factory: sessionmaker[Session], folder: Path, *, actor: str, rows: int) -> VersionView:
     """A newly trained version, registered as a candidate (served only once promoted), audited."""
-    card = ModelCard.load(folder)
     with transaction(factory) as session:
-        row = register_version(session, folder.name, str(Path(folder).resolve()), json.loads(card.to_json()))
+        row = ensure_registered(session, Path(folder), status="candidate")
         audit(session, actor, "version.train", "model_version", row.id, after={"rows": rows})
         return _view(row)
 

@@ -48,7 +48,7 @@ class StoredPatient:
 
 def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, frame: pd.DataFrame, *, source: str,
                  fmt: str, report: dict) -> StoredUpload:
-    """Store a long vitals table (``ingest.COLUMNS``) read from ``source`` in format ``fmt``.
+    """Store a long vitals table (:data:`healthmon.vitals.parameters.COLUMNS`) read from ``source`` in format ``fmt``.
 
     Each reading keeps its ``source``, which marks a cuffless wearable's blood pressure
     (:func:`healthmon.vitals.assess.mark_cuffless`). A reading already stored keeps the kind it

@@ -30,7 +30,7 @@ from healthmon.ingest.notes import read_notes_file
 from healthmon.model.classifier import Classifier
 from healthmon.services.cases import case_detail
 from healthmon.services.explanations import explain_case
-from healthmon.services.jobs import ExplainJob, FinetuneJob, PredictJob, RetrainJob, payload_of
+from healthmon.services.jobs import ExplainJob, FinetuneJob, PredictJob, RetrainJob, discard_unscored_notes, payload_of
 from healthmon.services.notes import score_stored
 from healthmon.services.retrain import retrain
 from healthmon.services.versions import register_trained
@@ -134,14 +134,19 @@ class Worker:
     def fail_stale(self) -> int:
         """Mark running jobs whose worker stopped reporting as failed; returns how many."""
         limit = utcnow() - timedelta(seconds=self.settings.job_stale_seconds)
+        failed = 0
         with transaction(self.factory) as s:
-            result = s.execute(
-                update(Job).where(Job.status == "running", Job.heartbeat_at < limit)
-                .values(status="failed", finished_at=utcnow(),
-                        error="its worker stopped reporting (the dashboard or worker process was restarted): "
-                              "start the job again")
-            )
-            return result.rowcount or 0
+            for job_id in s.scalars(select(Job.id).where(Job.status == "running", Job.heartbeat_at < limit)).all():
+                # Conditional, as before: a job that reported or finished meanwhile is left alone.
+                won = s.execute(
+                    update(Job).where(Job.id == job_id, Job.status == "running", Job.heartbeat_at < limit)
+                    .values(status="failed", finished_at=utcnow(),
+                            error="its worker stopped reporting (the dashboard or worker process was restarted): "
+                                  "start the job again"))
+                if won.rowcount == 1:
+                    failed += 1
+                    discard_unscored_notes(s, s.get(Job, job_id))
+        return failed
 
     def claim(self) -> int | None:
         with transaction(self.factory) as s:
@@ -207,6 +212,8 @@ class Worker:
             job.message = message or status
             if status == "succeeded":
                 job.progress = 1.0
+            else:
+                discard_unscored_notes(s, job)
 
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 0.25) -> None:
         self.fail_stale()

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from healthmon.errors import ReviewConflict, StorageError
-from healthmon.storage.passwords import hash_password, verify_password  # noqa: F401  (re-exported)
 from healthmon.storage.models import (
     ROLES,
+    AdviceItem,
     AuditEntry,
     Case,
     ExplanationRow,
@@ -34,6 +34,7 @@ from healthmon.storage.models import (
     User,
     utcnow,
 )
+from healthmon.storage.passwords import hash_password, verify_password  # noqa: F401  (re-exported)
 from healthmon.types import Note, Prediction
 
 
@@ -220,6 +221,21 @@ def save_scores(session: Session, note_ids: Sequence[int], predictions: Sequence
             cases[row.note_id] = case
         case.prediction_id = row.id
         case.uncertainty = row.uncertainty
+
+
+def delete_unscored_notes(session: Session, note_ids: Sequence[int]) -> list[int]:
+    """Delete the notes among ``note_ids`` that were never scored (nothing points at them);
+    returns the ids deleted. Scored notes, and anything reviewed or explained, stay."""
+    ids = sorted(set(note_ids))
+    if not ids:
+        return []
+    referenced = set()
+    for table in (Case, PredictionRow, ExplanationRow, Review, AdviceItem):
+        referenced |= set(session.scalars(select(table.note_id).where(table.note_id.in_(ids))))
+    doomed = [i for i in ids if i not in referenced]
+    if doomed:
+        session.execute(delete(NoteRow).where(NoteRow.id.in_(doomed)))
+    return doomed
 
 
 def stored_notes(session: Session, note_ids: Sequence[int]) -> list[Note]:

@@ -12,7 +12,6 @@ from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
 from healthmon.services import versions
 from healthmon.services.database import Database, connect
-from healthmon.services.worker import start_thread_workers
 
 
 @st.cache_resource(show_spinner=False)
@@ -69,6 +68,10 @@ def get_worker() -> object | None:
     settings = get_settings()
     if settings.worker != "thread":
         return None
+    # Loaded here, not at the top: the worker brings the trainer (transformers' Trainer, peft), which
+    # a dashboard with an external worker never needs.
+    from healthmon.services.worker import start_thread_workers
+
     # The workers share the pages' cached models, so a batch job starts warm.
     return start_thread_workers(get_database(), settings, get_classifier)
 

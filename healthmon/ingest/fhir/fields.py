@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from healthmon.ingest.fhir.codes import LOINC
+from healthmon.ingest.notes import text_problem
 
 _PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+)")
 
@@ -86,4 +87,7 @@ def attachment_text(attachment: Any) -> tuple[str, str | None]:
         text = attachment.data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return "", f"data is not {encoding} text"
-    return (text, None) if text.strip() else ("", "empty text")
+    if not text.strip():
+        return "", "empty text"
+    problem = text_problem(text)  # the checks every note gets, however it arrived
+    return (text, None) if problem is None else ("", f"text that {problem}")
