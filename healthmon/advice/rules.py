@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from healthmon.errors import HealthmonError
-from healthmon.vitals.news2 import RESPONSES
 from healthmon.vitals.alert_rules import JUMP_RULES, NEWS2_RULES, SHIFT_RULES
+from healthmon.vitals.news2 import RESPONSES
 
 DEFAULT_RULES = Path(__file__).with_name("rules.toml")
 

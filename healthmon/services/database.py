@@ -14,23 +14,18 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
-from healthmon.storage.db import current_revision, head_revision, make_engine, session_factory, upgrade
+from healthmon.storage.db import current_revision, make_engine, session_factory, upgrade
 
 Database = sessionmaker[Session]
 
 
-def connect(settings: Settings | None = None, *, url: str | None = None, migrate: bool = True) -> Database:
-    """The session factory for ``url`` (default: the settings' database), after applying any
-    pending Alembic migrations unless ``migrate`` is False."""
-    engine = make_engine(url, settings=settings)
+def connect(settings: Settings | None = None, *, migrate: bool = True) -> Database:
+    """The session factory for the settings' database, after applying any pending Alembic
+    migrations unless ``migrate`` is False."""
+    engine = make_engine(settings=settings)
     if migrate:
         upgrade(engine)
     return session_factory(engine)
-
-
-def schema_revision(factory: Database) -> tuple[str | None, str]:
-    """(the database's Alembic revision, the newest revision this code knows)."""
-    return current_revision(factory.kw["bind"]), head_revision()
 
 
 def connect_existing(settings: Settings) -> Database | None:

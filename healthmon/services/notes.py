@@ -39,20 +39,24 @@ def submit_for_scoring(factory: sessionmaker[Session], user: SignedIn, notes: Se
     if version_dir is None or not (Path(version_dir) / "card.json").is_file():
         raise ModelError("a model version folder to score with", f"{version_dir or 'none'} (no card.json there)",
                          "build the demo model (`python -m healthmon demo`) or promote a version on the Models page")
-    for attempt in (1, 2):
+    try:
+        return _store_and_enqueue(factory, user, notes, str(version_dir))
+    except IntegrityError:
+        # Another session stored one of these notes (or patients) between our look and our
+        # insert; a second look finds them.
         try:
-            with unit_of_work(factory) as s:
-                note_ids = store_notes(s, notes)
-                job_id = enqueue(factory, PredictJob(str(version_dir), tuple(note_ids)), user)
-                audit(s, user.name, "notes.store", "job", job_id, after={"notes": len(note_ids)})
-                return job_id
+            return _store_and_enqueue(factory, user, notes, str(version_dir))
         except IntegrityError:
-            # Another session stored one of these notes (or patients) between our look and our
-            # insert; the second look finds them.
-            if attempt == 2:
-                raise StorageError("notes stored once", "the same notes being stored by another session",
-                                   "submit them again") from None
-    raise AssertionError("unreachable")
+            raise StorageError("notes stored once", "the same notes being stored by another session",
+                               "submit them again") from None
+
+
+def _store_and_enqueue(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note], version_dir: str) -> int:
+    with unit_of_work(factory) as s:
+        note_ids = store_notes(s, notes)
+        job_id = enqueue(factory, PredictJob(version_dir, tuple(note_ids)), user)
+        audit(s, user.name, "notes.store", "job", job_id, after={"notes": len(note_ids)})
+        return job_id
 
 
 def score_stored(factory: sessionmaker[Session], classifier: Classifier, version_dir: str | Path,

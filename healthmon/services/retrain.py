@@ -189,7 +189,7 @@ def submit_finetune(factory: sessionmaker[Session], user: SignedIn, settings: Se
     The file is deleted once read: the notes live on only in the new version's data folder.
     """
     require(user, FinetuneJob.permission)
-    train_args = FinetuneJob(data_path="", train_args=train_args).train_args  # bad knobs refused before saving
+    TrainArgs.from_dict(train_args)  # bad knobs are refused before the upload is saved
     uploads = settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     path = uploads / f"{uuid.uuid4().hex}{Path(filename).suffix.lower()}"

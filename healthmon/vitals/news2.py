@@ -15,8 +15,8 @@ it is labelled as applied outside its setting.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 from healthmon.errors import HealthmonError
 from healthmon.vitals.parameters import acvpu_letter
