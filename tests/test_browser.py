@@ -386,6 +386,11 @@ def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_r
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Patient").first.click()
     page.keyboard.type("p-100")
     page.get_by_role("option", name="<i>p-100</i>").click(timeout=WAIT)
+    # The setting radio is keyed per patient: while the rerun runs, the previous patient's radio
+    # is still drawn beside the new one. Click once only one is left.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stRadio\"]')]"
+        ".filter(r => r.innerText.includes('Setting')).length === 1", timeout=WAIT)
     page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
     page.get_by_role("button", name=re.compile(r"Draft advice for \d+ new finding")).click()
     page.get_by_text("Weight up 2 kg within 3 days").first.wait_for(timeout=WAIT)
