@@ -139,6 +139,119 @@ def training_curves(log_history: list[dict[str, Any]]) -> go.Figure | None:
     return fig
 
 
+# One colour per fine-tuning stage or compared version, in the order they are drawn.
+SERIES_COLOURS = (MUTED, "#e67e22", ACCENT, "#27ae60")
+
+
+def per_label_f1_figure(series: dict[str, dict[str, Any]], labels: list[str]) -> go.Figure | None:
+    """F1 per label, a bar group per label and a bar per series (name -> ``per_class``), e.g. the
+    stages of one fine-tune (before, probe-only head, fine-tuned) or two versions side by side."""
+    shown = {name: per_class for name, per_class in series.items() if per_class}
+    if len(shown) < 2:
+        return None
+    names = [label for label in labels if any(label in per_class for per_class in shown.values())]
+    fig = go.Figure()
+    for k, (name, per_class) in enumerate(shown.items()):
+        values = [(per_class.get(label) or {}).get("f1") for label in names]
+        fig.add_trace(go.Bar(x=[html.escape(label) for label in names], y=values, name=html.escape(name),
+                             marker_color=SERIES_COLOURS[k % len(SERIES_COLOURS)],
+                             text=[f"{v:.2f}" if v is not None else "" for v in values], textposition="outside"))
+    fig.update_layout(barmode="group", xaxis={"type": "category"}, yaxis={"title": "F1", "range": [0, 1.15]},
+                      height=340, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def _same_params(params: dict[str, Any], chosen: dict[str, Any]) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
+        return a == b
+    return bool(chosen) and all(same(params.get(key), value) for key, value in chosen.items())
+
+
+def chosen_trial(search: dict[str, Any]) -> int | None:
+    """The number of the trial whose parameters the search chose (the best-scoring of those, if several)."""
+    chosen = search.get("chosen") or {}
+    matching = [t for t in search.get("trials") or [] if _same_params(t.get("params") or {}, chosen)]
+    if not matching:
+        return None
+    best = max(matching, key=lambda t: (t.get("state") == "complete", t.get("value") is not None,
+                                        t.get("value") or 0.0))
+    return best.get("number")
+
+
+def _trial_words(trial: dict[str, Any]) -> str:
+    params = ", ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in (trial.get("params") or {}).items())
+    return html.escape(f"trial {trial.get('number')} ({trial.get('state', '?')}): {params}")
+
+
+def search_trials_figure(search: dict[str, Any]) -> go.Figure | None:
+    """The hyper-parameter search's learning curves: the objective against the optimiser step,
+    one line per trial; pruned trials dashed, failed ones dotted, the chosen one drawn thick."""
+    trials = [t for t in search.get("trials") or [] if t.get("curve")]
+    if not trials:
+        return None
+    chosen = chosen_trial(search)
+    fig = go.Figure()
+    for trial in sorted(trials, key=lambda t: t.get("number") == chosen):  # the chosen one on top
+        is_chosen = trial.get("number") == chosen
+        dash = {"pruned": "dash", "failed": "dot"}.get(trial.get("state", ""), "solid")
+        curve = [p for p in trial["curve"] if p.get("value") is not None]
+        name = f"trial {trial.get('number')}" + (" (chosen)" if is_chosen else f" ({trial.get('state', '?')})")
+        fig.add_trace(go.Scatter(
+            x=[p.get("step") for p in curve], y=[p["value"] for p in curve], mode="lines+markers", name=name,
+            line={"color": ACCENT if is_chosen else MUTED, "dash": dash, "width": 4 if is_chosen else 1.5},
+            marker={"size": 7 if is_chosen else 4}, opacity=1.0 if is_chosen else 0.6,
+            hovertemplate=_trial_words(trial) + "<br>step %{x}: %{y:.3f}<extra></extra>"))
+    objective = html.escape(str(search.get("objective") or "objective"))
+    fig.update_layout(xaxis={"title": "optimiser step"}, yaxis={"title": objective}, height=360,
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def calibration_interval_figure(test: dict[str, Any]) -> go.Figure | None:
+    """Test calibration error before and after calibration, each with its 95% bootstrap interval."""
+    rows = [(name, test.get(value), test.get(interval)) for name, value, interval in (
+        ("uncalibrated", "ece_uncalibrated", "ece_uncalibrated_interval"), ("calibrated", "ece", "ece_interval"))]
+    rows = [(name, value, interval) for name, value, interval in rows
+            if value is not None and interval and len(interval) == 2]
+    if not rows:
+        return None
+    fig = go.Figure(go.Scatter(
+        x=[value for _, value, _ in rows], y=[name for name, _, _ in rows], mode="markers",
+        marker={"size": 12, "color": [MUTED if name == "uncalibrated" else ACCENT for name, _, _ in rows]},
+        error_x={"type": "data", "symmetric": False, "array": [max(high - value, 0) for _, value, (_, high) in rows],
+                 "arrayminus": [max(value - low, 0) for _, value, (low, _) in rows]},
+        customdata=[list(interval) for _, _, interval in rows],
+        hovertemplate="%{y}: ECE %{x:.3f} (95% interval %{customdata[0]:.3f} to %{customdata[1]:.3f})<extra></extra>"))
+    fig.update_layout(xaxis={"title": "expected calibration error (test; lower is better)", "rangemode": "tozero"},
+                      yaxis={"type": "category"}, height=200, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+def regression_figure(metrics: dict[str, Any]) -> go.Figure | None:
+    """Regression versions: mean observed against mean predicted value per bin (diagonal = perfect);
+    bigger points hold more notes."""
+    bins = [b for b in metrics.get("calibration_curve") or []
+            if b.get("count") and b.get("predicted_mean") is not None and b.get("observed_mean") is not None]
+    if not bins:
+        return None
+    xs, ys = [b["predicted_mean"] for b in bins], [b["observed_mean"] for b in bins]
+    low, high = min(xs + ys), max(xs + ys)
+    biggest = max(b["count"] for b in bins)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"color": MUTED, "dash": "dash"},
+                             name="predicted = observed"))
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, mode="lines+markers", name="this model", customdata=[b["count"] for b in bins],
+        marker={"size": [6 + 14 * (b["count"] / biggest) ** 0.5 for b in bins], "color": ACCENT},
+        hovertemplate="predicted %{x:.3g}<br>observed %{y:.3g}<br>%{customdata} notes<extra></extra>"))
+    fig.update_layout(xaxis={"title": "mean predicted value"}, yaxis={"title": "mean observed value"}, height=360,
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 # Normal ranges drawn behind each vital (the NEWS2 0-point band), canonical units.
 # The ranges behind the summary's words "low" / "normal" / "high", so the chart and the
 # sentence the classifier reads never disagree about what is normal.

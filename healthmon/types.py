@@ -99,6 +99,9 @@ class Prediction:
             threshold for multi-label.
         model_version: the version folder's name.
         windows: how many 512-token-or-shorter windows the note was scored over.
+        value: a regression version's predicted value (``problem_type == "regression"``); then
+            ``labels`` is the target's name and ``probabilities`` maps that name to the value
+            (not a probability: it is what the database stores as the score).
     """
 
     probabilities: dict[str, float]
@@ -106,6 +109,7 @@ class Prediction:
     model_version: str
     problem_type: str
     windows: int = 1
+    value: float | None = None
 
     @property
     def top_label(self) -> str:
@@ -161,11 +165,14 @@ class Faithfulness:
     sufficiency: float
     random_comprehensiveness: float
     fractions: tuple[float, ...]
+    # The unit the drops are read in: 1 for probabilities; a regression version's training-target
+    # standard deviation for predicted values, so the same margins mean the same share of the spread.
+    scale: float = 1.0
 
     @property
     def trust(self) -> str:
         """``high`` / ``moderate`` / ``low``: a plain-words reading for the dashboard."""
-        margin = self.comprehensiveness - self.random_comprehensiveness
+        margin = (self.comprehensiveness - self.random_comprehensiveness) / (self.scale or 1.0)
         if margin >= 0.2 and self.comprehensiveness > self.sufficiency:
             return "high"
         if margin >= 0.05:
@@ -179,13 +186,15 @@ class Explanation:
 
     Attributes:
         text: the note exactly as explained.
-        target: the label whose calibrated probability was explained.
-        probability: that probability for the note, f(x).
+        target: the label whose calibrated probability was explained (a regression version: the
+            target's name, and the predicted value is what was explained).
+        probability: that probability (or predicted value) for the note, f(x).
         baseline_probability: the same for the baseline, f(baseline).
         words: per-word attributions (every word of the note exactly once, in order).
         tokens: the raw per-token attributions, window by window.
         delta: sum of attributions − (f(x) − f(baseline)); the integration error.
-        tolerance: the |delta| the adaptive step search aimed for (absolute, probability units).
+        tolerance: the |delta| the adaptive step search aimed for (absolute, in the units of the
+            score: probability, or for a regression version the target's own units).
         converged: whether |delta| ≤ tolerance was reached within the step budget.
         steps: gradient evaluations spent (Gauss-Legendre nodes over all path segments);
             ``steps_tried`` the running total after each refinement round.
@@ -198,6 +207,8 @@ class Explanation:
         faithfulness: ERASER-style AOPC scores, when computed.
         baseline_agreement: Spearman correlation of word scores under the PAD and MASK
             baselines, when requested (1 = the choice of baseline does not matter).
+        kind: ``probability``, or ``value`` for a regression version (``probability`` and
+            ``baseline_probability`` then hold predicted values, in the target's units).
     """
 
     text: str
@@ -219,6 +230,8 @@ class Explanation:
     segments: int = 1
     faithfulness: Faithfulness | None = None
     baseline_agreement: float | None = None
+    # "probability" (a calibrated probability) or "value" (a regression version's predicted value).
+    kind: str = "probability"
 
     @property
     def relative_delta(self) -> float:
@@ -254,6 +267,13 @@ class CaseView:
     final_labels: tuple[str, ...] | None
     review_version: int
     history: list[dict[str, Any]]
+    # The scoring version's problem type; "regression": ``probabilities`` maps the target's name
+    # to the predicted value (not a probability).
+    problem_type: str = ""
+
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == "regression"
 
 
 @dataclass(frozen=True)

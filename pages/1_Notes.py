@@ -10,7 +10,7 @@ from healthmon.ingest.notes import read_notes_bytes, read_pasted
 from healthmon.services.cases import predictions_table_rows
 from healthmon.services.jobs import ExplainJob, enqueue, get_job
 from healthmon.services.notes import submit_for_scoring
-from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, job_status, jobs_panel, show_error
+from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, job_status, jobs_panel, plain, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings
 from healthmon.ui.session import open_case, page_setup
 
@@ -71,25 +71,36 @@ if job_id is not None:
                "Click a column header to sort; select a row to open its case.")
     probability_columns = [c for c in table.columns if c.startswith("P(")]
     labels = [c[2:-1] for c in probability_columns]
-    # Risks before the excerpt, so they are on screen without scrolling sideways.
-    table = table[["case", "note", "predicted", *probability_columns, "excerpt"]]
-    filters = st.columns([2, 2, 1, 2])
-    wanted = filters[0].multiselect("Predicted label includes", labels, key="filter_labels")
-    conditions = [label for label in labels if label != "none"] or labels
-    by_label = filters[1].selectbox("Risk of", labels, index=labels.index(conditions[0]),
-                                    key="filter_risk_label") if labels else None
-    floor = filters[2].number_input("at least", 0.0, 1.0, 0.0, 0.05, format="%.2f", key="filter_floor")
-    search = filters[3].text_input("Text contains", key="filter_text")
-    shown = table
-    if wanted:
-        shown = shown[shown["predicted"].apply(lambda p: any(label in p.split(", ") for label in wanted))]
-    if by_label and floor > 0:
-        shown = shown[shown[f"P({by_label})"] >= floor]
+    if "value" in table.columns:
+        # A regression version: one predicted value per note (its target named in "predicted"), no risks.
+        target = str(table["predicted"].iloc[0])
+        value_column = f"predicted {target}"
+        table = table[["case", "note", "value", "excerpt"]].rename(columns={"value": value_column})
+        filters = st.columns([2, 3])
+        floor = filters[0].number_input(plain(f"Predicted {target} at least"), value=None, key="filter_value_floor")
+        search = filters[1].text_input("Text contains", key="filter_text")
+        shown = table if floor is None else table[table[value_column] >= floor]
+        columns = {value_column: st.column_config.NumberColumn(value_column, format="%.3g", width="small")}
+    else:
+        # Risks before the excerpt, so they are on screen without scrolling sideways.
+        table = table[["case", "note", "predicted", *probability_columns, "excerpt"]]
+        filters = st.columns([2, 2, 1, 2])
+        wanted = filters[0].multiselect("Predicted label includes", labels, key="filter_labels")
+        conditions = [label for label in labels if label != "none"] or labels
+        by_label = filters[1].selectbox("Risk of", labels, index=labels.index(conditions[0]),
+                                        key="filter_risk_label") if labels else None
+        floor = filters[2].number_input("at least", 0.0, 1.0, 0.0, 0.05, format="%.2f", key="filter_floor")
+        search = filters[3].text_input("Text contains", key="filter_text")
+        shown = table
+        if wanted:
+            shown = shown[shown["predicted"].apply(lambda p: any(label in p.split(", ") for label in wanted))]
+        if by_label and floor > 0:
+            shown = shown[shown[f"P({by_label})"] >= floor]
+        columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width="small")
+                   for c in probability_columns}
     if search.strip():
         shown = shown[shown["excerpt"].str.contains(search.strip(), case=False, regex=False)
                       | shown["note"].astype(str).str.contains(search.strip(), case=False, regex=False)]
-    columns = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width="small")
-               for c in probability_columns}
     columns["excerpt"] = st.column_config.TextColumn("excerpt", width="large")
     # st.dataframe shows cell text as text (never HTML), so hostile notes stay inert here.
     event = st.dataframe(shown, column_config=columns, hide_index=True, on_select="rerun",

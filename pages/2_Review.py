@@ -1,4 +1,5 @@
-"""Review: work through the queue (optionally blind-first); admins see agreement and adjudicate."""
+"""Review: work through the queue (optionally blind-first); admins see agreement, adjudicate and export
+the reviewed labels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import streamlit as st
 from healthmon.errors import HealthmonError, ReviewConflict
 from healthmon.figures import probability_chart
 from healthmon.services.cases import adjudicate_case, agreement_summary, case_detail, queue_for, review_case
-from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
+from healthmon.services.labels import labels_download
+from healthmon.ui.components import (
+    explanation_panel,
+    history_table,
+    plain,
+    predicted_value,
+    show_error,
+    stored_prediction,
+)
 from healthmon.ui.resources import active_model_dir, get_card, get_classifier, get_database, get_settings
 from healthmon.ui.session import page_setup
 
@@ -80,8 +89,11 @@ def review_tab() -> None:
 
     case = case_detail(factory, item.note_id)
     if case.probabilities:
-        st.markdown(f"**Model:** {plain(', '.join(case.predicted) or 'no label above threshold')}")
-        st.plotly_chart(probability_chart(stored_prediction(case), case.thresholds), key=f"chart-{item.note_id}")
+        if case.regression:  # one predicted value, no class probabilities to chart
+            predicted_value(case)
+        else:
+            st.markdown(f"**Model:** {plain(', '.join(case.predicted) or 'no label above threshold')}")
+            st.plotly_chart(probability_chart(stored_prediction(case), case.thresholds), key=f"chart-{item.note_id}")
         # A toggle, not an expander: an expander's body runs even when closed, and the
         # explanation is computed only when asked for.
         if st.toggle("Why this score? (highlighted words)", key=f"why-{item.note_id}"):
@@ -157,16 +169,40 @@ def adjudicate_tab() -> None:
                 st.success("Adjudicated: the case leaves the queue with this label.")
 
 
+EXPORT_FORMATS = {"csv": "CSV (one row per case, for spreadsheets)", "jsonl": "JSON Lines (nested, one case per line)"}
+
+
+def export_tab() -> None:
+    st.caption("Every reviewed case with its final label(s) (adjudicated, else the latest review), each review "
+               "with who and when, the adjudication, and the model version and scores the reviewers were shown. "
+               "The export is recorded in the audit log. In the CSV, a cell starting with `=` `+` `-` `@` gets a "
+               "leading `'` so a spreadsheet shows it as text.")
+    fmt = st.radio("Format", list(EXPORT_FORMATS), format_func=EXPORT_FORMATS.get, key="labels_format")
+    if st.button("Prepare the labels export", key="prepare_labels"):
+        try:
+            st.session_state["labels_export"] = labels_download(factory, user, fmt)
+        except HealthmonError as exc:
+            show_error(exc)
+    prepared = st.session_state.get("labels_export")
+    if prepared is not None and prepared.fmt == fmt:  # a file prepared in the other format is not offered
+        st.caption(f"{prepared.rows} reviewed case(s).")
+        st.download_button(f"Download labels ({fmt.upper()})", prepared.data, prepared.file_name, prepared.mime,
+                           key="labels_download")
+
+
 if not labels:
     st.info("No model is available yet, so there are no labels to choose from: run `python -m healthmon demo`.")
     st.stop()
 if user.can("cases.adjudicate"):
-    queue_tab, agree_tab, adj_tab = st.tabs(["Queue", "Agreement", "Adjudicate"])
+    queue_tab, agree_tab, adj_tab, out_tab = st.tabs(["Queue", "Agreement", "Adjudicate", "Export"])
     with queue_tab:
         review_tab()
     with agree_tab:
         agreement_tab()
     with adj_tab:
         adjudicate_tab()
+    with out_tab:
+        if user.can("labels.export"):
+            export_tab()
 else:
     review_tab()

@@ -7,7 +7,14 @@ import streamlit as st
 from healthmon.errors import HealthmonError
 from healthmon.figures import probability_chart
 from healthmon.services.cases import case_detail, recent_cases
-from healthmon.ui.components import explanation_panel, history_table, plain, show_error, stored_prediction
+from healthmon.ui.components import (
+    explanation_panel,
+    history_table,
+    plain,
+    predicted_value,
+    show_error,
+    stored_prediction,
+)
 from healthmon.ui.resources import get_classifier, get_database
 from healthmon.ui.session import PAGES, page_setup
 
@@ -53,6 +60,9 @@ if case.final_labels is not None:
 if not case.probabilities:
     st.info("This note has no score yet.")
     st.container(border=True).text(case.text)
+elif case.regression:  # a value, not probabilities
+    predicted_value(case)
+    explanation_panel(case, get_classifier, key=f"case-{case.note_id}")
 else:
     prediction = stored_prediction(case)
     found = ", ".join(case.predicted) or "no label above its threshold"

@@ -6,7 +6,9 @@ run when the test calls the worker (HEALTHMON_WORKER=external), so each step is 
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import re
 
@@ -81,6 +83,11 @@ class Dashboard:
 def dash(settings, notes, monkeypatch):
     version = train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "served",
                     settings=settings, progress=False).version_dir
+    yield from serve(version, settings, monkeypatch)
+
+
+def serve(version, settings, monkeypatch):
+    """A dashboard serving ``version`` with one user per role (the body of the dash fixtures)."""
     monkeypatch.setenv("HEALTHMON_ACTIVE_MODEL", str(version))
     monkeypatch.setenv("HEALTHMON_BASE_MODEL", settings.base_model)
     monkeypatch.setenv("HEALTHMON_DATA_DIR", str(settings.data_dir))
@@ -265,7 +272,7 @@ def test_admin_sees_agreement_and_adjudicates_a_disagreement(dash):
         review_case(dash.factory, who, note_id, labels, seen_version=case_detail(dash.factory, note_id).review_version,
                     saw_model_output=True)
     at = dash.page("Review", "ada")
-    assert not at.exception and [t.label for t in at.tabs] == ["Queue", "Agreement", "Adjudicate"]
+    assert not at.exception and [t.label for t in at.tabs] == ["Queue", "Agreement", "Adjudicate", "Export"]
     assert any(m.label == "Cases waiting for adjudication" and m.value == "1" for m in at.metric)
     at.radio(key=f"adj-final-{note_id}").set_value("cancer")
     at.text_input(key=f"adj-comment-{note_id}").input("both present on imaging and cuff")
@@ -275,6 +282,37 @@ def test_admin_sees_agreement_and_adjudicates_a_disagreement(dash):
     # An annotator has no adjudication view.
     ann = dash.page("Review", "ann")
     assert not ann.tabs
+
+
+def test_an_admin_downloads_the_reviewed_labels_and_an_annotator_sees_no_export(dash):
+    (note_id,) = dash.score("=HYPERLINK(\"http://evil.example\") polyuria, glucose 240 mg/dL")
+    from healthmon.services.cases import case_detail, review_case
+
+    ann = auth.sign_in(dash.factory, "ann", PASSWORDS["ann"], dash.settings)
+    review_case(dash.factory, ann, note_id, ["diabetes"],
+                seen_version=case_detail(dash.factory, note_id).review_version, saw_model_output=True)
+    at = dash.page("Review", "ada")
+    assert not at.exception and not at.get("download_button")  # prepared on request only: every export is audited
+    next(b for b in at.button if b.label == "Prepare the labels export").click().run()
+    assert not at.exception
+    assert [b.proto.label for b in at.get("download_button")] == ["Download labels (CSV)"]
+    prepared = at.session_state["labels_export"]
+    assert prepared.rows == 1 and prepared.file_name == "healthmon-labels.csv"
+    (row,) = csv.DictReader(io.StringIO(prepared.data.decode()))
+    assert row["text"].startswith("'=HYPERLINK") and json.loads(row["reviews"])[0]["reviewer"] == "ann"
+    at.radio(key="labels_format").set_value("jsonl").run()
+    assert not at.get("download_button")  # the CSV prepared before is not offered as JSON Lines
+    next(b for b in at.button if b.label == "Prepare the labels export").click().run()
+    line = json.loads(at.session_state["labels_export"].data)
+    assert line["text"].startswith("=HYPERLINK") and line["labels"] == ["diabetes"]
+    assert line["reviews"][0]["reviewer"] == "ann"
+    assert line["model_version"] and line["scores"]
+    assert [b.proto.label for b in at.get("download_button")] == ["Download labels (JSONL)"]
+    with transaction(dash.factory) as s:
+        assert s.scalars(select(AuditEntry.actor).where(AuditEntry.action == "labels.export")).all() == ["ada", "ada"]
+    annotator = dash.page("Review", "ann")
+    assert not annotator.exception and not annotator.tabs and not annotator.get("download_button")
+    assert not [b for b in annotator.button if b.label == "Prepare the labels export"]
 
 
 def test_models_page_shows_evaluation_and_only_admins_promote_or_train(dash):

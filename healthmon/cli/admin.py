@@ -1,4 +1,5 @@
-"""Operations commands: the database schema, the demo build, dashboard accounts and the job worker."""
+"""Operations commands: the database schema, the demo build, dashboard accounts, the reviewed-labels
+export and the job worker."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import threading
 
 from healthmon.cli.common import open_database
 from healthmon.config import Settings
+from healthmon.errors import StorageError
 from healthmon.services import accounts as auth
 from healthmon.services.accounts import ROLES
-from healthmon.services.database import database_status
+from healthmon.services.database import connect_existing, database_status
+from healthmon.services.labels import export_format, export_labels
 
 # The demo build and the worker import torch-backed modules when they run, not when the CLI loads.
 
@@ -47,6 +50,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     passwd.add_argument("--password-stdin", action="store_true")
     for verb in ("deactivate", "activate"):
         users_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+    export = sub.add_parser("export-labels", help="write every reviewed case with its lineage (reviews, "
+                                                  "adjudication, model version and scores) to a file")
+    export.add_argument("--out", required=True, help="FILE.csv (one row per case; lists joined by |, reviews "
+                                                     "and scores as JSON in a cell) or FILE.jsonl (nested)")
+    export.add_argument("--actor", default="cli", help="name recorded in the audit log")
     worker = sub.add_parser("worker", help="run background jobs (use with HEALTHMON_WORKER=external on the dashboard)")
     worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
 
@@ -100,6 +108,17 @@ def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_export_labels(args: argparse.Namespace, settings: Settings) -> int:
+    fmt = export_format(args.out)  # before touching the database: a wrong suffix is said at once
+    factory = connect_existing(settings)
+    if factory is None:  # reading must not create an empty database and export nothing from it
+        raise StorageError("the dashboard's database", f"no database at {settings.resolved_database_url}",
+                           "set HEALTHMON_DATABASE_URL or HEALTHMON_DATA_DIR as the dashboard has them")
+    rows = export_labels(factory, args.actor, args.out)
+    print(json.dumps({"rows": rows, "format": fmt, "out": str(args.out)}))
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from healthmon.model.classifier import Classifier
     from healthmon.services.worker import Worker
@@ -127,4 +146,5 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"db": _cmd_db, "demo": _cmd_demo, "users": _cmd_users, "worker": _cmd_worker}
+COMMANDS = {"db": _cmd_db, "demo": _cmd_demo, "users": _cmd_users, "export-labels": _cmd_export_labels,
+            "worker": _cmd_worker}

@@ -6,9 +6,10 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from healthmon.cli.common import add_columns, open_database, read_notes, summary
+from healthmon.cli.common import add_columns, duration, open_database, read_notes, summary
 from healthmon.config import Settings
 from healthmon.errors import IngestError
 
@@ -21,15 +22,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_columns(train, labels=True)
     train.add_argument("--out", help="version folder to create (default: a new folder under the models folder)")
     train.add_argument("--multi-label", action="store_true", help="notes may carry several labels (sigmoid + BCE)")
+    train.add_argument("--task", choices=["classification", "regression"], default="classification",
+                       help="regression: the label column holds one number per note (a severity, a lab value) and "
+                            "the version predicts it; rows without a number are counted and listed as rejected")
+    train.add_argument("--loss", choices=["huber", "mse"], default="huber",
+                       help="regression loss on the standardised target (huber: delta one standard deviation)")
     train.add_argument("--mode", choices=["full", "lora", "head"], default="lora")
     train.add_argument("--epochs", type=float, default=None,
-                       help="epoch budget (default: 10,000 training examples' worth, 3-15 epochs)")
+                       help="exact epochs for the learning-rate schedule (default: planned from --max-epochs and "
+                            "the time budget)")
+    train.add_argument("--max-epochs", type=float, default=None,
+                       help="most epochs (default: 20,000 training examples' worth, 3-30 epochs)")
+    train.add_argument("--time-budget", type=duration, default=None,
+                       help="search plus fine-tune, e.g. 45m or 1h30m (default 40m); the best epoch so far is kept")
+    train.add_argument("--search", default="auto",
+                       help="off, auto (on from 1,000 training notes or 10 labels) or a number of trials: a short "
+                            "search on validation over learning rate, head start and class weighting; knobs given "
+                            "here (--lr, --head-init probe, --class-weight balanced) are kept")
+    train.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                       help="balanced: weigh each class's loss by n / (k * count) (single-label)")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default by mode: full 1e-4, lora 1e-3, head 2e-3)")
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--dropout", type=float, default=None)
     train.add_argument("--warmup-ratio", type=float, default=0.06)
-    train.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0 = off)")
+    train.add_argument("--patience", type=int, default=3,
+                       help="epochs without improvement of the smoothed validation metric before stopping (0 = off)")
     train.add_argument("--select-by", choices=["macro_f1", "loss"], default="macro_f1",
                        help="validation figure that picks the best epoch; loss for a rare outcome")
     train.add_argument("--head-init", choices=["random", "probe"], default="random",
@@ -53,7 +71,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="version folder")
     add_columns(evaluate, labels=True)
 
-    predict = sub.add_parser("predict", help="write calibrated risk per note to a CSV")
+    predict = sub.add_parser("predict", help="write calibrated risk (or a regression version's predicted value) per note to a CSV")
     predict.add_argument("--model", required=True, help="version folder")
     add_columns(predict, labels=False)
     predict.add_argument("--out", help="CSV to write")
@@ -73,7 +91,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("--out", required=True, help="file to write: .html (one page) or .jsonl (one line per explanation)")
     explain.add_argument("--target", help="label to explain (default: the predicted label; every predicted label "
                          "for multi-label models)")
-    explain.add_argument("--tolerance", type=float, default=0.05, help="accepted |delta|, probability units")
+    explain.add_argument("--tolerance", type=float, default=0.05,
+                         help="accepted |delta|: probability units (a regression version: standard deviations of "
+                              "its training target)")
     explain.add_argument("--max-steps", type=int, default=64, help="Gauss-Legendre step cap")
     explain.add_argument("--baseline", choices=["pad", "mask"], default="pad")
     explain.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -98,6 +118,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
     from healthmon.training.args import TrainArgs
     from healthmon.training.trainer import train
 
@@ -107,6 +129,10 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         learning_rate=args.lr,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        max_epochs=args.max_epochs,
+        time_budget_s=pd.Timedelta(args.time_budget).total_seconds() if args.time_budget else None,
+        search=args.search,
+        class_weight=args.class_weight,
         weight_decay=args.weight_decay,
         dropout=args.dropout,
         warmup_ratio=args.warmup_ratio,
@@ -123,15 +149,38 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         seed=args.seed,
+        task=args.task,
+        loss=args.loss,
     )
-    notes = read_notes(args, settings, labels=True).notes
+    read = read_notes(args, settings, labels=True)
+    notes = read.notes
+    if train_args.task == "regression":  # the version predicts the label column, named after it
+        train_args = replace(train_args, target_name=read.report.columns.get("label", ""))
+        _say_rejected_targets(notes)
     # Trainer prints its logs to stdout; stdout is reserved for the one JSON line.
     with contextlib.redirect_stdout(sys.stderr):
         result = train(notes, train_args, out_dir=args.out, settings=settings, progress=not args.no_progress)
     if result.version_dir is None:  # a non-zero torchrun rank: rank 0 reports
         return 0
+    search, run = result.metrics.get("search", {}), result.metrics.get("train", {})
+    print(f"search: {search.get('reason', '')}; chosen {search.get('chosen', {})}", file=sys.stderr)
+    print(f"stopped: {run.get('stopped_by', '')}", file=sys.stderr)
     print(json.dumps({"version": str(result.version_dir), **summary(result.metrics)}, default=str))
     return 0
+
+
+def _say_rejected_targets(notes: list) -> None:
+    """Rows whose target is not one number, said like the rows ingest rejects (the card counts them too)."""
+    from healthmon.training.regression import target_rejections
+
+    rejected = target_rejections(notes)
+    if rejected:
+        print(f"{len(rejected)} of {len(notes)} rows have no usable target value and are not trained on:",
+              file=sys.stderr)
+    for row in rejected[:20]:
+        print(f"  rejected line {row.line}: {row.reason}", file=sys.stderr)
+    if len(rejected) > 20:
+        print(f"  ... and {len(rejected) - 20} more rows without a usable target", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,6 +214,11 @@ def _cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             return 0
     rows = []
     for note, pred in zip(result.notes, predictions):
+        if pred.value is not None:  # a regression version: the predicted value under the target's name
+            row = {"note_id": note.note_id, "patient_id": note.patient_id, "predicted": round(pred.value, 6),
+                   "target": pred.labels[0], "windows": pred.windows, "model_version": pred.model_version}
+            rows.append(row)
+            continue
         row = {"note_id": note.note_id, "patient_id": note.patient_id, "predicted": "|".join(pred.labels)}
         row.update({f"p_{label}": round(p, 6) for label, p in pred.probabilities.items()})
         row.update({"windows": pred.windows, "model_version": pred.model_version})

@@ -65,7 +65,9 @@ def build_demo_model(settings: Settings, *, force: bool = False, n_notes: int = 
     # The CSV is what the dashboard offers as a sample upload, labelled synthetic.
     write_demo_csv(demo_dir / DEMO_NOTES_FILE, n=n_notes, seed=settings.seed)
     args = TrainArgs(
-        mode="lora", multi_label=True, epochs=6, early_stopping_patience=2, label_order=DEMO_LABELS, pooling="mean"
+        mode="lora", multi_label=True, epochs=6, early_stopping_patience=2, label_order=DEMO_LABELS, pooling="mean",
+        # A first start waits for this model: the fixed recipe, settled on these notes, without a search.
+        search="off",
     )
     # ".tmp-" names are skipped by list_versions, so a killed build is never served.
     staging = target.with_name(f".tmp-{target.name}-new")

@@ -9,6 +9,11 @@ A random choice of the same number of words is the reference an explanation must
 Drops are measured from the note with all its words rejoined the same way (single
 spaces), so only deletion, never respacing, moves the score.
 
+For a regression version the score is the predicted value, so the drops are in the target's
+units; :attr:`Faithfulness.scale` holds the training target's standard deviation, and the
+trust reading compares the margins in those units (what 0.2 of a probability is to a
+classifier, 0.2 standard deviations is to a value).
+
 Baseline sensitivity explains the notes again with the other baseline; the explaining
 function is passed in, so this module does not depend on how explanations are computed.
 """
@@ -67,8 +72,8 @@ def perturbed_text(explanation: Explanation, order: np.ndarray, fraction: float,
 def _drops(classifier: Classifier, explanations: Sequence[Explanation],
            plan: Sequence[tuple[int, str]]) -> np.ndarray:
     """One batched re-scoring: for each ``(note index, perturbed text)`` in ``plan``, the
-    explained label's probability on the note's reference text minus on the perturbed one."""
-    probs = classifier.predict_proba([reference_text(e) for e in explanations] + [text for _, text in plan])
+    explained label's probability (or predicted value) on the note's reference text minus on the perturbed one."""
+    probs = classifier.scores([reference_text(e) for e in explanations] + [text for _, text in plan])
     targets = [classifier.labels.index(e.target) for e in explanations]
     n = len(explanations)
     return np.array([probs[i, targets[i]] - probs[n + row, targets[i]] for row, (i, _) in enumerate(plan)])
@@ -124,6 +129,7 @@ def with_faithfulness(
                 sufficiency=float(np.mean(drops[(i, "suff")])),
                 random_comprehensiveness=float(np.mean(drops[(i, "rand")])),
                 fractions=FRACTIONS,
+                scale=float(classifier.card.target_std) if classifier.regression else 1.0,
             ),
         )
         for i, e in enumerate(explanations)

@@ -1,7 +1,9 @@
 """Integrated gradients over a note's word embeddings: adaptive, exact about its error, long notes.
 
 What is explained is exactly the score a clinician sees: the calibrated probability of one
-label for the whole note. Every window the note is split into (the same windows
+label for the whole note, or for a regression version the predicted value itself (output 0,
+un-standardised with the card's target mean and deviation; no softmax), so the attributions
+and the completeness error are in the target's own units. Every window the note is split into (the same windows
 ``Classifier.predict`` uses) moves along the same straight path from the baseline at
 once, their logits are aggregated with the same rule as prediction, and the temperature
 and softmax/sigmoid are applied on top. So the attributions of all windows together add up
@@ -250,6 +252,10 @@ class _Integrator:
         # integration's rounding counts against the tolerance like any other error.
         self.endpoint_precision = "bf16" if classifier.precision == "bf16" else "fp32"
         self.batch_tokens = options.batch_tokens or (32768 if self.device.type == "cuda" else 4096)
+        # The accepted |delta| in the score's units: probability, or for a regression version
+        # ``tolerance`` training-target standard deviations (0.05 of a 0-4 score's spread of ~1.2
+        # is 0.06 points; of an age's ~17 years, 0.85 years).
+        self.tolerance = options.tolerance * (classifier.card.target_std if classifier.regression else 1.0)
         fill = self.tokenizer.pad_token_id if options.baseline == "pad" else self.tokenizer.mask_token_id
         if fill is None:
             raise ModelError(
@@ -340,10 +346,12 @@ class _Integrator:
 
     def _probabilities(self, embeds: torch.Tensor, mask: torch.Tensor, parts: list[list[int]], weights: torch.Tensor,
                        precision: str) -> torch.Tensor:
-        """Calibrated note probabilities (k, parts, C) from window embeddings (k * rows, L, H).
+        """Calibrated note probabilities (k, parts, C) from window embeddings (k * rows, L, H);
+        for a regression version the predicted values (k, parts, 1).
 
         ``parts`` lists the rows of each note (or note segment) inside one block of rows;
-        windows are aggregated exactly as :class:`Classifier` does, then calibrated.
+        windows are aggregated exactly as :class:`Classifier` does, then calibrated (or mapped
+        back to the target's units).
         """
         with self._autocast(precision):
             logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits
@@ -357,6 +365,8 @@ class _Integrator:
             else:
                 w = weights[part]
                 per_part.append((zk * w[None, :, None]).sum(dim=1) / w.sum())
+        if self.clf.regression:
+            return torch.stack(per_part, dim=1) * self.clf.card.target_std + self.clf.card.target_mean
         note_logits = torch.stack(per_part, dim=1) / self.clf.card.temperature
         return torch.sigmoid(note_logits) if self.clf.multi_label else torch.softmax(note_logits, dim=-1)
 
@@ -413,7 +423,7 @@ class _Integrator:
 
     def _integrate_adaptively(self, group: list[_Note], t: _Group) -> None:
         self._refine(group, t, self.precision)
-        missed = [note for note in group if abs(note.delta) > self.options.tolerance]
+        missed = [note for note in group if abs(note.delta) > self.tolerance]
         if missed and self.precision == "bf16":
             # bf16 rounding can leave a floor under |delta| that no refinement removes:
             # start those notes again in fp32 (their bf16 rounds stay in steps_tried).
@@ -444,7 +454,7 @@ class _Integrator:
             pending = []
             for note in group:
                 budget = (opts.max_steps - (spent[id(note)] - before[id(note)])) // 2
-                if abs(note.delta) <= opts.tolerance or budget <= 0:
+                if abs(note.delta) <= self.tolerance or budget <= 0:
                     continue
                 # Halve the worst segments first, until the unsplit ones' errors could not
                 # exceed the tolerance even if they all had the same sign. (Stopping at half
@@ -453,7 +463,7 @@ class _Integrator:
                 ranked = sorted(note.segments, key=lambda seg: -abs(seg.error))
                 remaining = sum(abs(seg.error) for seg in ranked)
                 for seg in ranked[:budget]:
-                    if remaining <= opts.tolerance:
+                    if remaining <= self.tolerance:
                         break
                     remaining -= abs(seg.error)
                     # f at the midpoint is known: it is where the segment's node was.
@@ -521,8 +531,8 @@ class _Integrator:
             words=words,
             tokens=tuple(tokens),
             delta=note.delta,
-            tolerance=self.options.tolerance,
-            converged=abs(note.delta) <= self.options.tolerance,
+            tolerance=self.tolerance,
+            converged=abs(note.delta) <= self.tolerance,
             steps=note.steps,
             steps_tried=note.steps_tried,
             baseline=self.options.baseline,
@@ -531,4 +541,5 @@ class _Integrator:
             windows=len(note.window_ids),
             seconds=seconds,
             segments=len(note.segments),
+            kind="value" if self.clf.regression else "probability",
         )

@@ -24,7 +24,9 @@ class ExplainOptions:
             equally visible whatever f(x) − f(baseline) is, while a relative tolerance
             explodes when that difference is small (explaining a label the note does not
             support) and would spend the step budget where nothing visible changes.
-            :attr:`Explanation.relative_delta` reports the relative figure too.
+            :attr:`Explanation.relative_delta` reports the relative figure too. For a
+            regression version it is in standard deviations of the training target (the
+            explanation's own ``tolerance`` is the value in the target's units).
         segments: equal pieces the path starts in; each is halved while its error is large.
             Each piece gets one Gauss-Legendre node, its midpoint, whose forward pass also
             gives f there: halving a piece then needs no extra forward.

@@ -49,13 +49,14 @@ def _shade(score: float, scale: float) -> str:
 
 def _header(e: Explanation) -> str:
     target = html.escape(e.target)
+    score = "predicted value" if e.kind == "value" else "probability"
     parts = [
-        f"Why <b>{target}</b>: probability {e.probability:.3f} (baseline {e.baseline_probability:.3f})",
+        f"Why <b>{target}</b>: {score} {e.probability:.3f} (baseline {e.baseline_probability:.3f})",
         f"integration error {e.delta:+.4f} after {e.steps} steps",
     ]
     if not e.converged:
         parts.append(
-            f'<span class="hm-warn">error above the {e.tolerance:g} tolerance: treat the shading as approximate</span>'
+            f'<span class="hm-warn">error above the {e.tolerance:.3g} tolerance: treat the shading as approximate</span>'
         )
     if e.faithfulness is not None:
         f = e.faithfulness
@@ -80,6 +81,8 @@ def to_html(explanation: Explanation, *, header: bool = True) -> str:
     text = e.text
     scale = max((abs(w.score) for w in e.words), default=0.0)
     target = html.escape(e.target)
+    # A regression version's words raise or lower the predicted value; a classifier's push toward or against a label.
+    up, down = ("raises", "lowers") if e.kind == "value" else ("toward", "against")
     out = [_STYLE, '<div class="hm-expl">']
     if header:
         out.append(_header(e))
@@ -87,7 +90,7 @@ def to_html(explanation: Explanation, *, header: bool = True) -> str:
     cursor = 0
     for w in e.words:
         out.append(html.escape(text[cursor : w.start]))
-        direction = "toward" if w.score > 0 else "against" if w.score < 0 else "neutral to"
+        direction = up if w.score > 0 else down if w.score < 0 else "neutral to"
         tip = f"{text[w.start : w.end]}: {w.score:+.4f} ({direction} {e.target})"
         # Underline only words that matter (>= 10% of the strongest), or every word of a
         # note is underlined and the cue is lost; the shade still shows the small ones.
@@ -101,8 +104,8 @@ def to_html(explanation: Explanation, *, header: bool = True) -> str:
     out.append(html.escape(text[cursor:]))
     out.append("</div>")
     out.append(
-        f'<div class="hm-legend"><span>against {target}</span><span class="hm-bar"></span>'
-        f"<span>toward {target}</span><span>(strongest word ±{scale:.3f})</span></div>"
+        f'<div class="hm-legend"><span>{down} {target}</span><span class="hm-bar"></span>'
+        f"<span>{up} {target}</span><span>(strongest word ±{scale:.3f})</span></div>"
     )
     out.append("</div>")
     return "".join(out)

@@ -12,6 +12,8 @@ from healthmon.errors import ModelError
 CARD_FILE = "card.json"
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
+# One value per note (a severity score, a lab value): one output, trained on the standardised target.
+REGRESSION = "regression"
 WeightsFormat = Literal["full", "lora", "head"]
 
 
@@ -21,7 +23,8 @@ class ModelCard:
 
     Attributes:
         labels: label names in head order.
-        problem_type: ``single_label_classification`` or ``multi_label_classification``.
+        problem_type: ``single_label_classification``, ``multi_label_classification`` or
+            ``regression`` (``labels`` then holds the one target's name).
         base_model: the base it was fine-tuned from (``bundled:...`` marker for the wheel).
         weights_format: ``full`` (model/), ``lora`` (adapter/) or ``head`` (head.safetensors).
         temperature: calibration temperature applied to logits before softmax/sigmoid.
@@ -31,6 +34,9 @@ class ModelCard:
             (its weights are the starting point this version's adapter or head applies to).
         pooling: what the head reads, ``cls`` or ``mean`` (:mod:`healthmon.model.pooling`);
             cards written before the choice existed are ``cls``.
+        target_mean / target_std: regression only: the training split's target mean and standard
+            deviation. The head is trained on the standardised target, so a predicted value is
+            ``output * target_std + target_mean``.
     """
 
     labels: tuple[str, ...]
@@ -51,10 +57,16 @@ class ModelCard:
     healthmon_version: str = ""
     parent_version: str = ""
     pooling: str = "cls"
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     @property
     def multi_label(self) -> bool:
         return self.problem_type == MULTI_LABEL
+
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == REGRESSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)

@@ -8,6 +8,10 @@ and the window logits are aggregated per note before calibration:
   note, so every window is evidence about the same class and longer windows weigh more.
 * multi-label: the per-label maximum over windows. A condition mentioned once in a long
   note is still the patient's condition; averaging would dilute it below threshold.
+* regression: the token-weighted mean of the windows' outputs, as single-label: each window
+  is an estimate of the same value for the whole note. The mean is taken on the standardised
+  output and the card's target mean and standard deviation are applied after (the same thing,
+  the map being linear).
 
 Calibration (temperature, thresholds) is fitted on these aggregated logits, so the
 aggregation is part of what the temperature corrects.
@@ -28,7 +32,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from healthmon.config import Settings
 from healthmon.errors import ModelError
-from healthmon.model.card import MULTI_LABEL, ModelCard
+from healthmon.model.card import MULTI_LABEL, REGRESSION, ModelCard
 from healthmon.model.device import pick_device, resolve_precision
 from healthmon.model.loading import load_version_model
 from healthmon.types import Prediction
@@ -230,6 +234,10 @@ class Classifier:
     def multi_label(self) -> bool:
         return self.card.problem_type == MULTI_LABEL
 
+    @property
+    def regression(self) -> bool:
+        return self.card.problem_type == REGRESSION
+
     def logits(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Uncalibrated note-level logits, shape (n_notes, n_labels)."""
         return self._score(list(texts), progress)[0]
@@ -279,13 +287,35 @@ class Classifier:
 
     def predict_proba(self, texts: str | Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Calibrated probabilities: shape (n_labels,) for one string, (n, n_labels) for a list."""
+        if self.regression:
+            raise ModelError("a classification version for probabilities",
+                             f"{self.name}, a regression version (it predicts {self.labels[0]})",
+                             "use predict() or predict_values() for its predicted values")
         single = isinstance(texts, str)
         probs, _ = self._probabilities_and_windows([texts] if single else list(texts), progress)
         return probs[0] if single else probs
 
     def _probabilities_and_windows(self, texts: list[str], progress: bool) -> tuple[np.ndarray, np.ndarray]:
         logits, counts = self._score(texts, progress)
+        if self.regression:
+            return self.values_from_outputs(logits)[:, None], counts
         return calibrated_probabilities(logits, self.card.temperature, self.multi_label), counts
+
+    def values_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """A regression version's predicted values from its (standardised) note-level outputs, shape (n,)."""
+        return np.asarray(outputs, dtype=np.float64)[:, 0] * self.card.target_std + self.card.target_mean
+
+    def predict_values(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """A regression version's predicted value per note, shape (n,), in the target's own units."""
+        if not self.regression:
+            raise ModelError("a regression version for predicted values", f"{self.name}, a {self.card.problem_type} "
+                             "version", "use predict_proba() for a classification version's probabilities")
+        return self.values_from_outputs(self._score(list(texts), progress)[0])
+
+    def scores(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """What a clinician reads per note and output, shape (n, n_labels): calibrated probabilities,
+        or for a regression version the predicted value in one column (what explanations explain)."""
+        return self._probabilities_and_windows(list(texts), progress)[0]
 
     def decide(self, probs: np.ndarray) -> tuple[str, ...]:
         """Predicted label(s) for one row of calibrated probabilities."""
@@ -302,10 +332,18 @@ class Classifier:
     def predict(self, texts: Sequence[str], *, progress: bool = ...) -> list[Prediction]: ...
 
     def predict(self, texts: str | Sequence[str], *, progress: bool = False) -> Prediction | list[Prediction]:
-        """Predictions with calibrated probabilities per label and the decided label(s)."""
+        """Predictions with calibrated probabilities per label and the decided label(s) (a regression
+        version: the predicted value, see :class:`~healthmon.types.Prediction`)."""
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         probs, counts = self._probabilities_and_windows(batch, progress)
+        if self.regression:
+            # Stored like a prediction of one label: the target's name, scored with the value.
+            target = self.labels[0]
+            preds = [Prediction(probabilities={target: float(row[0])}, labels=(target,), model_version=self.name,
+                                problem_type=self.card.problem_type, windows=int(n), value=float(row[0]))
+                     for row, n in zip(probs, counts)]
+            return preds[0] if single else preds
         preds = [
             Prediction(
                 probabilities={label: float(p) for label, p in zip(self.labels, row)},

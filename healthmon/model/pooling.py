@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification, PretrainedConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -73,9 +73,12 @@ class MeanPooledBertForSequenceClassification(BertForSequenceClassification):
         logits = self.classifier(self.dropout(masked_mean(outputs.last_hidden_state, attention_mask)))
         loss = None
         if labels is not None:
-            # The trainer always sets problem_type (single- or multi-label classification).
+            # The trainer always sets problem_type (single- or multi-label classification, or
+            # regression, whose own loss, MSE or Huber, the trainer passes to the Trainer instead).
             if self.config.problem_type == "multi_label_classification":
                 loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+            elif self.config.problem_type == "regression":
+                loss = MSELoss()(logits.view(-1), labels.view(-1).to(logits.dtype))
             else:
                 loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,

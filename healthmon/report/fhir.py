@@ -52,8 +52,8 @@ def fhir_bundle(snapshot: PatientSnapshot) -> dict:
         patient["gender"] = snapshot.sex
     entries = [{"fullUrl": patient_ref, "resource": patient}]
     for case in snapshot.cases:
-        if not case.probabilities:
-            continue
+        if not case.probabilities or case.regression:
+            continue  # a RiskAssessment holds probabilities; a regression version's value is not one
         reviewed = case.final_labels is not None
         assessment = {
             "resourceType": "RiskAssessment",

@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "advice.decide": frozenset({"clinician", "admin"}),
     "cases.adjudicate": frozenset({"admin"}),
     "agreement.view": frozenset({"admin"}),
+    # Every reviewed note's text with its labels, out of the system (a file or a download).
+    "labels.export": frozenset({"admin"}),
     "models.train": frozenset({"admin"}),
     "models.promote": frozenset({"admin"}),
     "users.manage": frozenset({"admin"}),

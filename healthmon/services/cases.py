@@ -54,6 +54,7 @@ def case_detail(factory: sessionmaker[Session], note_id: int) -> CaseView:
             final_labels=tuple(case.final_labels) if case is not None and case.final_labels is not None else None,
             review_version=case.review_version if case is not None else 0,
             history=label_history(s, note.id),
+            problem_type=card.get("problem_type", ""),
         )
 
 
@@ -73,20 +74,32 @@ def recent_cases(factory: sessionmaker[Session], *, limit: int = 200, search: st
 
 
 def predictions_table_rows(factory: sessionmaker[Session], note_ids: list[int]) -> list[dict[str, Any]]:
-    """One row per stored case (in the order given) with its latest calibrated probabilities."""
+    """One row per stored case (in the order given) with its latest calibrated probabilities; a case
+    scored by a regression version has its predicted value under ``value`` (and ``predicted`` names
+    the target) instead of ``P(label)`` columns."""
     with transaction(factory) as s:
         found: dict[int, dict[str, Any]] = {}
+        regression: dict[int, bool] = {}  # version id -> whether it predicts a value
         for start in range(0, len(note_ids), 500):
             chunk = note_ids[start:start + 500]
             rows = s.execute(
-                select(NoteRow.id, NoteRow.external_id, NoteRow.text, PredictionRow.probabilities, PredictionRow.labels)
+                select(NoteRow.id, NoteRow.external_id, NoteRow.text, PredictionRow.probabilities, PredictionRow.labels,
+                       PredictionRow.model_version_id)
                 .join(Case, Case.note_id == NoteRow.id).join(PredictionRow, PredictionRow.id == Case.prediction_id)
                 .where(NoteRow.id.in_(chunk))
             )
-            for note_id, external, text, probabilities, labels in rows:
-                found[note_id] = {"case": note_id, "note": external, "predicted": ", ".join(labels) or "(none above threshold)",
-                                  "excerpt": " ".join(text.split())[:120],
-                                  **{f"P({label})": p for label, p in probabilities.items()}}
+            for note_id, external, text, probabilities, labels, version_id in rows:
+                if version_id not in regression:
+                    card = s.scalar(select(ModelVersion.card).where(ModelVersion.id == version_id)) or {}
+                    regression[version_id] = card.get("problem_type") == "regression"
+                row: dict[str, Any] = {"case": note_id, "note": external,
+                                       "predicted": ", ".join(labels) or "(none above threshold)",
+                                       "excerpt": " ".join(text.split())[:120]}
+                if regression[version_id]:
+                    row["value"] = next(iter(probabilities.values()), None)
+                else:
+                    row.update({f"P({label})": p for label, p in probabilities.items()})
+                found[note_id] = row
         return [found[i] for i in dict.fromkeys(note_ids) if i in found]
 
 

@@ -84,6 +84,8 @@ def patient_snapshot(factory: sessionmaker[Session], patient_id: str, *, setting
     risk: dict[str, float] = {}
     risk_source: dict[str, str] = {}
     for case in cases:
+        if case.regression:
+            continue  # a predicted value, not a probability: the advice rules' risk facts are probabilities
         for label, probability in case.probabilities.items():
             if case.final_labels is not None and label not in case.final_labels:
                 continue  # a reviewer said this note does not carry the label: the model's score does not count

@@ -103,6 +103,10 @@ def retrain(
 def _retrain(factory, settings, parent_dir, args, reviewed, replay, holdout_fraction, margin, out_dir, actor,
              progress, run_id, parent_id, train, on_progress=None) -> RetrainResult:  # noqa: ANN001
     parent_card = ModelCard.load(parent_dir)
+    if parent_card.regression:
+        raise TrainingError("a classification version to continue from reviewed labels",
+                            f"{parent_dir.name}, a regression version (it predicts {parent_card.labels[0]})",
+                            "train a new regression version with `healthmon train --task regression`")
     seed = settings.seed
     if not 0 < holdout_fraction < 1:
         raise TrainingError("a held-out share of reviewed cases between 0 and 1", repr(holdout_fraction),

@@ -110,7 +110,8 @@ def _finetune(ctx: JobContext, job: FinetuneJob) -> dict[str, Any]:
     register_trained(ctx.factory, folder, actor=ctx.actor, rows=read.report.rows_accepted)
     test = trained.metrics.get("test", {})
     return {"version": folder.name, "rows_used": read.report.rows_accepted, "rows_rejected": read.report.rows_rejected,
-            "test_macro_f1": test.get("macro_f1"), "test_accuracy": test.get("accuracy")}
+            "test_macro_f1": test.get("macro_f1"), "test_accuracy": test.get("accuracy"), "test_mae": test.get("mae"),
+            "stopped_by": trained.metrics.get("train", {}).get("stopped_by")}
 
 
 HANDLERS: dict[str, Callable[[JobContext, Any], dict[str, Any]]] = {

@@ -17,19 +17,53 @@ DEFAULT_LEARNING_RATE: dict[str, float] = {"full": 1e-4, "lora": 1e-3, "head": 2
 
 # Training examples to show the model when epochs are not given: LoRA needs a number of
 # optimiser steps more than a number of epochs, so small sets get more passes and large ones
-# fewer (Symptom2Disease, 805 training notes: 13 epochs; Medical Abstracts, 1,939: 6).
-AUTO_EPOCH_EXAMPLES = 10_000
-AUTO_EPOCH_RANGE = (3, 15)
+# fewer (Symptom2Disease, 805 training notes: 25 epochs; Medical Abstracts, 1,939: 11).
+# The cap is generous because the run now ends when validation stops improving or the time
+# budget is spent; at 10,000 examples a 23-class abstract set was still improving at its
+# last epoch.
+AUTO_EPOCH_EXAMPLES = 20_000
+AUTO_EPOCH_RANGE = (3, 30)
+
+# Search plus fine-tune, from the start of a run, when no --time-budget is given: a long
+# lunch on a laptop CPU. Scoring the test split and writing the version come after it.
+DEFAULT_TIME_BUDGET_S = 40 * 60
 
 
 def auto_epochs(n_train: int) -> int:
-    """Epoch budget for ``n_train`` training notes (early stopping may end sooner)."""
+    """Most epochs for ``n_train`` training notes (early stopping or the time budget may end sooner)."""
     low, high = AUTO_EPOCH_RANGE
     return int(min(high, max(low, -(-AUTO_EPOCH_EXAMPLES // max(n_train, 1)))))
 
 
 def _bad(name: str, value: object, expected: str, fix: str) -> ConfigError:
     return ConfigError(f"{name} {expected}", f"{name}={value!r}", fix)
+
+
+def _check_task(args: TrainArgs) -> None:
+    """The regression head's knobs, and the classifier's it cannot take."""
+    if args.task not in ("classification", "regression"):
+        raise _bad("task", args.task, "classification or regression", "--task regression for a column of numbers")
+    if args.loss not in ("mse", "huber"):
+        raise _bad("loss", args.loss, "mse or huber", "--loss huber (the default) or --loss mse")
+    if args.task == "classification":
+        if args.loss != "huber":
+            raise ConfigError("--loss only with --task regression", f"loss={args.loss!r} for a classifier",
+                              "add --task regression, or leave --loss out")
+        return
+    refused = {
+        "multi_label": (args.multi_label, "one value per note", "drop --multi-label"),
+        "head_init": (args.head_init == "probe", "a random head (the probe fits class labels)",
+                      "leave --head-init at random"),
+        "class_weight": (args.class_weight != "none", "no class weighting (there are no classes)",
+                         "leave --class-weight at none"),
+        "init_from": (bool(args.init_from), "a fresh model (regression versions are not continued yet)",
+                      "train a new version with --task regression"),
+        "search": (args.search not in ("off", "auto"), "no search (it tunes class weighting and the probe head)",
+                   "leave --search at auto (off for regression) and give --lr to change the learning rate"),
+    }
+    for name, (bad, expected, fix) in refused.items():
+        if bad:
+            raise ConfigError(f"{expected} for task='regression'", f"{name}={getattr(args, name)!r}", fix)
 
 
 @dataclass(frozen=True)
@@ -39,20 +73,37 @@ class TrainArgs:
     Defaults are chosen for a first run on a few thousand notes on a laptop CPU: LoRA
     (r=16 on query/key/value/dense; 1.4x the samples/s of a full fine-tune here at equal
     Symptom2Disease accuracy), lr 1e-3,
-    batch 16, an epoch budget from the data size (:func:`auto_epochs`) with early stopping
-    after 3 epochs without validation macro-F1 improvement, max length 256 tokens.
+    batch 16, max length 256 tokens. The run stops when the smoothed validation macro-F1 has
+    not improved for 3 epochs, when the time budget (40 min) is spent, or at the epoch cap
+    from the data size (:func:`auto_epochs`). On large or many-class data a short search
+    (:mod:`healthmon.training.search`) picks the learning rate, the head start and class
+    weighting on validation first.
 
     Attributes:
         mode: ``full`` (all weights), ``lora`` (peft adapters + head) or ``head`` (encoder frozen).
         multi_label: sigmoid + BCE with per-label thresholds instead of softmax + cross-entropy.
         learning_rate: None picks the mode's default (full 1e-4, lora 1e-3, head 2e-3).
-        epochs: None picks :func:`auto_epochs` from the number of training notes.
+        epochs: an exact epoch count for the learning-rate schedule (early stopping and the
+            time budget still apply); None plans them from ``max_epochs`` and the budget.
+        max_epochs: the most epochs when ``epochs`` is None; None: :func:`auto_epochs`.
+        time_budget_s: seconds for search plus fine-tune; None: ``DEFAULT_TIME_BUDGET_S``.
+        search: ``off``, ``auto`` or a trial count (:mod:`healthmon.training.search`); its
+            choice replaces learning_rate, head_init and class_weight.
+        class_weight: ``balanced`` weighs each class's loss by n / (k * count) (single-label).
         max_steps: stop after this many optimiser steps (-1 = run the epochs); for smoke tests.
-        early_stopping_patience: epochs without improvement before stopping (0 = never stop early).
+        early_stopping_patience: evaluations (epochs) without improvement of the smoothed
+            validation metric before stopping (0 = never stop early).
         select_by: the validation figure that picks the best epoch: ``macro_f1`` or ``loss``.
         head_init: ``random`` (the base model's fresh head) or ``probe`` (fit the head as a
             logistic regression on the frozen encoder's features first, then fine-tune:
             :mod:`healthmon.training.probe`); not with ``init_from``, which keeps its parent's head.
+        task: ``classification`` (labels) or ``regression`` (one number per note, from a label
+            column of numbers: :mod:`healthmon.training.regression`); regression is single-output,
+            never multi-label, probe-initialised, class-weighted or continued, picks the best epoch
+            by validation loss and runs no search.
+        loss: the regression loss on the standardised target: ``huber`` (delta one standard
+            deviation) or ``mse``.
+        target_name: what a regression version predicts (shown with its values); default ``value``.
         pooling: what the head reads: ``cls`` (BERT's pooled [CLS] vector) or ``mean`` (the
             masked mean of the last layer, :mod:`healthmon.model.pooling`). None: the base
             model's own for a new model (``mean`` for the bundled all-MiniLM-L6-v2, see
@@ -86,11 +137,26 @@ class TrainArgs:
     seed: int | None = None
     calibrate: bool = True
     label_order: tuple[str, ...] = field(default_factory=tuple)
+    # When to stop: the smoothed validation metric has not improved for early_stopping_patience
+    # evaluations, or the time budget (search + fit, seconds) is spent, or max_epochs are run.
+    # None: the default budget / auto_epochs(n_train). Either limit may end the run first.
+    time_budget_s: float | None = None
+    max_epochs: float | None = None
+    # The short search over learning rate, head initialisation and class weighting
+    # (healthmon.training.search): "off", "auto" (on for large or many-class data) or a trial count.
+    search: str = "auto"
+    class_weight: Literal["none", "balanced"] = "none"
     # Continual fine-tuning: start from this version's weights; its labels stay in the
     # head (in their order) even if no training note carries them, new labels are added.
     init_from: str = ""
+    # "regression": one value per note from a label column of numbers (healthmon.training.regression),
+    # trained with `loss` on the standardised target; target_name names it (the CLI: the label column).
+    task: Literal["classification", "regression"] = "classification"
+    loss: Literal["mse", "huber"] = "huber"
+    target_name: str = ""
 
     def __post_init__(self) -> None:
+        _check_task(self)
         if self.mode not in DEFAULT_LEARNING_RATE:
             raise _bad("mode", self.mode, "one of full, lora, head", "pass --mode full|lora|head")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
@@ -107,6 +173,14 @@ class TrainArgs:
             raise _bad("warmup_ratio", self.warmup_ratio, "in [0, 1)", "try 0.06")
         if self.early_stopping_patience < 0:
             raise _bad("early_stopping_patience", self.early_stopping_patience, ">= 0", "0 disables it")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise _bad("time_budget_s", self.time_budget_s, "greater than 0 seconds", "e.g. --time-budget 45m")
+        if self.max_epochs is not None and not self.max_epochs > 0:
+            raise _bad("max_epochs", self.max_epochs, "greater than 0", "try 10-30")
+        if self.search not in ("off", "auto") and not (str(self.search).isdigit() and 1 <= int(self.search) <= 100):
+            raise _bad("search", self.search, "off, auto or a number of trials from 1 to 100", "--search auto")
+        if self.class_weight not in ("none", "balanced"):
+            raise _bad("class_weight", self.class_weight, "none or balanced", "--class-weight balanced")
         if self.head_init not in ("random", "probe"):
             raise _bad("head_init", self.head_init, "random or probe", "use head_init='probe' (--head-init probe) or leave the default")
         if self.pooling not in (None, "cls", "mean"):

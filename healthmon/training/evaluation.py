@@ -8,6 +8,7 @@ from healthmon.errors import TrainingError
 from healthmon.model.classifier import Classifier, calibrated_probabilities
 from healthmon.training.data import Example, targets_for
 from healthmon.training.metrics import classification_metrics
+from healthmon.training.regression import evaluate_regression
 from healthmon.types import Note
 
 
@@ -15,8 +16,11 @@ def evaluate(classifier: Classifier, notes: Sequence[Note], *, progress: bool = 
     """Metrics of ``classifier`` on labelled ``notes``, calibrated and uncalibrated.
 
     Notes without labels, or with a label the model does not know, are counted under
-    ``skipped`` rather than failing the whole run.
+    ``skipped`` rather than failing the whole run. A regression version is scored on the
+    notes' numeric targets instead (:func:`~healthmon.training.regression.evaluate_regression`).
     """
+    if classifier.regression:
+        return evaluate_regression(classifier, notes, progress=progress)
     known = set(classifier.labels)
     usable: list[Example] = []
     skipped = {"unlabelled": 0, "unknown_label": 0, "multi_label_row": 0}

@@ -17,7 +17,8 @@ feature scaling folded in, are written into that layer.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,3 +153,27 @@ def _require_both_outcomes(label: str, column: np.ndarray) -> None:
     found = "no training note" if column.sum() == 0 else "every training note"
     raise ConfigError(f"training notes with and without the label {label!r} (a probe needs both)",
                       f"{found} carries it", "add notes on both sides, or train with head_init='random'")
+
+
+class CachedProbe:
+    """Fits the probe head once and writes it into any fresh model of the same architecture.
+
+    The feature pass over the training and validation notes is the expensive part (minutes on
+    a few thousand long notes); search trials and the final run all start from the same head.
+    """
+
+    def __init__(self, fit_into: Callable[[torch.nn.Module], dict[str, Any]]) -> None:
+        self._fit_into = fit_into
+        self._weights: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.info: dict[str, Any] = {}
+
+    def apply(self, model: torch.nn.Module) -> dict[str, Any]:
+        layer = classification_layer(model)
+        if self._weights is None:
+            self.info = self._fit_into(model)
+            self._weights = (layer.weight.detach().cpu().clone(), layer.bias.detach().cpu().clone())
+        else:
+            with torch.no_grad():
+                layer.weight.copy_(self._weights[0])
+                layer.bias.copy_(self._weights[1])
+        return dict(self.info)

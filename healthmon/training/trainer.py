@@ -1,13 +1,17 @@
 """Fine-tune with transformers' Trainer, then calibrate, evaluate and write a version folder.
 
 :func:`train` runs the phases in order: plan (splits, target, device), build the starting
-model, score it, initialise the head, fit, calibrate, evaluate, write the card and the folder.
+model, score it, search (learning rate, head start, class weighting: :mod:`.search`), plan the
+epochs that fit the time budget, initialise the head, fit, calibrate, evaluate, write the card
+and the folder.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,13 +30,15 @@ from healthmon.model.device import bf16_is_fast, pick_device
 from healthmon.model.loading import build_model, initialise_from_version, load_tokenizer
 from healthmon.model.pooling import base_model_pooling
 from healthmon.model.versions import atomic_version_dir, check_target_free, new_version_name
-from healthmon.training.args import TrainArgs
-from healthmon.training.calibration import fit_temperature, tune_thresholds
+from healthmon.training.args import DEFAULT_TIME_BUDGET_S, TrainArgs, auto_epochs
+from healthmon.training.calibration import ece_interval, fit_temperature_checked, tune_thresholds_checked
 from healthmon.training.data import DataReport, Splits, build_splits, targets_for
-from healthmon.training.fitting import Fit, fit, is_main_process
+from healthmon.training.fitting import Fit, fit, is_main_process, train_in_bf16
 from healthmon.training.metrics import classification_metrics
-from healthmon.training.probe import fit_probe_head
+from healthmon.training.probe import CachedProbe, classification_layer, fit_probe_head
+from healthmon.training.regression_run import train_regression
 from healthmon.training.saving import save_training_data, save_weights
+from healthmon.training.search import SearchResult, defaults_of, run_search, search_plan
 from healthmon.types import Note
 
 
@@ -99,6 +105,7 @@ class _Calibration:
     val_targets: np.ndarray
     temperature: float
     thresholds: dict[str, float]
+    report: dict[str, Any]  # how the temperature was chosen: held-out ECE with and without it
 
 
 def train(
@@ -130,20 +137,29 @@ def train(
         calibration, before fine-tuning, training cost).
     """
     settings = settings or Settings()
+    if args is not None and args.task == "regression":  # one value per note: healthmon.training.regression_run
+        return TrainResult(*train_regression(notes, args, out_dir=out_dir, settings=settings, progress=progress,
+                                             synthetic_data=synthetic_data, on_progress=on_progress))
+    started = time.monotonic()
     plan = _plan(notes, args or TrainArgs(), settings, out_dir)
+    deadline = started + plan.args.time_budget_s
     start = _build_start(plan, settings)
     before = _score_before_finetune(start, plan, settings)
-    head_init = _init_head(start, plan, settings, on_progress)
+    probe = _probe(start, plan)
+    search = _search(start, plan, settings, probe, on_progress)
+    plan = replace(plan, args=replace(plan.args, **search.chosen))
+    head_init = _init_head(start, plan, settings, probe, on_progress)
+    epochs = _planned_epochs(plan, search, deadline)
     fitted = fit(start.model, start.tokenizer, plan.splits, plan.args, seed=plan.seed, device=plan.device,
                  max_length=plan.max_length, scratch=_scratch_path(settings, plan.target), progress=progress,
-                 on_progress=on_progress)
+                 on_progress=on_progress, epochs=epochs, deadline=deadline)
     if fitted is None:  # a torchrun rank other than the main one: the main one evaluates and writes
         return TrainResult(None, None, {})
     head_init = {**head_init, **fitted.start_check}
     classifier = Classifier(fitted.model, start.tokenizer, start.card, device=settings.device, precision="fp32")
     calibration = _calibrate(classifier, plan)
     evaluation = _evaluate(classifier, fitted.model, start, plan, settings, calibration, progress=progress)
-    metrics = _metrics(plan, fitted, calibration, evaluation, before=before, head_init=head_init)
+    metrics = _metrics(plan, fitted, calibration, evaluation, before=before, head_init=head_init, search=search)
     card = _final_card(start.card, plan, calibration, metrics, fitted.log_history, synthetic_data)
     _write_version(plan.target, start.tokenizer, fitted.model, plan, card)
     return TrainResult(plan.target, card, metrics)
@@ -159,7 +175,10 @@ def _plan(notes: Sequence[Note], args: TrainArgs, settings: Settings, out_dir: s
     device = pick_device(settings.device)
     check_one_gpu_per_process(device)  # before the model loads
     return _Plan(
-        args=replace(args, pooling=_resolved_pooling(args, settings.base_model)),
+        # Resolved, so the card's train_args record what was used, not "unset".
+        args=replace(args, pooling=_resolved_pooling(args, settings.base_model),
+                     time_budget_s=args.time_budget_s or DEFAULT_TIME_BUDGET_S,
+                     max_epochs=args.max_epochs or auto_epochs(len(splits.train))),
         splits=splits,
         report=report,
         target=target,
@@ -205,19 +224,77 @@ def _score_before_finetune(start: _Start, plan: _Plan, settings: Settings) -> di
     return classification_metrics(before_probs, plan.test_targets, plan.splits.labels, multi_label=plan.multi_label)
 
 
-def _init_head(start: _Start, plan: _Plan, settings: Settings,
+def _probe(start: _Start, plan: _Plan) -> CachedProbe:
+    """The probe head, fitted the first time a search trial or the final run asks for it."""
+    device = plan.device
+    # Under torchrun each rank fits the same probe (same notes, deterministic regression) on its own GPU.
+    local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
+    return CachedProbe(lambda model: fit_probe_head(
+        model, start.tokenizer, plan.splits.train, plan.splits.validation, plan.splits.labels,
+        multi_label=plan.multi_label, max_length=plan.max_length, device=local))
+
+
+def _probe_can_fit(start: _Start, plan: _Plan) -> bool:
+    """Whether the search may offer a probe head: a fresh model whose head ends in a linear
+    layer, every label in the training notes (and, multi-label, absent from some of them)."""
+    if plan.args.init_from:
+        return False
+    try:
+        classification_layer(start.model)
+    except ConfigError:
+        return False
+    targets = targets_for(plan.splits.train, plan.splits.labels, plan.multi_label)
+    if plan.multi_label:
+        counts = targets.sum(axis=0)
+        return bool(((counts > 0) & (counts < len(targets))).all())
+    return len(set(targets.tolist())) == len(plan.splits.labels)
+
+
+def _search(start: _Start, plan: _Plan, settings: Settings, probe: CachedProbe,
+            on_progress: Callable[[float, str], None] | None) -> SearchResult:
+    """Run the search when the data calls for it (:func:`~.search.search_plan`); else keep the knobs."""
+    args = plan.args
+    n_trials, reason = search_plan(args, len(plan.splits.train), len(plan.splits.labels))
+    if n_trials == 0:
+        return SearchResult(mode=str(args.search), ran=False, reason=reason, objective="", chosen=defaults_of(args))
+
+    def fresh_model() -> PreTrainedModel:
+        set_seed(plan.seed)
+        return build_model(settings.base_model, plan.splits.labels, start.card.problem_type,
+                           dropout=args.dropout, pooling=args.pooling)
+
+    return run_search(fresh_model, probe.apply if _probe_can_fit(start, plan) else None, start.tokenizer,
+                      plan.splits, args, n_trials=n_trials, reason=reason, budget_s=args.time_budget_s,
+                      seed=plan.seed, device=plan.device, max_length=plan.max_length, on_progress=on_progress)
+
+
+# The trials' timing leaves out checkpoint saves and the final run's longer padding tail.
+EPOCH_TIME_MARGIN = 0.9
+
+
+def _planned_epochs(plan: _Plan, search: SearchResult, deadline: float) -> float:
+    """``--epochs`` as given; else the epoch cap, lowered to what the time left affords when
+    the search has timed a training step (so the learning rate decays to zero by the end)."""
+    args = plan.args
+    if args.epochs is not None:
+        return float(args.epochs)
+    cap = float(args.max_epochs)
+    if search.train_s_per_note is None or search.eval_s_per_note is None:
+        return cap
+    per_epoch = (len(plan.splits.train) * search.train_s_per_note
+                 + len(plan.splits.validation) * search.eval_s_per_note)
+    affordable = EPOCH_TIME_MARGIN * (deadline - time.monotonic()) / per_epoch
+    return max(1.0, min(cap, math.floor(affordable * 10) / 10))
+
+
+def _init_head(start: _Start, plan: _Plan, settings: Settings, probe: CachedProbe,
                on_progress: Callable[[float, str], None] | None) -> dict[str, Any]:
     """Keep the random head, or (``head_init="probe"``) fit it on the frozen encoder's features."""
     if plan.args.head_init != "probe":
         return {"method": "random"}
     if on_progress is not None:
         on_progress(0.0, "fitting the head on the frozen encoder's features")
-    device = plan.device
-    # Under torchrun each rank fits the same probe (same notes, deterministic regression) on its own GPU.
-    local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
-    head_init = fit_probe_head(start.model, start.tokenizer, plan.splits.train, plan.splits.validation,
-                               plan.splits.labels, multi_label=plan.multi_label, max_length=plan.max_length,
-                               device=local)
+    head_init = probe.apply(start.model)
     if is_main_process():
         # The probe alone, on the same test notes: what the fine-tune starts from and must beat.
         probed = Classifier(start.model, start.tokenizer, start.card, device=settings.device, precision="fp32")
@@ -228,17 +305,21 @@ def _init_head(start: _Start, plan: _Plan, settings: Settings,
 
 
 def _calibrate(classifier: Classifier, plan: _Plan) -> _Calibration:
-    """Temperature (unless ``calibrate=False``) and, multi-label, per-label thresholds, on validation."""
+    """Temperature (unless ``calibrate=False``) and, multi-label, per-label thresholds, on
+    validation, each kept only where it helps held-out folds (:mod:`.calibration`)."""
     splits, multi_label = plan.splits, plan.multi_label
     val_targets = targets_for(splits.validation, splits.labels, multi_label)
     val_logits = classifier.logits([e.text for e in splits.validation])
-    temperature = fit_temperature(val_logits, val_targets, multi_label) if plan.args.calibrate else 1.0
+    report: dict[str, Any] = {"method": "none (calibrate=False)", "temperature": 1.0, "kept_unscaled": True}
+    if plan.args.calibrate:
+        report = fit_temperature_checked(val_logits, val_targets, multi_label, seed=plan.seed)
+    temperature = float(report["temperature"])
     thresholds: dict[str, float] = {}
     if multi_label:
-        thresholds = tune_thresholds(
-            calibrated_probabilities(val_logits, temperature, True), val_targets, splits.labels
+        thresholds = tune_thresholds_checked(
+            calibrated_probabilities(val_logits, temperature, True), val_targets, splits.labels, seed=plan.seed
         )
-    return _Calibration(val_logits, val_targets, temperature, thresholds)
+    return _Calibration(val_logits, val_targets, temperature, thresholds, report)
 
 
 def _evaluate(classifier: Classifier, trained: torch.nn.Module, start: _Start, plan: _Plan, settings: Settings,
@@ -272,14 +353,16 @@ def _evaluate(classifier: Classifier, trained: torch.nn.Module, start: _Start, p
         }
     return {
         # "raw" = the model as trained: temperature 1 and, for multi-label, 0.5 thresholds.
-        "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_raw": test_raw["macro_f1"]},
+        "test": {**test_cal, "ece_uncalibrated": test_raw["ece"], "macro_f1_raw": test_raw["macro_f1"],
+                 "ece_interval": ece_interval(cal_probs, test_targets, multi_label, seed=plan.seed),
+                 "ece_uncalibrated_interval": ece_interval(raw_probs, test_targets, multi_label, seed=plan.seed)},
         "validation": validation,
         "precision_check": precision_check,
     }
 
 
 def _metrics(plan: _Plan, fitted: Fit, calibration: _Calibration, evaluation: dict[str, Any], *,
-             before: dict[str, Any], head_init: dict[str, Any]) -> dict[str, Any]:
+             before: dict[str, Any], head_init: dict[str, Any], search: SearchResult) -> dict[str, Any]:
     """Everything the card records about the run, the training cost included."""
     args = plan.args
     epochs_run = max((row.get("epoch", 0.0) for row in fitted.log_history), default=0.0)
@@ -290,6 +373,8 @@ def _metrics(plan: _Plan, fitted: Fit, calibration: _Calibration, evaluation: di
         "head_init": head_init,
         "temperature": calibration.temperature,
         "thresholds": calibration.thresholds,
+        "calibration": calibration.report,
+        "search": search.to_card(),
         "precision_check": evaluation["precision_check"],
         "train": {
             "mode": args.mode,
@@ -298,12 +383,16 @@ def _metrics(plan: _Plan, fitted: Fit, calibration: _Calibration, evaluation: di
             "train_notes": len(plan.splits.train),
             "epochs_budget": fitted.epochs_budget,
             "epochs_run": float(epochs_run),
+            "max_epochs": args.max_epochs,
+            "time_budget_s": args.time_budget_s,
+            "stopped_by": fitted.stopped_by,
             f"best_val_{args.select_by}": fitted.best_metric,
             "trainable_params": fitted.trainable,
             "peak_rss_mb": round(_peak_rss_mb(), 1),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
             "world_size": fitted.world_size,
             "device": plan.device.type,
+            "autocast": "bf16" if train_in_bf16(plan.device) else "fp32",
         },
     }
 

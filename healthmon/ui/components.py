@@ -76,6 +76,18 @@ def model_summary(card: ModelCard, name: str, *, banner: bool = True) -> None:
     test = card.metrics.get("test", {})
     cols = st.columns(4)
     cols[0].metric("Model version", name)
+    if card.regression:
+        baseline = card.metrics.get("train_mean_baseline", {}).get("mae")
+        mae = test.get("mae", float("nan"))
+        cols[1].metric(f"Test MAE ({card.labels[0]})", f"{mae:.3g}",
+                       delta=f"{mae - baseline:+.3g} vs the training mean" if baseline is not None else None,
+                       delta_color="inverse")
+        cols[2].metric("Test RMSE", f"{test.get('rmse', float('nan')):.3g}")
+        spearman = test.get("spearman")
+        cols[3].metric("Test Spearman", f"{spearman:.3f}" if spearman is not None else "-")
+        st.caption(plain(f"Predicts {card.labels[0]} (regression) · {card.weights_format} fine-tune of "
+                         f"{card.base_model} · trained {card.created_at[:16].replace('T', ' ')} UTC"))
+        return
     cols[1].metric("Test macro-F1", f"{test.get('macro_f1', float('nan')):.3f}")
     cols[2].metric("Test accuracy", f"{test.get('accuracy', float('nan')):.3f}")
     ece_raw, ece = test.get("ece_uncalibrated"), test.get("ece")
@@ -121,10 +133,14 @@ TRUST_TEXT = {
 
 def trust_in_words(e: Explanation) -> list[str]:
     """The explanation's accuracy and faithfulness figures as sentences a clinician can read."""
+    if e.kind == "value":  # a regression version: the predicted value, in the target's own units
+        change = f"predicted {e.target} {e.baseline_probability:.3g} → {e.probability:.3g}"
+    else:
+        change = f"{e.baseline_probability:.0%} → {e.probability:.0%}"
     lines = [
-        f"The word contributions add up to the score change ({e.baseline_probability:.0%} → {e.probability:.0%}) "
-        f"to within {abs(e.delta):.3f}" + (f" (allowed: {e.tolerance})." if e.converged else
-                                            f", more than the {e.tolerance} allowed: the shading is approximate.")
+        f"The word contributions add up to the score change ({change}) "
+        f"to within {abs(e.delta):.3f}" + (f" (allowed: {e.tolerance:.3g})." if e.converged else
+                                            f", more than the {e.tolerance:.3g} allowed: the shading is approximate.")
     ]
     if e.faithfulness is not None:
         f = e.faithfulness
@@ -142,7 +158,7 @@ def explanation_view(e: Explanation, *, key: str, html_slot=None) -> None:  # no
     for line in trust_in_words(e):
         st.markdown(line)
     if not e.converged:
-        st.warning(f"The attributions miss the score by {abs(e.delta):.3f} (tolerance {e.tolerance}) after "
+        st.warning(f"The attributions miss the score by {abs(e.delta):.3f} (tolerance {e.tolerance:.3g}) after "
                    f"{e.steps} steps: the shading is approximate.")
     left, right = st.columns(2)
     left.download_button("Download explanation (HTML)", to_html_page([e], title=f"healthmon explanation: {e.target}"),
@@ -156,7 +172,11 @@ def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # 
     st.subheader("Why this score?")
     labels = list(case.labels)
     default_label = case.predicted[0] if case.predicted else max(case.probabilities, key=case.probabilities.__getitem__)
-    target = st.selectbox("Explain the score for", labels, index=labels.index(default_label), key=f"{key}-target")
+    if case.regression:  # one predicted value: nothing to choose
+        target = default_label
+        st.caption(plain(f"Words that raise (orange) or lower (blue) the predicted {target}."))
+    else:
+        target = st.selectbox("Explain the score for", labels, index=labels.index(default_label), key=f"{key}-target")
     highlighted = st.empty()
 
     def show_first(e: Explanation) -> None:
@@ -172,9 +192,21 @@ def explanation_panel(case: CaseView, load_classifier, *, key: str) -> None:  # 
 
 
 def stored_prediction(case: CaseView) -> Prediction:
+    if case.regression:
+        value = next(iter(case.probabilities.values()), None)
+        return Prediction(probabilities=dict(case.probabilities), labels=tuple(case.predicted),
+                          model_version=case.version or "", problem_type="regression", value=value)
     return Prediction(probabilities=dict(case.probabilities), labels=tuple(case.predicted),
                       model_version=case.version or "", problem_type="multi_label_classification" if case.multi_label
                       else "single_label_classification")
+
+
+def predicted_value(case: CaseView) -> None:
+    """A regression case's score: the predicted value with the target's name (no probabilities)."""
+    target, value = next(iter(case.probabilities.items()))
+    st.metric(plain(f"Predicted {target}"), f"{value:.3g}")
+    st.caption("A predicted value in the units of the training target, not a probability. The version's test "
+               "error (MAE) and calibration plot are on the Models page.")
 
 
 QUEUED_WARNING_SECONDS = 60

@@ -10,7 +10,8 @@ from healthmon.advice.rules import load_rules
 from healthmon.config import Settings
 from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
-from healthmon.services import versions
+from healthmon.services import comparison, versions
+from healthmon.services.accounts import SignedIn
 from healthmon.services.database import Database, connect
 
 
@@ -39,6 +40,14 @@ def get_classifier(version_dir: str) -> Classifier:
 @st.cache_data(show_spinner=False)
 def get_card(version_dir: str) -> ModelCard:
     return ModelCard.load(version_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl="1h")
+def get_comparison(first_dir: str, second_dir: str, _user: SignedIn) -> comparison.Comparison:
+    """Two versions scored on the first one's test notes, kept per pair of folders (a version folder
+    never changes once written). The user is checked by the service on the first call, not keyed:
+    every role may view models. Both models are loaded for the call and let go after it."""
+    return comparison.compare_versions(_user, first_dir, second_dir, settings=get_settings())
 
 
 @st.cache_resource(show_spinner=False)
