@@ -387,11 +387,12 @@ def test_a_clinician_approves_advice_on_the_patient_page_and_downloads_the_pdf_r
     page.keyboard.type("p-100")
     page.get_by_role("option", name="<i>p-100</i>").click(timeout=WAIT)
     # The setting radio is keyed per patient: while the rerun runs, the previous patient's radio
-    # is still drawn beside the new one. Click once only one is left.
+    # is still drawn beside the new one. Click once only one is left, inside the radio group
+    # itself (a transient copy of the option's text can sit outside it, in the same widget).
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=\"stRadio\"]')]"
         ".filter(r => r.innerText.includes('Setting')).length === 1", timeout=WAIT)
-    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
+    page.get_by_role("radiogroup", name="Setting").get_by_text("home", exact=True).click()
     page.get_by_role("button", name=re.compile(r"Draft advice for \d+ new finding")).click()
     page.get_by_text("Weight up 2 kg within 3 days").first.wait_for(timeout=WAIT)
     assert page.locator("i", has_text="p-100").count() == 0  # the id is text, not markup
@@ -448,12 +449,12 @@ def test_the_spo2_switch_follows_a_scale_recorded_elsewhere_and_the_record_form_
 
     shows(1, "7")
     set_spo2_scale(factory, "cli", "p-200", 2, reason="hypercapnic failure")  # another session records it
-    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("home", exact=True).click()
+    page.get_by_role("radiogroup", name="Setting").get_by_text("home", exact=True).click()
     shows(2, "5")  # the browser's switch moved with the record, and the score with it
     page.get_by_text("The SpO2 scale on record changed since this view was opened").wait_for(timeout=WAIT)
     switch.get_by_text("1", exact=True).click()  # a look at scale 1 for this view only
     shows(1, "7")
-    page.locator('[data-testid="stRadio"]').filter(has_text="Setting").get_by_text("hospital", exact=True).click()
+    page.get_by_role("radiogroup", name="Setting").get_by_text("hospital", exact=True).click()
     shows(1, "7")  # the view's own choice stands while the record does not change
     shot(page, "patient-spo2-view")
     # Withdrawn on this page: the switch and the form follow the new record, the reason is cleared.
