@@ -112,8 +112,9 @@ def fit_temperature_checked(logits: np.ndarray, targets: np.ndarray, multi_label
     if n < MIN_NOTES_FOR_CV:
         return {"method": f"none: {n} validation notes, fewer than {MIN_NOTES_FOR_CV} to check a fit on",
                 "temperature": 1.0, "cv_ece_fitted": None, "cv_ece_unscaled": None, "kept_unscaled": True}
+    folds = _folds(n, seed)
     fitted_probs = np.zeros_like(logits, dtype=np.float64)
-    for held_out in _folds(n, seed):
+    for held_out in folds:
         rest = np.setdiff1d(np.arange(n), held_out)
         t = fit_temperature(logits[rest], targets[rest], multi_label)
         fitted_probs[held_out] = calibrated_probabilities(logits[held_out], t, multi_label)
@@ -121,7 +122,7 @@ def fit_temperature_checked(logits: np.ndarray, targets: np.ndarray, multi_label
     cv_fitted, cv_unscaled = _note_ece(fitted_probs, targets, multi_label), _note_ece(unscaled, targets, multi_label)
     keep_unscaled = not cv_fitted < cv_unscaled
     return {
-        "method": f"temperature scaling, kept only if it lowers {len(_folds(n, seed))}-fold held-out ECE",
+        "method": f"temperature scaling, kept only if it lowers {len(folds)}-fold held-out ECE",
         "temperature": 1.0 if keep_unscaled else fit_temperature(logits, targets, multi_label),
         "cv_ece_fitted": round(cv_fitted, 4),
         "cv_ece_unscaled": round(cv_unscaled, 4),

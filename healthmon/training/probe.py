@@ -100,16 +100,9 @@ def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Examp
     # Labels are checked before the feature pass, which takes minutes on a few thousand notes.
     y_train, y_val = targets_for(train, labels, multi_label), targets_for(validation, labels, multi_label)
     n_labels = len(labels)
-    if multi_label:
-        for j, label in enumerate(labels):
-            _require_both_outcomes(label, y_train[:, j])
-    else:
-        present = set(y_train.tolist())
-        missing = [labels[i] for i in range(n_labels) if i not in present]
-        if missing:
-            raise ConfigError("every label among the training notes (a probe fits all of them)",
-                              f"no training note labelled {', '.join(map(repr, missing))}",
-                              "add notes with those labels, or train with head_init='random'")
+    problem = label_problem(y_train, labels, multi_label)
+    if problem is not None:
+        raise problem
     x_train = head_features(model, tokenizer, [e.text for e in train], max_length, device)
     x_val = head_features(model, tokenizer, [e.text for e in validation], max_length, device)
     mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
@@ -147,12 +140,24 @@ def fit_probe_head(model: torch.nn.Module, tokenizer: Any, train: Sequence[Examp
             "features": int(n_features), "train_notes": len(train), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _require_both_outcomes(label: str, column: np.ndarray) -> None:
-    if 0 < column.sum() < len(column):
-        return
-    found = "no training note" if column.sum() == 0 else "every training note"
-    raise ConfigError(f"training notes with and without the label {label!r} (a probe needs both)",
-                      f"{found} carries it", "add notes on both sides, or train with head_init='random'")
+def label_problem(y_train: np.ndarray, labels: Sequence[str], multi_label: bool) -> ConfigError | None:
+    """Why a probe cannot be fitted on these training targets, or None: single-label needs every
+    label among the notes, multi-label needs each label on some notes and not on others."""
+    if multi_label:
+        for j, label in enumerate(labels):
+            column = y_train[:, j]
+            if not 0 < column.sum() < len(column):
+                found = "no training note" if column.sum() == 0 else "every training note"
+                return ConfigError(f"training notes with and without the label {label!r} (a probe needs both)",
+                                   f"{found} carries it", "add notes on both sides, or train with head_init='random'")
+        return None
+    present = set(y_train.tolist())
+    missing = [label for i, label in enumerate(labels) if i not in present]
+    if missing:
+        return ConfigError("every label among the training notes (a probe fits all of them)",
+                           f"no training note labelled {', '.join(map(repr, missing))}",
+                           "add notes with those labels, or train with head_init='random'")
+    return None
 
 
 class CachedProbe:

@@ -204,7 +204,7 @@ def run_search(
     val_set = _encode(tokenizer, val_notes, splits.labels, args.multi_label, max_length)
     space = _space(args, apply_probe is not None, is_imbalanced(splits, args.multi_label))
     low, high = space["learning_rate"]
-    timings: list[tuple[float, float, int]] = []  # (train seconds, eval seconds, evaluated notes)
+    timings: list[tuple[float, float, int, float]] = []  # (train s, eval s, evaluated notes, trained notes)
 
     def objective_fn(trial: optuna.Trial) -> float:
         params = {
@@ -232,8 +232,9 @@ def run_search(
                 callbacks=[report],
             )
             trainer.train()
+            trained = len(train_notes) * trainer.state.global_step / steps  # a pruned trial stops half way
         wall = time.monotonic() - trial_started
-        timings.append((wall - sum(report.eval_s), sum(report.eval_s), len(val_notes) * len(report.eval_s)))
+        timings.append((wall - sum(report.eval_s), sum(report.eval_s), len(val_notes) * len(report.eval_s), trained))
         trial.set_user_attr("curve", report.curve)
         trial.set_user_attr("wall_s", round(wall, 1))
         if report.pruned:
@@ -266,9 +267,7 @@ def run_search(
     trials = [_trial_record(t) for t in study.trials if t.state in finished]  # not the enqueued, never run
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     chosen = dict(study.best_trial.params) if complete else defaults_of(args)
-    train_s = sum(t[0] for t in timings)
-    eval_s, evaluated = sum(t[1] for t in timings), sum(t[2] for t in timings)
-    trained_notes = sum(len(train_notes) * (len(t.curve) / 2) for t in trials if t.curve)  # pruned trials stop half way
+    train_s, eval_s, evaluated, trained_notes = (sum(column) for column in zip(*timings)) if timings else (0, 0, 0, 0)
     return SearchResult(
         mode=str(args.search), ran=True, reason=reason, objective=objective, chosen=chosen, trials=trials,
         wall_s=time.monotonic() - started,

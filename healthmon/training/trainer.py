@@ -35,7 +35,7 @@ from healthmon.training.calibration import ece_interval, fit_temperature_checked
 from healthmon.training.data import DataReport, Splits, build_splits, targets_for
 from healthmon.training.fitting import Fit, fit, is_main_process, train_in_bf16
 from healthmon.training.metrics import classification_metrics
-from healthmon.training.probe import CachedProbe, classification_layer, fit_probe_head
+from healthmon.training.probe import CachedProbe, classification_layer, fit_probe_head, label_problem
 from healthmon.training.regression_run import train_regression
 from healthmon.training.saving import save_training_data, save_weights
 from healthmon.training.search import SearchResult, defaults_of, run_search, search_plan
@@ -244,10 +244,7 @@ def _probe_can_fit(start: _Start, plan: _Plan) -> bool:
     except ConfigError:
         return False
     targets = targets_for(plan.splits.train, plan.splits.labels, plan.multi_label)
-    if plan.multi_label:
-        counts = targets.sum(axis=0)
-        return bool(((counts > 0) & (counts < len(targets))).all())
-    return len(set(targets.tolist())) == len(plan.splits.labels)
+    return label_problem(targets, plan.splits.labels, plan.multi_label) is None
 
 
 def _search(start: _Start, plan: _Plan, settings: Settings, probe: CachedProbe,
