@@ -194,6 +194,52 @@ class Settings(BaseSettings):
         "bundled file.",
     )
 
+    api_rate_per_minute: float = Field(
+        600.0,
+        gt=0,
+        description="Requests a minute one API token may make to one server process before it is "
+        "answered HTTP 429 (a token bucket that allows bursts of up to this many). Lower it to stop "
+        "a runaway integration from starving the others; raise it for an integration engine that "
+        "sends a ward's notes one request at a time. With N server processes behind a load balancer "
+        "a token may make up to N times this.",
+    )
+    api_max_body_mb: float = Field(
+        5.0,
+        gt=0,
+        description="Largest request body the API and the CDS Hooks service accept, in MiB; a bigger "
+        "one is refused with HTTP 413 before it is read. Raise it for large vitals CSV uploads or "
+        "CDS prefetch bundles with many notes.",
+    )
+    api_max_instances: int = Field(
+        256,
+        ge=1,
+        description="Most notes one predict or explain request may carry; more is refused with "
+        "HTTP 413. Bounds the time and memory one request can take; send larger sets as several "
+        "requests, or queue them on the Notes page or with `python -m healthmon predict`.",
+    )
+    api_batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        description="How long the server waits for more predict requests to join a batch, in "
+        "milliseconds. Requests that arrive while a batch is being scored join the next one anyway, "
+        "so this matters only when the model is idle. 0 turns micro-batching off: every request is "
+        "scored on its own.",
+    )
+    api_max_batch: int = Field(
+        32,
+        ge=1,
+        description="Most notes the server scores in one micro-batch of concurrent predict "
+        "requests. Larger batches amortise more overhead but a request may wait for a whole batch; "
+        "32 kept the model busy on 2 CPU cores. 1 turns micro-batching off.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The address clinicians reach the dashboard at (e.g. "
+        "`https://healthmon.example.org`), used for the links back to a case in CDS Hooks cards. "
+        "Unset, the links use the address the request came to, which is wrong behind a proxy that "
+        "rewrites the host.",
+    )
+
     @field_validator("base_model")
     @classmethod
     def _base_model_not_blank(cls, value: str) -> str:

@@ -47,6 +47,10 @@ class StorageError(HealthmonError):
     """A request the stored data cannot satisfy (unknown user, case, label...)."""
 
 
+class NotFoundError(StorageError):
+    """A stored record the request names (a case, a patient) that the database does not hold."""
+
+
 class ReviewConflict(StorageError):
     """Someone else reviewed the case after this reviewer loaded it.
 

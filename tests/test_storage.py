@@ -40,7 +40,7 @@ from healthmon.storage.repository import (
 )
 from healthmon.types import Note, Prediction
 
-TABLES = {"alembic_version", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
+TABLES = {"alembic_version", "api_tokens", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
           "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads", "advice_items"}
 LABELS = ("diabetes", "hypertension", "cancer")
 
@@ -70,7 +70,7 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == head_revision() == "0007"
+    assert current_revision(engine) == head_revision() == "0008"
     upgrade(engine)  # again: nothing to do, nothing lost
     assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":
@@ -110,7 +110,7 @@ def test_downgrading_past_the_patient_columns_keeps_the_patients_and_what_points
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")  # through 0007 (SpO2 scale) and 0006 (demographics)
+        command.downgrade(config, "0005")  # through 0008 (API tokens), 0007 (SpO2 scale) and 0006 (demographics)
     assert current_revision(engine) == "0005"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT patients.external_id, notes.text FROM patients JOIN notes ON notes.patient_id = patients.id")

@@ -14,12 +14,12 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
-from healthmon.cli import admin, models, patients
+from healthmon.cli import admin, models, patients, server
 from healthmon.config import Settings
 from healthmon.errors import HealthmonError
 
 EXIT_BAD_INPUT = 2
-GROUPS = (models, admin, patients)
+GROUPS = (models, admin, patients, server)
 COMMANDS = {name: handler for group in GROUPS for name, handler in group.COMMANDS.items()}
 
 

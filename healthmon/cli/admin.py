@@ -1,5 +1,5 @@
-"""Operations commands: the database schema, the demo build, dashboard accounts, the reviewed-labels
-export and the job worker."""
+"""Operations commands: the database schema, the demo build, dashboard accounts and their API tokens,
+the reviewed-labels export and the job worker."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from healthmon.cli.common import open_database
 from healthmon.config import Settings
 from healthmon.errors import StorageError
 from healthmon.services import accounts as auth
+from healthmon.services import tokens
 from healthmon.services.accounts import ROLES
-from healthmon.services.database import connect_existing, database_status
+from healthmon.services.database import Database, connect_existing, database_status
 from healthmon.services.labels import export_format, export_labels
 
 # The demo build and the worker import torch-backed modules when they run, not when the CLI loads.
@@ -33,7 +34,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--notes", type=int, default=1000, help="synthetic notes to generate")
     demo.add_argument("--summaries", type=int, default=400, help="synthetic home-vitals summaries to add")
 
-    users = sub.add_parser("users", help="dashboard accounts: add, list, change role or password, deactivate")
+    users = sub.add_parser("users", help="dashboard accounts: add, list, change role or password, deactivate, "
+                                         "API tokens")
     users_sub = users.add_subparsers(dest="users_command", required=True)
     add = users_sub.add_parser("add", help="create an account; prints a generated password once unless "
                                            "--password-stdin is given")
@@ -50,6 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     passwd.add_argument("--password-stdin", action="store_true")
     for verb in ("deactivate", "activate"):
         users_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+    _add_token_parsers(users_sub)
     export = sub.add_parser("export-labels", help="write every reviewed case with its lineage (reviews, "
                                                   "adjudication, model version and scores) to a file")
     export.add_argument("--out", required=True, help="FILE.csv (one row per case; lists joined by |, reviews "
@@ -57,6 +60,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--actor", default="cli", help="name recorded in the audit log")
     worker = sub.add_parser("worker", help="run background jobs (use with HEALTHMON_WORKER=external on the dashboard)")
     worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
+
+
+def _add_token_parsers(users_sub: argparse._SubParsersAction) -> None:
+    token = users_sub.add_parser("token", help="API tokens (Authorization: Bearer) that act as an account, "
+                                               "with its current role")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token for an account; prints it once, on stderr")
+    create.add_argument("name", help="the account the token acts as")
+    create.add_argument("--name", dest="label", default="api", help="a label to recognise the token by, such as "
+                                                                     "epic-integration (default: %(default)s)")
+    create.add_argument("--days", type=float, default=90, help="lifetime in days, at most 366 (default: %(default)s)")
+    listing = token_sub.add_parser("list", help="tokens as JSON lines, revoked and expired ones too (no hashes)")
+    listing.add_argument("name", nargs="?", help="only this account's tokens")
+    revoke = token_sub.add_parser("revoke", help="revoke every active token of an account, or one by --id")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="the account whose tokens to revoke")
+    which.add_argument("--id", type=int, dest="token_id", help="the id of one token (from `users token list`)")
 
 
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,6 +112,8 @@ def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
         for row in auth.accounts(factory, None):
             print(json.dumps(row, default=str))
         return 0
+    if command == "token":
+        return _cmd_token(args, factory)
     if command == "add":
         password, generated = _new_password(args)
         auth.add_user(factory, None, args.name, args.role, password)
@@ -105,6 +127,23 @@ def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps({"user": args.name, "done": command}))
     if command in ("add", "passwd") and generated:
         print(f"Password for {args.name} (shown only this once): {password}", file=sys.stderr)
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace, factory: Database) -> int:
+    command = args.token_command
+    if command == "create":
+        token, view = tokens.create_token(factory, None, args.name, args.label, days=args.days)
+        print(json.dumps({"account": view.account, "token_id": view.id, "name": view.name,
+                          "expires_at": view.expires_at.isoformat()}))
+        print(f"API token for {view.account} (shown only this once): {token}", file=sys.stderr)
+    elif command == "list":
+        for view in tokens.list_tokens(factory, None, args.name):
+            print(json.dumps(view.to_dict()))
+    elif args.token_id is not None:
+        print(json.dumps(tokens.revoke_token(factory, None, args.token_id).to_dict()))
+    else:
+        print(json.dumps({"account": args.name, "revoked": tokens.revoke_account_tokens(factory, None, args.name)}))
     return 0
 
 

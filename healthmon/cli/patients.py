@@ -7,7 +7,7 @@ import getpass
 import json
 import sys
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from healthmon.cli.common import add_spo2_scale, advice_rules, duration, iso_date, open_database
@@ -88,11 +88,10 @@ def _records_for_vitals(settings: Settings, *, store: bool) -> tuple[Database | 
 
 
 def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
-    from healthmon.advice.snapshot import scale_on_record, spo2_scale_basis
     from healthmon.ingest.devices import read_device_paths
-    from healthmon.services.patients import recorded_spo2_scale
     from healthmon.services.vitals import store_vitals
-    from healthmon.vitals.assess import assess_patient, mark_cuffless, readings_setting
+    from healthmon.services.vitals_scores import score_readings
+    from healthmon.vitals.assess import mark_cuffless
 
     data = read_device_paths(args.paths, patient_id=args.patient_id, date_order=args.date_order)
     if args.cuffless_bp:  # marked on each reading, so stored estimates stay trend-only when read again
@@ -119,33 +118,11 @@ def _cmd_vitals(args: argparse.Namespace, settings: Settings) -> int:
                               fmt=data.fmt, report=data.report)
         print(f"  stored {stored.stored} new reading(s); {stored.duplicates} already stored; {stored.unreadable} "
               "unreadable value(s) kept in the upload's report only", file=sys.stderr)
-    patients = args.patient or list(data.frame["patient_id"].astype(str).value_counts().index)
-    missing = sorted(set(patients) - set(data.frame["patient_id"].astype(str)))
-    if missing:
-        raise IngestError("patients present in the files", f"no readings for {', '.join(missing)}",
-                          "check --patient against the files' patient ids")
-    # A stored patient with a prescribed 88-92 % target is scored on it here too: the same file
-    # must not give NEWS2 7 in a script and 5 on the dashboard.
-    for patient in patients:
-        recorded = recorded_spo2_scale(factory, patient) if factory is not None else None
-        scale = args.spo2_scale or scale_on_record(recorded)
-        setting = args.setting or readings_setting(data.frame, patient)
-        result = assess_patient(data.frame, patient, setting=setting, spo2_scale=scale,
-                                lookback=args.lookback,
-                                descriptors=data.descriptors.get(patient))
-        latest = result.latest_news2
-        print(json.dumps({
-            "patient_id": patient, "readings": int(len(result.vitals)),
-            "setting": {"setting": setting, "basis": "given" if args.setting else "preset from the readings"},
-            "news2": None if latest is None else {k: latest[k] for k in ("time", "total", "band", "complete",
-                                                                         "missing", "caveat")},
-            "bp": None if result.bp is None else {**asdict(result.bp), "esc_esh": result.bp_esc,
-                                                  "crisis_readings": list(result.bp_crisis), "note": result.bp_note},
-            "alerts": [{k: a[k] for k in ("time", "severity", "rule_id", "message")}
-                       for a in result.alerts.to_dict("records")],
-            "spo2_scale": {"scale": scale, "basis": unreadable or spo2_scale_basis(scale, recorded)},
-            "checks_not_possible": list(result.skipped), "summary": result.summary,
-        }, default=str))
+    # The same shaping as the API's /vitals:score (without its per-time-point detail).
+    for line in score_readings(factory, "cli", data, patients=args.patient, setting=args.setting,
+                               spo2_scale=args.spo2_scale, lookback=args.lookback, detail=False,
+                               no_record=unreadable):
+        print(json.dumps(line, default=str))
     return 0
 
 
@@ -206,28 +183,23 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf", ".json"):
         raise IngestError("--out ending in .html, .pdf or .json (FHIR)", out.name, "rename the output file")
+    from healthmon.model.classifier import Classifier
+    from healthmon.services.reports import report_document
+
     factory = open_database(settings)
+
+    def load(folder: str) -> Classifier:
+        return Classifier.from_pretrained(folder, settings=settings)
+
+    # The same document as the API's /patients/{id}/report.
+    fmt = {".json": "fhir", ".pdf": "pdf"}.get(suffix, "html")
+    document = report_document(factory, getpass.getuser(), args.patient, fmt,
+                               generated_by=args.by or f"{getpass.getuser()} (cli)", rules_path=settings.advice_rules,
+                               load_classifier=None if args.no_explain else load,
+                               setting=args.setting, spo2_scale=args.spo2_scale)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".json":
-            from healthmon.report.fhir import fhir_json
-            from healthmon.services.patients import patient_snapshot
-
-            out.write_text(fhir_json(patient_snapshot(factory, args.patient, setting=args.setting,
-                                                        spo2_scale=args.spo2_scale)), encoding="utf-8")
-        else:
-            from healthmon.model.classifier import Classifier
-            from healthmon.report import write_report
-            from healthmon.services.reports import build_report
-
-            def load(folder: str) -> Classifier:
-                return Classifier.from_pretrained(folder, settings=settings)
-
-            report = build_report(factory, args.patient, generated_by=args.by or f"{getpass.getuser()} (cli)",
-                                  rules=advice_rules(settings), rules_path=settings.advice_rules,
-                                  load_classifier=None if args.no_explain else load, setting=args.setting,
-                                  spo2_scale=args.spo2_scale)
-            write_report(report, out)
+        out.write_bytes(document.content)
     except OSError as exc:
         raise IngestError("a writable path for --out", f"{out}: {exc.strerror}", "choose a file in a writable folder") from exc
     print(json.dumps({"patient": args.patient, "wrote": str(out), "bytes": out.stat().st_size}))

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from healthmon.errors import NotFoundError
 from healthmon.services.accounts import SignedIn, require
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Case, ModelVersion, NoteRow, Patient, PredictionRow, Review, User
@@ -35,7 +36,8 @@ def case_detail(factory: sessionmaker[Session], note_id: int) -> CaseView:
             .outerjoin(Patient, Patient.id == NoteRow.patient_id).where(NoteRow.id == note_id)
         ).first()
         if row is None:
-            raise StorageError("a stored case", f"no note with id {note_id}", "open a case from the Notes or Review list")
+            raise NotFoundError("a stored case", f"no note with id {note_id}",
+                                "open a case from the Notes or Review list")
         note, case, patient = row
         prediction = s.get(PredictionRow, case.prediction_id) if case is not None and case.prediction_id else None
         version = s.get(ModelVersion, prediction.model_version_id) if prediction is not None else None
@@ -140,3 +142,22 @@ def queue_for(factory: sessionmaker[Session], user: SignedIn, *, limit: int = 20
     require(user, "cases.review")
     with transaction(factory) as s:
         return review_queue(s, limit=limit, reviewer=s.get(User, user.user_id))
+
+
+def view_case(factory: sessionmaker[Session], user: SignedIn, note_id: int) -> CaseView:
+    """:func:`case_detail` for a caller allowed to view cases (the API's door; pages check first)."""
+    require(user, "cases.view")
+    return case_detail(factory, note_id)
+
+
+def list_cases(factory: sessionmaker[Session], user: SignedIn, *, view: str = "queue", limit: int = 20,
+               search: str = "") -> list[dict[str, Any]]:
+    """Cases for an integration: ``queue`` (what this reviewer should label next, as the Review
+    page orders it) or ``recent`` (newest scored, optionally matching ``search``)."""
+    if view == "queue":
+        items = queue_for(factory, user, limit=limit)
+        return [{"case": i.note_id, "predicted": list(i.predicted), "probabilities": dict(i.probabilities),
+                 "uncertainty": i.uncertainty, "disagreement": i.disagreement, "review_version": i.review_version,
+                 "reviews": i.review_count, "excerpt": " ".join(i.text.split())[:80]} for i in items]
+    require(user, "cases.view")
+    return recent_cases(factory, limit=limit, search=search)

@@ -50,3 +50,22 @@ def database_status(settings: Settings, *, migrate: bool) -> dict[str, Any]:
         return {"database": engine.url.render_as_string(hide_password=True), "revision": current_revision(engine)}
     finally:
         engine.dispose()
+
+
+def readiness(factory: Database) -> dict[str, Any]:
+    """Whether this process's database answers and its schema is at the newest migration
+    (the API's /readyz): ``{"database": bool, "revision": str | None, "head": str | None, "current": bool}``."""
+    from sqlalchemy import text
+
+    from healthmon.storage.db import head_revision
+
+    engine = factory.kw["bind"]
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        revision = current_revision(engine)
+    except Exception as exc:  # any driver error means "not ready"; the reason is logged by the caller
+        return {"database": False, "revision": None, "head": head_revision(), "current": False,
+                "error": type(exc).__name__}
+    head = head_revision()
+    return {"database": True, "revision": revision, "head": head, "current": revision == head}

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from healthmon.errors import ConfigError, StorageError
@@ -221,3 +221,11 @@ def cancel(factory: sessionmaker[Session], job_id: int, user: SignedIn) -> None:
         elif job.status == "running":
             job.cancel_requested = True
         audit(s, user.name, "job.cancel", "job", job_id)
+
+
+def queue_depth(factory: sessionmaker[Session]) -> dict[str, int]:
+    """Jobs waiting for a worker and jobs running now (the API's /metrics reports both)."""
+    with transaction(factory) as s:
+        counts = dict(s.execute(select(Job.status, func.count()).where(Job.status.in_(("queued", "running")))
+                                .group_by(Job.status)).all())
+    return {"queued": int(counts.get("queued", 0)), "running": int(counts.get("running", 0))}

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
-from healthmon.errors import StorageError
+from healthmon.errors import NotFoundError, StorageError
 from healthmon.model.card import ModelCard
 from healthmon.services.accounts import SignedIn, require
 from healthmon.storage import repository
@@ -139,7 +139,7 @@ def set_active(factory: sessionmaker[Session], name: str, *, actor: str | Signed
         target = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
         if target is None:
             known = ", ".join(s.scalars(select(ModelVersion.name)))
-            raise StorageError("a registered model version", repr(name), f"pick one of: {known or '(none)'}")
+            raise NotFoundError("a registered model version", repr(name), f"pick one of: {known or '(none)'}")
         if not (Path(target.folder) / "card.json").is_file():
             raise StorageError(f"the folder of version {name}", f"no card.json in {target.folder}",
                                "restore the folder or pick another version")

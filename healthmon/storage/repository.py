@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from healthmon.errors import ReviewConflict, StorageError
+from healthmon.errors import NotFoundError, ReviewConflict, StorageError
 from healthmon.storage.models import (
     ROLES,
     AdviceItem,
@@ -333,7 +333,7 @@ def submit_review(
                            "rename the label ('|' separates labels in exports)")
     case = session.get(Case, note_id)
     if case is None:
-        raise StorageError("a stored case", f"no note {note_id}", "save the note and its prediction first")
+        raise NotFoundError("a stored case", f"no note {note_id}", "save the note and its prediction first")
     if kind == "adjudication" and reviewer.role != "admin":
         raise StorageError("an admin to adjudicate", f"{reviewer.name} is {reviewer.role}", "ask an admin")
     moved = session.execute(

@@ -1,0 +1,125 @@
+"""ASGI middleware for the API: body-size limit, then metrics and one audit entry per call.
+
+Pure ASGI (not BaseHTTPMiddleware) so a streamed body is counted as it arrives and refused
+at the limit, before the whole of it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from healthmon.api.problems import PROBLEM_JSON
+from healthmon.api.state import ApiState
+from healthmon.services.api_calls import record_call
+
+log = logging.getLogger("healthmon.api")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large_body(limit: int, found: str) -> bytes:
+    return json.dumps({
+        "type": "https://healthmon.readthedocs.io/problems/too-large", "title": "Too large", "status": 413,
+        "expected": f"a request body of at most {limit:,} bytes", "found": found,
+        "fix": "send fewer notes per request, or ask an admin to raise HEALTHMON_API_MAX_BODY_MB",
+        "detail": f"Expected a request body of at most {limit:,} bytes; found {found}. Fix: send fewer notes per "
+                  "request, or ask an admin to raise HEALTHMON_API_MAX_BODY_MB",
+    }).encode()
+
+
+class ApiMiddleware:
+    """Wraps one mounted API app (``/api/v1`` or ``/cds-services``)."""
+
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+        self.app = app
+        self.state = state
+        self.limit = int(state.settings.api_max_body_mb * 1024 * 1024)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, status, f"{int(declared):,} bytes (Content-Length)")
+            await self._finish(scope, status["code"], started)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["sent"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _TooLarge:
+            if not status["sent"]:
+                await self._refuse(send, status, f"more than {self.limit:,} bytes")
+        finally:
+            await self._finish(scope, status["code"], started)
+
+    async def _refuse(self, send: Send, status: dict, found: str) -> None:
+        status["code"] = 413
+        status["sent"] = True
+        body = _too_large_body(self.limit, found)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _finish(self, scope: Scope, code: int, started: float) -> None:
+        route = _route_of(scope)
+        method = scope.get("method", "")
+        self.state.metrics.requests.labels(route, method, str(code)).inc()
+        self.state.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+        write = self._audit(scope, route, code)
+        if write is None:
+            return
+        # After the answer went out (a client never waits on it), but before this call ends,
+        # so the entry exists by the time the next request on the connection is read.
+        func, args, kwargs = write
+        try:
+            await run_in_threadpool(func, *args, **kwargs)
+        except Exception:  # an audit failure is the operator's problem: logged loudly, never the caller's
+            log.exception("could not write the audit entry for %s %s", scope.get("method"), route)
+
+    def _audit(self, scope: Scope, route: str, code: int):  # noqa: ANN202
+        request_state: dict[str, Any] = scope.get("state") or {}
+        user = request_state.get("user")
+        if user is None:
+            if code in (401, 403, 429):  # refusals before anyone was identified are kept in the log too
+                log.info("refused %s %s: %s", scope.get("method"), route, code)
+            return
+        patients = sorted(request_state.get("patients") or ())
+        return record_call, (self.state.factory, user, f"{scope.get('method')} {route}"), {"status": code,
+                                                                                          "patients": patients}
+
+
+def _route_of(scope: Scope) -> str:
+    """The route template (``/models/{version}:predict``), not the path, so metrics stay few."""
+    route = scope.get("route")
+    prefix = scope.get("root_path", "")
+    path = getattr(route, "path", None)
+    if path:
+        return prefix + path
+    return prefix + "(unmatched)"

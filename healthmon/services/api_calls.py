@@ -1,0 +1,104 @@
+"""What the REST API and the CDS Hooks service ask of the application layer beyond the pages' calls.
+
+The API resolves a model version by name, records every call it answers in the audit log (who,
+which route, which patients), and stores API-scored notes as cases. Permissions are the same
+table the pages use (:data:`healthmon.services.accounts.PERMISSIONS`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.config import Settings
+from healthmon.errors import ModelError, NotFoundError
+from healthmon.services.accounts import SignedIn, require
+from healthmon.services.versions import ensure_registered, list_versions, register_served, served_version_dir
+from healthmon.storage.db import transaction
+from healthmon.storage.repository import audit, save_predictions
+from healthmon.types import Note, Prediction
+
+ACTIVE = "active"
+
+
+class UnknownVersion(ModelError):
+    """A model version name that no registered version has."""
+
+
+UnknownRecord = NotFoundError
+
+
+def resolve_version(factory: sessionmaker[Session], settings: Settings, name: str) -> Path:
+    """The folder of version ``name``; ``active`` is the version every front door serves.
+
+    Raises:
+        ModelError: no such registered version, or its folder has no card.
+    """
+    if name == ACTIVE:
+        folder = served_version_dir(factory, settings)
+        if folder is None:
+            raise ModelError("a served model version", "none (no demo model, no active version)",
+                             "build the demo model with `python -m healthmon demo` or promote a version")
+        return folder
+    known = {v.name: Path(v.folder) for v in list_versions(factory)}
+    served = served_version_dir(factory, settings)
+    if served is not None:
+        known.setdefault(served.name, served)
+    folder = known.get(name)
+    if folder is None or not (folder / "card.json").is_file():
+        listed = ", ".join(sorted(known)[:10]) or "none registered"
+        raise UnknownVersion(f"a registered model version name or `{ACTIVE}`", repr(name),
+                         f"use one of: {ACTIVE}, {listed}")
+    return folder
+
+
+def check_allowed(user: SignedIn, permission: str) -> SignedIn:
+    """The caller, if their role has ``permission``: asked before model work that touches no
+    database (a predict without ``store``), so the API refuses it with the pages' own rule."""
+    return require(user, permission)
+
+
+def record_call(factory: sessionmaker[Session], user: SignedIn, route: str, *, status: int,
+                patients: Sequence[str] = (), detail: dict | None = None) -> None:
+    """One audit entry per answered API call: who, which route, which patients it touched."""
+    touched = sorted({p for p in patients if p})
+    with transaction(factory) as s:
+        audit(s, user.name, "api.call", "route", route,
+              after={"status": status, "patients": touched, "via": "api", **(detail or {})})
+
+
+def store_api_predictions(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note],
+                          predictions: Sequence[Prediction], version_dir: Path) -> list[int]:
+    """Store API-scored notes as cases (``?store=true``), as ``predict --store`` does; returns note ids."""
+    require(user, "notes.predict")
+    with transaction(factory) as s:
+        version = ensure_registered(s, version_dir)
+        note_ids = save_predictions(s, notes, predictions, version)
+        audit(s, user.name, "notes.predict", "api", "predict", after={"notes": len(note_ids), "version": version.name})
+        return note_ids
+
+
+def list_model_versions(factory: sessionmaker[Session], settings: Settings, user: SignedIn) -> list[dict]:
+    """Registered versions for an integration: name, status, labels and test figures."""
+    require(user, "models.view")
+    served = served_version_dir(factory, settings)
+    if served is not None:
+        register_served(factory, served)
+    rows = []
+    for v in list_versions(factory):
+        card = v.card or {}
+        test = (v.metrics or {}).get("test") or {}
+        rows.append({"name": v.name, "status": v.status, "created_at": v.created_at,
+                     "problem_type": card.get("problem_type", ""), "labels": list(card.get("labels") or []),
+                     "test_metrics": {k: val for k, val in test.items() if isinstance(val, (int, float))},
+                     "served": served is not None and Path(v.folder).resolve() == served.resolve()})
+    return rows
+
+
+def promote_version(factory: sessionmaker[Session], user: SignedIn, name: str) -> str:
+    """Make a registered version the served one (``models.promote``: admins); returns its name."""
+    from healthmon.services.versions import set_active
+
+    return set_active(factory, name, actor=require(user, "models.promote"), why=f"promoted through the API by {user.name}").name
