@@ -31,7 +31,7 @@ demo: setup
 	$(PY) -m healthmon demo
 
 run: demo
-	$(VENV)/bin/streamlit run app.py
+	$(PY) -m healthmon serve
 
 test: setup
 	$(PY) -m pytest -q

@@ -83,9 +83,10 @@ def dashboard(tmp_path_factory):
     engine.dispose()
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # The one server `make run` starts: the dashboard and the API in one process.
+        [sys.executable, "-m", "healthmon", "serve", "--port", str(port)],
+        # A file, not a pipe: the server logs every request, and a full pipe would stall it.
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(log := open(data_dir.parent / "server.log", "w+")),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -96,7 +97,8 @@ def dashboard(tmp_path_factory):
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail(f"streamlit did not start: {proc.stderr.read(3000) if proc.stderr else ''}")
+            log.seek(0)
+            pytest.fail(f"the server did not start: {log.read()[-3000:]}")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         yield {"url": url, "data_dir": data_dir}
     finally:
@@ -106,6 +108,7 @@ def dashboard(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+        log.close()
 
 
 @pytest.fixture()

@@ -121,12 +121,26 @@ def create_probes(state: ApiState) -> FastAPI:
     return app
 
 
+class _Discovery:
+    """``GET /cds-services`` (no trailing slash, as the CDS Hooks spec writes it) answered by the
+    CDS app's own ``/`` route, instead of the mount's redirect that some EHR clients do not follow."""
+
+    def __init__(self, app: Any, prefix: str) -> None:
+        self.app, self.prefix = app, prefix
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        root = scope.get("root_path", "") + self.prefix
+        await self.app({**scope, "root_path": root, "path": root + "/"}, receive, send)
+
+
 def service_routes(state: ApiState) -> list[BaseRoute]:
     """Every non-dashboard route of one server process."""
     probes = ApiMiddleware(create_probes(state), state)
+    cds = ApiMiddleware(create_cds(state), state)
     return [
         Mount(API_PREFIX, app=ApiMiddleware(create_v1(state), state)),
-        Mount(CDS_PREFIX, app=ApiMiddleware(create_cds(state), state)),
+        Route(CDS_PREFIX, _Discovery(cds, CDS_PREFIX), methods=["GET"]),
+        Mount(CDS_PREFIX, app=cds),
         Route("/healthz", healthz, methods=["GET"]),
         # A Route whose endpoint is an ASGI app passes the full path on: the probes app routes it.
         Route("/readyz", probes, methods=["GET"]),

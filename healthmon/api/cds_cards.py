@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import pandas as pd
@@ -271,7 +271,7 @@ def findings(data: PrefetchData, scores: Sequence[NoteScore], assessment: Vitals
         for label, probability in score.prediction.probabilities.items():
             if probability > risk.get(label, -1.0):
                 risk[label], risk_source[label] = float(probability), score.risk_source()
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     age = age_on(data.birth_date, today) if data.birth_date is not None else None
     return PatientFindings(patient_id=data.patient_id, risk=risk, risk_source=risk_source, age=age, sex=data.sex,
                            setting=None if assessment is None else readings_setting(data.vitals, data.patient_id),
@@ -385,7 +385,8 @@ def risk_cards(scores: Sequence[NoteScore], thresholds: Mapping[str, float], wor
                           case_link(base_url, best.case_id),
                           {"kind": "risk", "label": label, "probability": p, "note_id": best.note.note_id,
                            "case": best.case_id, "model_version": prediction.model_version,
-                           "words": list(words) if n == 0 else []}))
+                           # escaped as in the detail: an EHR may show these as markdown too
+                           "words": [escape_markdown(w) for w in words] if n == 0 else []}))
     return cards
 
 
@@ -480,7 +481,7 @@ def top_words(words: Sequence[Any], n: int = 5) -> list[str]:
         text = w.word.strip()
         if w.score <= 0 or len(out) >= n:
             break
-        if text and text.lower() not in seen:
+        if any(ch.isalnum() for ch in text) and text.lower() not in seen:  # not a lone "(" or ","
             seen.add(text.lower())
             out.append(text)
     return out

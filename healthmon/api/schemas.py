@@ -101,7 +101,7 @@ class ReviewRequest(BaseModel):
 
     labels: list[str] = Field(max_length=200, description="The labels the reviewer gives the note (may be empty "
                               "for a multi-label version: none applies).")
-    seen_version: int = Field(ge=0, description="The case's `review_version` when the reviewer read it; a newer "
+    seen_version: int = Field(ge=0, le=2**31 - 1, description="The case's `review_version` when the reviewer read it; a newer "
                               "review since then is a 409 conflict carrying its labels.")
     saw_model_output: bool = Field(True, description="Whether the reviewer saw the model's scores.")
     comment: str = Field("", max_length=5000)

@@ -138,7 +138,7 @@ def case_report(factory: sessionmaker[Session], user: SignedIn | str | None, pat
 
 def _document(content: bytes, fmt: str, patient_id: str) -> ReportDocument:
     media_type, suffix = REPORT_FORMATS[fmt]
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in patient_id)
+    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in patient_id)  # a header value
     return ReportDocument(content, media_type, f"healthmon-report-{stem}{suffix}")
 
 

@@ -84,6 +84,13 @@ def read_readings(readings: Sequence[Mapping[str, Any]], *, date_order: str | No
     for record in readings:
         writer.writerow([cell(record.get(key)) for key in header])
     data = read_device_files([(READINGS_NAME, buffer.getvalue().encode("utf-8"))], date_order=date_order)
+    # A CSV's unused column is reported; a field of a JSON record must not vanish that way (two
+    # names for one parameter across the records: the reader takes one and leaves the other).
+    unused = data.report.get(READINGS_NAME, {}).get("ignored_columns") or []
+    if unused:
+        raise IngestError("one field name per parameter across the readings", f"{', '.join(map(repr, unused))} "
+                          "not read (another field already gives that parameter)",
+                          "use the same name for a parameter in every reading")
 
     def where(text: str) -> str:  # the CSV's line 2 is the first record
         found = re.fullmatch(rf"{READINGS_NAME} line (\d+)", text)
