@@ -249,6 +249,7 @@ def test_metrics_count_requests_predictions_and_the_queue(api):
     text = api.client.get("/metrics", headers=api.auth("ada")).text
     assert f'healthmon_predictions_total{{label="{label}"}} 2.0' in text
     assert 'healthmon_job_queue_depth{state="queued"} 0.0' in text
+    assert f'healthmon_served_model_info{{version="{api.version_dir.name}"}} 1.0' in text
 
 
 def test_readyz_loads_the_served_model_and_reports_the_schema(api):

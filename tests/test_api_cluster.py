@@ -31,14 +31,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from api_support import trained_version
 from conftest import POSTGRES_URL, ROOT
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow,
+              pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL server: set HEALTHMON_TEST_POSTGRES_URL "
+                                                          "(.ci/run starts one)")]
 
 JOBS, NOTES_PER_JOB = 40, 3
 START_TIMEOUT, JOBS_TIMEOUT = 150, 180
@@ -107,21 +109,18 @@ def _fresh_database(url: str) -> None:
     engine.dispose()
 
 
-def _wait(what: str, ready, processes: list[Process], timeout: float):  # noqa: ANN001, ANN202
+def _wait(what: str, ready: Callable[[], bool], processes: list[Process], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in processes:
             p.alive()
-        value = ready()
-        if value:
-            return value
+        if ready():
+            return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_two_servers_and_two_workers_act_as_one_service(settings, notes, tmp_path):
-    if not POSTGRES_URL:
-        pytest.skip("no PostgreSQL server: set HEALTHMON_TEST_POSTGRES_URL (.ci/run starts one)")
     from sqlalchemy import func, select
 
     from healthmon.services import accounts, tokens

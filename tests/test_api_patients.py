@@ -59,7 +59,8 @@ def test_csv_body_upload_and_json_readings_give_the_same_news2_and_nothing_is_st
     assert [b["patients"] for b in bodies[1:]] == [bodies[0]["patients"]] * 2
     body = bodies[0]
     assert body["stored"] is False and body["format"] == "csv"
-    assert body["rejected"] == {"count": 1, "rows": [{"where": "upload.csv line 4", "why": "unreadable time 'not a time'"}]}
+    assert body["rejected"] == {"count": 1, "rows": [{"where": "upload.csv line 4",
+                                                      "why": "unreadable time 'not a time'"}]}
     assert bodies[1]["rejected"]["rows"][0]["where"] == "ward.csv line 4"
     assert bodies[2]["rejected"]["rows"][0]["where"] == "readings[2]"
     assert [(f["where"], f["parameter"]) for f in body["flagged"]["rows"]] == [("upload.csv line 5", "spo2")]

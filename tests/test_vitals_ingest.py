@@ -834,3 +834,21 @@ def test_a_jump_in_cuffless_estimates_is_alerted_as_a_trend_to_confirm_and_a_cuf
     cuff = read_vitals_csv(b"timestamp,patient,bp\n2026-03-01 07:00,p1,165/80\n", "cuff.csv").frame
     mixed = assess_patient(pd.concat([mark_cuffless(readings.iloc[:-2]), cuff], ignore_index=True), "p1")
     assert "sbp_jump" not in set(mixed.alerts["rule_id"])
+
+
+def test_a_time_read_as_a_negative_year_is_a_rejected_row_not_a_crash():
+    from healthmon.ingest.vitals_csv import read_vitals_csv
+
+    data = read_vitals_csv("time,patient,sbp\n-5,p,120\n2026-12-01 10:00,p,130\n")
+    assert data.report.rejected == [(2, "time '-5' reads as -5-01-01 00:00, not a date between 1990 and tomorrow: "
+                                        "write the full date and time")]
+    assert list(data.frame["value"]) == [130.0]
+
+
+def test_a_fitbit_row_with_more_cells_than_the_header_is_rejected_by_line():
+    from healthmon.ingest.fitbit import read_fitbit_files
+
+    data = read_fitbit_files({"dailyActivity_merged.csv": b"Id,ActivityDate,TotalSteps\n"
+                                                          b"x1,4/12/2016,100,extra\nabc,4/13/2016,200\n"})
+    assert data.report.rejected == [(2, "dailyActivity_merged.csv: 4 cells where the header has 3")]
+    assert data.report.rows_read == 2 and list(data.frame["value"]) == [200.0]

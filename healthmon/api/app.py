@@ -116,6 +116,14 @@ def create_probes(state: ApiState) -> FastAPI:
                 state.metrics.jobs.labels(name).set(value)
         except Exception:  # the scrape still answers with what this process knows
             log.exception("job queue depth unavailable for /metrics")
+        try:
+            from healthmon.services.api_calls import resolve_version
+
+            folder = await run_in_threadpool(resolve_version, state.factory, state.settings, "active")
+            state.metrics.served.clear()
+            state.metrics.served.labels(folder.name).set(1)
+        except Exception:  # no served model: the gauge stays empty, /readyz says why
+            state.metrics.served.clear()
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -77,7 +77,7 @@ def _refuse_mixed(request: Request, where: str) -> None:
 async def _files(request: Request) -> list[tuple[str, bytes]]:
     form = await request.form()
     try:
-        others = sorted({key for key in form.keys() if key != "file"})
+        others = sorted({key for key in form if key != "file"})
         if others:
             raise IngestError("only `file` parts in the form", f"part(s) {', '.join(others)}",
                               "send setting, spo2_scale, lookback, patient_id and date_order as query parameters")
@@ -166,8 +166,8 @@ async def patient_report(
     request: Request, user: Annotated[SignedIn, Depends(allowed("advice.decide"))],
     patient_id: Annotated[str, PathParam(min_length=1, max_length=200, description="The patient's id, as in the "
                                          "stored notes' patient_id or the stored vitals.")],
-    fmt: Annotated[Literal["fhir", "html", "pdf"], Query(alias="format", description="`fhir` (application/fhir+json), `html` "
-                                                            "or `pdf`.")],
+    fmt: Annotated[Literal["fhir", "html", "pdf"], Query(
+        alias="format", description="`fhir` (application/fhir+json), `html` or `pdf`.")],
     setting: Annotated[Literal["hospital", "home"] | None, Query(
         description="Unset: preset from the stored readings.")] = None,
     spo2_scale: Annotated[int | None, Query(ge=1, le=2, description="Unset: the scale on record, else 1.")] = None,

@@ -9,6 +9,7 @@ Missing files are simply absent parameters.
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -46,6 +47,25 @@ def fitbit_file_name(name: str) -> str | None:
     return next((known for known in FILES if stem.startswith(known.removesuffix(".csv").lower())), None)
 
 
+def _cells(text: str, name: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The file's rows as strings, indexed so that index + 2 is the line, and the rows whose
+    cell count differs from the header's, rejected by line (pandas would silently drop their
+    extra cells, or turn the first column into the index)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise IngestError(f"a CSV file {name} with a header row", "an empty file", "use the unedited Fitbit export")
+    header, kept, index, ragged = rows[0], [], [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            ragged.append((line, f"{name}: {len(row)} cells where the header has {len(header)}"))
+            continue
+        kept.append(row)
+        index.append(line - 2)
+    return pd.DataFrame(kept, columns=header, index=index, dtype=str), ragged
+
+
 def read_fitbit_files(files: dict[str, bytes], *, source: str = "upload") -> VitalsData:
     """Fitbit export files given as {file name: contents}, e.g. from an upload form."""
     known = {fitbit_file_name(name): data for name, data in files.items()}
@@ -61,10 +81,10 @@ def read_fitbit_files(files: dict[str, bytes], *, source: str = "upload") -> Vit
         said = encoding_note(encoding, text)
         if said:
             report.conversions.append(f"{name}: {said}")
-        try:
-            raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise IngestError(f"a CSV file {name}", f"unreadable: {str(exc)[:120]}", "use the unedited Fitbit export")
+        raw, ragged = _cells(text, name)
+        report.rows_read += len(ragged)
+        report.rows_rejected += len(ragged)
+        report.rejected.extend(ragged)
         missing = {"Id", time_column, value_column} - set(raw.columns)
         if missing:
             raise IngestError(f"columns Id, {time_column}, {value_column} in {name}", f"{', '.join(raw.columns)}",

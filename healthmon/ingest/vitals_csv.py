@@ -181,7 +181,9 @@ def _time_column(raw: pd.DataFrame, mapping: dict[str, str], date_order: str | N
                     if _SPREADSHEET_SERIAL.match(cell) else "")
             problems.loc[index] = f"unreadable time {cell!r}{where}{hint}"
         else:
-            problems.loc[index] = (f"time {cell!r}{where} reads as {moment:%Y-%m-%d %H:%M}, not a date between 1990 "
+            # By hand, not strftime: a time read as year -5 has no strftime rendering.
+            shown = f"{moment.year}-{moment.month:02d}-{moment.day:02d} {moment.hour:02d}:{moment.minute:02d}"
+            problems.loc[index] = (f"time {cell!r}{where} reads as {shown}, not a date between 1990 "
                                    "and tomorrow: write the full date and time")
     return times, problems
 

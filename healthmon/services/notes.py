@@ -17,7 +17,7 @@ from healthmon.errors import ModelError, StorageError
 from healthmon.model.classifier import Classifier
 from healthmon.services.accounts import SignedIn, require
 from healthmon.services.jobs import PredictJob, enqueue
-from healthmon.services.versions import ensure_registered
+from healthmon.services.versions import ensure_registered, register_served
 from healthmon.storage.db import transaction, unit_of_work
 from healthmon.storage.repository import audit, save_predictions, save_scores, store_notes, stored_notes
 from healthmon.types import Note, Prediction
@@ -71,6 +71,9 @@ def score_stored(factory: sessionmaker[Session], classifier: Classifier, version
         predictions += classifier.predict(texts[start:start + chunk])
         done = min(start + chunk, len(texts))
         on_progress(0.95 * done / len(texts), f"scored {done} of {len(texts)} note(s)")
+    # Registered first in its own transaction (which tolerates another worker registering the
+    # same folder at the same moment), so a race there cannot fail the job.
+    register_served(factory, Path(version_dir))
     with transaction(factory) as s:
         version = ensure_registered(s, Path(version_dir))
         save_scores(s, note_ids, predictions, version)

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +53,9 @@ def make_engine(url: str | None = None, *, settings: Settings | None = None) -> 
     return create_engine(url, pool_pre_ping=True)
 
 
+MIGRATION_LOCK = 0x6865616C74686D6E  # "healthmn": any fixed 64-bit key of our own
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command
@@ -63,6 +66,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several servers and workers may start together on one empty database: the
+                # first to take this transaction-scoped lock migrates, the others wait and then
+                # find nothing left to do (without it the second failed creating the same table).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except (OperationalError, ProgrammingError, CommandError) as exc:
