@@ -200,6 +200,7 @@ def test_patient_view_on_a_synthea_patient_gives_the_numbers_of_the_rest_api(api
         assert "Source: " in card["detail"] and card["extension"]["healthmon"]["rule"]
 
     # The audit entry names the patient.
+    api.state.audit.flush()
     with transaction(api.factory) as s:
         calls = [e.after for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "api.call"))]
     assert any(c.get("patients") == [pid] and c.get("status") == 200 for c in calls)

@@ -173,3 +173,15 @@ def test_card_round_trip(tmp_path):
     (tmp_path / "card.json").write_text("{not json")
     with pytest.raises(ModelError, match="valid card.json"):
         ModelCard.load(tmp_path)
+
+
+def test_length_batches_cap_windows_and_padding():
+    import numpy as np
+
+    from healthmon.model.classifier import length_batches
+
+    # 400 * 5 = 2,000 padded tokens for 1,670 real: within 20 %; adding 190 would pass it.
+    assert length_batches(np.array([400, 390, 380, 300, 200, 190, 100, 50, 49, 48]), 8) == [
+        (0, 5), (5, 6), (6, 7), (7, 10)]
+    assert length_batches(np.array([100] * 20), 8) == [(0, 8), (8, 16), (16, 20)]
+    assert length_batches(np.array([], dtype=int), 8) == []

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, Sequence, TypeVar
 
 Result = TypeVar("Result")
+#: The longest a batch waits for more requests, in multiples of ``wait_s``.
+MAX_WAITS = 4
 
 
 @dataclass
@@ -80,9 +82,13 @@ class MicroBatcher(Generic[Result]):
             first = carried or await queue.get()
             carried = None
             batch, size = [first], len(first.texts)
-            deadline = loop.time() + self.wait_s
+            # Wait while requests keep arriving (each arrival allows another ``wait_s``), up to
+            # MAX_WAITS of them in all: the clients answered by the last batch send their next
+            # notes in a burst, and catching the whole burst beats scoring its first few alone.
+            started = loop.time()
+            deadline = started + self.wait_s
             while size < self.max_batch:
-                timeout = deadline - loop.time()
+                timeout = min(deadline, started + MAX_WAITS * self.wait_s) - loop.time()
                 try:
                     nxt = queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout)
                 except (asyncio.TimeoutError, asyncio.QueueEmpty):
@@ -92,6 +98,7 @@ class MicroBatcher(Generic[Result]):
                     break
                 batch.append(nxt)
                 size += len(nxt.texts)
+                deadline = loop.time() + self.wait_s
             texts = [t for w in batch for t in w.texts]
             try:
                 results = list(await loop.run_in_executor(self.executor, self.score, texts))

@@ -1,4 +1,5 @@
-"""ASGI middleware for the API: body-size limit, then metrics and one audit entry per call.
+"""ASGI middleware for the API: body-size limit, then metrics and one audit entry per call
+(queued to :class:`healthmon.api.audit_buffer.AuditBuffer`).
 
 Pure ASGI (not BaseHTTPMiddleware) so a streamed body is counted as it arrives and refused
 at the limit, before the whole of it is read.
@@ -9,14 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healthmon.api.problems import PROBLEM_JSON
 from healthmon.api.state import ApiState
-from healthmon.services.api_calls import record_call
 
 log = logging.getLogger("healthmon.api")
 
@@ -92,27 +91,13 @@ class ApiMiddleware:
         method = scope.get("method", "")
         self.state.metrics.requests.labels(route, method, str(code)).inc()
         self.state.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
-        write = self._audit(scope, route, code)
-        if write is None:
-            return
-        # After the answer went out (a client never waits on it), but before this call ends,
-        # so the entry exists by the time the next request on the connection is read.
-        func, args, kwargs = write
-        try:
-            await run_in_threadpool(func, *args, **kwargs)
-        except Exception:  # an audit failure is the operator's problem: logged loudly, never the caller's
-            log.exception("could not write the audit entry for %s %s", scope.get("method"), route)
-
-    def _audit(self, scope: Scope, route: str, code: int):  # noqa: ANN202
         request_state: dict[str, Any] = scope.get("state") or {}
         user = request_state.get("user")
         if user is None:
-            if code in (401, 403, 429):  # refusals before anyone was identified are kept in the log too
-                log.info("refused %s %s: %s", scope.get("method"), route, code)
+            if code in (401, 403, 429):  # refused before anyone was identified: the server log keeps it
+                log.info("refused %s %s: %s", method, route, code)
             return
-        patients = sorted(request_state.get("patients") or ())
-        return record_call, (self.state.factory, user, f"{scope.get('method')} {route}"), {"status": code,
-                                                                                          "patients": patients}
+        self.state.audit.add(user.name, f"{method} {route}", code, sorted(request_state.get("patients") or ()))
 
 
 def _route_of(scope: Scope) -> str:

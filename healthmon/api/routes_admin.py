@@ -19,4 +19,5 @@ def audit(request: Request, user: Annotated[SignedIn, Depends(authenticated)],
           actor: Annotated[str, Query(max_length=120, description="Only this account's entries.")] = "",
           limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> AuditList:
     state = request.app.state.healthmon
+    state.audit.flush()  # this process's earlier calls are in the log before it is read
     return AuditList(entries=audit_log(state.factory, user, action=action, actor=actor, limit=limit))

@@ -17,6 +17,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 
+from healthmon.api.audit_buffer import AuditBuffer
 from healthmon.api.batching import MicroBatcher
 from healthmon.config import Settings
 from healthmon.model.classifier import Classifier
@@ -84,12 +85,15 @@ class ApiState:
     # calls at once would only fight over them.
     model_thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "healthmon-model"))
     limiter: RateLimiter | None = None
+    audit: AuditBuffer | None = None
     _models: dict[str, ServedModel] = field(default_factory=dict)
     _loading: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.api_rate_per_minute)
+        if self.audit is None:
+            self.audit = AuditBuffer(self.factory)
 
     def model(self, folder: Path) -> ServedModel:
         """The loaded model for a version folder (loaded once per process; blocking: call off the event loop)."""

@@ -63,10 +63,17 @@ def check_allowed(user: SignedIn, permission: str) -> SignedIn:
 def record_call(factory: sessionmaker[Session], user: SignedIn, route: str, *, status: int,
                 patients: Sequence[str] = (), detail: dict | None = None) -> None:
     """One audit entry per answered API call: who, which route, which patients it touched."""
-    touched = sorted({p for p in patients if p})
+    record_calls(factory, [(user.name, route, status, tuple(patients), detail)])
+
+
+def record_calls(factory: sessionmaker[Session],
+                 calls: Sequence[tuple[str, str, int, Sequence[str], dict | None]]) -> None:
+    """Several calls' audit entries in one transaction: (account, route, status, patients, detail)."""
     with transaction(factory) as s:
-        audit(s, user.name, "api.call", "route", route,
-              after={"status": status, "patients": touched, "via": "api", **(detail or {})})
+        for account, route, status, patients, detail in calls:
+            audit(s, account, "api.call", "route", route,
+                  after={"status": status, "patients": sorted({p for p in patients if p}), "via": "api",
+                         **(detail or {})})
 
 
 def store_api_predictions(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note],
