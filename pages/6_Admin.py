@@ -100,7 +100,7 @@ with tokens_tab:
 
 with audit_tab:
     filters = st.columns(2)
-    action = filters[0].selectbox("Action", ["(all)", "auth.", "user.", "token.", "review.", "adjudication.", "version.", "job.", "notes."])
+    action = filters[0].selectbox("Action", ["(all)", "auth.", "user.", "token.", "api.", "review.", "adjudication.", "version.", "job.", "notes."])
     actor = filters[1].text_input("Actor (exact name)")
     entries = audit_log(factory, user, action="" if action == "(all)" else action, actor=actor.strip())
     frame = pd.DataFrame(entries)

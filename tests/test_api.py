@@ -314,3 +314,14 @@ def test_a_failed_batch_fails_each_of_its_requests_and_the_next_batch_runs():
 
     first, second = asyncio.run(main())
     assert all(isinstance(r, ValueError) for r in first) and second == ["fine"]
+
+
+def test_a_review_with_a_label_no_version_knows_or_two_labels_on_a_single_label_case_is_refused(api):
+    stored = api.client.post("/api/v1/models/active:predict?store=true", headers=api.auth("cli"),
+                             json={"instances": [{"text": NOTE}]}).json()
+    case_id = stored["predictions"][0]["case_id"]
+    assert_problem(api.client.post(f"/api/v1/cases/{case_id}/reviews", headers=api.auth("ann"),
+                                   json={"labels": ["zzz"], "seen_version": 0}), 400, "zzz", "diabetes")
+    assert_problem(api.client.post(f"/api/v1/cases/{case_id}/reviews", headers=api.auth("ann"),
+                                   json={"labels": ["cancer", "diabetes"], "seen_version": 0}), 400, "exactly one")
+    assert api.client.get(f"/api/v1/cases/{case_id}", headers=api.auth("ann")).json()["review_version"] == 0

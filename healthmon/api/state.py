@@ -25,6 +25,10 @@ from healthmon.services.versions import register_served
 from healthmon.types import Prediction
 
 
+#: Versions one process keeps loaded: callers may name old versions, and each holds its weights.
+MAX_LOADED_VERSIONS = 3
+
+
 class Metrics:
     """This process's Prometheus metrics, in a registry of its own (one per app, so tests can build many)."""
 
@@ -118,6 +122,8 @@ class ApiState:
                                        wait_s=self.settings.api_batch_wait_ms / 1000.0)
                 served = ServedModel(Path(folder), classifier, batcher)
                 self._models[key] = served
+                while len(self._models) > MAX_LOADED_VERSIONS:  # the least recently loaded goes
+                    self._models.pop(next(iter(self._models)))
         return served
 
     def loaded(self, folder: Path) -> bool:

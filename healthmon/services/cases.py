@@ -117,11 +117,33 @@ def open_review_count(factory: sessionmaker[Session]) -> dict[str, int]:
 def review_case(factory: sessionmaker[Session], user: SignedIn, note_id: int, labels: list[str], *,
                 seen_version: int, saw_model_output: bool, blind_labels: list[str] | None = None,
                 comment: str = "") -> Review:
-    """Store a signed-in reviewer's label (see :func:`healthmon.storage.repository.submit_review`)."""
+    """Store a signed-in reviewer's label (see :func:`healthmon.storage.repository.submit_review`).
+
+    Raises:
+        StorageError: a label no model version knows, or not exactly one for a single-label case
+            (the Review page cannot send these; the API can).
+    """
     require(user, "cases.review")
+    _check_review_labels(factory, case_detail(factory, note_id), labels)
     with transaction(factory) as s:
         return submit_review(s, note_id, s.get(User, user.user_id), labels, seen_version=seen_version,
                              saw_model_output=saw_model_output, blind_labels=blind_labels, comment=comment)
+
+
+def _check_review_labels(factory: sessionmaker[Session], case: CaseView, labels: list[str]) -> None:
+    if case.regression:
+        return
+    with transaction(factory) as s:
+        cards = s.scalars(select(ModelVersion.card)).all()
+    # Any registered version's labels: a reviewer may give a label a newer version added.
+    known = set(case.labels).union(*(set((card or {}).get("labels") or ()) for card in cards))
+    unknown = sorted({label.strip() for label in labels} - known)
+    if unknown:
+        raise StorageError(f"labels a model version knows ({', '.join(sorted(known))})",
+                           ", ".join(map(repr, unknown)), "pick from those labels")
+    if not case.multi_label and len({label.strip() for label in labels}) != 1:
+        raise StorageError("exactly one label for a single-label case", f"{len(set(labels))} labels",
+                           "send the one label that fits the note")
 
 
 def adjudicate_case(factory: sessionmaker[Session], user: SignedIn, note_id: int, labels: list[str], *,
@@ -160,4 +182,7 @@ def list_cases(factory: sessionmaker[Session], user: SignedIn, *, view: str = "q
                  "uncertainty": i.uncertainty, "disagreement": i.disagreement, "review_version": i.review_version,
                  "reviews": i.review_count, "excerpt": " ".join(i.text.split())[:80]} for i in items]
     require(user, "cases.view")
-    return recent_cases(factory, limit=limit, search=search)
+    # The same keys as the queue's rows where they overlap: predicted as a list.
+    return [{"case": row["case"], "note": row["note"], "predicted": [] if row["predicted"] == "(none)"
+             else row["predicted"].split(", "), "reviews": row["reviews"], "excerpt": row["excerpt"]}
+            for row in recent_cases(factory, limit=limit, search=search)]
