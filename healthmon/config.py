@@ -221,9 +221,9 @@ class Settings(BaseSettings):
         5.0,
         ge=0,
         description="How long the server waits for more predict requests to join a batch, in "
-        "milliseconds. Requests that arrive while a batch is being scored join the next one anyway, "
-        "so this matters only when the model is idle. 0 turns micro-batching off: every request is "
-        "scored on its own.",
+        "milliseconds; each arrival starts the wait again, up to four waits in all. Requests that "
+        "arrive while a batch is being scored join the next one anyway, so this matters only when "
+        "the model is idle. 0 turns micro-batching off: every request is scored on its own.",
     )
     api_max_batch: int = Field(
         32,

@@ -28,17 +28,17 @@ class Api:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
 
     @property
-    def factory(self):  # noqa: ANN201
+    def factory(self):
         return self.state.factory
 
 
-def trained_version(settings: Settings, notes) -> Path:  # noqa: ANN001
+def trained_version(settings: Settings, notes) -> Path:
     """A real, tiny classification version (a 2-step head fine-tune of the fixture BERT)."""
     return train(notes, TrainArgs(mode="head", max_steps=2), out_dir=settings.data_dir / "served",
                  settings=settings, progress=False).version_dir
 
 
-def make_api(settings: Settings, version_dir: Path, **overrides) -> Api:  # noqa: ANN003
+def make_api(settings: Settings, version_dir: Path, **overrides) -> Api:
     """The API app (no dashboard) over a fresh database in ``settings.data_dir``, serving ``version_dir``."""
     served = settings.model_copy(update={"active_model": version_dir, **overrides})
     state = build_state(served)

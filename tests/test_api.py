@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-
 from api_support import make_api, trained_version
+
 from healthmon.api.batching import MicroBatcher
 from healthmon.api.state import RateLimiter
 from healthmon.model.classifier import Classifier

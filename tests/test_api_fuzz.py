@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in requirements-dev.txt")
-from hypothesis import HealthCheck, Phase, settings as hypothesis_settings  # noqa: E402
-
-from api_support import make_api, trained_version  # noqa: E402
+from api_support import make_api, trained_version
+from hypothesis import HealthCheck, Phase
+from hypothesis import settings as hypothesis_settings
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 200
@@ -26,9 +26,9 @@ KNOWN = {"version": "active", "patient_id": "p-1", "case_id": 1}
 
 @pytest.fixture(scope="module")
 def fuzzed_api(tmp_path_factory, tiny_base_model):
-    from healthmon.config import Settings
-
     from conftest import make_notes
+
+    from healthmon.config import Settings
 
     data = tmp_path_factory.mktemp("fuzz") / "data"
     settings = Settings(data_dir=data, base_model=str(tiny_base_model), max_length=64, seed=7)
@@ -54,7 +54,7 @@ def test_no_generated_request_gets_a_server_error(fuzzed_api):
         @given(case=operation.as_strategy())
         @hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-        def fuzz(case) -> None:  # noqa: ANN001
+        def fuzz(case) -> None:
             # Random names almost never hit a served version or a stored patient: every other
             # request uses a real one, so generated bodies reach the model and the report.
             if COUNTS[name] % 2 == 0:

@@ -7,11 +7,10 @@ import io
 import json
 
 import pytest
+from api_support import make_api, trained_version
 
 from healthmon.ingest.devices import read_device_files
 from healthmon.services.vitals import store_vitals, stored_patient_count
-
-from api_support import make_api, trained_version
 
 SCORE = "/api/v1/vitals:score"
 COLUMNS = ["patient_id", "time", "heart_rate", "systolic_bp", "diastolic_bp", "respiration_rate", "spo2",

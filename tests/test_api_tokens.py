@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import streamlit as st
+from conftest import ROOT
 from sqlalchemy import inspect, select, text
 from streamlit.testing.v1 import AppTest
 
@@ -19,8 +20,6 @@ from healthmon.services.accounts import AuthError, PermissionDenied
 from healthmon.services.tokens import authenticate, create_token, list_tokens, revoke_account_tokens, revoke_token
 from healthmon.storage.db import MIGRATIONS, current_revision, make_engine, session_factory, transaction, upgrade
 from healthmon.storage.models import ApiToken, AuditEntry, Base
-
-from conftest import ROOT
 
 PASSWORDS = {"ada": "ada-password-1", "ann": "ann-password-1", "cli": "cli-password-1"}
 ROLES = {"ada": "admin", "ann": "annotator", "cli": "clinician"}

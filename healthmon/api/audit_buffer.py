@@ -13,7 +13,7 @@ import atexit
 import logging
 import queue
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 

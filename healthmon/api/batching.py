@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 Result = TypeVar("Result")
 #: The longest a batch waits for more requests, in multiples of ``wait_s``.
@@ -91,7 +92,7 @@ class MicroBatcher(Generic[Result]):
                 timeout = min(deadline, started + MAX_WAITS * self.wait_s) - loop.time()
                 try:
                     nxt = queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout)
-                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
                 if size + len(nxt.texts) > self.max_batch:
                     carried = nxt  # starts the next batch, keeping arrival order

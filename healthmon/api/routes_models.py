@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from healthmon.api.problems import ApiRefusal
@@ -125,7 +126,7 @@ def promote(request: Request, version: Version,
     return PromoteResponse(active=promote_version(state.factory, user, version))
 
 
-async def _on_model_thread(state: ApiState, func, *args, **kwargs):  # noqa: ANN001, ANN202
+async def _on_model_thread(state: ApiState, func, *args, **kwargs):
     """Run model work on the one model thread, so it queues behind predict batches instead of competing."""
     import asyncio
     import functools

@@ -24,7 +24,6 @@ from healthmon.model.classifier import Classifier
 from healthmon.services.versions import register_served
 from healthmon.types import Prediction
 
-
 #: Versions one process keeps loaded: callers may name old versions, and each holds its weights.
 MAX_LOADED_VERSIONS = 3
 

@@ -7,8 +7,8 @@ table the pages use (:data:`healthmon.services.accounts.PERMISSIONS`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 

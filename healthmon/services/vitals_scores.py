@@ -11,8 +11,9 @@ import csv
 import io
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,7 +204,7 @@ def score_readings(factory: sessionmaker[Session] | None, user: SignedIn | str |
                                 descriptors=data.descriptors.get(patient))
         latest = result.latest_news2
         line: dict[str, Any] = {
-            "patient_id": patient, "readings": int(len(result.vitals)),
+            "patient_id": patient, "readings": len(result.vitals),
             "setting": {"setting": where, "basis": "given" if setting else "preset from the readings"},
             "news2": None if latest is None else {k: _plain(latest[k]) for k in ("time", "total", "band", "complete",
                                                                                  "missing", "caveat")},

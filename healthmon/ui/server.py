@@ -15,7 +15,7 @@ from healthmon.config import Settings
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
 
 
-def create_server_app(settings: Settings | None = None, *, script: Path = APP_SCRIPT):  # noqa: ANN201
+def create_server_app(settings: Settings | None = None, *, script: Path = APP_SCRIPT):
     """The dashboard and the API in one ASGI app."""
     import streamlit as st
 
