@@ -167,6 +167,17 @@ def test_oversized_body_and_too_many_instances_are_413(settings, notes):
     big = {"instances": [{"text": "x" * 20_000}]}
     assert_problem(api.client.post("/api/v1/models/active:predict", json=big, headers=api.auth("cli")), 413,
                    "HEALTHMON_API_MAX_BODY_MB")
+    # A streamed (chunked) body declares no length: counted as it arrives, refused at the limit.
+    def chunks():
+        yield b'{"instances": [{"text": "'
+        for _ in range(40):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    for path in ("/api/v1/models/active:predict", "/cds-services/healthmon-risk", "/api/v1/vitals:score"):
+        streamed = api.client.post(path, content=chunks(), headers={**api.auth("cli"),
+                                                                    "content-type": "application/json"})
+        assert_problem(streamed, 413, "HEALTHMON_API_MAX_BODY_MB")
     three = {"instances": [{"text": NOTE}] * 3}
     assert_problem(api.client.post("/api/v1/models/active:predict", json=three, headers=api.auth("cli")), 413,
                    "at most 2 instances")
@@ -325,3 +336,20 @@ def test_a_review_with_a_label_no_version_knows_or_two_labels_on_a_single_label_
     assert_problem(api.client.post(f"/api/v1/cases/{case_id}/reviews", headers=api.auth("ann"),
                                    json={"labels": ["cancer", "diabetes"], "seen_version": 0}), 400, "exactly one")
     assert api.client.get(f"/api/v1/cases/{case_id}", headers=api.auth("ann")).json()["review_version"] == 0
+
+
+def test_readyz_is_503_saying_why_when_no_model_can_be_served(settings, tmp_path):
+    api = make_api(settings, tmp_path / "no-such-version")
+    response = api.client.get("/readyz", headers=api.auth("ann"))
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready" and body["database"] and body["current"]
+    assert body["model"]["loaded"] is False and "demo" in body["model"]["error"]
+
+
+def test_the_audit_buffer_flush_waits_only_for_entries_added_before_it(api):
+    for _ in range(3):
+        api.state.audit.add("cli", "GET /x", 200, ["p-1"])
+    assert api.state.audit.flush(timeout_s=10)
+    entries = api_calls(api)
+    assert sum(e["entity"] == "route GET /x" for e in entries) == 3

@@ -325,6 +325,20 @@ def test_multi_label_cards_one_per_label_at_its_threshold_highest_first():
     assert none.indicator == "info" and "No risk at or above" in none.summary
 
 
+def test_a_no_finding_label_never_gets_a_risk_card():
+    # The demo model is multi-label with a "none" label: a confident "none" is reassurance.
+    scores = [_score({"none": 0.93, "diabetes": 0.2, "hypertension": 0.1}, "a", 1)]
+    thresholds = {"none": 0.5, "diabetes": 0.5, "hypertension": 0.5}
+    assert carded_labels(scores, thresholds) == []
+    [card] = risk_cards(scores, thresholds, [], "https://hm")
+    assert card.indicator == "info" and "(highest 0.20)" in card.summary
+    single = [NoteScore(Note("t", "a", "p"), Prediction({"none": 0.7, "diabetes": 0.3}, ("none",), "v1",
+                                                        "single_label_classification"), 1),
+              NoteScore(Note("t", "b", "p"), Prediction({"none": 0.4, "diabetes": 0.6}, ("diabetes",), "v1",
+                                                        "single_label_classification"), 2)]
+    assert [(label, s.note.note_id) for label, s in carded_labels(single, {})] == [("diabetes", "b")]
+
+
 def test_prefetch_leaves_out_other_patients_and_wrong_types_and_says_so():
     notes = _searchset([_note("n1", "p1", "one note", "2024-01-01T00:00:00Z"), _note("n2", "p9", "not theirs", "2024-01-02T00:00:00Z"),
                         {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}])

@@ -38,6 +38,11 @@ def build_state(settings: Settings | None = None, *, factory: sessionmaker[Sessi
     return ApiState(settings=settings, factory=factory if factory is not None else connect(settings))
 
 
+def body_limit(state: ApiState) -> int:
+    """HEALTHMON_API_MAX_BODY_MB in bytes: FastAPI counts a streamed (chunked) body as it arrives."""
+    return int(state.settings.api_max_body_mb * 1024 * 1024)
+
+
 def create_v1(state: ApiState) -> FastAPI:
     """The REST API, to be mounted at ``/api/v1`` (its OpenAPI document is ``/api/v1/openapi.json``)."""
     from healthmon.api import routes_admin, routes_cases, routes_models, routes_patients
@@ -49,7 +54,7 @@ def create_v1(state: ApiState) -> FastAPI:
         description="Every route needs `Authorization: Bearer <token>` (an API token of a healthmon account; "
                     "`python -m healthmon users token create NAME`). Errors are `application/problem+json` "
                     "with `expected`, `found` and `fix`.",
-        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json", max_body_size=body_limit(state),
     )
     app.state.healthmon = state
     problems.install(app)
@@ -62,7 +67,8 @@ def create_cds(state: ApiState) -> FastAPI:
     """The CDS Hooks service, to be mounted at ``/cds-services``."""
     from healthmon.api import cds
 
-    app = FastAPI(title="healthmon CDS Hooks", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="healthmon CDS Hooks", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None,
+                  max_body_size=body_limit(state))
     app.state.healthmon = state
     problems.install(app)
     app.include_router(cds.router)

@@ -240,19 +240,34 @@ class NoteScore:
         return f"{where}, model {self.prediction.model_version}"
 
 
+#: Labels that say a note shows no condition (the demo model's "none"): a finding, never a risk card.
+NO_FINDING_LABELS = frozenset({"none", "normal", "no finding", "no_finding", "negative", "healthy"})
+
+
+def is_risk_label(label: str) -> bool:
+    return label.strip().lower() not in NO_FINDING_LABELS
+
+
 def carded_labels(scores: Sequence[NoteScore], thresholds: Mapping[str, float]) -> list[tuple[str, NoteScore]]:
     """(label, the note scoring it highest) for each label that gets a card, highest first.
 
     Multi-label: every label whose highest probability over the notes is at or above its
-    threshold. Single-label and regression: the top label of the highest-scoring note.
+    threshold. Single-label and regression: the top label of the highest-scoring note whose top
+    label is a condition. A no-finding label (:data:`NO_FINDING_LABELS`) never gets a risk card:
+    "none 0.93" is reassurance, and shown as a red card it would lead the EHR's list.
     """
     if not scores:
         return []
     if scores[0].prediction.problem_type != "multi_label_classification":
-        best = max(scores, key=lambda s: s.prediction.probabilities[s.prediction.top_label])
+        candidates = [s for s in scores if is_risk_label(s.prediction.top_label)]
+        if not candidates:
+            return []
+        best = max(candidates, key=lambda s: s.prediction.probabilities[s.prediction.top_label])
         return [(best.prediction.top_label, best)]
     carded = []
     for label in scores[0].prediction.probabilities:
+        if not is_risk_label(label):
+            continue
         best = max(scores, key=lambda s: s.prediction.probabilities[label])
         if best.prediction.probabilities[label] >= thresholds.get(label, 0.5):
             carded.append((label, best))
@@ -359,7 +374,8 @@ def risk_cards(scores: Sequence[NoteScore], thresholds: Mapping[str, float], wor
     """One card per carded label (:func:`carded_labels`); the first gets ``words`` (the top risk's)."""
     carded = carded_labels(scores, thresholds)
     if scores and not carded:
-        top = max(max(s.prediction.probabilities.values()) for s in scores)
+        top = max((p for s in scores for label, p in s.prediction.probabilities.items() if is_risk_label(label)),
+                  default=0.0)
         return [Card(f"No risk at or above its threshold in {len(scores)} note(s) (highest {top:.2f})", "info",
                      f"Every label's calibrated probability is below its threshold, model "
                      f"{escape_markdown(scores[0].prediction.model_version)}." + _not_read_lines(not_read), base_url)]

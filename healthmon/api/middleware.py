@@ -1,8 +1,8 @@
-"""ASGI middleware for the API: body-size limit, then metrics and one audit entry per call
-(queued to :class:`healthmon.api.audit_buffer.AuditBuffer`).
+"""ASGI middleware for the API: a declared body over the limit refused before it is read, then
+metrics and one audit entry per call (queued to :class:`healthmon.api.audit_buffer.AuditBuffer`).
 
-Pure ASGI (not BaseHTTPMiddleware) so a streamed body is counted as it arrives and refused
-at the limit, before the whole of it is read.
+A streamed (chunked) body is counted as it arrives by FastAPI's own ``max_body_size``
+(:func:`healthmon.api.app.body_limit`), which answers 413 through the problem handler.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ from healthmon.api.state import ApiState
 log = logging.getLogger("healthmon.api")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _too_large_body(limit: int, found: str) -> bytes:
     return json.dumps({
         "type": "https://healthmon.readthedocs.io/problems/too-large", "title": "Too large", "status": 413,
@@ -32,6 +28,9 @@ def _too_large_body(limit: int, found: str) -> bytes:
         "detail": f"Expected a request body of at most {limit:,} bytes; found {found}. Fix: send fewer notes per "
                   "request, or ask an admin to raise HEALTHMON_API_MAX_BODY_MB",
     }).encode()
+
+
+METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
 
 class ApiMiddleware:
@@ -53,16 +52,6 @@ class ApiMiddleware:
             await self._refuse(send, status, f"{int(declared):,} bytes (Content-Length)")
             await self._finish(scope, status["code"], started)
             return
-        received = 0
-
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge()
-            return message
 
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -71,10 +60,7 @@ class ApiMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, watched_send)
-        except _TooLarge:
-            if not status["sent"]:
-                await self._refuse(send, status, f"more than {self.limit:,} bytes")
+            await self.app(scope, receive, watched_send)
         finally:
             await self._finish(scope, status["code"], started)
 
@@ -88,7 +74,8 @@ class ApiMiddleware:
 
     async def _finish(self, scope: Scope, code: int, started: float) -> None:
         route = _route_of(scope)
-        method = scope.get("method", "")
+        # A fixed set: the method is the client's to choose, and each new one would be a new series.
+        method = scope.get("method", "") if scope.get("method") in METHODS else "OTHER"
         self.state.metrics.requests.labels(route, method, str(code)).inc()
         self.state.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
         request_state: dict[str, Any] = scope.get("state") or {}

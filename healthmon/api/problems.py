@@ -99,6 +99,10 @@ def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         return problem(404, "Not found", expected="a route of the healthmon API", found=request.url.path,
                        fix="see /api/v1/openapi.json for the routes", instance=request.url.path)
+    if exc.status_code == 413:  # FastAPI's max_body_size, on a streamed body
+        return problem(413, "Too large", expected="a request body within HEALTHMON_API_MAX_BODY_MB",
+                       found="a larger body", fix="send fewer notes per request, or ask an admin to raise "
+                       "HEALTHMON_API_MAX_BODY_MB", instance=request.url.path)
     if exc.status_code == 405:
         return problem(405, "Method not allowed", expected="a method the route accepts",
                        found=request.method, fix="see /api/v1/openapi.json", instance=request.url.path,

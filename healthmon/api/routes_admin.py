@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from healthmon.api.schemas import AuditList
 from healthmon.api.security import authenticated
 from healthmon.services.accounts import SignedIn, audit_log
+from healthmon.services.api_calls import check_allowed
 
 router = APIRouter(tags=["admin"])
 
@@ -19,5 +20,6 @@ def audit(request: Request, user: Annotated[SignedIn, Depends(authenticated)],
           actor: Annotated[str, Query(max_length=120, description="Only this account's entries.")] = "",
           limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> AuditList:
     state = request.app.state.healthmon
+    check_allowed(user, "audit.view")  # before waiting on anything for the caller
     state.audit.flush()  # this process's earlier calls are in the log before it is read
     return AuditList(entries=audit_log(state.factory, user, action=action, actor=actor, limit=limit))

@@ -51,5 +51,7 @@ async def review(request: Request, case_id: CaseId, body: ReviewRequest,
                                      comment=body.comment)
     after = await run_in_threadpool(view_case, state.factory, user, case_id)
     touched(request, after.patient)
-    return ReviewResponse(case=case_id, review_id=stored.id, labels=list(after.final_labels or body.labels),
-                          review_version=after.review_version)
+    # What this review wrote, not a second read: another reviewer may have posted since, and the
+    # caller must not receive their version as its own `seen_version`.
+    return ReviewResponse(case=case_id, review_id=stored.id, labels=list(stored.labels),
+                          review_version=body.seen_version + 1)

@@ -39,9 +39,8 @@ def _check_count(state: ApiState, n: int) -> None:
 
 async def served(state: ApiState, version: str) -> ServedModel:
     folder = await run_in_threadpool(resolve_version, state.factory, state.settings, version)
-    if state.loaded(folder):
-        return state.model(folder)
-    return await run_in_threadpool(state.model, folder)
+    cached = state.cached(folder)
+    return cached if cached is not None else await run_in_threadpool(state.model, folder)
 
 
 def prediction_body(p: Prediction, note: Note, thresholds: dict[str, float], case_id: int | None) -> NotePrediction:

@@ -110,8 +110,9 @@ class ReviewRequest(BaseModel):
 class ReviewResponse(BaseModel):
     case: int
     review_id: int
-    labels: list[str]
-    review_version: int
+    labels: list[str] = Field(description="The labels this review stored.")
+    review_version: int = Field(description="The case's review version after this review: send it as "
+                                "`seen_version` to review the case again.")
 
 
 class VersionSummary(BaseModel):

@@ -91,6 +91,7 @@ class ApiState:
     audit: AuditBuffer | None = None
     _models: dict[str, ServedModel] = field(default_factory=dict)
     _loading: threading.Lock = field(default_factory=threading.Lock)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -100,10 +101,10 @@ class ApiState:
 
     def model(self, folder: Path) -> ServedModel:
         """The loaded model for a version folder (loaded once per process; blocking: call off the event loop)."""
-        key = str(Path(folder).resolve())
-        served = self._models.get(key)
+        served = self.cached(folder)
         if served is not None:
             return served
+        key = str(Path(folder).resolve())
         with self._loading:
             served = self._models.get(key)
             if served is None:
@@ -120,10 +121,18 @@ class ApiState:
                 batcher = MicroBatcher(score, self.model_thread, max_batch=self.settings.api_max_batch,
                                        wait_s=self.settings.api_batch_wait_ms / 1000.0)
                 served = ServedModel(Path(folder), classifier, batcher)
-                self._models[key] = served
-                while len(self._models) > MAX_LOADED_VERSIONS:  # the least recently loaded goes
-                    self._models.pop(next(iter(self._models)))
+                with self._cache_lock:
+                    self._models[key] = served
+                    while len(self._models) > MAX_LOADED_VERSIONS:  # the least recently used goes
+                        self._models.pop(next(iter(self._models)))
         return served
 
-    def loaded(self, folder: Path) -> bool:
-        return str(Path(folder).resolve()) in self._models
+    def cached(self, folder: Path) -> ServedModel | None:
+        """The loaded model for a folder, or None; never loads (safe on the event loop). A hit
+        counts as a use, so the least recently used version is the one evicted."""
+        key = str(Path(folder).resolve())
+        with self._cache_lock:
+            served = self._models.pop(key, None)
+            if served is not None:
+                self._models[key] = served
+        return served

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
@@ -80,6 +81,16 @@ def store_api_predictions(factory: sessionmaker[Session], user: SignedIn, notes:
                           predictions: Sequence[Prediction], version_dir: Path) -> list[int]:
     """Store API-scored notes as cases (``?store=true``), as ``predict --store`` does; returns note ids."""
     require(user, "notes.predict")
+    try:
+        return _store(factory, user, notes, predictions, version_dir)
+    except IntegrityError:
+        # Another call stored the same patient or note between our look and our insert (two
+        # CDS hooks for one chart, two servers): a second look finds the rows.
+        return _store(factory, user, notes, predictions, version_dir)
+
+
+def _store(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note],
+           predictions: Sequence[Prediction], version_dir: Path) -> list[int]:
     with transaction(factory) as s:
         version = ensure_registered(s, version_dir)
         note_ids = save_predictions(s, notes, predictions, version)
