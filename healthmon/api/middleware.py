@@ -77,7 +77,7 @@ class ApiMiddleware:
         # A fixed set: the method is the client's to choose, and each new one would be a new series.
         method = scope.get("method", "") if scope.get("method") in METHODS else "OTHER"
         self.state.metrics.requests.labels(route, method, str(code)).inc()
-        self.state.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+        self.state.metrics.latency.labels(route, method, str(code)).observe(time.perf_counter() - started)
         request_state: dict[str, Any] = scope.get("state") or {}
         user = request_state.get("user")
         if user is None:

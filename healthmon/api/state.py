@@ -35,8 +35,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("healthmon_http_requests", "API requests answered, by route, method and status",
                                 ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("healthmon_http_request_duration_seconds", "API request latency by route",
-                                 ["route", "method"], registry=self.registry,
+        self.latency = Histogram("healthmon_http_request_duration_seconds",
+                                 "API request latency by route, method and status",
+                                 ["route", "method", "status"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.predictions = Counter("healthmon_predictions", "Notes scored through the API, by predicted label",
                                    ["label"], registry=self.registry)
