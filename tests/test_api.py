@@ -353,3 +353,19 @@ def test_the_audit_buffer_flush_waits_only_for_entries_added_before_it(api):
     assert api.state.audit.flush(timeout_s=10)
     entries = api_calls(api)
     assert sum(e["entity"] == "route GET /x" for e in entries) == 3
+
+
+def test_the_model_thread_runs_queued_predict_batches_before_queued_explanations():
+    from healthmon.api.batching import ModelThread
+
+    thread, order, gate = ModelThread(), [], threading.Event()
+    running = thread.submit(gate.wait)  # an explanation already running: nothing overtakes it
+    queued = [thread.submit(order.append, f"explain {i}") for i in range(3)]
+    urgent = thread.submit_urgent(order.append, "predict")
+    gate.set()
+    for future in (running, *queued, urgent):
+        future.result(timeout=10)
+    assert order == ["predict", "explain 0", "explain 1", "explain 2"]
+    failing = thread.submit_urgent(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=10)

@@ -13,9 +13,12 @@ health checks and other routes while it scores.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import queue as thread_queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -43,7 +46,7 @@ class MicroBatcher(Generic[Result]):
             ``max_batch == 1`` or ``wait_s == 0`` scores every request on its own.
     """
 
-    def __init__(self, score: Callable[[list[str]], Sequence[Result]], executor: ThreadPoolExecutor, *,
+    def __init__(self, score: Callable[[list[str]], Sequence[Result]], executor: Executor, *,
                  max_batch: int, wait_s: float) -> None:
         self.score = score
         self.executor = executor
@@ -66,7 +69,7 @@ class MicroBatcher(Generic[Result]):
         if not texts:
             return []
         if not self.enabled or len(texts) >= self.max_batch:
-            return list(await loop.run_in_executor(self.executor, self.score, texts))
+            return list(await self._call(texts))
         # One queue per event loop: a test client may start a new loop for the same app.
         if self._queue is None or self._runner is None or self._runner.done() or self._loop is not loop:
             self._loop = loop
@@ -75,6 +78,11 @@ class MicroBatcher(Generic[Result]):
         waiting: _Waiting[Result] = _Waiting(texts, loop.create_future())
         await self._queue.put(waiting)
         return await waiting.future
+
+    def _call(self, texts: list[str]) -> asyncio.Future:
+        urgent = getattr(self.executor, "submit_urgent", None)  # a ModelThread: predict goes first
+        future = urgent(self.score, texts) if urgent is not None else self.executor.submit(self.score, texts)
+        return asyncio.wrap_future(future)
 
     async def _run(self, queue: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
@@ -102,7 +110,7 @@ class MicroBatcher(Generic[Result]):
                 deadline = loop.time() + self.wait_s
             texts = [t for w in batch for t in w.texts]
             try:
-                results = list(await loop.run_in_executor(self.executor, self.score, texts))
+                results = list(await self._call(texts))
             except Exception as exc:  # every waiting request learns of the failure
                 for w in batch:
                     if not w.future.done():
@@ -116,3 +124,45 @@ class MicroBatcher(Generic[Result]):
                 start += len(w.texts)
                 if not w.future.done():  # a client that went away cancelled its future
                     w.future.set_result(part)
+
+
+class ModelThread(Executor):
+    """The one thread every model call of a process runs on, taking urgent work first.
+
+    Predict batches (and the CDS Hooks service's work, which an EHR waits on while a chart
+    opens) are submitted with :meth:`submit_urgent`; explanations and reports, which take seconds
+    to minutes, with :meth:`submit`. A queued predict batch therefore never waits behind queued
+    explanations, only behind the one call already running.
+    """
+
+    def __init__(self, name: str = "healthmon-model") -> None:
+        self._work: thread_queue.PriorityQueue = thread_queue.PriorityQueue()
+        self._order = itertools.count()
+        self._name = name
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> Future:
+        return self._put(1, fn, args, kwargs)
+
+    def submit_urgent(self, fn: Callable, /, *args, **kwargs) -> Future:
+        return self._put(0, fn, args, kwargs)
+
+    def _put(self, priority: int, fn: Callable, args: tuple, kwargs: dict) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._work.put((priority, next(self._order), future, fn, args, kwargs))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            _, _, future, fn, args, kwargs = self._work.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller, as ThreadPoolExecutor does
+                future.set_exception(exc)

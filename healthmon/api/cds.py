@@ -72,7 +72,7 @@ async def _explain_top(state: ApiState, model: ServedModel, text: str, label: st
 
     target = None if model.classifier.card.problem_type == "regression" else label
     try:
-        [explained] = await _on_model_thread(state, explain_many, model.classifier, [text], [target],
+        [explained] = await _on_model_thread(state, explain_many, model.classifier, [text], [target], urgent=True,
                                              options=ExplainOptions(faithfulness=False))
     except ModelError:  # the cards still carry the scores; the reason is in the server log
         log.exception("could not explain the top risk of a CDS Hooks call")

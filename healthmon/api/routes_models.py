@@ -125,12 +125,14 @@ def promote(request: Request, version: Version,
     return PromoteResponse(active=promote_version(state.factory, user, version))
 
 
-async def _on_model_thread(state: ApiState, func, *args, **kwargs):
-    """Run model work on the one model thread, so it queues behind predict batches instead of competing."""
+async def _on_model_thread(state: ApiState, func, *args, urgent: bool = False, **kwargs):
+    """Run model work on the one model thread, so it never competes with predict batches for the
+    cores. ``urgent`` work (a CDS call an EHR waits on) goes before queued explanations and reports."""
     import asyncio
     import functools
 
-    return await asyncio.get_running_loop().run_in_executor(state.model_thread,
-                                                            functools.partial(func, *args, **kwargs))
+    call = functools.partial(func, *args, **kwargs)
+    submit = state.model_thread.submit_urgent if urgent else state.model_thread.submit
+    return await asyncio.wrap_future(submit(call))
 
 

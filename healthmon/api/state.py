@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.api.audit_buffer import AuditBuffer
-from healthmon.api.batching import MicroBatcher
+from healthmon.api.batching import MicroBatcher, ModelThread
 from healthmon.config import Settings
 from healthmon.model.classifier import Classifier
 from healthmon.services.versions import register_served
@@ -87,7 +86,7 @@ class ApiState:
     metrics: Metrics = field(default_factory=Metrics)
     # One thread runs every model call: torch already spreads one call over the cores, and two
     # calls at once would only fight over them.
-    model_thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "healthmon-model"))
+    model_thread: ModelThread = field(default_factory=ModelThread)
     limiter: RateLimiter | None = None
     audit: AuditBuffer | None = None
     _models: dict[str, ServedModel] = field(default_factory=dict)
