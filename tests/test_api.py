@@ -80,7 +80,12 @@ def test_predict_store_true_makes_reviewable_cases(api):
     assert case.json()["text"] == NOTE and case.json()["patient_id"] == "p-7"
     assert case.json()["probabilities"] == pytest.approx(stored["predictions"][0]["probabilities"])
     listed = api.client.get("/api/v1/cases", params={"view": "recent"}, headers=api.auth("ann")).json()
-    assert [c["case"] for c in listed["cases"]] == [case_id]
+    assert [(c["case"], c["patient_id"]) for c in listed["cases"]] == [(case_id, "p-7")]
+    queue = api.client.get("/api/v1/cases", headers=api.auth("ann")).json()
+    assert [(c["case"], c["patient_id"]) for c in queue["cases"]] == [(case_id, "p-7")]
+    # The listing shows note excerpts: its audit entry names the patients in it.
+    assert any(e["entity"] == "route GET /api/v1/cases" and '"patients": ["p-7"]' in e["after"]
+               for e in api_calls(api))
 
 
 def test_explain_gives_word_spans_delta_and_faithfulness(api):

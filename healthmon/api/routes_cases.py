@@ -25,7 +25,9 @@ def cases(request: Request, user: Annotated[SignedIn, Depends(authenticated)],
           search: Annotated[str, Query(max_length=200, description="With `recent`: text or note id to match.")] = "",
           ) -> CaseList:
     state = request.app.state.healthmon
-    return CaseList(view=view, cases=list_cases(state.factory, user, view=view, limit=limit, search=search))
+    rows = list_cases(state.factory, user, view=view, limit=limit, search=search)
+    touched(request, *(row["patient_id"] for row in rows))
+    return CaseList(view=view, cases=rows)
 
 
 @router.get("/cases/{case_id}", response_model=CaseBody, summary="One case: note, scores, label history")

@@ -175,14 +175,21 @@ def view_case(factory: sessionmaker[Session], user: SignedIn, note_id: int) -> C
 def list_cases(factory: sessionmaker[Session], user: SignedIn, *, view: str = "queue", limit: int = 20,
                search: str = "") -> list[dict[str, Any]]:
     """Cases for an integration: ``queue`` (what this reviewer should label next, as the Review
-    page orders it) or ``recent`` (newest scored, optionally matching ``search``)."""
+    page orders it) or ``recent`` (newest scored, optionally matching ``search``). Each row names
+    its patient (``patient_id``, None when the note has none), so the call's audit entry can."""
     if view == "queue":
         items = queue_for(factory, user, limit=limit)
-        return [{"case": i.note_id, "predicted": list(i.predicted), "probabilities": dict(i.probabilities),
+        rows = [{"case": i.note_id, "predicted": list(i.predicted), "probabilities": dict(i.probabilities),
                  "uncertainty": i.uncertainty, "disagreement": i.disagreement, "review_version": i.review_version,
                  "reviews": i.review_count, "excerpt": " ".join(i.text.split())[:80]} for i in items]
-    require(user, "cases.view")
-    # The same keys as the queue's rows where they overlap: predicted as a list.
-    return [{"case": row["case"], "note": row["note"], "predicted": [] if row["predicted"] == "(none)"
-             else row["predicted"].split(", "), "reviews": row["reviews"], "excerpt": row["excerpt"]}
-            for row in recent_cases(factory, limit=limit, search=search)]
+    else:
+        require(user, "cases.view")
+        # The same keys as the queue's rows where they overlap: predicted as a list.
+        rows = [{"case": row["case"], "note": row["note"], "predicted": [] if row["predicted"] == "(none)"
+                 else row["predicted"].split(", "), "reviews": row["reviews"], "excerpt": row["excerpt"]}
+                for row in recent_cases(factory, limit=limit, search=search)]
+    with transaction(factory) as s:
+        patients = dict(s.execute(select(NoteRow.id, Patient.external_id)
+                                  .join(Patient, Patient.id == NoteRow.patient_id)
+                                  .where(NoteRow.id.in_([row["case"] for row in rows]))).all())
+    return [{**row, "patient_id": patients.get(row["case"])} for row in rows]
