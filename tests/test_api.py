@@ -374,3 +374,20 @@ def test_the_model_thread_runs_queued_predict_batches_before_queued_explanations
     failing = thread.submit_urgent(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         failing.result(timeout=10)
+
+
+def test_refused_tokens_are_audited_and_an_address_that_keeps_sending_them_is_slowed(api):
+    from healthmon.api.state import FAILED_AUTH_PER_MINUTE
+
+    refused = api.client.get("/api/v1/cases", headers={"Authorization": "Bearer hm_guess-0001"})
+    assert refused.status_code == 401
+    [entry] = [e for e in api_calls(api) if e["actor"] == "(no valid token)"]
+    assert entry["entity"] == "route GET /api/v1/cases"
+    assert '"status": 401' in entry["after"] and '"token_prefix": "hm_guess"' in entry["after"]
+    assert "hm_guess-0001" not in entry["after"]  # never the whole token
+    for n in range(FAILED_AUTH_PER_MINUTE - 1):
+        api.client.get("/api/v1/cases", headers={"Authorization": f"Bearer hm_guess-{n:04d}"})
+    # The address has used its refusals: even a good token waits, answered before any lookup.
+    slowed = api.client.get("/api/v1/cases", headers=api.auth("ann"))
+    assert_problem(slowed, 429, "refused tokens")
+    assert int(slowed.headers["retry-after"]) >= 1

@@ -38,11 +38,12 @@ class AuditBuffer:
         self._added = 0  # entries handed over so far
         self._finished = 0  # entries written (or given up after the retries) so far
 
-    def add(self, account: str, route: str, status: int, patients: Sequence[str] = ()) -> None:
+    def add(self, account: str, route: str, status: int, patients: Sequence[str] = (),
+            detail: dict | None = None) -> None:
         self._start()
         with self._done:
             self._added += 1
-        self._queue.put((account, route, status, tuple(patients), None))
+        self._queue.put((account, route, status, tuple(patients), detail))
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every entry added before this call is written; False if that took too long."""

@@ -15,9 +15,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from healthmon.api.problems import PROBLEM_JSON
-from healthmon.api.state import ApiState
+from healthmon.api.state import FAILED_AUTH_PER_MINUTE, ApiState
 
 log = logging.getLogger("healthmon.api")
+
+
+def _problem_body(status: int, title: str, expected: str, found: str, fix: str) -> bytes:
+    return json.dumps({"type": "https://healthmon.readthedocs.io/problems/" + title.lower().replace(" ", "-"),
+                       "title": title, "status": status, "expected": expected, "found": found, "fix": fix,
+                       "detail": f"Expected {expected}; found {found}. Fix: {fix}"}).encode()
 
 
 def _too_large_body(limit: int, found: str) -> bytes:
@@ -30,6 +36,7 @@ def _too_large_body(limit: int, found: str) -> bytes:
     }).encode()
 
 
+NO_ACCOUNT = "(no valid token)"
 METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
 
@@ -47,6 +54,16 @@ class ApiMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.state.failed_auth.waiting(client)
+        if wait > 0:  # this address sent too many refused tokens: answered before any lookup
+            await self._send_problem(send, status, 429, _problem_body(
+                429, "Too many requests", "fewer refused tokens from one address",
+                f"more than {FAILED_AUTH_PER_MINUTE} in a minute from {client}",
+                "check the token the client sends; requests from this address are accepted again shortly"),
+                headers=[(b"retry-after", str(max(1, round(wait))).encode())])
+            await self._finish(scope, status["code"], started)
+            return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send, status, f"{int(declared):,} bytes (Content-Length)")
@@ -65,11 +82,16 @@ class ApiMiddleware:
             await self._finish(scope, status["code"], started)
 
     async def _refuse(self, send: Send, status: dict, found: str) -> None:
-        status["code"] = 413
+        await self._send_problem(send, status, 413, _too_large_body(self.limit, found))
+
+    @staticmethod
+    async def _send_problem(send: Send, status: dict, code: int, body: bytes,
+                            headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        status["code"] = code
         status["sent"] = True
-        body = _too_large_body(self.limit, found)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.start", "status": code,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+                                *(headers or [])]})
         await send({"type": "http.response.body", "body": body})
 
     async def _finish(self, scope: Scope, code: int, started: float) -> None:
@@ -81,7 +103,14 @@ class ApiMiddleware:
         request_state: dict[str, Any] = scope.get("state") or {}
         user = request_state.get("user")
         if user is None:
-            if code in (401, 403, 429):  # refused before anyone was identified: the server log keeps it
+            if code == 401:
+                # Audited without an account, with the refused token's first characters and the
+                # address; each refusal also uses up one of the address's FAILED_AUTH_PER_MINUTE.
+                client = (scope.get("client") or ("unknown", 0))[0]
+                self.state.failed_auth.allow(client)
+                self.state.audit.add(NO_ACCOUNT, f"{method} {route}", code, (),
+                                     {"client": client, "token_prefix": request_state.get("token_prefix")})
+            elif code in (403, 413, 429):  # refused before anyone was identified: the server log keeps it
                 log.info("refused %s %s: %s", method, route, code)
             return
         self.state.audit.add(user.name, f"{method} {route}", code, sorted(request_state.get("patients") or ()))

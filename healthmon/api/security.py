@@ -33,6 +33,8 @@ def authenticated(request: Request, credentials: HTTPAuthorizationCredentials | 
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthError("an `Authorization: Bearer <token>` header", "no bearer token",
                         "create a token (`python -m healthmon users token create NAME`) and send it")
+    # The first characters only (as the Admin page lists tokens): enough to tell which one was refused.
+    request.state.token_prefix = credentials.credentials[:8]
     user = tokens.authenticate(state.factory, credentials.credentials)
     request.state.user = user
     key = hashlib.sha256(credentials.credentials.encode("utf-8", "surrogatepass")).hexdigest()

@@ -23,6 +23,9 @@ from healthmon.model.classifier import Classifier
 from healthmon.services.versions import register_served
 from healthmon.types import Prediction
 
+#: Refused tokens (401) one client address may send a minute before its requests are refused
+#: unread (429): each refusal costs a database lookup, and guessing tokens is what it slows.
+FAILED_AUTH_PER_MINUTE = 60
 #: Versions one process keeps loaded: callers may name old versions, and each holds its weights.
 MAX_LOADED_VERSIONS = 3
 
@@ -69,6 +72,14 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
 
+    def waiting(self, key: str, now: float | None = None) -> float:
+        """As :meth:`allow`, without using up a request: 0 when one would be allowed now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
 
 @dataclass
 class ServedModel:
@@ -88,6 +99,7 @@ class ApiState:
     # calls at once would only fight over them.
     model_thread: ModelThread = field(default_factory=ModelThread)
     limiter: RateLimiter | None = None
+    failed_auth: RateLimiter = field(default_factory=lambda: RateLimiter(FAILED_AUTH_PER_MINUTE))
     audit: AuditBuffer | None = None
     _models: dict[str, ServedModel] = field(default_factory=dict)
     _loading: threading.Lock = field(default_factory=threading.Lock)
