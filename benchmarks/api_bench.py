@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -54,37 +53,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inference_bench import mixed_length_notes  # the same note cut, so the figures compare
+from train_bench import cpu_flags
+
 from healthmon.config import Settings
 
 TARGET = 0.80
 ACCOUNT, PASSWORD = "bench", "bench-password-1"
 PREDICT = "/api/v1/models/active:predict"
-
-
-def cpu_flags() -> str:
-    """The SIMD flags that change CPU speed figures (AVX-512, AMX, bf16)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")]
-    return " ".join(wanted) or "no AVX2/AVX-512"
-
-
-def mixed_length_notes(tokenizer, texts: list[str], n: int, seed: int) -> list[str]:
-    """Notes whose token counts spread uniformly over 30-400, cut at word boundaries (as inference_bench)."""
-    rng = random.Random(seed)
-    out: list[str] = []
-    pool = [t for t in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= 60]
-    while len(out) < n:
-        text = rng.choice(pool)
-        target = rng.randint(30, 400)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if len(enc["input_ids"]) <= target:
-            out.append(text)
-            continue
-        out.append(text[: enc["offset_mapping"][target - 1][1]])
-    return out
 
 
 def free_port() -> int:

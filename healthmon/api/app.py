@@ -38,41 +38,38 @@ def build_state(settings: Settings | None = None, *, factory: sessionmaker[Sessi
     return ApiState(settings=settings, factory=factory if factory is not None else connect(settings))
 
 
-def body_limit(state: ApiState) -> int:
-    """HEALTHMON_API_MAX_BODY_MB in bytes: FastAPI counts a streamed (chunked) body as it arrives."""
-    return int(state.settings.api_max_body_mb * 1024 * 1024)
+def _fastapi(state: ApiState, *routers: Any, **options: Any) -> FastAPI:
+    """A FastAPI app on this process's state: problem+json errors and the body-size limit. Only
+    the REST API publishes an OpenAPI document (``options`` names it)."""
+    app = FastAPI(**{"version": VERSION, "docs_url": None, "redoc_url": None, "openapi_url": None,
+                     "max_body_size": state.max_body_bytes, **options})
+    app.state.healthmon = state
+    problems.install(app)
+    for router in routers:
+        app.include_router(router)
+    return app
 
 
 def create_v1(state: ApiState) -> FastAPI:
     """The REST API, to be mounted at ``/api/v1`` (its OpenAPI document is ``/api/v1/openapi.json``)."""
     from healthmon.api import routes_admin, routes_cases, routes_models, routes_patients
 
-    app = FastAPI(
+    return _fastapi(
+        state, *(module.router for module in (routes_models, routes_cases, routes_patients, routes_admin)),
         title="healthmon API",
-        version=VERSION,
         summary="Calibrated risk from clinical notes, its explanations, vitals scores, case review and reports.",
         description="Every route needs `Authorization: Bearer <token>` (an API token of a healthmon account; "
                     "`python -m healthmon users token create NAME`). Errors are `application/problem+json` "
                     "with `expected`, `found` and `fix`.",
-        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json", max_body_size=body_limit(state),
+        docs_url="/docs", openapi_url="/openapi.json",
     )
-    app.state.healthmon = state
-    problems.install(app)
-    for module in (routes_models, routes_cases, routes_patients, routes_admin):
-        app.include_router(module.router)
-    return app
 
 
 def create_cds(state: ApiState) -> FastAPI:
     """The CDS Hooks service, to be mounted at ``/cds-services``."""
     from healthmon.api import cds
 
-    app = FastAPI(title="healthmon CDS Hooks", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None,
-                  max_body_size=body_limit(state))
-    app.state.healthmon = state
-    problems.install(app)
-    app.include_router(cds.router)
-    return app
+    return _fastapi(state, cds.router, title="healthmon CDS Hooks")
 
 
 async def healthz(request: Request) -> Response:
@@ -86,9 +83,7 @@ def create_probes(state: ApiState) -> FastAPI:
 
     from healthmon.api.security import authenticated
 
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.healthmon = state
-    problems.install(app)
+    app = _fastapi(state)
 
     @app.get("/readyz", dependencies=[Depends(authenticated)])
     async def readyz() -> Response:
@@ -103,8 +98,6 @@ def create_probes(state: ApiState) -> FastAPI:
                 folder = await run_in_threadpool(resolve_version, state.factory, state.settings, "active")
                 served = await run_in_threadpool(state.model, folder)  # loads it on the first probe
                 model = {"loaded": True, "version": served.classifier.name}
-                state.metrics.served.clear()
-                state.metrics.served.labels(served.classifier.name).set(1)
             except Exception as exc:  # not ready; say why without a traceback
                 model = {"loaded": False, "error": str(exc)}
         checks["model"] = model

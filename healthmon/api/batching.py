@@ -16,10 +16,9 @@ import asyncio
 import itertools
 import queue as thread_queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 Result = TypeVar("Result")
@@ -31,7 +30,6 @@ MAX_WAITS = 4
 class _Waiting(Generic[Result]):
     texts: list[str]
     future: asyncio.Future
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher(Generic[Result]):
@@ -52,8 +50,6 @@ class MicroBatcher(Generic[Result]):
         self.executor = executor
         self.max_batch = max_batch
         self.wait_s = wait_s
-        self.batches = 0
-        self.batched_texts = 0
         self._queue: asyncio.Queue[_Waiting[Result]] | None = None
         self._runner: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,8 +112,6 @@ class MicroBatcher(Generic[Result]):
                     if not w.future.done():
                         w.future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.batched_texts += len(texts)
             start = 0
             for w in batch:
                 part = results[start:start + len(w.texts)]

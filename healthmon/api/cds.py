@@ -39,7 +39,7 @@ from healthmon.api.cds_cards import (
     read_prefetch,
     top_words,
 )
-from healthmon.api.routes_models import _on_model_thread, served
+from healthmon.api.routes_models import served
 from healthmon.api.security import allowed, api_state, authenticated, touched
 from healthmon.api.state import ApiState, ServedModel
 from healthmon.errors import ModelError
@@ -72,8 +72,8 @@ async def _explain_top(state: ApiState, model: ServedModel, text: str, label: st
 
     target = None if model.classifier.card.problem_type == "regression" else label
     try:
-        [explained] = await _on_model_thread(state, explain_many, model.classifier, [text], [target], urgent=True,
-                                             options=ExplainOptions(faithfulness=False))
+        [explained] = await state.on_model_thread(explain_many, model.classifier, [text], [target], urgent=True,
+                                                  options=ExplainOptions(faithfulness=False))
     except ModelError:  # the cards still carry the scores; the reason is in the server log
         log.exception("could not explain the top risk of a CDS Hooks call")
         return []

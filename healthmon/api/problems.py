@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from healthmon.errors import HealthmonError, ModelError, ReviewConflict
+from healthmon.errors import HealthmonError, ModelError, NotFoundError, ReviewConflict
 from healthmon.services.accounts import AuthError, PermissionDenied
-from healthmon.services.api_calls import UnknownRecord, UnknownVersion
+from healthmon.services.api_calls import UnknownVersion
 
 log = logging.getLogger("healthmon.api")
 PROBLEM_JSON = "application/problem+json"
@@ -57,7 +57,7 @@ def status_of(exc: HealthmonError) -> tuple[int, str]:
         return 403, "Forbidden"
     if isinstance(exc, ReviewConflict):
         return 409, "Conflict"
-    if isinstance(exc, (UnknownVersion, UnknownRecord)):
+    if isinstance(exc, (UnknownVersion, NotFoundError)):
         return 404, "Not found"
     if isinstance(exc, ModelError):
         return 422, "Model cannot answer"

@@ -100,7 +100,7 @@ async def explain(request: Request, body: ExplainRequest, version: Version,
     options = ExplainOptions(faithfulness=body.faithfulness)
     texts = [i.text for i in body.instances]
     targets = [i.target for i in body.instances]
-    loop_result = await _on_model_thread(state, explain_many, model.classifier, texts, targets, options=options)
+    loop_result = await state.on_model_thread(explain_many, model.classifier, texts, targets, options=options)
     explanations = []
     for instance, e in zip(body.instances, loop_result):
         data = to_dict(e)
@@ -123,16 +123,3 @@ def promote(request: Request, version: Version,
             user: Annotated[SignedIn, Depends(allowed("models.promote"))]) -> PromoteResponse:
     state = api_state(request)
     return PromoteResponse(active=promote_version(state.factory, user, version))
-
-
-async def _on_model_thread(state: ApiState, func, *args, urgent: bool = False, **kwargs):
-    """Run model work on the one model thread, so it never competes with predict batches for the
-    cores. ``urgent`` work (a CDS call an EHR waits on) goes before queued explanations and reports."""
-    import asyncio
-    import functools
-
-    call = functools.partial(func, *args, **kwargs)
-    submit = state.model_thread.submit_urgent if urgent else state.model_thread.submit
-    return await asyncio.wrap_future(submit(call))
-
-

@@ -6,9 +6,7 @@ the same service functions.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +21,6 @@ from starlette.responses import Response
 from healthmon.api.problems import ApiRefusal
 from healthmon.api.schemas_patients import LOOKBACK, VitalsScoreRequest, VitalsScoreResponse
 from healthmon.api.security import allowed, api_state, touched
-from healthmon.api.state import ApiState
 from healthmon.errors import IngestError
 from healthmon.model.classifier import Classifier
 from healthmon.services.accounts import SignedIn
@@ -144,12 +141,6 @@ async def score_vitals(
     return VitalsScoreResponse.model_validate(result)
 
 
-async def _on_model_thread(state: ApiState, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Model work (explanations) queues on the one model thread behind predict batches."""
-    return await asyncio.get_running_loop().run_in_executor(state.model_thread,
-                                                            functools.partial(func, *args, **kwargs))
-
-
 REPORT_TYPES = {"application/fhir+json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}},
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}}}
 
@@ -188,7 +179,7 @@ async def patient_report(
 
         gather = functools.partial(case_report, state.factory, user, patient_id,
                                    load_classifier=load if explain else None, **options)
-        report = await (_on_model_thread(state, gather) if explain else run_in_threadpool(gather))
+        report = await (state.on_model_thread(gather) if explain else run_in_threadpool(gather))
         document = await run_in_threadpool(render_document, report, fmt)  # PDF layout: seconds
     return Response(document.content, media_type=document.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{document.filename}"'})

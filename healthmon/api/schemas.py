@@ -66,12 +66,6 @@ class ExplainResponse(BaseModel):
                                                "convergence delta, faithfulness.")
 
 
-class CaseSummary(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    case: int
-
-
 class CaseList(BaseModel):
     view: Literal["queue", "recent"]
     cases: list[dict[str, Any]]

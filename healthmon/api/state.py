@@ -8,10 +8,14 @@ expects of each scraped target. Everything that must be shared lives in the data
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.orm import Session, sessionmaker
@@ -138,6 +142,18 @@ class ApiState:
                     while len(self._models) > MAX_LOADED_VERSIONS:  # the least recently used goes
                         self._models.pop(next(iter(self._models)))
         return served
+
+    @property
+    def max_body_bytes(self) -> int:
+        """HEALTHMON_API_MAX_BODY_MB in bytes (the middleware's declared-length check and FastAPI's
+        count of a streamed body)."""
+        return int(self.settings.api_max_body_mb * 1024 * 1024)
+
+    async def on_model_thread(self, func: Callable[..., Any], *args: Any, urgent: bool = False, **kwargs: Any) -> Any:
+        """Run model work on the one model thread, so it never competes with predict batches for the
+        cores. ``urgent`` work (a CDS call an EHR waits on) goes before queued explanations and reports."""
+        submit = self.model_thread.submit_urgent if urgent else self.model_thread.submit
+        return await asyncio.wrap_future(submit(functools.partial(func, *args, **kwargs)))
 
     def cached(self, folder: Path) -> ServedModel | None:
         """The loaded model for a folder, or None; never loads (safe on the event loop). A hit

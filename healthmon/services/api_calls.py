@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
-from healthmon.errors import ModelError, NotFoundError
+from healthmon.errors import ModelError
 from healthmon.services.accounts import SignedIn, require
 from healthmon.services.versions import ensure_registered, list_versions, register_served, served_version_dir
 from healthmon.storage.db import transaction
@@ -28,7 +28,6 @@ class UnknownVersion(ModelError):
     """A model version name that no registered version has."""
 
 
-UnknownRecord = NotFoundError
 
 
 def resolve_version(factory: sessionmaker[Session], settings: Settings, name: str) -> Path:
@@ -59,12 +58,6 @@ def check_allowed(user: SignedIn, permission: str) -> SignedIn:
     """The caller, if their role has ``permission``: asked before model work that touches no
     database (a predict without ``store``), so the API refuses it with the pages' own rule."""
     return require(user, permission)
-
-
-def record_call(factory: sessionmaker[Session], user: SignedIn, route: str, *, status: int,
-                patients: Sequence[str] = (), detail: dict | None = None) -> None:
-    """One audit entry per answered API call: who, which route, which patients it touched."""
-    record_calls(factory, [(user.name, route, status, tuple(patients), detail)])
 
 
 def record_calls(factory: sessionmaker[Session],

@@ -249,18 +249,37 @@ def train_in_bf16(device: torch.device) -> bool:
     return bf16_is_fast(device)
 
 
-def _training_arguments(args: TrainArgs, scratch: str, epochs: float, *, seed: int, device: torch.device,
-                        per_epoch: bool, progress: bool) -> TrainingArguments:
+def training_arguments(args: TrainArgs, scratch: str, *, seed: int, device: torch.device,
+                       **schedule: Any) -> TrainingArguments:
+    """The Trainer's arguments every fit shares (batch, optimiser, precision, sampling); ``schedule``
+    adds what differs between the real run and a search trial (length, rate schedule, evaluation)."""
     return TrainingArguments(
         output_dir=scratch,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=max(args.batch_size, 32),
-        num_train_epochs=epochs,
-        max_steps=args.max_steps,
         learning_rate=args.resolved_learning_rate,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,
         optim="adamw_torch",
+        report_to="none",
+        seed=seed,
+        use_cpu=device.type == "cpu",
+        bf16=train_in_bf16(device),
+        # gloo is the CPU backend for torchrun; naming it outside torchrun breaks accelerate.
+        ddp_backend="gloo" if device.type == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        **schedule,
+    )
+
+
+def _training_arguments(args: TrainArgs, scratch: str, epochs: float, *, seed: int, device: torch.device,
+                        per_epoch: bool, progress: bool) -> TrainingArguments:
+    return training_arguments(
+        args, scratch, seed=seed, device=device,
+        num_train_epochs=epochs,
+        max_steps=args.max_steps,
         lr_scheduler_type="linear",
         eval_strategy="epoch" if per_epoch else "no",
         save_strategy="epoch" if per_epoch else "no",
@@ -271,16 +290,7 @@ def _training_arguments(args: TrainArgs, scratch: str, epochs: float, *, seed: i
         greater_is_better=args.select_by != "loss",
         logging_strategy="steps",
         logging_steps=10,
-        report_to="none",
         disable_tqdm=not progress,
-        seed=seed,
-        use_cpu=device.type == "cpu",
-        bf16=train_in_bf16(device),
-        # gloo is the CPU backend for torchrun; naming it outside torchrun breaks accelerate.
-        ddp_backend="gloo" if device.type == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
     )
 
 

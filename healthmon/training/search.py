@@ -28,7 +28,13 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, Trai
 from healthmon.errors import ConfigError
 from healthmon.training.args import TrainArgs
 from healthmon.training.data import Splits, targets_for
-from healthmon.training.fitting import _compute_metrics_fn, _encode, _prepare_model, loss_function, train_in_bf16
+from healthmon.training.fitting import (
+    _compute_metrics_fn,
+    _encode,
+    _prepare_model,
+    loss_function,
+    training_arguments,
+)
 
 # "auto" searches when the data is large or has many classes: there the old fixed recipe
 # (settled on Symptom2Disease) was furthest off (Medical Abstracts, a 23-class abstract set).
@@ -288,28 +294,15 @@ def _trial_arguments(args: TrainArgs, scratch: str, steps: int, *, seed: int,
                      device: torch.device) -> TrainingArguments:
     # A constant rate after warm-up: a trial stands for the first stretch of the real run,
     # before the linear decay has moved the rate much.
-    return TrainingArguments(
-        output_dir=scratch,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=max(args.batch_size, 32),
+    return training_arguments(
+        args, scratch, seed=seed, device=device,
         max_steps=steps,
-        learning_rate=args.resolved_learning_rate,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_ratio,
-        optim="adamw_torch",
         lr_scheduler_type="constant_with_warmup",
         eval_strategy="steps",
         eval_steps=max(1, steps // 2),
         save_strategy="no",
         logging_strategy="no",
-        report_to="none",
         disable_tqdm=True,
-        seed=seed,
-        use_cpu=device.type == "cpu",
-        bf16=train_in_bf16(device),
-        remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
     )
 
 
