@@ -19,10 +19,13 @@ system-deps:
 	    libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core poppler-utils; \
 	fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The `healthmon` command ($(VENV)/bin/healthmon) is an editable install of this checkout: it runs
+# these files, so edits need no reinstall. Its dependencies are the pins installed just before.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt "setuptools>=68"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 setup: system-deps $(VENV)/.installed
@@ -31,7 +34,7 @@ demo: setup
 	$(PY) -m healthmon demo
 
 run: demo
-	$(PY) -m healthmon serve
+	$(VENV)/bin/healthmon serve
 
 test: setup
 	$(PY) -m pytest -q

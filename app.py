@@ -11,7 +11,7 @@ from healthmon.services.cases import open_review_count
 from healthmon.services.vitals import stored_patient_count
 from healthmon.ui.components import SYNTHETIC_BANNER, jobs_panel, model_summary, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings, get_worker, register_served
-from healthmon.ui.session import PAGES, account_sidebar, current_user, sign_in_form
+from healthmon.ui.session import PAGES, account_sidebar, current_user, open_page_asked_for, send_to_sign_in
 
 LOGO = str(Path(__file__).parent / "assets" / "logo.svg")
 st.set_page_config(page_title="healthmon", page_icon=LOGO, layout="wide")
@@ -31,7 +31,7 @@ def sign_in_page() -> None:
     version = active_model_dir(get_settings())
     if version is not None and get_card(str(version)).synthetic_data:
         st.warning(SYNTHETIC_BANNER, icon="⚠️")
-    sign_in_form()
+    send_to_sign_in()
 
 
 def home() -> None:
@@ -60,15 +60,20 @@ def home() -> None:
     if version is not None:
         st.subheader("Served model")
         model_summary(card, version.name, banner=False)
-    jobs_panel(("predict", "explain", "retrain", "finetune"), user, title="Recent background jobs")
+    jobs_panel(("predict", "explain", "retrain", "finetune"), title="Recent background jobs")
 
 
 user = current_user()
 if user is None:
-    navigation = st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True)])
+    # Every page is registered (hidden), so a page opened while signed out runs its own check and
+    # sends the browser to sign in and back to that page, instead of Streamlit's "Page not found".
+    navigation = st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True)]
+                               + [st.Page(spec.path, title=spec.title, icon=spec.icon) for spec in PAGES.values()],
+                               position="hidden")
 else:
     account_sidebar(user)
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     pages += [st.Page(spec.path, title=spec.title, icon=spec.icon) for spec in PAGES.values() if user.can(spec.permission)]
     navigation = st.navigation(pages)
+    open_page_asked_for()
 navigation.run()

@@ -158,15 +158,43 @@ class Settings(BaseSettings):
     max_failed_logins: int = Field(
         5,
         ge=1,
-        description="Wrong passwords in a row after which an account is locked for "
-        "`HEALTHMON_LOCKOUT_MINUTES`; a successful sign-in resets the count. Lower it to slow "
-        "password guessing; raise it if users are often locked out by typing mistakes.",
+        description="Wrong passwords in a row after which an account is locked: the first time for "
+        "`HEALTHMON_LOCKOUT_MINUTES`, the next time for `HEALTHMON_LOCKOUT_SECOND_MINUTES`, and the "
+        "third time until an admin unlocks it (Admin page or `python -m healthmon users unlock NAME`). "
+        "A successful sign-in resets the count and the escalation. Lower it to slow password "
+        "guessing; raise it if users are often locked out by typing mistakes.",
     )
     lockout_minutes: float = Field(
         5.0,
         gt=0,
-        description="Minutes a locked account refuses every sign-in, even with the right password. "
-        "Longer slows password guessing further; shorter lets a user who mistyped back in sooner.",
+        description="Minutes an account locked for the first time refuses every sign-in, even with "
+        "the right password. Longer slows password guessing further; shorter lets a user who "
+        "mistyped back in sooner.",
+    )
+    lockout_second_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="Minutes an account locked a second time (another `HEALTHMON_MAX_FAILED_LOGINS` "
+        "wrong passwords after the first lock, with no successful sign-in between) refuses every "
+        "sign-in. The round after that locks it until an admin unlocks it. Longer slows a "
+        "patient guesser further; shorter is kinder to a user who forgot a changed password.",
+    )
+    max_failed_logins_per_address: int = Field(
+        20,
+        ge=1,
+        description="Failed sign-ins from one client address, across all accounts, within "
+        "`HEALTHMON_FAILED_LOGIN_WINDOW_MINUTES`, after which that address is refused before any "
+        "password is checked until its oldest failures leave the window. This stops one machine "
+        "trying a few passwords on every account (which the per-account lock cannot see). Counted "
+        "in the database, so several server processes share it. Raise it where many users sign "
+        "in through one proxy or NAT address that does not pass the client's own.",
+    )
+    failed_login_window_minutes: float = Field(
+        15.0,
+        gt=0,
+        description="Minutes over which `HEALTHMON_MAX_FAILED_LOGINS_PER_ADDRESS` counts one "
+        "address's failed sign-ins; older failures are forgotten (and deleted). Longer holds a "
+        "guessing address off for longer.",
     )
     worker: Literal["thread", "external"] = Field(
         "thread",
@@ -238,6 +266,45 @@ class Settings(BaseSettings):
         "`https://healthmon.example.org`), used for the links back to a case in CDS Hooks cards. "
         "Unset, the links use the address the request came to, which is wrong behind a proxy that "
         "rewrites the host.",
+    )
+    session_secret: str | None = Field(
+        None,
+        description="Key that signs the dashboard's session cookie and Streamlit's sign-in cookie (32 "
+        "characters or more). Not set: a random key kept in `<data_dir>/session-secret` (created on "
+        "first start, readable by its owner only). Set it when several servers behind one proxy must "
+        "accept each other's cookies; changing it signs everyone out.",
+    )
+    oidc_metadata_url: str | None = Field(
+        None,
+        description="Single sign-on: the OpenID Connect discovery document of the hospital's identity "
+        "provider (e.g. `https://login.microsoftonline.com/TENANT/v2.0/.well-known/openid-configuration` "
+        "or a Keycloak realm's). Set together with `HEALTHMON_OIDC_CLIENT_ID`, "
+        "`HEALTHMON_OIDC_CLIENT_SECRET` and `HEALTHMON_PUBLIC_URL`; the sign-in page then offers the "
+        "provider beside local accounts. Not set: local accounts only.",
+    )
+    oidc_client_id: str | None = Field(
+        None, description="Single sign-on: the client id healthmon is registered under at the provider."
+    )
+    oidc_client_secret: str | None = Field(
+        None,
+        description="Single sign-on: the client secret from the provider's registration. Keep it in "
+        "the environment file the service reads, not on a command line.",
+    )
+    oidc_provider_name: str = Field(
+        "Hospital sign-in",
+        description="Single sign-on: the button's label on the sign-in page (e.g. `Trust Entra ID`).",
+    )
+    oidc_role_claim: str = Field(
+        "groups",
+        description="Single sign-on: the ID-token claim whose values decide the role (a list or a "
+        "string; e.g. `groups` or `roles`).",
+    )
+    oidc_role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Single sign-on: claim value → healthmon role, as JSON, e.g. "
+        '`{"hm-admins": "admin", "hm-clinicians": "clinician", "hm-annotators": "annotator"}`. A '
+        "person whose claim maps to no role is refused (never given a default role); several matches "
+        "give the most privileged one.",
     )
 
     @field_validator("base_model")

@@ -12,7 +12,7 @@ from healthmon.services.jobs import ExplainJob, enqueue, get_job
 from healthmon.services.notes import submit_for_scoring
 from healthmon.ui.components import SYNTHETIC_BANNER, ingest_report, job_status, jobs_panel, plain, show_error
 from healthmon.ui.resources import active_model_dir, get_card, get_database, get_settings
-from healthmon.ui.session import open_case, page_setup
+from healthmon.ui.session import open_case, page_setup, recheck
 
 user = page_setup("Notes")
 settings = get_settings()
@@ -51,8 +51,9 @@ if report is not None:
 
 @st.fragment(run_every=0.3)
 def _wait(job_id: int) -> None:
+    fresh = recheck("notes.predict")  # a poll runs without the page's checks: the session may have ended since
     job = get_job(factory, job_id)
-    job_status(job, user)
+    job_status(job, fresh)
     if job.finished:
         st.rerun()  # the whole page, to show the results below
 
@@ -120,4 +121,4 @@ if job_id is not None:
         else:
             st.toast("Explanations queued: cases open instantly once they are done.")
 
-jobs_panel(("predict", "explain"), user, title="Recent batches (all users)")
+jobs_panel(("predict", "explain"), title="Recent batches (all users)")

@@ -7,6 +7,7 @@ import streamlit as st
 from healthmon.errors import HealthmonError
 from healthmon.figures import probability_chart
 from healthmon.services.cases import case_detail, recent_cases
+from healthmon.services.links import link_ref, resolve_ref
 from healthmon.ui.components import (
     explanation_panel,
     history_table,
@@ -16,16 +17,21 @@ from healthmon.ui.components import (
     stored_prediction,
 )
 from healthmon.ui.resources import get_classifier, get_database
-from healthmon.ui.session import PAGES, page_setup
+from healthmon.ui.session import PAGES, page_setup, patient_link_params
 
 user = page_setup("Case")
 factory = get_database()
 
-# The case comes from the Notes table or the Review page (session), or from the address
-# (?case=ID) so a case can be bookmarked and shared between colleagues.
+# The case comes from the Notes table or the Review page, or from the address (?case=REF) so a
+# case can be reloaded, bookmarked and shared. REF is an opaque id: the address never carries the
+# case's row number or anything about the patient.
 linked = st.query_params.get("case", "")
-if linked.isdigit() and st.session_state.get("case_from_link") != linked:
-    st.session_state["case_id"] = int(linked)  # a link someone opened wins over the last case viewed
+if linked and st.session_state.get("case_from_link") != linked:
+    target = resolve_ref(factory, "case", linked)
+    if target is None:
+        st.warning("That case link is not known here (it may come from another installation).")
+    else:
+        st.session_state["case_id"] = int(target)  # a link someone opened wins over the last case viewed
     st.session_state["case_from_link"] = linked
 search = st.text_input("Find a case (words in the note or its id)", key="case_search")
 choices = recent_cases(factory, limit=200, search=search)
@@ -40,8 +46,9 @@ labels_by_id = {c["case"]: f"#{c['case']} · {c['note']} · {c['predicted']} · 
 note_id = st.selectbox("Case", ids, index=ids.index(current) if current in ids else 0,
                        format_func=lambda i: labels_by_id.get(i, f"#{i}"))
 st.session_state["case_id"] = note_id
-st.query_params["case"] = str(note_id)
-st.session_state["case_from_link"] = str(note_id)
+case_ref = link_ref(factory, "case", note_id)
+st.query_params["case"] = case_ref
+st.session_state["case_from_link"] = case_ref
 
 try:
     case = case_detail(factory, note_id)
@@ -81,4 +88,4 @@ if user.can("cases.review"):
     st.page_link(PAGES["Review"].path, label="Review cases", icon=PAGES["Review"].icon)
 if case.patient and user.can("advice.decide"):
     st.page_link(PAGES["Patient"].path, label=f"Advice and case report for patient {plain(case.patient)}",
-                 icon=PAGES["Patient"].icon, query_params={"patient": case.patient})
+                 icon=PAGES["Patient"].icon, query_params=patient_link_params(case.patient))

@@ -22,7 +22,7 @@ from healthmon.services.vitals import load_vitals, store_vitals, stored_descript
 from healthmon.types import Note
 from healthmon.ui.components import crisis_estimates_warning, job_status, plain, show_error, spo2_scale_switch
 from healthmon.ui.resources import active_model_dir, get_database, get_settings
-from healthmon.ui.session import open_case, page_setup
+from healthmon.ui.session import open_case, page_setup, recheck
 from healthmon.vitals.assess import assess_patient, cuffless_rows, mark_cuffless, readings_setting
 from healthmon.vitals.news2 import RESPONSES
 from healthmon.vitals.text import summaries_in_training_data
@@ -289,8 +289,9 @@ if user.can("notes.predict"):
 
 @st.fragment(run_every=0.3)
 def _wait(job_id: int) -> None:
+    fresh = recheck("vitals.upload")  # a poll runs without the page's checks: the session may have ended since
     job = get_job(factory, job_id)
-    job_status(job, user)
+    job_status(job, fresh)
     if job.finished:
         st.rerun()
 

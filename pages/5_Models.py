@@ -150,4 +150,4 @@ if user.can("models.train"):
                 else:
                     st.success(f"Fine-tuning queued as job #{job}.")
 
-jobs_panel(("retrain", "finetune"), user, title="Training jobs (all users)")
+jobs_panel(("retrain", "finetune"), title="Training jobs (all users)")

@@ -8,7 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from healthmon.errors import HealthmonError
-from healthmon.services.accounts import ROLES, accounts, add_user, audit_log, set_active, set_password, set_role
+from healthmon.services.accounts import (
+    ROLES,
+    accounts,
+    add_user,
+    audit_log,
+    set_active,
+    set_password,
+    set_role,
+    unlock,
+)
 from healthmon.services.tokens import MAX_DAYS, create_token, list_tokens, revoke_token
 from healthmon.ui.components import plain, show_error
 from healthmon.ui.resources import get_database
@@ -61,6 +70,16 @@ with users_tab:
                      f"Password of {target} changed; their other sessions were signed out.")
             if status != "(unchanged)":
                 _act(lambda: set_active(factory, user, target, status == "active"), f"{target} is {status}.")
+    locked = {p["name"]: p["locked"] for p in people if p["locked"]}
+    if locked:
+        # Repeated wrong passwords lock an account, longer each time; the third lock in a row
+        # holds until an admin lifts it here (or with `python -m healthmon users unlock NAME`).
+        with st.form("unlock_user"):
+            st.markdown("**Locked accounts**")
+            to_unlock = st.selectbox("Account", list(locked), key="unlock_target",
+                                     format_func=lambda n: f"{n} (locked {locked[n]})")
+            if st.form_submit_button("Unlock") and to_unlock:
+                _act(lambda: unlock(factory, user, to_unlock), f"{to_unlock} is unlocked and may sign in again.")
     with table_slot:
         st.dataframe(pd.DataFrame(accounts(factory, user)), hide_index=True, width="stretch")
 

@@ -23,6 +23,7 @@ from healthmon.services.advice import (
     set_spo2_scale,
     undrafted,
 )
+from healthmon.services.links import link_ref, resolve_ref
 from healthmon.services.patients import list_patients, patient_snapshot, recorded_spo2_scale
 from healthmon.services.reports import build_report
 from healthmon.services.vitals import stored_setting
@@ -44,7 +45,8 @@ patients = list_patients(factory)
 if not patients:
     st.info("No patients yet: score notes that carry a patient id on the Notes page, or store vitals on the Vitals page.")
     st.stop()
-linked = st.query_params.get("patient", "")
+# ?patient=REF: an opaque id, so the address bar, history and proxy logs never hold the identifier.
+linked = resolve_ref(factory, "patient", st.query_params.get("patient", ""))
 default = patients.index(linked) if linked in patients else 0
 left, middle, right = st.columns([3, 1, 1])
 patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
@@ -75,7 +77,7 @@ scale_key = f"patient_spo2_scale:{patient_id}"
 scale = spo2_scale_switch(right, key=scale_key, recorded=recorded,
                           help="Preset from the scale on record. Scale 2 only for patients with a prescribed 88-92% "
                                "target (e.g. hypercapnic failure)")
-st.query_params["patient"] = patient_id
+st.query_params["patient"] = link_ref(factory, "patient", patient_id)
 
 try:
     rules = get_rules(str(settings.advice_rules) if settings.advice_rules else None)

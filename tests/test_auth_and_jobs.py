@@ -311,6 +311,7 @@ def test_the_demo_account_is_created_once_and_only_while_nobody_can_sign_in(engi
     with transaction(factory) as s:
         create_user(s, "named-reviewer", "annotator")  # no password: cannot sign in
     name, password = ensure_demo_account(factory)
+    assert name.startswith("demo-admin-") and len(name) == len("demo-admin-") + 6  # not a guessable "demo"
     assert ensure_demo_account(factory) is None
     with transaction(factory) as s:
         assert s.scalar(select(User).where(User.name == name)).role == "admin"

@@ -114,10 +114,11 @@ def dashboard(tmp_path_factory):
 @pytest.fixture()
 def scored_note(dashboard, browser):
     """One more note scored through the server's own worker (so each test stands alone)."""
-    # The dashboard's worker thread starts with its first session: open one.
+    # The dashboard's worker thread starts with its first page run: sign in to start one.
     warm = browser.new_page()
     warm.goto(dashboard["url"], timeout=WAIT)
-    warm.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
+    sign_in(warm, "cli")
+    warm.get_by_text("Signed in as").wait_for(timeout=WAIT)
     from healthmon.services import accounts as auth
     from healthmon.config import Settings
     from healthmon.services.jobs import get_job

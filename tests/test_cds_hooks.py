@@ -31,6 +31,7 @@ from healthmon.config import Settings
 from healthmon.errors import IngestError
 from healthmon.escaping import escape_markdown
 from healthmon.ingest.fhir import read_fhir
+from healthmon.services import links
 from healthmon.storage.db import transaction
 from healthmon.storage.models import AuditEntry
 from healthmon.types import Note, Prediction
@@ -181,7 +182,9 @@ def test_patient_view_on_a_synthea_patient_gives_the_numbers_of_the_rest_api(api
 
     # The link opens the stored case of that very note.
     [link] = risk["links"]
-    assert link["type"] == "absolute" and link["url"].endswith(f"/Case?case={facts['case']}")
+    assert link["type"] == "absolute" and "/Case?case=" in link["url"]
+    ref = link["url"].rsplit("=", 1)[1]  # an opaque id, resolved by the dashboard: no case number in the URL
+    assert ref != str(facts["case"]) and links.resolve_ref(api.factory, "case", ref) == str(facts["case"])
     case = api.client.get(f"/api/v1/cases/{facts['case']}", headers=api.auth("cli"))
     assert case.status_code == 200 and case.json()["text"] == texts[facts["note_id"]]
     assert case.json()["patient_id"] == pid
@@ -268,12 +271,12 @@ def test_a_hostile_note_never_reaches_a_card_unescaped(api):
     # The words themselves, whatever the tiny model picked, are escaped where markdown is written.
     cards = risk_cards(
         [NoteScore(Note(HOSTILE, "evil-1", "p"), Prediction({"a": 0.9, "b": 0.1}, ("a",), "v1",
-                                                            "single_label_classification"), 3)],
+                                                            "single_label_classification"), 3, "Rf3x")],
         {}, ["<script>alert(1)</script>", "[click](http://evil.example)"], "https://hm.example")
     _assert_escaped([c.to_dict() for c in cards])
     assert "<script>" not in cards[0].detail and "\\<script\\>" in cards[0].detail
     assert "[click](" not in cards[0].detail and cards[0].links == (("Open the case in healthmon",
-                                                                    "https://hm.example/Case?case=3"),)
+                                                                    "https://hm.example/Case?case=Rf3x"),)
 
 
 def test_an_empty_prefetch_gives_one_card_saying_nothing_was_scored_or_fetched(api):
@@ -299,7 +302,9 @@ def test_public_url_makes_the_case_link(tmp_path, tiny_base_model):
     request = _hook(None, [_note("n1", "p2", "patient reports polyuria and metformin", "2024-02-01T09:00:00+01:00")], None, "p2")
     cards = api.client.post("/cds-services/healthmon-risk", json=request, headers=api.auth("cli")).json()["cards"]
     [risk] = _by_kind(cards, "risk")
-    assert risk["links"][0]["url"] == f"https://healthmon.example.org/Case?case={risk['extension']['healthmon']['case']}"
+    url = risk["links"][0]["url"]
+    assert url.startswith("https://healthmon.example.org/Case?case=")
+    assert links.resolve_ref(api.factory, "case", url.rsplit("=", 1)[1]) == str(risk["extension"]["healthmon"]["case"])
 
 
 # ------------------------------------------------------------------------------- the pure parts

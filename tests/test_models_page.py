@@ -259,8 +259,10 @@ def test_the_comparison_stops_at_its_limits_and_refuses_what_it_cannot_compare(v
     shutil.copytree(version, bare, ignore=shutil.ignore_patterns("test.jsonl"))
     with pytest.raises(ModelError, match="test notes stored with bare"):
         compare_versions("cli", bare, second, settings=settings)
-    stranger = SignedIn(1, "eve", "guest", "token", datetime.now(UTC) + timedelta(hours=1))
-    with pytest.raises(HealthmonError, match="models view"):
+    # A signed-in caller is checked in the database (every role may view models): one with no
+    # account there is refused, whatever role its SignedIn claims.
+    stranger = SignedIn(1, "eve", "admin", "token", datetime.now(UTC) + timedelta(hours=1))
+    with pytest.raises(HealthmonError, match="account"):
         compare_versions(stranger, version, second, settings=settings)
 
 

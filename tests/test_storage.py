@@ -41,7 +41,8 @@ from healthmon.storage.repository import (
 from healthmon.types import Note, Prediction
 
 TABLES = {"alembic_version", "api_tokens", "audit_log", "auth_sessions", "cases", "explanations", "jobs", "model_versions", "notes", "patients",
-          "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads", "advice_items"}
+          "predictions", "reviews", "training_runs", "users", "vital_readings", "vitals_uploads", "advice_items",
+          "sign_in_failures", "link_refs"}
 LABELS = ("diabetes", "hypertension", "cancer")
 
 
@@ -62,7 +63,7 @@ def _seed(db, probabilities: list[dict[str, float]]) -> list[int]:
         notes = [Note(text=f"note {i}", note_id=f"n{i}", patient_id=f"p{i % 3}") for i in range(len(probabilities))]
         ids = save_predictions(s, notes, [_prediction(p) for p in probabilities], version)
         for name, role in (("ann", "annotator"), ("bob", "annotator"), ("cat", "annotator"), ("root", "admin")):
-            create_user(s, name, role, password="password-" + name)
+            create_user(s, name, role, password=name + "-lantern-orchard-9")
     return ids
 
 
@@ -70,7 +71,7 @@ def test_migrations_build_every_table_from_empty_and_are_idempotent(engine):
     assert table_names(engine) == [] or "alembic_version" not in table_names(engine)
     upgrade(engine)
     assert set(table_names(engine)) == TABLES
-    assert current_revision(engine) == head_revision() == "0008"
+    assert current_revision(engine) == head_revision() == "0010"
     upgrade(engine)  # again: nothing to do, nothing lost
     assert current_revision(engine) == head_revision()
     if engine.dialect.name == "sqlite":
@@ -110,7 +111,8 @@ def test_downgrading_past_the_patient_columns_keeps_the_patients_and_what_points
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")  # through 0008 (API tokens), 0007 (SpO2 scale) and 0006 (demographics)
+        # Through 0010 (SSO), 0009 (sign-in abuse), 0008 (API tokens), 0007 (SpO2 scale) and 0006 (demographics).
+        command.downgrade(config, "0005")
     assert current_revision(engine) == "0005"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT patients.external_id, notes.text FROM patients JOIN notes ON notes.patient_id = patients.id")
@@ -260,7 +262,7 @@ def test_blind_first_review_records_whether_the_reveal_changed_the_label(db):
                                 blind_labels=["hypertension"])
         kept = submit_review(s, ids[1], ann, ["cancer"], seen_version=0, saw_model_output=False, blind_labels=["cancer"])
         assert changed.changed_after_reveal is True and kept.changed_after_reveal is False
-        assert verify_password("password-ann", ann.password_hash) and not verify_password("nope", ann.password_hash)
+        assert verify_password("ann-lantern-orchard-9", ann.password_hash) and not verify_password("nope", ann.password_hash)
 
 
 def test_unknown_cases_users_and_roles_explain_themselves(db):
@@ -333,11 +335,11 @@ def test_a_user_needs_a_name(db):
 
 def test_a_unit_of_work_commits_or_rolls_back_every_transaction_inside_it(db):
     with transaction(db) as s:
-        create_user(s, "ann", "annotator", password="password-ann")
+        create_user(s, "ann", "annotator", password="ann-lantern-orchard-9")
     # The store's functions each open transaction(db); inside a unit of work they are one.
     with pytest.raises(RuntimeError, match="refused"), unit_of_work(db):
         with transaction(db) as s:
-            create_user(s, "bob", "annotator", password="password-bob")
+            create_user(s, "bob", "annotator", password="bob-lantern-orchard-9")
             ann = get_user(s, "ann")  # loaded, and kept alive, in the unit's session
             assert ann.role == "annotator"
         with transaction(db) as s:
@@ -354,6 +356,6 @@ def test_a_unit_of_work_commits_or_rolls_back_every_transaction_inside_it(db):
             get_user(s, "bob")
     with unit_of_work(db):
         with transaction(db) as s:
-            create_user(s, "bob", "annotator", password="password-bob")
+            create_user(s, "bob", "annotator", password="bob-lantern-orchard-9")
     with transaction(db) as s:
         assert get_user(s, "bob").role == "annotator"

@@ -45,6 +45,7 @@ from healthmon.api.state import ApiState, ServedModel
 from healthmon.errors import ModelError
 from healthmon.services.accounts import SignedIn
 from healthmon.services.api_calls import store_api_predictions
+from healthmon.services.links import link_ref
 from healthmon.services.patients import recorded_spo2_scale
 
 log = logging.getLogger("healthmon.api")
@@ -100,7 +101,10 @@ async def healthmon_risk(request: Request, body: HookRequest,
             predictions = await model.batcher.submit([n.text for n in data.notes])
             case_ids = await run_in_threadpool(store_api_predictions, state.factory, user, data.notes, predictions,
                                                model.folder)
-            scores = [NoteScore(n, p, c) for n, p, c in zip(data.notes, predictions, case_ids)]
+            # The card's link names the case by its opaque id: EHR logs and browser history get no case number.
+            refs = await run_in_threadpool(lambda: [None if c is None else link_ref(state.factory, "case", c)
+                                                    for c in case_ids])
+            scores = [NoteScore(n, p, c, r) for n, p, c, r in zip(data.notes, predictions, case_ids, refs)]
             for p in predictions:
                 for label in p.labels:
                     state.metrics.predictions.labels(label).inc()

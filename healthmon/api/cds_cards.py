@@ -229,11 +229,13 @@ def assess_vitals(data: PrefetchData, *, spo2_scale: int = 1) -> VitalsAssessmen
 
 @dataclass(frozen=True)
 class NoteScore:
-    """One prefetched note, its prediction, and its stored case (None when it was not stored)."""
+    """One prefetched note, its prediction, and its stored case (None when it was not stored)
+    with the case's opaque link id (:mod:`healthmon.services.links`)."""
 
     note: Note
     prediction: Prediction
     case_id: int | None = None
+    case_ref: str | None = None
 
     def risk_source(self) -> str:
         where = f"case #{self.case_id}" if self.case_id is not None else f"note {self.note.note_id}"
@@ -365,8 +367,8 @@ def _not_read_lines(not_read: Sequence[str]) -> str:
     return f"\n\nNot read ({len(not_read)}):\n{shown}{more}"
 
 
-def case_link(base_url: str, case_id: int | None) -> tuple[tuple[str, str], ...]:
-    return () if case_id is None else (("Open the case in healthmon", f"{base_url}/Case?case={case_id}"),)
+def case_link(base_url: str, case_ref: str | None) -> tuple[tuple[str, str], ...]:
+    return () if case_ref is None else (("Open the case in healthmon", f"{base_url}/Case?case={case_ref}"),)
 
 
 def risk_cards(scores: Sequence[NoteScore], thresholds: Mapping[str, float], words: Sequence[str],
@@ -398,7 +400,7 @@ def risk_cards(scores: Sequence[NoteScore], thresholds: Mapping[str, float], wor
                      "not a diagnosis.")
         detail = "\n\n".join(lines) + (_not_read_lines(not_read) if n == 0 else "")
         cards.append(Card(summary, "info" if regression else _risk_indicator(p), detail, base_url,
-                          case_link(base_url, best.case_id),
+                          case_link(base_url, best.case_ref),
                           {"kind": "risk", "label": label, "probability": p, "note_id": best.note.note_id,
                            "case": best.case_id, "model_version": prediction.model_version,
                            # escaped as in the detail: an EHR may show these as markdown too

@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--summaries", type=int, default=400, help="synthetic home-vitals summaries to add")
 
     users = sub.add_parser("users", help="dashboard accounts: add, list, change role or password, deactivate, "
-                                         "API tokens")
+                                         "unlock, API tokens")
     users_sub = users.add_subparsers(dest="users_command", required=True)
     add = users_sub.add_parser("add", help="create an account; prints a generated password once unless "
                                            "--password-stdin is given")
@@ -52,6 +52,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     passwd.add_argument("--password-stdin", action="store_true")
     for verb in ("deactivate", "activate"):
         users_sub.add_parser(verb, help=f"{verb} an account").add_argument("name")
+    users_sub.add_parser("unlock", help="lift an account's sign-in lock (the third lock in a row lasts until "
+                                        "this) and start its lock escalation over").add_argument("name")
     _add_token_parsers(users_sub)
     export = sub.add_parser("export-labels", help="write every reviewed case with its lineage (reviews, "
                                                   "adjudication, model version and scores) to a file")
@@ -122,6 +124,8 @@ def _cmd_users(args: argparse.Namespace, settings: Settings) -> int:
         auth.set_password(factory, None, args.name, password)
     elif command == "set-role":
         auth.set_role(factory, None, args.name, args.role)
+    elif command == "unlock":
+        auth.unlock(factory, None, args.name)
     else:
         auth.set_active(factory, None, args.name, command == "activate")
     print(json.dumps({"user": args.name, "done": command}))

@@ -3,28 +3,38 @@
 Accounts live in the database (``users``) with argon2id password hashes. Signing in
 creates an ``auth_sessions`` row holding only a SHA-256 of a random token; the token
 itself stays in the user's browser session. A session ends after ``session_idle_minutes``
-without activity or ``session_max_hours`` after sign-in, whichever comes first. After
-``max_failed_logins`` wrong passwords in a row the account is locked for ``lockout_minutes``.
+without activity or ``session_max_hours`` after sign-in, whichever comes first.
+
+Password guessing is slowed twice over. Per account: ``max_failed_logins`` wrong passwords in
+a row lock it for ``lockout_minutes``, the next round for ``lockout_second_minutes``, and the
+round after that until an admin unlocks it (:func:`unlock`); a successful sign-in starts the
+escalation over. Per client address: one that failed ``max_failed_logins_per_address`` times
+within ``failed_login_window_minutes``, whatever accounts it tried, is refused before any
+password is checked. A locked or deactivated account costs the same hashing as any other
+refusal, so the time a refusal takes does not tell a guesser that the account is locked.
 
 Permissions are a table (:data:`PERMISSIONS`), so the rule for an action lives in one
 place: pages hide what a role cannot use, and the library functions behind each action
-call :func:`require` again, so a crafted request cannot skip the check.
+call :func:`require` again, so a crafted request cannot skip the check. :func:`require`
+reads the account's role and state from the database, not from the :class:`SignedIn` it is
+handed, so a role taken away or an account deactivated is refused at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import string
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
 from healthmon.errors import HealthmonError, StorageError
 from healthmon.storage.db import transaction
-from healthmon.storage.models import ROLES, AuthSession, User, utcnow
+from healthmon.storage.models import ROLES, AuthSession, SignInFailure, User, utcnow
 from healthmon.storage.passwords import hash_password, needs_rehash, verify_password
 from healthmon.storage.repository import audit, audit_entries, check_password_strength, create_user
 from healthmon.types import as_utc
@@ -78,10 +88,40 @@ def can(role: str, permission: str) -> bool:
     return role in PERMISSIONS[permission]
 
 
-def require(user: SignedIn | None, permission: str) -> SignedIn:
-    """The user, if their role allows ``permission``; otherwise a clear refusal."""
+def require(factory: sessionmaker[Session], user: SignedIn | None, permission: str) -> SignedIn:
+    """The user as the database has them now, if that account is active and its current role
+    allows ``permission``; otherwise a clear refusal.
+
+    The role is read from ``users``, never taken from ``user``: a SignedIn kept in a browser
+    session, a job or a cache may predate a role change or a deactivation.
+
+    Raises:
+        AuthError: no user, or an account that is deactivated or no longer exists.
+        PermissionDenied: the account's current role does not allow ``permission``.
+    """
     if user is None:
         raise AuthError("a signed-in user", "no session", "sign in on the home page")
+    with transaction(factory) as session:
+        return require_in(session, user, permission)
+
+
+def require_in(session: Session, user: SignedIn | None, permission: str | None) -> SignedIn:
+    """:func:`require` inside a transaction the caller already holds; ``permission=None`` only
+    checks that the account is still active (and returns its current role)."""
+    if user is None:
+        raise AuthError("a signed-in user", "no session", "sign in on the home page")
+    row = session.get(User, user.user_id)
+    if row is None or row.name != user.name or not row.active:
+        raise AuthError("an active account", f"the account {user.name} is deactivated or gone",
+                        "sign in again, or ask an admin to reactivate the account")
+    fresh = SignedIn(row.id, row.name, row.role, user.token, user.expires_at)
+    return check_role(fresh, permission) if permission is not None else fresh
+
+
+def check_role(user: SignedIn, permission: str) -> SignedIn:
+    """The user, if the role it carries allows ``permission``: only for a SignedIn read from the
+    database moments ago (by :func:`require_in`, or the API's per-request token lookup);
+    anything older goes through :func:`require`."""
     if not can(user.role, permission):
         allowed = ", ".join(sorted(PERMISSIONS[permission]))
         raise PermissionDenied(f"one of the roles {allowed} to {permission.replace('.', ' ')}",
@@ -97,19 +137,26 @@ def _token_hash(token: str) -> str:
 
 REFUSED = AuthError("a known user name and its password", "a name or password that does not match",
                     "check both and try again; after repeated wrong passwords an account is locked for a few "
-                    "minutes, and an admin can reset a forgotten password or reactivate an account")
+                    "minutes, then for longer, and at last until an admin unlocks it; an admin can also reset "
+                    "a forgotten password or reactivate an account")
+# The third lock of a row holds until an admin unlocks the account.
+ADMIN_UNLOCK_LEVEL = 3
 
 
 def sign_in(factory: sessionmaker[Session], name: str, password: str, settings: Settings, *,
-            now: datetime | None = None) -> SignedIn:
+            now: datetime | None = None, address: str | None = None) -> SignedIn:
     """A new session for a correct name and password; every attempt is audited.
 
-    The refusal is the same for an unknown name and a wrong password, so the form does not
-    reveal which accounts exist. A refusal is committed (failed-attempt count, lock, audit
-    entry) before it is raised.
+    The refusal is the same for an unknown name, a wrong password, a locked and a deactivated
+    account, so the form does not reveal which accounts exist or are locked. A refusal is
+    committed (failed-attempt counts, lock, audit entry) before it is raised.
+
+    Args:
+        address: the client's address (as the proxy in front reports it), counted for
+            ``max_failed_logins_per_address``; None where it is unknown (not counted).
     """
     with transaction(factory) as session:
-        outcome = _attempt(session, name, password, settings, now or utcnow())
+        outcome = _attempt(session, name, password, settings, now or utcnow(), (address or "").strip()[:100] or None)
     if isinstance(outcome, AuthError):
         raise outcome
     return outcome
@@ -137,43 +184,90 @@ def _refused_name(name: str) -> str:
     return "unknown:" + hashlib.sha256(name.strip().encode("utf-8")).hexdigest()[:12]
 
 
-def _attempt(session: Session, name: str, password: str, settings: Settings, now: datetime) -> SignedIn | AuthError:
+def _refuse(session: Session, actor: str, entity_id: object, reason: str, address: str | None, now: datetime,
+            *, count: bool = True) -> AuthError:
+    """Audit a refusal (and count it against the address); the error to raise."""
+    if count and address is not None:
+        session.add(SignInFailure(address=address, at=now))
+    after = {"reason": reason, **({"address": address} if address is not None else {})}
+    audit(session, actor, "auth.refused", "user", entity_id, after=after)
+    return REFUSED
+
+
+def _address_blocked(session: Session, address: str | None, settings: Settings, now: datetime) -> bool:
+    if address is None:
+        return False
+    since = now - timedelta(minutes=settings.failed_login_window_minutes)
+    # Failures that left the window count for nothing: deleted here, so the table stays small.
+    session.execute(delete(SignInFailure).where(SignInFailure.at < since))
+    failures = session.scalar(select(func.count()).select_from(SignInFailure)
+                              .where(SignInFailure.address == address, SignInFailure.at >= since))
+    return (failures or 0) >= settings.max_failed_logins_per_address
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    """Whether the account refuses every sign-in now (a lock that has not run out, or one that
+    waits for an admin)."""
+    locked_until = as_utc(user.locked_until)
+    return user.lockout_level >= ADMIN_UNLOCK_LEVEL or (locked_until is not None and locked_until > now)
+
+
+def _lock_minutes(level: int, settings: Settings) -> float | None:
+    """How long the ``level``-th lock in a row lasts; None: until an admin unlocks it."""
+    return {1: settings.lockout_minutes, 2: settings.lockout_second_minutes}.get(level)
+
+
+def _attempt(session: Session, name: str, password: str, settings: Settings, now: datetime,
+             address: str | None) -> SignedIn | AuthError:
+    # Before anything is hashed: an address guessing across many accounts costs nothing more.
+    if _address_blocked(session, address, settings, now):
+        # Not counted itself: the address is let in again once its counted failures age out.
+        _refuse(session, _refused_name(name), "-", "too many attempts from this address", address, now, count=False)
+        return AuthError("fewer failed sign-ins from one address", "too many attempts from this address",
+                         f"try later: failures are counted over {settings.failed_login_window_minutes:g} minutes")
     user = session.scalar(select(User).where(User.name == name.strip()))
     if user is None or not user.password_hash:
         verify_password(password, _DUMMY_HASH)
-        audit(session, _refused_name(name), "auth.refused", "user", "-", after={"reason": "unknown user"})
-        return REFUSED
-    correct = verify_password(password, user.password_hash)
-    locked_until = as_utc(user.locked_until)
+        return _refuse(session, _refused_name(name), "-", "unknown user", address, now)
     # Locked and deactivated accounts get the same refusal as a wrong password (it mentions
-    # both), so the form never confirms that a name exists.
-    if locked_until is not None and locked_until > now:
-        audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "locked"})
-        return REFUSED
-    if not user.active:
-        audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "deactivated"})
-        return REFUSED
-    if not correct:
+    # both), so the form never confirms that a name exists. Their password is never checked (a
+    # guess during a lock learns nothing), but the dummy hash costs the same time, so the delay
+    # does not tell that the account is locked either.
+    if is_locked(user, now) or not user.active:
+        verify_password(password, _DUMMY_HASH)
+        return _refuse(session, user.name, user.id, "locked" if user.active else "deactivated", address, now)
+    if not verify_password(password, user.password_hash):
         # Counted in the database, not read-modify-write: parallel guesses cannot overwrite
-        # each other's count and so escape the lock.
-        failures = session.execute(update(User).where(User.id == user.id)
+        # each other's count and so escape the lock. Only while unlocked: guesses that were
+        # already being hashed when a parallel one locked the account do not push it on to
+        # the next, longer lock.
+        unlocked = ((User.lockout_level < ADMIN_UNLOCK_LEVEL)
+                    & (User.locked_until.is_(None) | (User.locked_until <= now)))
+        failures = session.execute(update(User).where(User.id == user.id, unlocked)
                                    .values(failed_logins=User.failed_logins + 1)
-                                   .returning(User.failed_logins)).scalar_one()
+                                   .returning(User.failed_logins),
+                                   execution_options={"synchronize_session": False}).scalar_one_or_none()
+        if failures is None:
+            return _refuse(session, user.name, user.id, "locked", address, now)
         reason = "wrong password"
         if failures >= settings.max_failed_logins:
-            session.execute(update(User).where(User.id == user.id)
-                            .values(locked_until=now + timedelta(minutes=settings.lockout_minutes), failed_logins=0))
-            reason = "wrong password; account locked"
-        audit(session, user.name, "auth.refused", "user", user.id, after={"reason": reason})
-        return REFUSED
+            level = session.execute(update(User).where(User.id == user.id)
+                                    .values(lockout_level=User.lockout_level + 1, failed_logins=0)
+                                    .returning(User.lockout_level)).scalar_one()
+            minutes = _lock_minutes(level, settings)
+            until = now + timedelta(minutes=minutes) if minutes is not None else None
+            session.execute(update(User).where(User.id == user.id).values(locked_until=until))
+            reason = ("wrong password; account locked" if minutes is not None
+                      else "wrong password; account locked until an admin unlocks it")
+        return _refuse(session, user.name, user.id, reason, address, now)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    user.failed_logins, user.locked_until, user.lockout_level, user.last_login_at = 0, None, 0, now
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=settings.session_max_hours)
     session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
                             expires_at=expires))
-    audit(session, user.name, "auth.sign_in", "user", user.id)
+    audit(session, user.name, "auth.sign_in", "user", user.id, after={"address": address} if address else None)
     return SignedIn(user.id, user.name, user.role, token, expires)
 
 
@@ -223,27 +317,31 @@ def _end_sessions(session: Session, user: User, *, keep: str | None = None) -> N
     session.execute(query.values(revoked_at=utcnow()))
 
 
+def _manager(session: Session, actor: SignedIn | None) -> str:
+    """The name to audit for an account change: an admin (``users.manage``, checked against the
+    database) or, for ``actor=None``, the command line run by the operator."""
+    return require_in(session, actor, "users.manage").name if actor is not None else "cli"
+
+
 def add_user(factory: sessionmaker[Session], actor: SignedIn | None, name: str, role: str, password: str) -> None:
     """Create an account (admins only; ``actor=None`` is the command line, run by the operator)."""
-    if actor is not None:
-        require(actor, "users.manage")
-    if not password:
-        raise StorageError("a password", "none", "type one, or leave it to `healthmon users add` to generate one")
     with transaction(factory) as session:
-        create_user(session, name, role, password, actor=actor.name if actor else "cli")
+        who = _manager(session, actor)
+        if not password:
+            raise StorageError("a password", "none", "type one, or leave it to `healthmon users add` to generate one")
+        create_user(session, name, role, password, actor=who)
 
 
 def set_role(factory: sessionmaker[Session], actor: SignedIn | None, name: str, role: str) -> None:
-    if actor is not None:
-        require(actor, "users.manage")
-    if role not in ROLES:
-        raise StorageError(f"a role among {', '.join(ROLES)}", repr(role), "pick one of those roles")
     with transaction(factory) as session:
+        who = _manager(session, actor)
+        if role not in ROLES:
+            raise StorageError(f"a role among {', '.join(ROLES)}", repr(role), "pick one of those roles")
         user = _account(session, name)
         _guard_last_admin(session, user, role=role)
         before = user.role
         user.role = role
-        audit(session, actor.name if actor else "cli", "user.role", "user", user.id, before={"role": before},
+        audit(session, who, "user.role", "user", user.id, before={"role": before},
               after={"role": role})
 
 
@@ -257,28 +355,29 @@ def set_password(factory: sessionmaker[Session], actor: SignedIn | None, name: s
     """
     with transaction(factory) as session:
         user = _account(session, name)
-        if actor is not None and actor.name == name and not can(actor.role, "users.manage"):
+        me = require_in(session, actor, None) if actor is not None else None  # the role as it is now
+        if me is not None and me.name == name and not can(me.role, "users.manage"):
             if current_password is None or not verify_password(current_password, user.password_hash):
                 raise AuthError("your current password", "a missing or wrong one", "type your current password")
-        elif actor is not None:
-            require(actor, "users.manage")
-        check_password_strength(password)
+        elif me is not None:
+            require_in(session, me, "users.manage")
+        check_password_strength(password, [user.name])
         user.password_hash, user.failed_logins, user.locked_until = hash_password(password), 0, None
+        user.lockout_level = 0  # the person who knows the new password starts with a clean slate
         _end_sessions(session, user, keep=actor.token if actor is not None else None)
         audit(session, actor.name if actor else "cli", "user.password", "user", user.id)
 
 
 def set_active(factory: sessionmaker[Session], actor: SignedIn | None, name: str, active: bool) -> None:
-    if actor is not None:
-        require(actor, "users.manage")
     with transaction(factory) as session:
+        who = _manager(session, actor)
         user = _account(session, name)
         if not active:
             _guard_last_admin(session, user, role=None)
             _end_sessions(session, user)
         before = user.active
         user.active = active
-        audit(session, actor.name if actor else "cli", "user.activate" if active else "user.deactivate", "user",
+        audit(session, who, "user.activate" if active else "user.deactivate", "user",
               user.id, before={"active": before}, after={"active": active})
 
 
@@ -292,13 +391,38 @@ def _guard_last_admin(session: Session, user: User, *, role: str | None) -> None
                            "make another user admin first")
 
 
-def accounts(factory: sessionmaker[Session], user: SignedIn | None) -> list[dict]:
-    """Every account for the Admin page (``users.manage``) or the command line (``None``): no hashes."""
-    if user is not None:
-        require(user, "users.manage")
+def unlock(factory: sessionmaker[Session], actor: SignedIn | None, name: str) -> None:
+    """Lift an account's lock and start its escalation over (admins, or ``actor=None`` for the
+    command line). The only way out of the third lock in a row; audited even when not locked."""
     with transaction(factory) as session:
+        who = _manager(session, actor)
+        user = _account(session, name)
+        before = {"locked_until": _iso(as_utc(user.locked_until)), "lockout_level": user.lockout_level,
+                  "failed_logins": user.failed_logins}
+        user.locked_until, user.lockout_level, user.failed_logins = None, 0, 0
+        audit(session, who, "user.unlock", "user", user.id, before=before)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _lock_text(user: User, now: datetime) -> str:
+    if user.lockout_level >= ADMIN_UNLOCK_LEVEL:
+        return "until an admin unlocks it"
+    locked_until = as_utc(user.locked_until)
+    return f"until {locked_until:%Y-%m-%d %H:%M} UTC" if locked_until is not None and locked_until > now else ""
+
+
+def accounts(factory: sessionmaker[Session], user: SignedIn | None) -> list[dict]:
+    """Every account for the Admin page (``users.manage``) or the command line (``None``): no
+    hashes. ``locked`` is empty, or says until when the account refuses every sign-in."""
+    now = utcnow()
+    with transaction(factory) as session:
+        _manager(session, user)
         return [{"name": u.name, "role": u.role, "active": u.active, "can sign in": bool(u.password_hash),
-                 "last sign-in": as_utc(u.last_login_at), "created": as_utc(u.created_at)}
+                 "locked": _lock_text(u, now), "last sign-in": as_utc(u.last_login_at),
+                 "created": as_utc(u.created_at)}
                 for u in session.scalars(select(User).order_by(User.name))]
 
 
@@ -315,16 +439,19 @@ def has_accounts(factory: sessionmaker[Session]) -> bool:
 def audit_log(factory: sessionmaker[Session], user: SignedIn, *, action: str = "", actor: str = "",
               limit: int = 500) -> list[dict]:
     """The audit log for admins (see :func:`healthmon.storage.repository.audit_entries`)."""
-    require(user, "audit.view")
     with transaction(factory) as session:
+        require_in(session, user, "audit.view")
         return audit_entries(session, action=action, actor=actor, limit=limit)
 
 
-DEMO_ACCOUNT = "demo"
+# The demo admin's name ends in random characters: a well-known name ("demo") would leave a
+# guesser only the password to find on an installation where nobody replaced the demo account.
+DEMO_ACCOUNT_PREFIX = "demo-admin-"
 
 
 def ensure_demo_account(factory: sessionmaker[Session]) -> tuple[str, str] | None:
-    """A demo admin with a fresh random password, only while nobody can sign in yet.
+    """A demo admin (``demo-admin-`` and 6 random characters) with a fresh random password,
+    only while nobody can sign in yet.
 
     Returns (name, password) when it was created, so the caller can print it once; None
     when accounts exist already (the password is never stored in clear or shown again).
@@ -332,6 +459,7 @@ def ensure_demo_account(factory: sessionmaker[Session]) -> tuple[str, str] | Non
     with transaction(factory) as session:
         if _has_accounts(session):
             return None
+        name = DEMO_ACCOUNT_PREFIX + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
         password = secrets.token_urlsafe(12)
-        create_user(session, DEMO_ACCOUNT, "admin", password, actor="cli")
-    return DEMO_ACCOUNT, password
+        create_user(session, name, "admin", password, actor="cli")
+    return name, password

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from healthmon.advice.engine import Advice, AdviceResult, evaluate
 from healthmon.advice.rules import AdviceError, Rule
 from healthmon.advice.snapshot import SCALE_2_MARK, PatientSnapshot
-from healthmon.services.accounts import SignedIn, require
+from healthmon.services.accounts import SignedIn, require_in
 from healthmon.services.patients import patient_snapshot
 from healthmon.storage.db import insert_or_skip, transaction, unit_of_work
 from healthmon.storage.models import ADVICE_STATUSES, AdviceItem, Patient, User, utcnow
@@ -46,8 +46,7 @@ def _decider(session: Session, user: SignedIn | str) -> User:
             raise AdviceError("the name of an active clinician or admin", repr(user),
                               "pass --as with such a user (see `healthmon users list`)")
         return person
-    require(user, "advice.decide")
-    return session.get(User, user.user_id)
+    return session.get(User, require_in(session, user, "advice.decide").user_id)
 
 
 def _case_of(snapshot: PatientSnapshot, triggers: list[dict]) -> tuple[int | None, int | None]:

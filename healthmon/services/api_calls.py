@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
 from healthmon.errors import ModelError
-from healthmon.services.accounts import SignedIn, require
+from healthmon.services.accounts import SignedIn, check_role, require
 from healthmon.services.versions import ensure_registered, list_versions, register_served, served_version_dir
 from healthmon.storage.db import transaction
 from healthmon.storage.repository import audit, save_predictions
@@ -54,10 +54,15 @@ def resolve_version(factory: sessionmaker[Session], settings: Settings, name: st
     return folder
 
 
-def check_allowed(user: SignedIn, permission: str) -> SignedIn:
+def check_allowed(user: SignedIn, permission: str, factory: sessionmaker[Session] | None = None) -> SignedIn:
     """The caller, if their role has ``permission``: asked before model work that touches no
-    database (a predict without ``store``), so the API refuses it with the pages' own rule."""
-    return require(user, permission)
+    database (a predict without ``store``), so the API refuses it with the pages' own rule.
+
+    With ``factory`` the role is read from the database (:func:`require`). Without it, the role
+    ``user`` carries is used: the API builds ``user`` from the database on every request
+    (:func:`healthmon.services.tokens.authenticate`), so it is as fresh as one request.
+    """
+    return require(factory, user, permission) if factory is not None else check_role(user, permission)
 
 
 def record_calls(factory: sessionmaker[Session],
@@ -73,7 +78,7 @@ def record_calls(factory: sessionmaker[Session],
 def store_api_predictions(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note],
                           predictions: Sequence[Prediction], version_dir: Path) -> list[int]:
     """Store API-scored notes as cases (``?store=true``), as ``predict --store`` does; returns note ids."""
-    require(user, "notes.predict")
+    require(factory, user, "notes.predict")
     try:
         return _store(factory, user, notes, predictions, version_dir)
     except IntegrityError:
@@ -93,7 +98,7 @@ def _store(factory: sessionmaker[Session], user: SignedIn, notes: Sequence[Note]
 
 def list_model_versions(factory: sessionmaker[Session], settings: Settings, user: SignedIn) -> list[dict]:
     """Registered versions for an integration: name, status, labels and test figures."""
-    require(user, "models.view")
+    require(factory, user, "models.view")
     served = served_version_dir(factory, settings)
     if served is not None:
         register_served(factory, served)
@@ -112,4 +117,5 @@ def promote_version(factory: sessionmaker[Session], user: SignedIn, name: str) -
     """Make a registered version the served one (``models.promote``: admins); returns its name."""
     from healthmon.services.versions import set_active
 
-    return set_active(factory, name, actor=require(user, "models.promote"), why=f"promoted through the API by {user.name}").name
+    actor = require(factory, user, "models.promote")
+    return set_active(factory, name, actor=actor, why=f"promoted through the API by {user.name}").name

@@ -123,7 +123,7 @@ def review_case(factory: sessionmaker[Session], user: SignedIn, note_id: int, la
         StorageError: a label no model version knows, or not exactly one for a single-label case
             (the Review page cannot send these; the API can).
     """
-    require(user, "cases.review")
+    require(factory, user, "cases.review")
     _check_review_labels(factory, case_detail(factory, note_id), labels)
     with transaction(factory) as s:
         return submit_review(s, note_id, s.get(User, user.user_id), labels, seen_version=seen_version,
@@ -149,26 +149,26 @@ def _check_review_labels(factory: sessionmaker[Session], case: CaseView, labels:
 def adjudicate_case(factory: sessionmaker[Session], user: SignedIn, note_id: int, labels: list[str], *,
                     seen_version: int, comment: str = "") -> Review:
     """An admin's final label for a case reviewers disagree on."""
-    require(user, "cases.adjudicate")
+    require(factory, user, "cases.adjudicate")
     with transaction(factory) as s:
         return adjudicate(s, note_id, s.get(User, user.user_id), labels, seen_version=seen_version, comment=comment)
 
 
 def agreement_summary(factory: sessionmaker[Session], user: SignedIn, labels: list[str]) -> Agreement:
-    require(user, "agreement.view")
+    require(factory, user, "agreement.view")
     with transaction(factory) as s:
         return agreement(s, labels)
 
 
 def queue_for(factory: sessionmaker[Session], user: SignedIn, *, limit: int = 20) -> list[QueueItem]:
-    require(user, "cases.review")
+    require(factory, user, "cases.review")
     with transaction(factory) as s:
         return review_queue(s, limit=limit, reviewer=s.get(User, user.user_id))
 
 
 def view_case(factory: sessionmaker[Session], user: SignedIn, note_id: int) -> CaseView:
     """:func:`case_detail` for a caller allowed to view cases (the API's door; pages check first)."""
-    require(user, "cases.view")
+    require(factory, user, "cases.view")
     return case_detail(factory, note_id)
 
 
@@ -183,7 +183,7 @@ def list_cases(factory: sessionmaker[Session], user: SignedIn, *, view: str = "q
                  "uncertainty": i.uncertainty, "disagreement": i.disagreement, "review_version": i.review_version,
                  "reviews": i.review_count, "excerpt": " ".join(i.text.split())[:80]} for i in items]
     else:
-        require(user, "cases.view")
+        require(factory, user, "cases.view")
         # The same keys as the queue's rows where they overlap: predicted as a list.
         rows = [{"case": row["case"], "note": row["note"], "predicted": [] if row["predicted"] == "(none)"
                  else row["predicted"].split(", "), "reviews": row["reviews"], "excerpt": row["excerpt"]}

@@ -22,7 +22,8 @@ from healthmon.errors import ModelError
 from healthmon.model.card import ModelCard
 from healthmon.model.classifier import Classifier
 from healthmon.model.lineage import load_examples
-from healthmon.services.accounts import SignedIn, require
+from healthmon.services.accounts import AuthError, SignedIn, require
+from healthmon.services.database import Database, connect_existing
 
 # Enough notes for the counts to mean something and for the page to answer in seconds on a CPU.
 MAX_NOTES = 500
@@ -92,19 +93,37 @@ def stored_test_notes(folder: Path) -> list[tuple[str, tuple[str, ...]]]:
                          "or retrain that version") from exc
 
 
+def _check_viewer(actor: SignedIn, factory: Database | None, settings: Settings) -> None:
+    if factory is not None:
+        require(factory, actor, "models.view")
+        return
+    # A caller that passes no factory: the account is checked in the settings' database, the
+    # one the dashboard signed it in to (none there: nobody can have signed in to it).
+    found = connect_existing(settings)
+    if found is None:
+        raise AuthError("an account in this installation's database", f"no database at "
+                        f"{settings.resolved_database_url}", "sign in to the dashboard that uses these settings")
+    try:
+        require(found, actor, "models.view")
+    finally:
+        found.kw["bind"].dispose()
+
+
 def compare_versions(actor: SignedIn | str, first_dir: str | Path, second_dir: str | Path, *,
                      settings: Settings | None = None, load_classifier: Callable[[str], Classifier] | None = None,
-                     max_notes: int = MAX_NOTES, shown: int = MAX_SHOWN) -> Comparison:
+                     max_notes: int = MAX_NOTES, shown: int = MAX_SHOWN, factory: Database | None = None) -> Comparison:
     """Score both versions on the first one's test notes (the first ``max_notes`` of them) and
     list the notes on which their predicted labels differ.
 
     Args:
-        actor: a signed-in user needs ``models.view``; the command line passes its name.
+        actor: a signed-in user needs ``models.view`` (checked in ``factory``, or without one in the
+            database ``settings`` name); the command line passes its name.
         load_classifier: folder -> classifier (default: load it in fp32, as retraining compares).
         shown: how many disagreements to keep; those exactly one version gets right come first.
     """
+    settings = settings or Settings()
     if isinstance(actor, SignedIn):
-        require(actor, "models.view")
+        _check_viewer(actor, factory, settings)
     first, second = Path(first_dir), Path(second_dir)
     _check_comparable(first, second)
     notes = stored_test_notes(first)
@@ -112,7 +131,6 @@ def compare_versions(actor: SignedIn | str, first_dir: str | Path, second_dir: s
         raise ModelError(f"test notes stored with {first.name}", "an empty data/test.jsonl", "retrain that version")
     used = notes[:max_notes]
     texts = [text for text, _ in used]
-    settings = settings or Settings()
     load = load_classifier or (lambda folder: Classifier.from_pretrained(folder, settings=settings, precision="fp32"))
     scored = []
     for folder in (first, second):  # one model in memory at a time (unless the loader caches them)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from healthmon.errors import ConfigError, StorageError
-from healthmon.services.accounts import SignedIn, require
+from healthmon.services.accounts import SignedIn, require, require_in
 from healthmon.storage.db import transaction
 from healthmon.storage.models import Job, utcnow
 from healthmon.storage.repository import audit, delete_unscored_notes
@@ -164,7 +164,7 @@ def enqueue(factory: sessionmaker[Session], job: JobPayload, user: SignedIn) -> 
     """Queue a job for a signed-in user allowed to start it; returns its id."""
     if KINDS.get(job.kind) is not type(job):
         raise StorageError(f"a job kind among {', '.join(KINDS)}", repr(job.kind), "pick one of those kinds")
-    require(user, job.permission)
+    require(factory, user, job.permission)
     with transaction(factory) as s:
         row = Job(kind=job.kind, args=job.to_dict(), status="queued", progress=0.0, message="waiting for a worker",
                   created_by=user.name, error="", worker="", cancel_requested=False)
@@ -213,8 +213,9 @@ def cancel(factory: sessionmaker[Session], job_id: int, user: SignedIn) -> None:
         job = s.get(Job, job_id)
         if job is None:
             raise StorageError("a known job", f"job {job_id}", "pick a job from the list")
+        user = require_in(s, user, None)  # the account as it is now: deactivated since the page opened = refused
         if job.created_by != user.name:
-            require(user, "users.manage")  # only the owner or an admin
+            require_in(s, user, "users.manage")  # only the owner or an admin
         if job.status == "queued":
             job.status, job.finished_at, job.message = "cancelled", utcnow(), f"cancelled by {user.name}"
             discard_unscored_notes(s, job)

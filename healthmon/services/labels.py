@@ -133,9 +133,9 @@ def export_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _actor_name(actor: SignedIn | str) -> str:
+def _actor_name(factory: sessionmaker[Session], actor: SignedIn | str) -> str:
     """A signed-in user must hold ``labels.export`` (admins); a plain name is the trusted command line."""
-    return require(actor, "labels.export").name if isinstance(actor, SignedIn) or actor is None else actor
+    return require(factory, actor, "labels.export").name if isinstance(actor, SignedIn) or actor is None else actor
 
 
 def labelled_cases(factory: sessionmaker[Session], actor: SignedIn | str, *,
@@ -147,7 +147,7 @@ def labelled_cases(factory: sessionmaker[Session], actor: SignedIn | str, *,
     and ``destination``. Rows are read 500 cases per transaction, so no session stays open
     while the caller writes them.
     """
-    who = _actor_name(actor)
+    who = _actor_name(factory, actor)
     with transaction(factory) as s:
         ids = list(s.scalars(select(Case.note_id).where(Case.review_count > 0).order_by(Case.note_id)))
         audit(s, who, "labels.export", "cases", "reviewed", after={"cases": len(ids), "destination": destination})

@@ -35,7 +35,7 @@ def submit_for_scoring(factory: sessionmaker[Session], user: SignedIn, notes: Se
     Raises:
         ModelError: no version folder to score with (before anything is stored).
     """
-    require(user, PredictJob.permission)
+    require(factory, user, PredictJob.permission)
     if version_dir is None or not (Path(version_dir) / "card.json").is_file():
         raise ModelError("a model version folder to score with", f"{version_dir or 'none'} (no card.json there)",
                          "build the demo model (`python -m healthmon demo`) or promote a version on the Models page")

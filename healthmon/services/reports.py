@@ -107,10 +107,10 @@ def build_report(factory: sessionmaker[Session], patient_id: str, *, generated_b
         generated_at=now, generated_by=generated_by, chart_svg=chart)
 
 
-def _allowed(user: SignedIn | str | None) -> str:
+def _allowed(factory: sessionmaker[Session], user: SignedIn | str | None) -> str:
     """The report's author: the signed-in clinician or admin (``advice.decide``: the report is a
     clinical document), or the command line's actor name, whose shell access is the authority."""
-    return user if isinstance(user, str) else require(user, "advice.decide").name
+    return user if isinstance(user, str) else require(factory, user, "advice.decide").name
 
 
 def _stored_patient(factory: sessionmaker[Session], patient_id: str) -> None:
@@ -130,7 +130,7 @@ def case_report(factory: sessionmaker[Session], user: SignedIn | str | None, pat
 
     ``generated_by`` defaults to the caller's name. Raises NotFoundError for an unknown patient.
     """
-    author = _allowed(user)
+    author = _allowed(factory, user)
     _stored_patient(factory, patient_id)
     return build_report(factory, patient_id, generated_by=generated_by or author, rules=rules, rules_path=rules_path,
                         load_classifier=load_classifier, setting=setting, spo2_scale=spo2_scale, now=now)
@@ -172,7 +172,7 @@ def report_document(factory: sessionmaker[Session], user: SignedIn | str | None,
         return render_document(case_report(factory, user, patient_id, generated_by=generated_by, rules=rules,
                                            rules_path=rules_path, load_classifier=load_classifier, setting=setting,
                                            spo2_scale=spo2_scale, now=now), fmt)
-    _allowed(user)
+    _allowed(factory, user)
     _stored_patient(factory, patient_id)
     snapshot = patient_snapshot(factory, patient_id, setting=setting, spo2_scale=spo2_scale, now=now)
     return _document(fhir_json(snapshot).encode("utf-8"), fmt, patient_id)

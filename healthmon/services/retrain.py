@@ -192,7 +192,7 @@ def submit_finetune(factory: sessionmaker[Session], user: SignedIn, settings: Se
 
     The file is deleted once read: the notes live on only in the new version's data folder.
     """
-    require(user, FinetuneJob.permission)
+    require(factory, user, FinetuneJob.permission)
     TrainArgs.from_dict(train_args)  # bad knobs are refused before the upload is saved
     uploads = settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)

@@ -80,10 +80,10 @@ def _actor_name(actor: SignedIn | None) -> str:
     return actor.name if actor is not None else "cli"
 
 
-def _allowed(actor: SignedIn | None) -> None:
+def _allowed(factory: sessionmaker[Session], actor: SignedIn | None) -> None:
     # None is the command line, run by the operator (as in accounts.add_user).
     if actor is not None:
-        require(actor, "users.manage")
+        require(factory, actor, "users.manage")
 
 
 def _view(row: ApiToken, account: str) -> TokenView:
@@ -118,7 +118,7 @@ def create_token(factory: sessionmaker[Session], actor: SignedIn | None, account
         StorageError: an unknown or deactivated account, an empty or too long label, or
             a lifetime out of range.
     """
-    _allowed(actor)
+    _allowed(factory, actor)
     label = name.strip()
     if not label:
         raise StorageError("a label for the token", "an empty one",
@@ -154,7 +154,7 @@ def list_tokens(factory: sessionmaker[Session], actor: SignedIn | None, account:
         PermissionDenied: the actor may not manage users.
         StorageError: ``account`` names no user.
     """
-    _allowed(actor)
+    _allowed(factory, actor)
     with transaction(factory) as session:
         query = select(ApiToken, User.name).join(User, User.id == ApiToken.user_id).order_by(User.name, ApiToken.id)
         if account is not None:
@@ -178,7 +178,7 @@ def revoke_token(factory: sessionmaker[Session], actor: SignedIn | None, token_i
         PermissionDenied: the actor may not manage users.
         StorageError: no token has this id.
     """
-    _allowed(actor)
+    _allowed(factory, actor)
     with transaction(factory) as session:
         row = session.get(ApiToken, token_id)
         if row is None:
@@ -195,7 +195,7 @@ def revoke_account_tokens(factory: sessionmaker[Session], actor: SignedIn | None
         PermissionDenied: the actor may not manage users.
         StorageError: ``account`` names no user.
     """
-    _allowed(actor)
+    _allowed(factory, actor)
     now = utcnow()
     with transaction(factory) as session:
         user = _account(session, account)

@@ -120,10 +120,10 @@ def switch_active(session: Session, target: ModelVersion, actor: str, why: str) 
           after={"active": target.name, "why": why})
 
 
-def _actor_name(actor: str | SignedIn) -> str:
+def _actor_name(factory: sessionmaker[Session], actor: str | SignedIn) -> str:
     """A signed-in user must hold ``models.promote``; a plain name is the trusted command line."""
     if isinstance(actor, SignedIn):
-        return require(actor, "models.promote").name
+        return require(factory, actor, "models.promote").name
     return actor
 
 
@@ -134,7 +134,7 @@ def set_active(factory: sessionmaker[Session], name: str, *, actor: str | Signed
     The current active version is retired. A signed-in actor needs the ``models.promote``
     permission (admins); the command line passes its own name.
     """
-    who = _actor_name(actor)
+    who = _actor_name(factory, actor)
     with transaction(factory) as s:
         target = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
         if target is None:
@@ -153,4 +153,4 @@ def set_active(factory: sessionmaker[Session], name: str, *, actor: str | Signed
 
 def rollback(factory: sessionmaker[Session], name: str, *, actor: str | SignedIn = "system") -> VersionView:
     """Make an earlier version active again (the current one is retired), audited."""
-    return set_active(factory, name, actor=actor, why=f"rollback by {_actor_name(actor)}")
+    return set_active(factory, name, actor=actor, why=f"rollback by {_actor_name(factory, actor)}")

@@ -57,7 +57,7 @@ def store_vitals(factory: sessionmaker[Session], user: SignedIn | str | None, fr
     ``user`` is the signed-in dashboard user (who needs ``vitals.upload``), or a plain actor
     name for the command line, whose shell access to the database is the authority.
     """
-    actor = user if isinstance(user, str) else require(user, "vitals.upload").name
+    actor = user if isinstance(user, str) else require(factory, user, "vitals.upload").name
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise IngestError(f"a vitals table with columns {', '.join(COLUMNS)}", f"no {', '.join(missing)}",

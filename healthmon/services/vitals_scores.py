@@ -24,7 +24,7 @@ from healthmon.errors import IngestError
 from healthmon.ingest.columns import alias_key
 from healthmon.ingest.devices import DeviceData, read_device_files
 from healthmon.ingest.vitals_csv import ALIASES
-from healthmon.services.accounts import SignedIn, require
+from healthmon.services.accounts import AuthError, SignedIn, require
 from healthmon.services.patients import recorded_spo2_scale
 from healthmon.vitals.assess import assess_patient, readings_setting
 
@@ -174,7 +174,10 @@ def score_readings(factory: sessionmaker[Session] | None, user: SignedIn | str |
         IngestError: a patient with no readings, a bad setting, scale or lookback.
     """
     if not isinstance(user, str):
-        require(user, "vitals.upload")
+        if factory is None and user is not None:
+            raise AuthError("the database, to check the signed-in caller's account and role", "none given",
+                            "pass the session factory (the command line passes its actor name instead)")
+        require(factory, user, "vitals.upload")
     if setting not in (None, "hospital", "home"):
         raise IngestError("setting hospital or home", repr(setting), "leave it out to preset it from the readings")
     if spo2_scale not in (None, 1, 2):
@@ -234,7 +237,7 @@ def score_upload(factory: sessionmaker[Session], user: SignedIn, *, files: Seque
     Returns:
         :func:`reading_report` with ``stored: False`` and ``patients``: :func:`score_readings` in detail.
     """
-    require(user, "vitals.upload")
+    require(factory, user, "vitals.upload")
     if (files is None) == (readings is None):
         raise IngestError("either device files or readings", "both" if files is not None else "neither",
                           "send one of them")

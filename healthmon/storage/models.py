@@ -57,6 +57,30 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How many times the account was locked since its last successful sign-in (or an admin's
+    # unlock): each lock lasts longer, and the third holds until an admin unlocks it.
+    lockout_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Single sign-on: "<issuer> <subject>" of the provider's account, the only thing that ties a
+    # sign-in to this row (a provider user whose display name matches a local account's does not
+    # become that account). None for local accounts.
+    external_id: Mapped[str | None] = mapped_column(String(400))
+
+    __table_args__ = (Index("uq_users_external_id", "external_id", unique=True),)
+
+
+class SignInFailure(Base):
+    """One refused sign-in from a client address, whatever account it named.
+
+    Kept in the database, not in a process, so every server process behind a load balancer
+    counts the same failures; rows older than the counting window are deleted as new ones come.
+    """
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class AuthSession(Base):
@@ -354,4 +378,20 @@ class AdviceItem(Base):
     decision_note: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LinkRef(Base):
+    """An opaque id standing for a case or a patient in dashboard links.
+
+    Links carry these instead of the note's row number or the patient's identifier, so a browser's
+    history, a proxy log or a Referer header never holds an MRN. Random, not derived from the target.
+    """
+
+    __tablename__ = "link_refs"
+    __table_args__ = (UniqueConstraint("kind", "target", name="uq_link_refs_kind_target"),)
+
+    ref: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -34,6 +34,7 @@ from healthmon.storage.models import (
     User,
     utcnow,
 )
+from healthmon.storage.password_policy import MIN_PASSWORD_LENGTH, check_password_strength  # noqa: F401  (re-exported)
 from healthmon.storage.passwords import hash_password, verify_password  # noqa: F401  (re-exported)
 from healthmon.types import Note, Prediction
 
@@ -65,20 +66,14 @@ def audit(session: Session, actor: str, action: str, entity: str, entity_id: Any
 
 
 # ----------------------------------------------------------------------------- users
-MIN_PASSWORD_LENGTH = 10
-
-
-def check_password_strength(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise StorageError(f"a password of at least {MIN_PASSWORD_LENGTH} characters", f"{len(password)} characters",
-                           "choose a longer password (a passphrase of a few words works well)")
-
-
 def create_user(session: Session, name: str, role: str, password: str = "", *, actor: str = "system") -> User:
-    """A new account. Without a password it cannot sign in (a reviewer known by name only)."""
+    """A new account. Without a password it cannot sign in (a reviewer known by name only).
+
+    A password must pass :func:`healthmon.storage.password_policy.check_password_strength`.
+    """
     name = name.strip()
     if password:
-        check_password_strength(password)
+        check_password_strength(password, [name])
     if not name:
         raise StorageError("a user name", "an empty name", "type the reviewer's name")
     if role not in ROLES:

@@ -17,6 +17,7 @@ from healthmon.services.explanations import explain_case
 from healthmon.services.jobs import KINDS, JobView, cancel, recent_jobs
 from healthmon.types import CaseView, Explanation, IngestReport, Prediction
 from healthmon.ui.resources import get_database
+from healthmon.ui.session import recheck
 
 
 def plain(text: str) -> str:
@@ -222,7 +223,8 @@ def job_status(job: JobView, user: SignedIn | None = None) -> None:
         if user is not None and (user.name == job.created_by or user.can("users.manage")):
             if button.button("Cancel", key=f"cancel-job-{job.id}"):
                 try:
-                    cancel(get_database(), job.id, user)
+                    # Who clicks now, not who opened the page: the session may have ended or the role changed.
+                    cancel(get_database(), job.id, recheck())
                 except HealthmonError as exc:
                     show_error(exc)
         waited = (datetime.now(timezone.utc) - job.created_at).total_seconds()
@@ -237,18 +239,19 @@ def job_status(job: JobView, user: SignedIn | None = None) -> None:
         st.error(plain(f"{label} failed: {job.error}"), icon="🚫")
 
 
-def jobs_panel(kinds: tuple[str, ...], user: SignedIn, *, title: str = "Background jobs", limit: int = 5) -> None:
+def jobs_panel(kinds: tuple[str, ...], *, title: str = "Background jobs", limit: int = 5) -> None:
     """Recent jobs of these kinds from every user, refreshed while any is unfinished."""
     live = any(not job.finished for job in recent_jobs(get_database(), kinds=kinds, limit=limit))
 
     # Poll only while something runs; when the last job ends, one full rerun shows its results.
     @st.fragment(run_every=1.0 if live else None)
     def _panel() -> None:
+        fresh = recheck()  # each poll: a session that ended stops showing the jobs
         jobs = recent_jobs(get_database(), kinds=kinds, limit=limit)
         if jobs:
             st.caption(title)
         for job in jobs:
-            job_status(job, user)
+            job_status(job, fresh)
         if live and all(job.finished for job in jobs):
             st.rerun()
 

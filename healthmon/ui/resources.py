@@ -47,7 +47,7 @@ def get_comparison(first_dir: str, second_dir: str, _user: SignedIn) -> comparis
     """Two versions scored on the first one's test notes, kept per pair of folders (a version folder
     never changes once written). The user is checked by the service on the first call, not keyed:
     every role may view models. Both models are loaded for the call and let go after it."""
-    return comparison.compare_versions(_user, first_dir, second_dir, settings=get_settings())
+    return comparison.compare_versions(_user, first_dir, second_dir, settings=get_settings(), factory=get_database())
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,7 +12,19 @@ from pathlib import Path
 
 from healthmon.config import Settings
 
-APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
+
+def _app_script() -> Path:
+    """The checkout's app.py when running from a checkout (or an editable install), else the copy an
+    installed wheel carries in healthmon/_app with pages/, assets/ and .streamlit/config.toml beside it
+    (setup.py). st.App reads the .streamlit/config.toml beside the script, from any working directory."""
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent
+    if (checkout / "app.py").is_file() and (checkout / "pages").is_dir():
+        return checkout / "app.py"
+    return package / "_app" / "app.py"
+
+
+APP_SCRIPT = _app_script()
 
 
 def create_server_app(settings: Settings | None = None, *, script: Path = APP_SCRIPT):
@@ -21,6 +33,37 @@ def create_server_app(settings: Settings | None = None, *, script: Path = APP_SC
 
     from healthmon.api.app import build_state, service_routes
 
+    from starlette.middleware import Middleware
+
+    from healthmon.ui import web_auth
+
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # app.py builds the navigation (st.navigation); the pages/ folder beside it is only where the
+    # page files live. Until some session has run app.py, Streamlit takes that folder for an old
+    # style multipage app and runs a deep-linked page (a reload of /Case) on its own, without
+    # app.py's navigation and account box. Say so before the first session starts.
+    PagesManager.uses_pages_directory = False
     state = build_state(settings)
-    app = st.App(str(script), routes=service_routes(state))
-    return app
+    routes = web_auth.routes(state.settings, state.factory) + service_routes(state)
+    gate = Middleware(web_auth.PageGate, settings=state.settings, factory=state.factory)
+    return st.App(str(script), routes=routes, middleware=[gate], secrets=streamlit_secrets(state.settings))
+
+
+def streamlit_secrets(settings: Settings) -> dict:
+    """``st.secrets`` for the dashboard: the ``[auth]`` section that ``st.login`` reads, built from
+    healthmon's settings (so a hospital configures single sign-on in one place), when it is set up."""
+    from healthmon.services import web_sessions
+    from healthmon.ui.web_auth import SSO_PROVIDER
+
+    if not web_sessions.sso_configured(settings):
+        return {}
+    if not settings.public_url:
+        raise ValueError("single sign-on needs HEALTHMON_PUBLIC_URL (the address users reach the dashboard at): "
+                         "the provider sends them back to <public_url>/oauth2callback")
+    return {"auth": {
+        "redirect_uri": settings.public_url.rstrip("/") + "/oauth2callback",
+        "cookie_secret": web_sessions.session_secret(settings),
+        SSO_PROVIDER: {"client_id": settings.oidc_client_id, "client_secret": settings.oidc_client_secret,
+                       "server_metadata_url": settings.oidc_metadata_url},
+    }}

@@ -1,0 +1,179 @@
+"""Dashboard sessions that survive a reload: the signed session cookie and single sign-on.
+
+A local sign-in (the ``/signin`` route) creates an ``auth_sessions`` row
+(:func:`healthmon.services.accounts.sign_in`) and puts its token in a signed, HttpOnly cookie;
+every page run reads the cookie back and checks the row, so sign-out, a password change,
+deactivation and the idle and absolute limits end the session in every tab.
+
+A single sign-on (Streamlit's ``st.login`` against the hospital's OpenID Connect provider) is
+tied to a row too: its token is derived from that sign-in's ID-token claims (issuer, subject,
+issued-at, nonce), so a reload finds the same row, while a replayed provider cookie after
+sign-out finds a revoked one and is refused. The role comes from a configured claim through an
+explicit map; nobody gets a default role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthmon.config import Settings
+from healthmon.services.accounts import AuthError, SignedIn, check_session
+from healthmon.storage.db import transaction
+from healthmon.storage.models import AuthSession, User, utcnow
+from healthmon.storage.repository import audit
+
+COOKIE_NAME = "healthmon_session"
+CSRF_COOKIE_NAME = "healthmon_csrf"
+SECRET_FILE = "session-secret"
+#: Most privileged first: a person in several mapped groups gets the strongest role they map to.
+ROLE_ORDER = ("admin", "clinician", "annotator")
+
+
+def session_secret(settings: Settings) -> str:
+    """The cookie-signing key: the setting, else a random key kept in the data folder (0600)."""
+    if settings.session_secret:
+        if len(settings.session_secret) < 32:
+            raise AuthError("a HEALTHMON_SESSION_SECRET of 32 characters or more",
+                            f"{len(settings.session_secret)} characters",
+                            "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        return settings.session_secret
+    path = Path(settings.data_dir) / SECRET_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:  # O_EXCL: two processes starting together keep one key, the second reads the first's
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _signature(value: str, secret: str) -> str:
+    return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def sign_cookie(token: str, secret: str) -> str:
+    """``token.signature``: the session token (nothing else: no name, no role) with its HMAC."""
+    return f"{token}.{_signature(token, secret)}"
+
+
+def read_cookie(value: str | None, secret: str) -> str | None:
+    """The session token in a cookie value, or None when it is missing or its signature is wrong."""
+    if not value or "." not in value:
+        return None
+    token, _, signature = value.rpartition(".")
+    return token if hmac.compare_digest(signature, _signature(token, secret)) else None
+
+
+def cookie_session(factory: sessionmaker[Session], settings: Settings, cookie: str | None) -> SignedIn | None:
+    """The user whose session cookie this is, refreshing its idle timer; None when it is not valid."""
+    token = read_cookie(cookie, session_secret(settings))
+    if token is None:
+        return None
+    try:
+        return check_session(factory, token, settings)
+    except AuthError:
+        return None
+
+
+# ----------------------------------------------------------------------------- single sign-on
+def sso_configured(settings: Settings) -> bool:
+    return bool(settings.oidc_metadata_url and settings.oidc_client_id and settings.oidc_client_secret)
+
+
+def sso_token(claims: Mapping[str, object]) -> str:
+    """The session token of one provider sign-in: the same on every reload, new at each sign-in."""
+    parts = [str(claims.get(k, "")) for k in ("iss", "sub", "iat", "nonce")]
+    if not parts[1] or not parts[2]:
+        raise AuthError("an ID token with `sub` and `iat` claims", "a token without them",
+                        "check the provider's client settings (an OpenID Connect ID token always has both)")
+    return "sso-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def mapped_role(settings: Settings, claims: Mapping[str, object]) -> str | None:
+    """The most privileged role that the configured claim's values map to, or None."""
+    value = claims.get(settings.oidc_role_claim)
+    values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+    roles = {settings.oidc_role_map.get(str(v)) for v in values} - {None}
+    return next((role for role in ROLE_ORDER if role in roles), None)
+
+
+def _display_name(claims: Mapping[str, object]) -> str:
+    for key in ("preferred_username", "email", "name", "sub"):
+        if claims.get(key):
+            return str(claims[key])[:100]
+    return "sso user"
+
+
+def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapping[str, object], *,
+                now: datetime | None = None) -> tuple[SignedIn, bool]:
+    """The healthmon session for a provider sign-in, created at its first page run, and whether
+    it was created just now (the page that asked for the sign-in can then be opened).
+
+    The first sign-in of a person creates their account (named after ``preferred_username`` or
+    ``email``, tied to issuer and subject); each new sign-in sets the role from the claim again.
+    A deactivated account stays refused whatever the provider says.
+
+    Raises:
+        AuthError: the claim maps to no role, the account is deactivated, or this sign-in's
+            session was signed out or has expired (the provider's cookie outlives it).
+    """
+    token = sso_token(claims)
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    now = now or utcnow()
+    with transaction(factory) as session:
+        existing = session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash))
+    if existing is not None:  # a reload: the row's own rules (sign-out, idle, absolute, active)
+        return check_session(factory, token, settings, now=now), False
+    external_id = f"{claims.get('iss', '')} {claims['sub']}"
+    role = mapped_role(settings, claims)
+    with transaction(factory) as session:
+        if role is None:
+            audit(session, _display_name(claims), "auth.refused", "user", "-",
+                  after={"reason": "no mapped role", "claim": settings.oidc_role_claim})
+            refusal = AuthError(f"membership of a group that healthmon maps to a role (claim "
+                                f"`{settings.oidc_role_claim}`)", "none of your groups is mapped",
+                                "ask your healthmon administrator to give your group a role")
+        else:
+            refusal = None
+            user = session.scalar(select(User).where(User.external_id == external_id))
+            if user is None:
+                name = _display_name(claims)
+                if session.scalar(select(User.id).where(User.name == name)) is not None:
+                    name = f"{name} ({str(claims['sub'])[:12]})"  # never take over a local account's name
+                user = User(name=name, role=role, external_id=external_id)
+                session.add(user)
+                session.flush()
+                audit(session, "sso", "user.create", "user", user.id, after={"name": name, "role": role})
+            elif not user.active:
+                audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "deactivated"})
+                refusal = AuthError("an active account", "a deactivated account",
+                                    "ask a healthmon administrator to reactivate it")
+            if refusal is None:
+                if user.role != role:
+                    audit(session, "sso", "user.role", "user", user.id, before={"role": user.role},
+                          after={"role": role})
+                    user.role = role
+                user.last_login_at = now
+                expires = now + timedelta(hours=settings.session_max_hours)
+                session.add(AuthSession(token_hash=token_hash, user_id=user.id, created_at=now, last_seen_at=now,
+                                        expires_at=expires))
+                audit(session, user.name, "auth.sign_in", "user", user.id, after={"method": "sso"})
+                signed_in = SignedIn(user.id, user.name, user.role, token, expires)
+    if refusal is not None:
+        raise refusal
+    return signed_in, True
