@@ -46,10 +46,17 @@ if not patients:
     st.info("No patients yet: score notes that carry a patient id on the Notes page, or store vitals on the Vitals page.")
     st.stop()
 # ?patient=REF: an opaque id, so the address bar, history and proxy logs never hold the identifier.
-linked = resolve_ref(factory, "patient", st.query_params.get("patient", ""))
-default = patients.index(linked) if linked in patients else 0
+asked = st.query_params.get("patient", "")
+linked = resolve_ref(factory, "patient", asked)
+default = patients.index(linked) if linked in patients else None if asked else 0
+if asked and default is None:
+    # Never another patient in place of the one a link asked for: say so and let the clinician pick.
+    st.warning("That patient link is not known here (it may be from before links used opaque ids, or from "
+               "another installation). Pick the patient below.")
 left, middle, right = st.columns([3, 1, 1])
-patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick")
+patient_id = left.selectbox("Patient", patients, index=default, key="patient_pick", placeholder="Choose a patient")
+if patient_id is None:
+    st.stop()
 # Per patient, preset from the readings as the Vitals page does: a ward patient's choice must not
 # carry over to a wearable's readings (NEWS2 without its out-of-setting caveat, office BP
 # thresholds on home readings), nor a home patient's to the ward (no emergency advice drafted).

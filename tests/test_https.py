@@ -221,7 +221,8 @@ def test_proxy_config_sets_headers_forwarding_websocket_and_the_body_limit():
     assert "return 301 https://$host$request_uri;" in text
     for directive in ("proxy_set_header X-Forwarded-Proto $scheme;", "proxy_set_header X-Forwarded-For",
                       "proxy_set_header Upgrade $http_upgrade;", "proxy_set_header Connection $connection_upgrade;",
-                      "location /_stcore/stream", "server 127.0.0.1:8501;", "server_tokens off;"):
+                      "location /_stcore/stream", "server 127.0.0.1:8501;", "server_tokens off;",
+                      "proxy_cookie_flags ~ secure;"):
         assert directive in text, directive
     limit_mib = int(re.search(r"client_max_body_size\s+(\d+)m;", text).group(1))
     upload_mib = tomllib.loads(STREAMLIT_CONF.read_text())["server"]["maxUploadSize"]

@@ -758,3 +758,28 @@ def test_patient_page_drafts_advice_takes_each_decision_and_prepares_the_report(
     assert "partial score" in _texts(both, "caption")  # no consciousness, oxygen, respiration, temperature, BP
     both.selectbox[0].set_value(patient).run()
     assert [r for r in both.radio if r.label == "Setting"][0].value == "hospital"
+
+
+def test_a_patient_link_is_an_opaque_id_and_an_unknown_one_never_opens_another_patient(dash):
+    from healthmon.ingest.vitals_csv import read_vitals_csv
+    from healthmon.services.vitals import store_vitals
+
+    for patient in ("MRN-0001", "MRN-0002"):
+        rows = f"timestamp,patient,pulse,BP,SpO2,resp,temp,AVPU\n2026-03-01 08:00,{patient},80,120/80,97,14,36.8,A\n"
+        store_vitals(dash.factory, "cli", read_vitals_csv(rows.encode(), "w.csv").frame, source="w.csv", fmt="csv",
+                     report={})
+    second = links.link_ref(dash.factory, "patient", "MRN-0002")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["auth_token"] = auth.sign_in(dash.factory, "cli", PASSWORDS["cli"], dash.settings).token
+    at.query_params["patient"] = second
+    at.run()
+    at.switch_page("pages/7_Patient.py").run()
+    assert not at.exception and at.selectbox[0].value == "MRN-0002"  # the link opens that patient
+    assert "MRN" not in str(at.query_params["patient"])
+    # An old-style link (the identifier itself) or a foreign one: a warning and no patient chosen.
+    stale = AppTest.from_file(str(ROOT / "pages" / "7_Patient.py"), default_timeout=120)
+    stale.session_state["auth_token"] = auth.sign_in(dash.factory, "cli", PASSWORDS["cli"], dash.settings).token
+    stale.query_params["patient"] = "MRN-0001"
+    stale.run()
+    assert not stale.exception and "not known here" in _texts(stale, "warning")
+    assert stale.selectbox[0].value is None and not stale.metric

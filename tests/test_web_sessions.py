@@ -179,7 +179,7 @@ def test_a_provider_sign_in_maps_the_claim_to_a_role_and_a_reload_finds_the_same
     assert again.user_id == first.user_id and again.token == first.token and not new
     # Several mapped groups: the most privileged role; a later sign-in takes the provider's new role.
     promoted, _ = web_sessions.sso_session(factory, settings, _claims("u-1", ["hm-annotators", "hm-clinicians"],
-                                                                      iat=2, preferred_username="ann.lee"))
+                                                                      iat=1_800_000_002, preferred_username="ann.lee"))
     assert promoted.user_id == first.user_id and promoted.role == "clinician"
 
 
@@ -239,3 +239,54 @@ def test_links_carry_a_random_reference_that_resolves_to_the_record_and_is_reuse
     assert links.resolve_ref(factory, "case", ref) is None  # a patient's reference never opens a case
     assert links.resolve_ref(factory, "patient", "guess") is None
     assert links.link_ref(factory, "case", 17) != links.link_ref(factory, "case", 18)
+
+
+# ----------------------------------------------------------------------------- review fixes
+def test_an_automatic_poll_checks_the_session_without_keeping_it_alive(site):
+    settings, factory, app = site
+    client = TestClient(app)
+    _sign_in(client)
+    token = web_sessions.read_cookie(client.cookies.get(web_sessions.COOKIE_NAME), web_sessions.session_secret(settings))
+    from datetime import timedelta
+
+    from healthmon.storage.models import utcnow
+
+    later = utcnow() + timedelta(minutes=settings.session_idle_minutes - 1)
+    accounts.check_session(factory, token, settings, now=later, touch=False)  # a poll, one minute before the limit
+    with pytest.raises(AuthError, match="expired"):  # ... did not reset the idle timer
+        accounts.check_session(factory, token, settings, now=later + timedelta(minutes=2))
+
+
+def test_an_empty_or_short_key_file_stops_the_server_instead_of_signing_with_it(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    (settings.data_dir / web_sessions.SECRET_FILE).write_text("")
+    with pytest.raises(AuthError, match="32 characters or more"):
+        web_sessions.session_secret(settings)
+
+
+def test_provider_names_never_take_an_audit_pseudonym_and_unverified_emails_are_not_names(tmp_path):
+    settings = _sso_settings(tmp_path)
+    factory = connect(settings)
+    cli, _ = web_sessions.sso_session(factory, settings, _claims("u-5", ["hm-annotators"], preferred_username="cli"))
+    assert cli.name != "cli" and cli.name.startswith("cli (")
+    typed, _ = web_sessions.sso_session(factory, settings, _claims("u-6", ["hm-annotators"], email="dr.smith@x.org",
+                                                                   name="Pat Lee"))
+    assert typed.name == "Pat Lee"  # the unverified email the person typed is not used
+    verified, _ = web_sessions.sso_session(factory, settings, _claims("u-7", ["hm-annotators"], email="amy@x.org",
+                                                                      email_verified=True))
+    assert verified.name == "amy@x.org"
+
+
+def test_an_old_provider_sign_in_opens_no_new_session_and_the_last_admin_is_kept(tmp_path):
+    settings = _sso_settings(tmp_path)
+    factory = connect(settings)
+    from healthmon.storage.models import utcnow
+
+    now = int(utcnow().timestamp())
+    with pytest.raises(AuthError, match="an older one"):
+        web_sessions.sso_session(factory, settings, _claims("u-8", ["hm-admins"], iat=now - 13 * 3600))
+    boss, _ = web_sessions.sso_session(factory, settings, _claims("u-8", ["hm-admins"], iat=now))
+    assert boss.role == "admin"
+    demoted, _ = web_sessions.sso_session(factory, settings, _claims("u-8", ["hm-annotators"], iat=now + 1))
+    assert demoted.role == "admin"  # the only active admin: a group change does not lock everyone out

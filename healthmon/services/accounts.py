@@ -163,13 +163,15 @@ def sign_in(factory: sessionmaker[Session], name: str, password: str, settings: 
 
 
 def check_session(factory: sessionmaker[Session], token: str | None, settings: Settings, *,
-                  now: datetime | None = None) -> SignedIn:
+                  now: datetime | None = None, touch: bool = True) -> SignedIn:
     """The signed-in user for a token, refreshing its idle timer; AuthError when it has ended.
 
     The role is read afresh each time, so a role change or deactivation applies at once.
+    ``touch=False`` checks without counting as activity: a page's automatic poll must not keep
+    an unattended screen signed in past the idle limit.
     """
     with transaction(factory) as session:
-        outcome = _check(session, token, settings, now or utcnow())
+        outcome = _check(session, token, settings, now or utcnow(), touch=touch)
     if isinstance(outcome, AuthError):
         raise outcome
     return outcome
@@ -271,7 +273,8 @@ def _attempt(session: Session, name: str, password: str, settings: Settings, now
     return SignedIn(user.id, user.name, user.role, token, expires)
 
 
-def _check(session: Session, token: str | None, settings: Settings, now: datetime) -> SignedIn | AuthError:
+def _check(session: Session, token: str | None, settings: Settings, now: datetime, *,
+           touch: bool = True) -> SignedIn | AuthError:
     if not token:
         return AuthError("a signed-in session", "none", "sign in on the home page")
     row = session.scalar(select(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
@@ -285,7 +288,8 @@ def _check(session: Session, token: str | None, settings: Settings, now: datetim
     if user is None or not user.active:
         row.revoked_at = now
         return AuthError("an active account", "a deactivated account", "ask an admin to reactivate it")
-    row.last_seen_at = now
+    if touch:
+        row.last_seen_at = now
     return SignedIn(user.id, user.name, user.role, token, as_utc(row.expires_at))
 
 

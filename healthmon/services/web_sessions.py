@@ -23,10 +23,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
-from healthmon.services.accounts import AuthError, SignedIn, check_session
+from healthmon.errors import StorageError
+from healthmon.services.accounts import AuthError, SignedIn, _guard_last_admin, check_session
 from healthmon.storage.db import transaction
 from healthmon.storage.models import AuthSession, User, utcnow
 from healthmon.storage.repository import audit
@@ -34,31 +36,41 @@ from healthmon.storage.repository import audit
 COOKIE_NAME = "healthmon_session"
 CSRF_COOKIE_NAME = "healthmon_csrf"
 SECRET_FILE = "session-secret"
+MIN_SECRET = 32
+#: Names the audit log uses for itself and the command line: never a provider user's name.
+RESERVED_NAMES = frozenset({"cli", "system", "sso", "api", "worker"})
 #: Most privileged first: a person in several mapped groups gets the strongest role they map to.
 ROLE_ORDER = ("admin", "clinician", "annotator")
 
 
 def session_secret(settings: Settings) -> str:
     """The cookie-signing key: the setting, else a random key kept in the data folder (0600)."""
+    fix = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
     if settings.session_secret:
-        if len(settings.session_secret) < 32:
-            raise AuthError("a HEALTHMON_SESSION_SECRET of 32 characters or more",
-                            f"{len(settings.session_secret)} characters",
-                            "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        if len(settings.session_secret) < MIN_SECRET:
+            raise AuthError(f"a HEALTHMON_SESSION_SECRET of {MIN_SECRET} characters or more",
+                            f"{len(settings.session_secret)} characters", fix)
         return settings.session_secret
     path = Path(settings.data_dir) / SECRET_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:  # O_EXCL: two processes starting together keep one key, the second reads the first's
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place (link fails if the name
+        # exists): a process starting at the same moment never reads a half-written key.
+        temporary = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won; use its key
+        finally:
+            temporary.unlink()
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET:  # an empty or truncated file would let anyone forge a cookie
+        raise AuthError(f"a session key of {MIN_SECRET} characters or more in {path}", f"{len(key)} characters",
+                        f"delete the file (a new key is made at the next start; everyone signs in again), or set "
+                        f"HEALTHMON_SESSION_SECRET: {fix}")
     return key
 
 
@@ -79,13 +91,15 @@ def read_cookie(value: str | None, secret: str) -> str | None:
     return token if hmac.compare_digest(signature, _signature(token, secret)) else None
 
 
-def cookie_session(factory: sessionmaker[Session], settings: Settings, cookie: str | None) -> SignedIn | None:
-    """The user whose session cookie this is, refreshing its idle timer; None when it is not valid."""
+def cookie_session(factory: sessionmaker[Session], settings: Settings, cookie: str | None, *,
+                   touch: bool = True) -> SignedIn | None:
+    """The user whose session cookie this is (refreshing its idle timer unless ``touch=False``);
+    None when it is not valid."""
     token = read_cookie(cookie, session_secret(settings))
     if token is None:
         return None
     try:
-        return check_session(factory, token, settings)
+        return check_session(factory, token, settings, touch=touch)
     except AuthError:
         return None
 
@@ -113,14 +127,22 @@ def mapped_role(settings: Settings, claims: Mapping[str, object]) -> str | None:
 
 
 def _display_name(claims: Mapping[str, object]) -> str:
-    for key in ("preferred_username", "email", "name", "sub"):
+    # An email counts only when the provider says it was verified: an unverified one is whatever
+    # the person typed into their profile.
+    keys = ("preferred_username", "email", "name", "sub") if claims.get("email_verified") else (
+        "preferred_username", "name", "sub")
+    for key in keys:
         if claims.get(key):
             return str(claims[key])[:100]
     return "sso user"
 
 
+def _identity_suffix(external_id: str) -> str:
+    return hashlib.sha256(external_id.encode()).hexdigest()[:8]
+
+
 def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapping[str, object], *,
-                now: datetime | None = None) -> tuple[SignedIn, bool]:
+                now: datetime | None = None, touch: bool = True) -> tuple[SignedIn, bool]:
     """The healthmon session for a provider sign-in, created at its first page run, and whether
     it was created just now (the page that asked for the sign-in can then be opened).
 
@@ -138,7 +160,21 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
     with transaction(factory) as session:
         existing = session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash))
     if existing is not None:  # a reload: the row's own rules (sign-out, idle, absolute, active)
+        return check_session(factory, token, settings, now=now, touch=touch), False
+    issued = claims.get("iat")
+    if isinstance(issued, (int, float)) and now.timestamp() - issued > settings.session_max_hours * 3600:
+        # Streamlit's identity cookie lives 30 days; a sign-in older than a session's whole life
+        # never opens a new one (e.g. a replayed cookie once its session row was purged).
+        raise AuthError(f"a provider sign-in from the last {settings.session_max_hours:g} hours",
+                        "an older one", "sign out and sign in again")
+    try:
+        return _new_sso_session(factory, settings, claims, token_hash, token, now), True
+    except IntegrityError:  # the same sign-in's first run in another tab or server got there first
         return check_session(factory, token, settings, now=now), False
+
+
+def _new_sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapping[str, object],
+                     token_hash: str, token: str, now: datetime) -> SignedIn:
     external_id = f"{claims.get('iss', '')} {claims['sub']}"
     role = mapped_role(settings, claims)
     with transaction(factory) as session:
@@ -153,8 +189,10 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
             user = session.scalar(select(User).where(User.external_id == external_id))
             if user is None:
                 name = _display_name(claims)
-                if session.scalar(select(User.id).where(User.name == name)) is not None:
-                    name = f"{name} ({str(claims['sub'])[:12]})"  # never take over a local account's name
+                if (name.lower() in RESERVED_NAMES or name.startswith("unknown:")
+                        or session.scalar(select(User.id).where(User.name == name)) is not None):
+                    # Never another account's name, nor one the audit log uses for itself.
+                    name = f"{name} ({_identity_suffix(external_id)})"
                 user = User(name=name, role=role, external_id=external_id)
                 session.add(user)
                 session.flush()
@@ -165,9 +203,14 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
                                     "ask a healthmon administrator to reactivate it")
             if refusal is None:
                 if user.role != role:
-                    audit(session, "sso", "user.role", "user", user.id, before={"role": user.role},
-                          after={"role": role})
-                    user.role = role
+                    try:
+                        _guard_last_admin(session, user, role=role)
+                    except StorageError:  # the provider's groups changed; healthmon keeps one admin
+                        role = user.role
+                    else:
+                        audit(session, "sso", "user.role", "user", user.id, before={"role": user.role},
+                              after={"role": role})
+                        user.role = role
                 user.last_login_at = now
                 expires = now + timedelta(hours=settings.session_max_hours)
                 session.add(AuthSession(token_hash=token_hash, user_id=user.id, created_at=now, last_seen_at=now,
@@ -176,4 +219,4 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
                 signed_in = SignedIn(user.id, user.name, user.role, token, expires)
     if refusal is not None:
         raise refusal
-    return signed_in, True
+    return signed_in

@@ -224,7 +224,7 @@ def job_status(job: JobView, user: SignedIn | None = None) -> None:
             if button.button("Cancel", key=f"cancel-job-{job.id}"):
                 try:
                     # Who clicks now, not who opened the page: the session may have ended or the role changed.
-                    cancel(get_database(), job.id, recheck())
+                    cancel(get_database(), job.id, recheck(activity=True))
                 except HealthmonError as exc:
                     show_error(exc)
         waited = (datetime.now(timezone.utc) - job.created_at).total_seconds()

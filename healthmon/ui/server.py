@@ -45,6 +45,9 @@ def create_server_app(settings: Settings | None = None, *, script: Path = APP_SC
     # app.py's navigation and account box. Say so before the first session starts.
     PagesManager.uses_pages_directory = False
     state = build_state(settings)
+    from healthmon.services import web_sessions
+
+    web_sessions.session_secret(state.settings)  # a missing key is made now; a bad one stops the start
     routes = web_auth.routes(state.settings, state.factory) + service_routes(state)
     gate = Middleware(web_auth.PageGate, settings=state.settings, factory=state.factory)
     return st.App(str(script), routes=routes, middleware=[gate], secrets=streamlit_secrets(state.settings))

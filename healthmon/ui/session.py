@@ -22,13 +22,13 @@ from healthmon.ui.resources import get_database, get_settings
 from healthmon.ui.web_auth import NEXT_COOKIE_NAME, safe_next, sign_in_url
 
 
-def _sso_user() -> SignedIn | None:
+def _sso_user(touch: bool) -> SignedIn | None:
     """The session of a single sign-on, from the claims in Streamlit's identity cookie."""
     settings = get_settings()
     if not web_sessions.sso_configured(settings) or not st.user.is_logged_in:
         return None
     try:
-        user, new = web_sessions.sso_session(get_database(), settings, st.user.to_dict())
+        user, new = web_sessions.sso_session(get_database(), settings, st.user.to_dict(), touch=touch)
     except AuthError as exc:
         st.session_state["auth_notice"] = f"Sign-in refused: {exc.found}. {exc.fix[0].upper()}{exc.fix[1:]}."
         return None
@@ -50,23 +50,26 @@ def open_page_asked_for() -> None:
 TOKEN_KEY = "auth_token"
 
 
-def current_user() -> SignedIn | None:
-    """The signed-in user, read afresh from the database on every call; None when signed out."""
+def current_user(*, touch: bool = True) -> SignedIn | None:
+    """The signed-in user, read afresh from the database on every call; None when signed out.
+
+    ``touch=False`` (a fragment's automatic poll) does not count as activity for the idle limit.
+    """
     token = st.session_state.get(TOKEN_KEY)
     if token:
         try:
-            return check_session(get_database(), token, get_settings())
+            return check_session(get_database(), token, get_settings(), touch=touch)
         except AuthError as exc:
             st.session_state.pop(TOKEN_KEY, None)
             st.session_state["auth_notice"] = f"You were signed out: {exc.found}. Sign in again to continue."
             return None
     cookie = st.context.cookies.get(web_sessions.COOKIE_NAME)
     if cookie:
-        user = web_sessions.cookie_session(get_database(), get_settings(), cookie)
+        user = web_sessions.cookie_session(get_database(), get_settings(), cookie, touch=touch)
         if user is not None:
             return user
         st.session_state["auth_notice"] = "Your session has ended (signed out, expired or the account changed)."
-    return _sso_user()
+    return _sso_user(touch)
 
 
 def _redirect(url: str) -> None:
@@ -120,13 +123,14 @@ def require_page(permission: str) -> SignedIn:
     return user
 
 
-def recheck(permission: str | None = None) -> SignedIn:
+def recheck(permission: str | None = None, *, activity: bool = False) -> SignedIn:
     """The session checked again, for a fragment's run or just before an action.
 
     A fragment reruns on its own (a poll, a button inside it) without the page's checks; when the
-    session has ended, the whole app reruns and shows the sign-in instead of the fragment.
+    session has ended, the whole app reruns and shows the sign-in instead of the fragment. Only
+    ``activity=True`` (a click) resets the idle timer: a screen left polling still signs out.
     """
-    user = current_user()
+    user = current_user(touch=activity)
     if user is None or (permission is not None and not user.can(permission)):
         st.rerun(scope="app")
     return user

@@ -120,8 +120,9 @@ def routes(settings: Settings, factory) -> list[Route]:  # noqa: ANN001 (a sessi
         return response
 
     async def submit(request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-            return _no_store(HTMLResponse("Sign-in form too large.", status_code=413))
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:  # a browser's form always says its size
+            return _no_store(HTMLResponse("Sign-in form missing its length or too large.", status_code=413))
         form = await request.form(max_files=0, max_fields=8)
         next_path = safe_next(str(form.get("next") or "/"))
         name, password = str(form.get("name") or ""), str(form.get("password") or "")

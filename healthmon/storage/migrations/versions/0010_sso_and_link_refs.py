@@ -35,5 +35,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("link_refs")
     op.drop_index("uq_users_external_id", table_name="users")
-    with op.batch_alter_table("users") as batch:
+    # SQLite 3.35+ drops a column in place; a rebuild of ``users`` would break its foreign keys.
+    with op.batch_alter_table("users", recreate="never") as batch:
         batch.drop_column("external_id")
