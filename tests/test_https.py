@@ -252,8 +252,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     running.stop()
 
 
-@pytest.mark.slow
-def test_serve_is_not_reachable_from_another_address_of_this_machine(server):
+@pytest.mark.browser  # with the nginx tests: `-m browser -k https` selects what the deployment relies on
+def test_https_the_apps_own_port_is_not_reachable_from_another_address_of_this_machine(server):
     address = non_loopback_ipv4()
     if address is None:
         pytest.skip("this machine has no IPv4 address besides loopback to try the server from")
