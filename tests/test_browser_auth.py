@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from test_https import free_port, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -28,40 +27,10 @@ CHROMIUM = os.environ.get("HEALTHMON_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]
 PASSWORD = "violet kettle rides the ferry 42"
+SERVE = [sys.executable, "-m", "healthmon"]
+#: Nothing runs queued jobs: a job these tests queue stays queued.
+EXTERNAL_WORKER = {"HEALTHMON_WORKER": "external"}
 WAIT = 120_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python -m healthmon serve`` on 127.0.0.1:port, once ``/healthz`` answers (stderr in a log file)."""
-    log = open(data_dir.parent / f"server-{port}.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "healthmon", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "HEALTHMON_DATA_DIR": str(data_dir), "HEALTHMON_WORKER": "external",
-                                 "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    log.seek(0)
-    pytest.fail(f"the server did not start: {log.read()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 def add_accounts(data_dir: Path, **roles: str) -> None:
@@ -90,10 +59,10 @@ def chromium():
 def local_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("browser-auth") / "data"
     add_accounts(data_dir, cli="clinician", ann="annotator", ada="admin")
-    port = free_port()
-    proc = start_server(data_dir, port)
-    yield {"url": f"http://127.0.0.1:{port}", "data_dir": data_dir}
-    stop(proc)
+    server = start_server(SERVE, data_dir=data_dir, cwd=ROOT, log=data_dir.parent / "serve.log",
+                          settings=EXTERNAL_WORKER)
+    yield {"url": server.url, "data_dir": data_dir}
+    server.stop()
 
 
 def fill_sign_in(page, name: str, password: str = PASSWORD) -> None:
@@ -219,9 +188,10 @@ def oidc_server(tmp_path_factory):
         env = {"HEALTHMON_OIDC_METADATA_URL": f"{issuer}/.well-known/openid-configuration",
                "HEALTHMON_OIDC_CLIENT_ID": "healthmon", "HEALTHMON_OIDC_CLIENT_SECRET": "healthmon-test-secret",
                "HEALTHMON_OIDC_ROLE_MAP": ROLE_MAP, "HEALTHMON_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-        proc = start_server(data_dir, port, env)
-        yield {"url": f"http://127.0.0.1:{port}", "issuer": issuer, "data_dir": data_dir}
-        stop(proc)
+        server = start_server(SERVE, data_dir=data_dir, cwd=ROOT, log=work / "serve.log", port=port,
+                              settings={**EXTERNAL_WORKER, **env})
+        yield {"url": server.url, "issuer": issuer, "data_dir": data_dir}
+        server.stop()
     finally:
         provider.terminate()
         provider.wait(timeout=15)

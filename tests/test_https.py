@@ -84,10 +84,14 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start_server(command: list[str], *, data_dir: Path, cwd: Path, log: Path, timeout: float = 240) -> Server:
-    """``<command> serve --port P`` (default host), waited for until ``/healthz`` answers."""
-    port = free_port()
-    env = server_env(data_dir)
+def start_server(command: list[str], *, data_dir: Path, cwd: Path, log: Path, timeout: float = 240,
+                 port: int | None = None, settings: dict[str, str] | None = None) -> Server:
+    """``<command> serve --port P`` (default host), waited for until ``/healthz`` answers.
+
+    ``port``: where it listens (default: a free port); ``settings``: HEALTHMON_* variables to add.
+    """
+    port = port or free_port()
+    env = {**server_env(data_dir), **(settings or {})}
     with log.open("wb") as out:
         process = subprocess.Popen([*command, "serve", "--port", str(port)], cwd=cwd, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)

@@ -99,8 +99,6 @@ def require(factory: sessionmaker[Session], user: SignedIn | None, permission: s
         AuthError: no user, or an account that is deactivated or no longer exists.
         PermissionDenied: the account's current role does not allow ``permission``.
     """
-    if user is None:
-        raise AuthError("a signed-in user", "no session", "sign in on the home page")
     with transaction(factory) as session:
         return require_in(session, user, permission)
 
@@ -129,7 +127,8 @@ def check_role(user: SignedIn, permission: str) -> SignedIn:
     return user
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What ``auth_sessions`` stores of a session token (the token itself stays with the browser)."""
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
@@ -264,12 +263,19 @@ def _attempt(session: Session, name: str, password: str, settings: Settings, now
         return _refuse(session, user.name, user.id, reason, address, now)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    user.failed_logins, user.locked_until, user.lockout_level, user.last_login_at = 0, None, 0, now
-    token = secrets.token_urlsafe(32)
-    expires = now + timedelta(hours=settings.session_max_hours)
-    session.add(AuthSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
-                            expires_at=expires))
+    user.failed_logins, user.locked_until, user.lockout_level = 0, None, 0
+    signed_in = open_session(session, user, secrets.token_urlsafe(32), settings, now)
     audit(session, user.name, "auth.sign_in", "user", user.id, after={"address": address} if address else None)
+    return signed_in
+
+
+def open_session(session: Session, user: User, token: str, settings: Settings, now: datetime) -> SignedIn:
+    """A new ``auth_sessions`` row for ``user`` under ``token`` (a password sign-in's random token,
+    or one derived from a provider sign-in), ending ``session_max_hours`` from now."""
+    user.last_login_at = now
+    expires = now + timedelta(hours=settings.session_max_hours)
+    session.add(AuthSession(token_hash=token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
+                            expires_at=expires))
     return SignedIn(user.id, user.name, user.role, token, expires)
 
 
@@ -277,7 +283,7 @@ def _check(session: Session, token: str | None, settings: Settings, now: datetim
            touch: bool = True) -> SignedIn | AuthError:
     if not token:
         return AuthError("a signed-in session", "none", "sign in on the home page")
-    row = session.scalar(select(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
+    row = session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
     if row is None or row.revoked_at is not None:
         return AuthError("a current session", "a session that was signed out", "sign in again")
     idle_limit = as_utc(row.last_seen_at) + timedelta(minutes=settings.session_idle_minutes)
@@ -299,7 +305,7 @@ def sign_out(factory: sessionmaker[Session], token: str) -> None:
 
 
 def _sign_out(session: Session, token: str) -> None:
-    row = session.scalar(select(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
+    row = session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
         user = session.get(User, row.user_id)
@@ -317,7 +323,7 @@ def _account(session: Session, name: str) -> User:
 def _end_sessions(session: Session, user: User, *, keep: str | None = None) -> None:
     query = update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
     if keep is not None:
-        query = query.where(AuthSession.token_hash != _token_hash(keep))
+        query = query.where(AuthSession.token_hash != token_hash(keep))
     session.execute(query.values(revoked_at=utcnow()))
 
 

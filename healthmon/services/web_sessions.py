@@ -19,7 +19,8 @@ import hmac
 import os
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,7 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from healthmon.config import Settings
 from healthmon.errors import StorageError
-from healthmon.services.accounts import AuthError, SignedIn, _guard_last_admin, check_session
+from healthmon.services.accounts import (
+    AuthError,
+    SignedIn,
+    _guard_last_admin,
+    check_session,
+    open_session,
+    token_hash,
+)
 from healthmon.storage.db import transaction
 from healthmon.storage.models import AuthSession, User, utcnow
 from healthmon.storage.repository import audit
@@ -37,6 +45,7 @@ COOKIE_NAME = "healthmon_session"
 CSRF_COOKIE_NAME = "healthmon_csrf"
 SECRET_FILE = "session-secret"
 MIN_SECRET = 32
+_SECRET_FIX = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 #: Names the audit log uses for itself and the command line: never a provider user's name.
 RESERVED_NAMES = frozenset({"cli", "system", "sso", "api", "worker"})
 #: Most privileged first: a person in several mapped groups gets the strongest role they map to.
@@ -45,13 +54,19 @@ ROLE_ORDER = ("admin", "clinician", "annotator")
 
 def session_secret(settings: Settings) -> str:
     """The cookie-signing key: the setting, else a random key kept in the data folder (0600)."""
-    fix = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
     if settings.session_secret:
         if len(settings.session_secret) < MIN_SECRET:
             raise AuthError(f"a HEALTHMON_SESSION_SECRET of {MIN_SECRET} characters or more",
-                            f"{len(settings.session_secret)} characters", fix)
+                            f"{len(settings.session_secret)} characters", _SECRET_FIX)
         return settings.session_secret
-    path = Path(settings.data_dir) / SECRET_FILE
+    return _file_secret(Path(settings.data_dir).resolve())
+
+
+@lru_cache(maxsize=8)
+def _file_secret(data_dir: Path) -> str:
+    """The key in ``data_dir``, made on first use. Read once per process: every page run and poll
+    checks a cookie, and the key never changes while the server runs (a new one needs a restart)."""
+    path = data_dir / SECRET_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole under a temporary name, then linked into place (link fails if the name
@@ -70,7 +85,7 @@ def session_secret(settings: Settings) -> str:
     if len(key) < MIN_SECRET:  # an empty or truncated file would let anyone forge a cookie
         raise AuthError(f"a session key of {MIN_SECRET} characters or more in {path}", f"{len(key)} characters",
                         f"delete the file (a new key is made at the next start; everyone signs in again), or set "
-                        f"HEALTHMON_SESSION_SECRET: {fix}")
+                        f"HEALTHMON_SESSION_SECRET: {_SECRET_FIX}")
     return key
 
 
@@ -155,12 +170,13 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
             session was signed out or has expired (the provider's cookie outlives it).
     """
     token = sso_token(claims)
-    token_hash = hashlib.sha256(token.encode()).hexdigest()
     now = now or utcnow()
-    with transaction(factory) as session:
-        existing = session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash))
-    if existing is not None:  # a reload: the row's own rules (sign-out, idle, absolute, active)
+    try:  # every page run and poll after the first: the row's own rules (sign-out, idle, absolute, active)
         return check_session(factory, token, settings, now=now, touch=touch), False
+    except AuthError:
+        with transaction(factory) as session:
+            if session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash(token))) is not None:
+                raise  # this sign-in's session existed and has ended: the provider's cookie outlives it
     issued = claims.get("iat")
     if isinstance(issued, (int, float)) and now.timestamp() - issued > settings.session_max_hours * 3600:
         # Streamlit's identity cookie lives 30 days; a sign-in older than a session's whole life
@@ -168,55 +184,45 @@ def sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapp
         raise AuthError(f"a provider sign-in from the last {settings.session_max_hours:g} hours",
                         "an older one", "sign out and sign in again")
     try:
-        return _new_sso_session(factory, settings, claims, token_hash, token, now), True
+        with transaction(factory) as session:
+            outcome = _open_sso_session(session, settings, claims, token, now)
     except IntegrityError:  # the same sign-in's first run in another tab or server got there first
         return check_session(factory, token, settings, now=now), False
+    if isinstance(outcome, AuthError):  # raised only now: the refusal's audit entry is committed
+        raise outcome
+    return outcome, True
 
 
-def _new_sso_session(factory: sessionmaker[Session], settings: Settings, claims: Mapping[str, object],
-                     token_hash: str, token: str, now: datetime) -> SignedIn:
+def _open_sso_session(session: Session, settings: Settings, claims: Mapping[str, object], token: str,
+                      now: datetime) -> SignedIn | AuthError:
     external_id = f"{claims.get('iss', '')} {claims['sub']}"
     role = mapped_role(settings, claims)
-    with transaction(factory) as session:
-        if role is None:
-            audit(session, _display_name(claims), "auth.refused", "user", "-",
-                  after={"reason": "no mapped role", "claim": settings.oidc_role_claim})
-            refusal = AuthError(f"membership of a group that healthmon maps to a role (claim "
-                                f"`{settings.oidc_role_claim}`)", "none of your groups is mapped",
-                                "ask your healthmon administrator to give your group a role")
+    if role is None:
+        audit(session, _display_name(claims), "auth.refused", "user", "-",
+              after={"reason": "no mapped role", "claim": settings.oidc_role_claim})
+        return AuthError(f"membership of a group that healthmon maps to a role (claim `{settings.oidc_role_claim}`)",
+                         "none of your groups is mapped", "ask your healthmon administrator to give your group a role")
+    user = session.scalar(select(User).where(User.external_id == external_id))
+    if user is None:
+        name = _display_name(claims)
+        if (name.lower() in RESERVED_NAMES or name.startswith("unknown:")
+                or session.scalar(select(User.id).where(User.name == name)) is not None):
+            # Never another account's name, nor one the audit log uses for itself.
+            name = f"{name} ({_identity_suffix(external_id)})"
+        user = User(name=name, role=role, external_id=external_id)
+        session.add(user)
+        session.flush()
+        audit(session, "sso", "user.create", "user", user.id, after={"name": name, "role": role})
+    elif not user.active:
+        audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "deactivated"})
+        return AuthError("an active account", "a deactivated account", "ask a healthmon administrator to reactivate it")
+    if user.role != role:
+        try:
+            _guard_last_admin(session, user, role=role)
+        except StorageError:
+            pass  # the provider's groups changed; healthmon keeps one admin
         else:
-            refusal = None
-            user = session.scalar(select(User).where(User.external_id == external_id))
-            if user is None:
-                name = _display_name(claims)
-                if (name.lower() in RESERVED_NAMES or name.startswith("unknown:")
-                        or session.scalar(select(User.id).where(User.name == name)) is not None):
-                    # Never another account's name, nor one the audit log uses for itself.
-                    name = f"{name} ({_identity_suffix(external_id)})"
-                user = User(name=name, role=role, external_id=external_id)
-                session.add(user)
-                session.flush()
-                audit(session, "sso", "user.create", "user", user.id, after={"name": name, "role": role})
-            elif not user.active:
-                audit(session, user.name, "auth.refused", "user", user.id, after={"reason": "deactivated"})
-                refusal = AuthError("an active account", "a deactivated account",
-                                    "ask a healthmon administrator to reactivate it")
-            if refusal is None:
-                if user.role != role:
-                    try:
-                        _guard_last_admin(session, user, role=role)
-                    except StorageError:  # the provider's groups changed; healthmon keeps one admin
-                        role = user.role
-                    else:
-                        audit(session, "sso", "user.role", "user", user.id, before={"role": user.role},
-                              after={"role": role})
-                        user.role = role
-                user.last_login_at = now
-                expires = now + timedelta(hours=settings.session_max_hours)
-                session.add(AuthSession(token_hash=token_hash, user_id=user.id, created_at=now, last_seen_at=now,
-                                        expires_at=expires))
-                audit(session, user.name, "auth.sign_in", "user", user.id, after={"method": "sso"})
-                signed_in = SignedIn(user.id, user.name, user.role, token, expires)
-    if refusal is not None:
-        raise refusal
-    return signed_in
+            audit(session, "sso", "user.role", "user", user.id, before={"role": user.role}, after={"role": role})
+            user.role = role
+    audit(session, user.name, "auth.sign_in", "user", user.id, after={"method": "sso"})
+    return open_session(session, user, token, settings, now)

@@ -30,14 +30,12 @@ APP_SCRIPT = _app_script()
 def create_server_app(settings: Settings | None = None, *, script: Path = APP_SCRIPT):
     """The dashboard and the API in one ASGI app."""
     import streamlit as st
+    from starlette.middleware import Middleware
+    from streamlit.runtime.pages_manager import PagesManager
 
     from healthmon.api.app import build_state, service_routes
-
-    from starlette.middleware import Middleware
-
+    from healthmon.services import web_sessions
     from healthmon.ui import web_auth
-
-    from streamlit.runtime.pages_manager import PagesManager
 
     # app.py builds the navigation (st.navigation); the pages/ folder beside it is only where the
     # page files live. Until some session has run app.py, Streamlit takes that folder for an old
@@ -45,8 +43,6 @@ def create_server_app(settings: Settings | None = None, *, script: Path = APP_SC
     # app.py's navigation and account box. Say so before the first session starts.
     PagesManager.uses_pages_directory = False
     state = build_state(settings)
-    from healthmon.services import web_sessions
-
     web_sessions.session_secret(state.settings)  # a missing key is made now; a bad one stops the start
     routes = web_auth.routes(state.settings, state.factory) + service_routes(state)
     gate = Middleware(web_auth.PageGate, settings=state.settings, factory=state.factory)

@@ -9,7 +9,6 @@ deactivation and role changes take effect on the next click or poll, in every ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 import streamlit as st
@@ -18,6 +17,7 @@ from healthmon.escaping import escape_markdown as plain  # not ui.components: it
 from healthmon.services import web_sessions
 from healthmon.services.accounts import AuthError, SignedIn, check_session, sign_out
 from healthmon.services.links import link_ref
+from healthmon.ui.navigation import PAGES
 from healthmon.ui.resources import get_database, get_settings
 from healthmon.ui.web_auth import NEXT_COOKIE_NAME, safe_next, sign_in_url
 
@@ -107,16 +107,16 @@ def send_to_sign_in() -> None:
         st.stop()
     if notice:
         st.info(plain(notice))
-    st.link_button("Sign in", sign_in_url(_here()), type="primary")
-    _redirect(sign_in_url(_here()))
+    url = sign_in_url(_here())
+    st.link_button("Sign in", url, type="primary")  # shown should the redirect not happen
+    _redirect(url)
 
 
 def require_page(permission: str) -> SignedIn:
     """Stop the page unless someone is signed in with a role allowed ``permission``."""
     user = current_user()
     if user is None:
-        send_to_sign_in()
-        st.stop()
+        send_to_sign_in()  # stops the run
     if not user.can(permission):
         st.error(f"Your role ({user.role}) cannot open this page. Ask an admin if you need it.", icon="🔒")
         st.stop()
@@ -146,27 +146,6 @@ def account_sidebar(user: SignedIn) -> None:
                 st.logout()  # clears Streamlit's identity cookie (and the provider's session, if it can)
                 st.stop()
             _redirect(sign_in_url("/"))
-
-
-@dataclass(frozen=True)
-class PageSpec:
-    path: str
-    title: str
-    icon: str
-    permission: str
-
-
-# The dashboard's pages and who may open each: app.py builds the navigation from this
-# (a role never sees a page it cannot use) and each page checks it again on every run.
-PAGES: dict[str, PageSpec] = {spec.title: spec for spec in (
-    PageSpec("pages/1_Notes.py", "Notes", ":material/description:", "notes.predict"),
-    PageSpec("pages/2_Review.py", "Review", ":material/fact_check:", "cases.review"),
-    PageSpec("pages/3_Case.py", "Case", ":material/article:", "cases.view"),
-    PageSpec("pages/4_Vitals.py", "Vitals", ":material/monitor_heart:", "vitals.upload"),
-    PageSpec("pages/7_Patient.py", "Patient", ":material/assignment_ind:", "advice.decide"),
-    PageSpec("pages/5_Models.py", "Models", ":material/model_training:", "models.view"),
-    PageSpec("pages/6_Admin.py", "Admin", ":material/admin_panel_settings:", "users.manage"),
-)}
 
 
 def page_setup(title: str) -> SignedIn:

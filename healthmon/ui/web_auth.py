@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import html
 import secrets
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from healthmon.config import Settings
 from healthmon.services import accounts, web_sessions
 from healthmon.services.accounts import AuthError
+from healthmon.ui.navigation import PAGES
 
 SIGN_IN_PATH = "/signin"
 SSO_PROVIDER = "hospital"
@@ -32,7 +33,7 @@ NEXT_COOKIE_NAME = "healthmon_next"
 #: Streamlit's identity cookie after a single sign-on; the app checks it on every run.
 STREAMLIT_AUTH_COOKIE = "_streamlit_user"
 #: The dashboard's own page paths (Streamlit serves its index page for these): the gate guards them.
-PAGE_PATHS = frozenset({"/", "/Notes", "/Review", "/Case", "/Vitals", "/Patient", "/Models", "/Admin"})
+PAGE_PATHS = frozenset({"/", *(f"/{title}" for title in PAGES)})
 MAX_FORM_BYTES = 16 * 1024
 
 
@@ -106,7 +107,7 @@ def _form_page(request: Request, settings: Settings, next_path: str, *, error: s
     return response
 
 
-def routes(settings: Settings, factory) -> list[Route]:  # noqa: ANN001 (a sessionmaker)
+def routes(settings: Settings, factory) -> list[Route]:  # factory: the sessionmaker
     """The sign-in routes for ``st.App(routes=...)``."""
 
     async def show(request: Request) -> Response:
@@ -172,7 +173,7 @@ class PageGate:
     their own checks (every page run checks the session again; the API wants a bearer token).
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, factory) -> None:  # noqa: ANN001
+    def __init__(self, app: ASGIApp, settings: Settings, factory) -> None:
         self.app, self.settings, self.factory = app, settings, factory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -190,5 +191,5 @@ class PageGate:
             await self.app(scope, receive, send)
             return
         target = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else "")
-        response = _no_store(RedirectResponse(f"{SIGN_IN_PATH}?next={quote(target, safe='')}", status_code=303))
+        response = _no_store(RedirectResponse(sign_in_url(target), status_code=303))
         await response(scope, receive, send)
